@@ -1,0 +1,97 @@
+# Build / test toolchain for the Mode Interpolation book.
+#   make venv                 create/refresh .venv from requirements.txt (+ kernel "python3")
+#   make executed [SCALE=ci]  execute chapters/*.ipynb with papermill -> _build/executed/$(SCALE)/
+#   make book     [SCALE=ci]  render the executed notebooks with Jupyter Book 1.x (-W -n)
+#   make test                 pytest tests/ + nbval on chapters/ + make book SCALE=ci
+#   make clean                rm -rf _build
+# Every tool runs as $(PY) -m ... (jupyter-book: $(VENV)/bin/jupyter-book); nothing relies on an
+# activated venv or on PATH.
+
+SHELL       := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := book
+
+SCALE   ?= ci
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.stamp
+# jupyter_book 1.x has no __main__ module: run the venv's console script by its path instead.
+JB      := $(VENV)/bin/jupyter-book
+
+CHAPTERS    := $(sort $(wildcard chapters/*.ipynb))
+EXEC_DIR    := _build/executed/$(SCALE)
+EXECUTED    := $(patsubst chapters/%,$(EXEC_DIR)/chapters/%,$(CHAPTERS))
+RESULTS_DIR := $(abspath _build/results/$(SCALE))
+SRC_DIR     := _build/src/$(SCALE)
+JB_OUT      := _build/jb/$(SCALE)
+HTML_DIR    := $(if $(filter ci,$(SCALE)),_build/html,_build/html-$(SCALE))
+NBVAL_RESULTS := $(abspath _build/nbval-results)
+
+# Pages besides the notebooks: the .md files named in _toc.yml (plus intro.md), and references.bib.
+TOC_MD  := $(sort intro.md $(wildcard $(addsuffix .md,$(shell sed -n 's/^[ -]*\(file\|root\): *//p' _toc.yml 2>/dev/null))))
+EXTRAS  := $(wildcard references.bib)
+# Static assets the pages may reference (copied whole if present).
+ASSETS  := $(wildcard _static images figures)
+
+# The kernel "python3" must resolve to the venv's kernelspec, even if the user has one in ~/.local.
+export JUPYTER_PREFER_ENV_PATH := 1
+export PYTHONHASHSEED := 0
+
+.PHONY: venv executed book test test-unit test-nbval clean FORCE
+
+# ---------------------------------------------------------------- environment
+venv: $(STAMP)
+
+# mi_lib/__init__.py: the editable install maps only packages that existed when it ran.
+$(STAMP): requirements.txt pyproject.toml $(wildcard mi_lib/__init__.py)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mode-interpolation)"
+	@$(PY) -c 'import importlib.metadata as m; v = m.version("jupyter-book"); assert v.split(".")[0] == "1", "jupyter-book " + v + " is not 1.x"; print("jupyter-book", v)'
+	touch $@
+
+# ---------------------------------------------------------------- execution
+executed: $(EXECUTED)
+
+# Always re-executed (FORCE): a chapter depends on mi_lib, data and caches, not just on itself.
+# papermill exits non-zero on any cell error, which fails make.
+$(EXEC_DIR)/chapters/%.ipynb: chapters/%.ipynb $(STAMP) FORCE
+	@mkdir -p $(@D) $(RESULTS_DIR)
+	@echo "papermill $< (scale=$(SCALE))"
+	MI_RESULTS_DIR=$(RESULTS_DIR) MPLBACKEND=module://matplotlib_inline.backend_inline \
+	  $(PY) -m papermill $< $@ -p scale $(SCALE) -k python3 --cwd chapters --no-progress-bar
+
+# ---------------------------------------------------------------- book
+book: executed
+	rm -rf $(SRC_DIR)
+	mkdir -p $(SRC_DIR)/chapters
+	cp _config.yml _toc.yml $(SRC_DIR)/
+	cp --parents $(TOC_MD) $(EXTRAS) $(SRC_DIR)/
+	$(if $(ASSETS),cp -r $(ASSETS) $(SRC_DIR)/)
+	cp $(EXECUTED) $(SRC_DIR)/chapters/
+	$(JB) build $(SRC_DIR) --path-output $(JB_OUT) --builder html -W -n --keep-going
+	rm -rf $(HTML_DIR)
+	cp -r $(JB_OUT)/_build/html $(HTML_DIR)
+	@echo "Book: $(abspath $(HTML_DIR))/index.html"
+
+# ---------------------------------------------------------------- tests
+test: test-unit test-nbval
+	$(MAKE) book SCALE=ci
+
+test-unit: $(STAMP)
+	MPLBACKEND=Agg $(PY) -m pytest tests/ -p no:cacheprovider
+
+# Re-runs chapters/*.ipynb and compares against their committed outputs (text only; images skipped).
+test-nbval: $(STAMP)
+	rm -rf $(NBVAL_RESULTS) && mkdir -p $(NBVAL_RESULTS)
+	MI_RESULTS_DIR=$(NBVAL_RESULTS) MPLBACKEND=module://matplotlib_inline.backend_inline \
+	  $(PY) -m pytest --nbval $(CHAPTERS) --nbval-current-env \
+	    --nbval-sanitize-with nbval_sanitize.cfg --nbval-cell-timeout 1800 \
+	    -p no:cacheprovider --ignore=_build --ignore=.venv
+
+clean:
+	rm -rf _build
+
+FORCE:

@@ -1,0 +1,97 @@
+"""On-disk cache for trained models and expensive results, keyed by a hash of their full configuration.
+
+The key hashes the configuration (dataclasses, dicts, numbers, strings, tensors) *and* the source code of
+``mi_lib``, so a changed config or a changed library never returns a stale entry; the stored config is also
+compared on load. Entries are written atomically (temporary file + rename) and always loaded onto the CPU,
+so the same entry serves CPU and GPU sessions; move what you load with ``.to(device)``.
+
+The cache lives in ``$MI_CACHE_DIR`` if set, else ``.mi_cache`` in the current directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+__all__ = ["cache_dir", "config_key", "cached", "code_fingerprint"]
+
+T = TypeVar("T")
+
+
+def cache_dir() -> Path:
+    """The cache folder: ``$MI_CACHE_DIR`` or ``./.mi_cache``."""
+    return Path(os.environ.get("MI_CACHE_DIR", ".mi_cache"))
+
+
+def _canonical(obj: Any) -> Any:
+    """A JSON-able, order-independent form of a configuration."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {"__type__": type(obj).__name__, **{f.name: _canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)}}
+    if isinstance(obj, dict):
+        return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return {"__tensor__": hashlib.sha256(obj.detach().cpu().contiguous().numpy().tobytes()).hexdigest(), "shape": list(obj.shape), "dtype": str(obj.dtype)}
+    if isinstance(obj, float):
+        return repr(obj)  # exact, and distinguishes 1.0 from 1
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    raise TypeError(f"cannot hash a config value of type {type(obj).__name__}: {obj!r}")
+
+
+def code_fingerprint() -> str:
+    """SHA-256 of every ``mi_lib/*.py`` source file: any change to the library invalidates the cache."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def config_key(name: str, config: Any) -> str:
+    """The cache key of ``config`` under ``name``: ``name-<16 hex digits>``."""
+    payload = json.dumps({"name": name, "config": _canonical(config), "code": code_fingerprint()}, sort_keys=True)
+    return f"{name}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
+
+
+def cached(name: str, config: Any, compute: Callable[[], T], *, root: Path | str | None = None, refresh: bool = False) -> T:
+    """Return ``compute()``'s value for ``config``, computing and storing it on a miss.
+
+    The value must be torch-serialisable (tensors, state dicts, numbers, lists, dicts). ``refresh=True``
+    recomputes and overwrites."""
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"cache name must be a plain non-empty file name, got {name!r}")
+    folder = Path(root) if root is not None else cache_dir()
+    key = config_key(name, config)
+    path = folder / f"{key}.pt"
+    expected = json.dumps(_canonical(config), sort_keys=True)
+    if path.exists() and not refresh:
+        entry = torch.load(path, map_location="cpu", weights_only=True)
+        if entry.get("config") == expected and entry.get("code") == code_fingerprint():
+            return entry["value"]
+    value = compute()
+    _store(path, key, {"config": expected, "code": code_fingerprint(), "value": value})
+    # Hand back what a later hit will return (CPU tensors), so a hit and a miss behave the same.
+    return torch.load(path, map_location="cpu", weights_only=True)["value"]
+
+
+def _store(path: Path, key: str, entry: dict) -> None:
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(entry, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

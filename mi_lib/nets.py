@@ -1,0 +1,109 @@
+"""Denoisers. One interface for every network: ``model(x, t) -> eps`` with ``x`` of shape (B, ...) and
+``t`` an integer tensor of shape (B,) in 0..T-1.
+
+:class:`MLPDenoiser` is the official code's low-dimensional network ("Decoder"): an input projection,
+a sinusoidal time embedding, residual blocks that each add a projection of the time embedding, and an
+output projection. The official code builds its blocks as ``[block] * 3`` -- one block applied three
+times, sharing weights. ``tied_blocks=True`` reproduces that; ``False`` gives independent blocks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["MLPConfig", "MLPDenoiser", "sinusoidal_embedding", "shared_timestep"]
+
+
+def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
+    """Transformer-style embedding of integer timesteps. ``t``: (B,) -> (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = t.to(torch.float32)[:, None] * freqs[None, :]
+    emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+    return nn.functional.pad(emb, (0, dim % 2))
+
+
+def shared_timestep(t: int, batch_size: int, device: torch.device | str) -> Tensor:
+    """A (B,) timestep tensor in which every sample has the same ``t``, built as a stride-0 view.
+
+    Networks recognise the stride-0 view and compute the time embedding once instead of B times; the
+    sampler always passes its timesteps this way."""
+    return torch.full((1,), t, dtype=torch.long, device=device).expand(batch_size)
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """Architecture of :class:`MLPDenoiser`. Defaults are the official code's (width 128, 3 tied blocks,
+    LeakyReLU slope 0.02)."""
+
+    data_dim: int = 1
+    width: int = 128
+    depth: int = 3
+    tied_blocks: bool = True
+    time_dim: int = 128
+    negative_slope: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in ("data_dim", "width", "depth", "time_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"MLPConfig.{name} must be a positive int, got {value!r}")
+
+
+class _ResidualBlock(nn.Module):
+    def __init__(self, width: int, time_dim: int, slope: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width)
+        self.fc1 = nn.Linear(width, width, bias=False)
+        self.time_proj = nn.Linear(time_dim, width)
+        self.norm2 = nn.LayerNorm(width)
+        self.fc2 = nn.Linear(width, width, bias=False)
+        self.act = nn.LeakyReLU(slope)
+
+    def forward(self, h: Tensor, t_emb: Tensor) -> Tensor:  # h: (B, width), t_emb: (B or 1, time_dim)
+        z = self.fc1(self.act(self.norm1(h))) + self.time_proj(t_emb)
+        return h + self.fc2(self.act(self.norm2(z)))
+
+
+class MLPDenoiser(nn.Module):
+    """The official low-dimensional denoiser; ``model(x, t) -> eps`` with x: (B, data_dim), t: (B,).
+
+    When all samples share one timestep (``t`` built by :func:`shared_timestep`), the time embedding and
+    its per-block projections are computed for one row and broadcast."""
+
+    def __init__(self, config: MLPConfig = MLPConfig()):
+        super().__init__()
+        if not isinstance(config, MLPConfig):
+            raise TypeError(f"config must be an MLPConfig, got {type(config).__name__}")
+        self.config = config
+        c = config
+        self.sample_shape: tuple[int, ...] = (c.data_dim,)
+        self.in_proj = nn.Linear(c.data_dim, c.width, bias=False)
+        self.time_mlp = nn.Sequential(nn.Linear(c.time_dim, c.time_dim), nn.LeakyReLU(c.negative_slope))
+        n_unique = 1 if c.tied_blocks else c.depth
+        self.blocks = nn.ModuleList(_ResidualBlock(c.width, c.time_dim, c.negative_slope) for _ in range(n_unique))
+        self.out_norm = nn.LayerNorm(c.width)
+        self.out_proj = nn.Linear(c.width, c.data_dim)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        c = self.config
+        if x.dim() != 2 or x.shape[1] != c.data_dim:
+            raise ValueError(f"x must have shape (B, {c.data_dim}), got {tuple(x.shape)}")
+        if t.dim() != 1 or t.shape[0] != x.shape[0]:
+            raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        if t.shape[0] > 1 and t.stride(0) == 0:
+            t = t[:1]  # one timestep for the whole batch: embed it once, broadcast below
+        t_emb = self.time_mlp(sinusoidal_embedding(t, c.time_dim))
+        h = self.in_proj(x)
+        for i in range(c.depth):
+            h = self.blocks[0 if c.tied_blocks else i](h, t_emb)
+        return self.out_proj(self.out_norm(h))

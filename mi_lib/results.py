@@ -1,0 +1,98 @@
+"""Chapter results: the numbers a chapter claims, written to ``results/<chapter>.json`` with how they were
+produced (scale, device, wall time, commit, versions), and printed rounded for the reader (and for nbval).
+
+The folder is ``$MI_RESULTS_DIR`` if set (the Makefile points test runs at ``_build/``), else ``results/``
+at the root of the book (the folder holding ``_toc.yml``), else ``./results``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .runtime import describe_device
+
+__all__ = ["results_dir", "save_results", "format_number", "print_results", "Stopwatch"]
+
+
+def results_dir() -> Path:
+    """Where results JSON files go (see module docstring)."""
+    if "MI_RESULTS_DIR" in os.environ:
+        return Path(os.environ["MI_RESULTS_DIR"])
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").exists():
+            return folder / "results"
+    return here / "results"
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class Stopwatch:
+    """Wall time since creation: ``Stopwatch().seconds``."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def format_number(x: Any, digits: int = 3) -> str:
+    """A number rounded to ``digits`` significant digits, in plain or scientific notation as fits."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    if isinstance(x, int) or x == 0 or not math.isfinite(x):
+        return str(x)
+    exponent = math.floor(math.log10(abs(x)))
+    if -3 <= exponent < 6:
+        return f"{round(x, digits - 1 - exponent):.{max(0, digits - 1 - exponent)}f}"
+    return f"{x:.{digits - 1}e}"
+
+
+def print_results(numbers: dict[str, Any], digits: int = 3) -> None:
+    """Print ``name = value`` lines, numbers rounded to ``digits`` significant digits."""
+    width = max((len(k) for k in numbers), default=0)
+    for key, value in numbers.items():
+        print(f"{key:<{width}} = {format_number(value, digits)}")
+
+
+def save_results(
+    chapter: str, numbers: dict[str, Any], *, scale: str, device: torch.device | str, wall_time_s: float, params: dict[str, Any] | None = None
+) -> Path:
+    """Write ``numbers`` (JSON-able) for ``chapter`` at ``scale`` with provenance; return the file's path.
+
+    The file holds one entry per scale, so a CI-scale run never overwrites paper-scale figures."""
+    path = results_dir() / f"{chapter}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing = json.loads(path.read_text()) if path.exists() else {}
+    existing[scale] = {
+        "numbers": numbers,
+        "params": params or {},
+        "device": describe_device(device),
+        "wall_time_s": round(wall_time_s, 2),
+        "commit": _git_commit(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(existing, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path

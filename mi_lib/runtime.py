@@ -1,0 +1,55 @@
+"""Where code runs: device choice, seeding and progress bars. Notebooks and scripts call these; library
+functions infer their device from their inputs and take explicit seeds instead."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+__all__ = ["default_device", "require_cuda", "seed_everything", "describe_device", "progress_bar"]
+
+
+def default_device() -> torch.device:
+    """The GPU if one is visible, else the CPU. For notebooks and scripts only."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def require_cuda(feature: str) -> torch.device:
+    """The CUDA device, or one clear RuntimeError naming the GPU-only ``feature`` that asked for it."""
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"{feature} needs a CUDA GPU, and torch sees none (torch {torch.__version__})")
+    return torch.device("cuda")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices). For notebooks; library code takes explicit generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def describe_device(device: torch.device | str) -> str:
+    """A human-readable name: the GPU's model, or the CPU with its thread count."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({torch.get_num_threads()} threads, {os.cpu_count()} cores)"
+
+
+@contextmanager
+def progress_bar(total: int, desc: str, disable: bool = False) -> Iterator:
+    """A tqdm bar (a widget in notebooks, text elsewhere). ``MI_PROGRESS=0`` turns all bars off."""
+    from tqdm.auto import tqdm
+
+    disable = disable or os.environ.get("MI_PROGRESS", "1") == "0"
+    bar = tqdm(total=total, desc=desc, disable=disable, leave=False, file=sys.stderr, mininterval=0.5)
+    try:
+        yield bar
+    finally:
+        bar.close()

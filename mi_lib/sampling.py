@@ -1,0 +1,196 @@
+"""Reverse process: ONE loop, many uses.
+
+:func:`reverse_process` is a generator yielding a :class:`ReverseStep` (t, x_t, x0_hat, x_prev) at every
+step; everything else consumes it. :func:`sample` draws final samples in chunks with a progress bar and can,
+in the same pass, record chosen steps and accumulate the Hal statistic (variance of x0_hat over a window of
+steps) without storing trajectories.
+
+Samplers: ``"ddpm"`` ancestral sampling over all T steps with ``variance="large"`` (sigma_t^2 = beta_t, the
+official code's choice) or ``"small"`` (sigma_t^2 = beta tilde_t); ``"ddim"`` over ``steps`` evenly spaced
+timesteps with stochasticity ``eta`` (0 = deterministic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from .metrics import WindowVariance
+from .nets import shared_timestep
+from .schedule import NoiseSchedule
+from .runtime import progress_bar
+
+__all__ = ["ReverseStep", "SampleResult", "reverse_process", "sample", "timesteps", "SAMPLERS"]
+
+SAMPLERS = ("ddpm", "ddim")
+_VARIANCES = ("large", "small")
+
+Denoiser = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass
+class ReverseStep:
+    """One reverse step: the input ``xt`` at timestep ``t``, the network's clean-sample estimate ``x0_hat``
+    from it, and the next state ``x_prev`` (x_{t-1}; after t = 0 it is the final sample)."""
+
+    t: int
+    xt: Tensor
+    x0_hat: Tensor
+    x_prev: Tensor
+
+
+@dataclass
+class SampleResult:
+    """Output of :func:`sample`: final samples (N, ...), Hal (N,) if a window was given, and the recorded
+    steps as {t: (x_t (N, ...), x0_hat (N, ...))} on the CPU."""
+
+    x0: Tensor
+    hal: Tensor | None = None
+    records: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict)
+
+
+def timesteps(T: int, sampler: str = "ddpm", steps: int | None = None) -> list[int]:
+    """The timesteps visited, in reverse order: all of T-1..0 for DDPM, ``steps`` evenly spaced ones for DDIM."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+    if sampler == "ddpm":
+        if steps not in (None, T):
+            raise ValueError(f"ddpm visits all T={T} steps; use sampler='ddim' for steps={steps}")
+        return list(range(T - 1, -1, -1))
+    steps = T if steps is None else steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
+        raise ValueError(f"steps must be an int in 1..T={T}, got {steps!r}")
+    grid = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long().unique()
+    return grid.flip(0).tolist()
+
+
+def _model_device(model: nn.Module | Denoiser) -> torch.device:
+    if isinstance(model, nn.Module):
+        for p in model.parameters():
+            return p.device
+    return torch.device("cpu")
+
+
+@torch.inference_mode()
+def reverse_process(
+    model: Denoiser,
+    schedule: NoiseSchedule,
+    x_T: Tensor,
+    *,
+    sampler: str = "ddpm",
+    variance: str = "large",
+    steps: int | None = None,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> Iterator[ReverseStep]:
+    """Run the reverse process from ``x_T`` (B, ...), yielding a :class:`ReverseStep` per visited timestep.
+
+    ``model(x, t) -> eps``. Noise is drawn from ``generator`` (on x_T's device); no noise is added at the
+    final step. See the module docstring for samplers."""
+    if variance not in _VARIANCES:
+        raise ValueError(f"unknown variance {variance!r}; choose one of {_VARIANCES}")
+    if not 0.0 <= eta:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    ts = timesteps(schedule.T, sampler, steps)
+    sched = schedule.to(x_T.device)
+    var_table = sched.beta if variance == "large" else sched.posterior_variance
+    x = x_T
+    B = x.shape[0]
+    for i, t in enumerate(ts):
+        eps = model(x, shared_timestep(t, B, x.device))
+        x0_hat = sched.x0_from_eps(x, t, eps)
+        if sampler == "ddpm":
+            mean = sched.posterior_mean(x0_hat, x, t)
+            std = var_table[t].sqrt() if t > 0 else None
+        else:
+            ab = sched.alpha_bar[t]
+            ab_prev = sched.alpha_bar[ts[i + 1]] if i + 1 < len(ts) else torch.ones((), device=x.device)
+            sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).clamp_min(0).sqrt()
+            mean = ab_prev.sqrt() * x0_hat + (1 - ab_prev - sigma**2).clamp_min(0).sqrt() * eps
+            std = sigma if (i + 1 < len(ts) and eta > 0) else None
+        x_prev = mean if std is None else mean + std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        yield ReverseStep(t, x, x0_hat, x_prev)
+        x = x_prev
+
+
+def sample(
+    model: Denoiser,
+    schedule: NoiseSchedule,
+    n: int,
+    *,
+    shape: Sequence[int] | None = None,
+    sampler: str = "ddpm",
+    variance: str = "large",
+    steps: int | None = None,
+    eta: float = 0.0,
+    seed: int = 0,
+    chunk_size: int | None = None,
+    hal_window: tuple[int, int] | None = None,
+    record_steps: Sequence[int] = (),
+    progress: bool = True,
+) -> SampleResult:
+    """Draw ``n`` samples from the reverse process, ``chunk_size`` at a time (all at once if None).
+
+    ``shape`` is the per-sample shape (default: ``model.sample_shape``). ``hal_window=(t_lo, t_hi)`` also
+    returns Hal, the variance of x0_hat over steps t_lo..t_hi (the paper's last 10 steps: (0, 9)).
+    ``record_steps`` lists timesteps whose (x_t, x0_hat) are copied to the CPU. Chunk c uses the seed
+    (seed, c), so results depend on ``seed`` and ``chunk_size`` only. Runs on the model's device."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if shape is None:
+        shape = getattr(model, "sample_shape", None)
+        if shape is None:
+            raise ValueError("shape is required for a model without a sample_shape attribute")
+    shape = tuple(shape)
+    chunk = n if chunk_size is None else int(chunk_size)
+    if chunk < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    ts = timesteps(schedule.T, sampler, steps)
+    if hal_window is not None:
+        t_lo, t_hi = hal_window
+        if not 0 <= t_lo <= t_hi < schedule.T:
+            raise ValueError(f"hal_window must satisfy 0 <= t_lo <= t_hi < T={schedule.T}, got {hal_window}")
+        if not any(t_lo <= t <= t_hi for t in ts):
+            raise ValueError(f"no visited timestep falls in hal_window {hal_window}")
+    bad = [t for t in record_steps if t not in ts]
+    if bad:
+        raise ValueError(f"record_steps {bad} are not visited by this sampler")
+
+    device = _model_device(model)
+    if isinstance(model, nn.Module):
+        model.eval()
+    outs, hals = [], []
+    recs: dict[int, tuple[list[Tensor], list[Tensor]]] = {t: ([], []) for t in record_steps}
+    n_chunks = -(-n // chunk)
+    with progress_bar(total=n_chunks * len(ts), desc=f"sampling {n:,}", disable=not progress) as bar:
+        for c in range(n_chunks):
+            b = min(chunk, n - c * chunk)
+            gen = torch.Generator(device=device).manual_seed(_chunk_seed(seed, c))
+            x_T = torch.randn((b, *shape), generator=gen, device=device)
+            hal = WindowVariance(*hal_window) if hal_window is not None else None
+            loop = reverse_process(model, schedule, x_T, sampler=sampler, variance=variance, steps=steps, eta=eta, generator=gen)
+            for k, step in enumerate(loop, start=1):
+                if hal is not None:
+                    hal.update(step.t, step.x0_hat)
+                if step.t in recs:
+                    recs[step.t][0].append(step.xt.cpu())
+                    recs[step.t][1].append(step.x0_hat.cpu())
+                if k % 50 == 0 or k == len(ts):
+                    bar.update(k - (k - 1) // 50 * 50)  # steps since the last update
+                x = step.x_prev
+            outs.append(x.cpu())
+            if hal is not None:
+                hals.append(hal.result().cpu())
+    return SampleResult(
+        x0=torch.cat(outs),
+        hal=torch.cat(hals) if hals else None,
+        records={t: (torch.cat(a), torch.cat(b)) for t, (a, b) in recs.items()},
+    )
+
+
+def _chunk_seed(seed: int, chunk: int) -> int:
+    """A distinct 63-bit seed per (seed, chunk), stable across runs and platforms."""
+    return (int(seed) * 1_000_003 + chunk * 7_919 + 0x5EED) % (2**63 - 1)

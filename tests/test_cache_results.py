@@ -1,0 +1,72 @@
+import json
+import os
+
+import pytest
+import torch
+
+import mi_lib.cache as cache_mod
+from mi_lib import MLPConfig, TrainConfig, cached, config_key, save_results
+from mi_lib.results import format_number
+
+
+def test_cache_hit_miss_and_config_change(tmp_path):
+    calls = []
+
+    def compute(v):
+        calls.append(v)
+        return {"w": torch.full((3,), float(v)), "n": v}
+
+    cfg = {"model": MLPConfig(data_dim=2), "train": TrainConfig(steps=10)}
+    a = cached("m", cfg, lambda: compute(1), root=tmp_path)
+    b = cached("m", cfg, lambda: compute(2), root=tmp_path)
+    assert calls == [1] and torch.equal(a["w"], b["w"]) and b["n"] == 1
+    # any change of the config is a different entry
+    cfg2 = {"model": MLPConfig(data_dim=2), "train": TrainConfig(steps=11)}
+    c = cached("m", cfg2, lambda: compute(3), root=tmp_path)
+    assert calls == [1, 3] and c["n"] == 3
+    assert config_key("m", cfg) != config_key("m", cfg2)
+    # 1 vs 1.0 are different configs
+    assert config_key("m", {"x": 1}) != config_key("m", {"x": 1.0})
+    # atomic writes leave no temporary files
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    # refresh recomputes
+    cached("m", cfg, lambda: compute(4), root=tmp_path, refresh=True)
+    assert calls == [1, 3, 4]
+
+
+def test_cache_is_invalidated_by_code_change(tmp_path, monkeypatch):
+    cached("x", {"a": 1}, lambda: 1, root=tmp_path)
+    monkeypatch.setattr(cache_mod, "code_fingerprint", lambda: "different code")
+    assert cached("x", {"a": 1}, lambda: 2, root=tmp_path) == 2
+
+
+def test_cache_rejects_a_mismatched_entry(tmp_path):
+    cached("x", {"a": 1}, lambda: 1, root=tmp_path)
+    (path,) = tmp_path.glob("x-*.pt")
+    entry = torch.load(path, weights_only=True)
+    entry["config"] = json.dumps({"a": 999})  # as if a hash collision or a hand-edited file
+    torch.save(entry, path)
+    assert cached("x", {"a": 1}, lambda: 2, root=tmp_path) == 2
+
+
+def test_cache_returns_cpu_tensors_and_bad_input(tmp_path):
+    v = cached("t", {}, lambda: torch.ones(2), root=tmp_path)
+    assert v.device.type == "cpu"
+    with pytest.raises(ValueError, match="plain non-empty"):
+        cached("../evil", {}, lambda: 1, root=tmp_path)
+    with pytest.raises(TypeError, match="cannot hash"):
+        config_key("x", {"f": object()})
+
+
+def test_save_results_keeps_each_scale(tmp_path, monkeypatch):
+    monkeypatch.setenv("MI_RESULTS_DIR", str(tmp_path))
+    save_results("ch", {"a": 1.0}, scale="paper", device="cpu", wall_time_s=2.0)
+    path = save_results("ch", {"a": 2.0}, scale="ci", device="cpu", wall_time_s=1.0)
+    data = json.loads(path.read_text())
+    assert data["paper"]["numbers"] == {"a": 1.0} and data["ci"]["numbers"] == {"a": 2.0}
+    assert {"device", "wall_time_s", "commit", "torch", "date"} <= set(data["ci"])
+
+
+@pytest.mark.parametrize("x, text", [(0.123456, "0.123"), (1234.5678, "1230"), (1.5e-7, "1.50e-07"), (3, "3"), (0.0, "0.0"), (12.0, "12.0")])
+def test_format_number(x, text):
+    assert format_number(x) == text

@@ -1,0 +1,142 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mi_lib import NoiseSchedule, ScheduleConfig, WindowVariance, reverse_process, sample, timesteps
+
+
+class ZeroEps(nn.Module):
+    """Predicts eps = 0 everywhere."""
+
+    sample_shape = (2,)
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t):
+        return torch.zeros_like(x)
+
+
+class PointMassEps(nn.Module):
+    """The exact eps-prediction for data that is a point mass at ``c``: eps = (x_t - sqrt(ab) c) / sqrt(1 - ab)."""
+
+    def __init__(self, schedule, c):
+        super().__init__()
+        self.schedule, self.c = schedule, c
+        self.sample_shape = (c.shape[0],)
+
+    def forward(self, x, t):
+        s = self.schedule
+        return (x - s.sqrt_alpha_bar[t][:, None] * self.c) / s.sqrt_one_minus_alpha_bar[t][:, None]
+
+
+def test_golden_two_step_ddpm_loop():
+    """The whole recurrence by hand, T = 2, model eps = 0, fixed-large variance."""
+    s = NoiseSchedule(ScheduleConfig("linear", 2, 0.1, 0.2))
+    b1, b2 = 0.1, 0.2
+    ab1, ab2 = 1 - b1, (1 - b1) * (1 - b2)
+    g = torch.Generator().manual_seed(3)
+    x_T = torch.randn(5, 2, generator=g)
+    steps = list(reverse_process(ZeroEps(), s, x_T, generator=g))
+    g_ref = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 2, generator=g_ref).double()
+    # t = 1 (the second beta): x0_hat = x / sqrt(ab2); posterior mean = c0 x0_hat + ct x
+    x0_hat = x / np.sqrt(ab2)
+    c0 = b2 * np.sqrt(ab1) / (1 - ab2)
+    ct = (1 - ab1) * np.sqrt(1 - b2) / (1 - ab2)
+    x1 = c0 * x0_hat + ct * x + np.sqrt(b2) * torch.randn(5, 2, generator=g_ref).double()
+    # t = 0: posterior mean is x0_hat itself, no noise
+    x0 = x1 / np.sqrt(ab1)
+    assert [st.t for st in steps] == [1, 0]
+    assert torch.allclose(steps[0].x0_hat.double(), x0_hat, atol=1e-6)
+    assert torch.allclose(steps[0].x_prev.double(), x1, atol=1e-6)
+    assert torch.allclose(steps[1].xt, steps[0].x_prev)
+    assert torch.allclose(steps[1].x_prev.double(), x0, atol=1e-5)
+
+
+@pytest.mark.parametrize("sampler, variance, steps, eta", [("ddpm", "large", None, 0.0), ("ddpm", "small", None, 0.0), ("ddim", "large", 20, 0.0), ("ddim", "large", 50, 1.0)])
+def test_exact_model_recovers_point_mass(sampler, variance, steps, eta):
+    s = NoiseSchedule(ScheduleConfig("linear", 200, 1e-3, 0.05))
+    c = torch.tensor([0.7, -1.3])
+    out = sample(PointMassEps(s, c), s, 64, sampler=sampler, variance=variance, steps=steps, eta=eta, seed=1, progress=False)
+    assert torch.allclose(out.x0, c.expand(64, 2), atol=1e-3)
+
+
+def test_determinism_and_chunk_independence():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 2))
+    net.sample_shape = (2,)
+    model = lambda x, t: net(x)
+    s = NoiseSchedule(ScheduleConfig("linear", 30, 1e-3, 0.2))
+    a = sample(net_model := _wrap(net), s, 10, seed=5, chunk_size=5, progress=False).x0
+    b = sample(net_model, s, 10, seed=5, chunk_size=5, progress=False).x0
+    c = sample(net_model, s, 10, seed=6, chunk_size=5, progress=False).x0
+    d = sample(net_model, s, 5, seed=5, chunk_size=5, progress=False).x0
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+    assert torch.equal(a[:5], d)
+
+
+def _wrap(net):
+    class M(nn.Module):
+        sample_shape = (2,)
+
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x, t):
+            return self.net(x) * (1 + t[:, None].float() / 100)
+
+    return M()
+
+
+def test_hal_and_records_agree_with_the_trajectory():
+    torch.manual_seed(0)
+    model = _wrap(nn.Linear(2, 2))
+    s = NoiseSchedule(ScheduleConfig("linear", 40, 1e-3, 0.2))
+    out = sample(model, s, 12, seed=2, hal_window=(0, 9), record_steps=list(range(10)), progress=False)
+    x0_hats = torch.stack([out.records[t][1] for t in range(10)]).double()  # (10, N, 2)
+    expected = x0_hats.var(dim=0, unbiased=False).mean(-1)
+    assert out.hal.shape == (12,)
+    assert torch.allclose(out.hal.double(), expected, rtol=1e-5)
+    # the recorded state at t = 0 feeds the final sample
+    assert out.records[0][0].shape == (12, 2)
+
+
+def test_timesteps():
+    assert timesteps(5) == [4, 3, 2, 1, 0]
+    assert timesteps(1000, "ddim", 10)[0] == 999 and timesteps(1000, "ddim", 10)[-1] == 0
+    assert len(timesteps(1000, "ddim", 10)) == 10
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(n=0), "positive int"),
+        (dict(sampler="euler"), "unknown sampler"),
+        (dict(variance="medium"), "unknown variance"),
+        (dict(steps=10), "use sampler='ddim'"),
+        (dict(sampler="ddim", steps=0), "steps must be"),
+        (dict(sampler="ddim", steps=31), "steps must be"),
+        (dict(hal_window=(0, 30)), "hal_window"),
+        (dict(hal_window=(5, 2)), "hal_window"),
+        (dict(sampler="ddim", steps=3, hal_window=(1, 2)), "no visited timestep"),
+        (dict(record_steps=[45]), "record_steps"),
+        (dict(chunk_size=0), "chunk_size"),
+        (dict(eta=-1.0, sampler="ddim", steps=5), "eta"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    s = NoiseSchedule(ScheduleConfig("linear", 30, 1e-3, 0.2))
+    args = dict(n=4, progress=False) | kwargs
+    n = args.pop("n")
+    with pytest.raises(ValueError, match=match):
+        sample(_wrap(nn.Linear(2, 2)), s, n, **args)
+
+
+def test_shape_required_without_sample_shape():
+    with pytest.raises(ValueError, match="shape is required"):
+        sample(lambda x, t: x, NoiseSchedule(ScheduleConfig("linear", 3, 1e-3, 0.2)), 2, progress=False)
