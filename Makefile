@@ -3,6 +3,8 @@
 #   make executed [SCALE=ci]  execute chapters/*.ipynb with papermill -> _build/executed/$(SCALE)/
 #   make book     [SCALE=ci]  render the executed notebooks with Jupyter Book 1.x (-W -n)
 #   make test                 pytest tests/ + nbval on chapters/ + make book SCALE=ci
+#   make results-table        rebuild the README's results table from results/*.json
+#   make bench                trainer/sampler throughput on this machine
 #   make clean                rm -rf _build
 # Every tool runs as $(PY) -m ... (jupyter-book: $(VENV)/bin/jupyter-book); nothing relies on an
 # activated venv or on PATH.
@@ -22,7 +24,9 @@ JB      := $(VENV)/bin/jupyter-book
 CHAPTERS    := $(sort $(wildcard chapters/*.ipynb))
 EXEC_DIR    := _build/executed/$(SCALE)
 EXECUTED    := $(patsubst chapters/%,$(EXEC_DIR)/chapters/%,$(CHAPTERS))
-RESULTS_DIR := $(abspath _build/results/$(SCALE))
+# Paper-scale runs record their figures in results/ (committed, read by the README's results table);
+# any other scale writes under _build/ so that tests never touch tracked files.
+RESULTS_DIR := $(if $(filter paper,$(SCALE)),$(abspath results),$(abspath _build/results/$(SCALE)))
 SRC_DIR     := _build/src/$(SCALE)
 JB_OUT      := _build/jb/$(SCALE)
 HTML_DIR    := $(if $(filter ci,$(SCALE)),_build/html,_build/html-$(SCALE))
@@ -38,7 +42,7 @@ ASSETS  := $(wildcard _static images figures)
 export JUPYTER_PREFER_ENV_PATH := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: venv executed book test test-unit test-nbval clean FORCE
+.PHONY: venv executed book test test-unit test-nbval results-table bench clean FORCE
 
 # ---------------------------------------------------------------- environment
 venv: $(STAMP)
@@ -90,6 +94,14 @@ test-nbval: $(STAMP)
 	  $(PY) -m pytest --nbval $(CHAPTERS) --nbval-current-env \
 	    --nbval-sanitize-with nbval_sanitize.cfg --nbval-cell-timeout 1800 \
 	    -p no:cacheprovider --ignore=_build --ignore=.venv
+
+# The README's results table, rebuilt from results/*.json (tests fail if the README is out of date).
+results-table: $(STAMP)
+	$(PY) scripts/results_table.py --write README.md
+
+# Throughput of the trainer and sampler on this machine (prints figures; asserts nothing).
+bench: $(STAMP)
+	$(PY) benchmarks/bench.py
 
 clean:
 	rm -rf _build

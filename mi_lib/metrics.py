@@ -14,6 +14,7 @@ from scipy import stats
 from torch import Tensor
 
 from .data import GaussianMixture
+from .schedule import NoiseSchedule
 
 __all__ = [
     "DEFAULT_K",
@@ -21,6 +22,8 @@ __all__ = [
     "out_of_support_mass",
     "WindowVariance",
     "mean_var_zscores",
+    "tv_to_noise",
+    "first_pure_noise_step",
 ]
 
 #: Default support radius in units of sigma: a point farther than 4 sigma from every mode is out of
@@ -117,3 +120,38 @@ def mean_var_zscores(x: Tensor, mean: Tensor, var: Tensor) -> tuple[Tensor, Tens
     z_mean = (m - mean.to(x)) / (v / n).sqrt()
     z_var = (v - var.to(x)) / ((mu4 - v**2) / n).sqrt()
     return z_mean, z_var
+
+
+def tv_to_noise(mixture: GaussianMixture, alpha_bar: float, half_width: float = 8.0, points: int = 2001) -> float:
+    """Total-variation distance between the noised marginal q_t (at ``alpha_bar``) and the prior N(0, I),
+    by quadrature on a regular grid over [-half_width, half_width]^D (D = 1 or 2).
+
+    TV = 1/2 integral |q_t - N(0, I)|: the best possible advantage, over chance, of telling x_t from pure
+    noise. A value below 0.01 means the step carries essentially no information about the data."""
+    if mixture.dim not in (1, 2):
+        raise ValueError(f"tv_to_noise integrates on a grid in 1 or 2 dimensions, got D={mixture.dim}")
+    if points < 3:
+        raise ValueError(f"points must be >= 3, got {points}")
+    axis = torch.linspace(-half_width, half_width, points, dtype=torch.float64)
+    cell = float(axis[1] - axis[0]) ** mixture.dim
+    x = axis[:, None] if mixture.dim == 1 else torch.cartesian_prod(axis, axis)
+    q = mixture.noised(alpha_bar).prob(x)
+    prior = torch.exp(-0.5 * (x * x).sum(1)) / (2 * math.pi) ** (mixture.dim / 2)
+    return 0.5 * float((q - prior).abs().sum()) * cell
+
+
+def first_pure_noise_step(mixture: GaussianMixture, schedule: NoiseSchedule, tol: float = 0.01, **quadrature) -> int:
+    """The first timestep t whose marginal q_t is within total variation ``tol`` of N(0, I), found by
+    bisection (TV to the stationary law never increases along the forward chain). Returns T if none is.
+    Steps t..T-1 are then 'pure noise' for this data."""
+    ab = schedule.alpha_bar_64
+    if tv_to_noise(mixture, float(ab[-1]), **quadrature) >= tol:
+        return schedule.T
+    lo, hi = -1, schedule.T - 1  # invariant: TV(lo) >= tol (or lo = -1), TV(hi) < tol
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if tv_to_noise(mixture, float(ab[mid]), **quadrature) < tol:
+            hi = mid
+        else:
+            lo = mid
+    return hi

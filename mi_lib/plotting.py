@@ -1,0 +1,102 @@
+"""Figures shared by the chapters: one style, histograms against closed-form densities, scatters against
+modes, schedule curves. Every function draws on a given matplotlib Axes and returns it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from torch import Tensor
+
+from .data import GaussianMixture
+from .schedule import NoiseSchedule
+
+__all__ = ["use_book_style", "hist_vs_density", "scatter_vs_modes", "schedule_curves"]
+
+
+def use_book_style() -> None:
+    """Matplotlib defaults for the book: readable sizes, light grid, no top/right spines."""
+    plt.rcParams.update(
+        {
+            "figure.dpi": 100,
+            "savefig.dpi": 150,
+            "figure.figsize": (7.5, 3.6),
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.titlesize": 11,
+            "axes.labelsize": 10,
+            "legend.fontsize": 9,
+            "legend.frameon": False,
+        }
+    )
+
+
+def hist_vs_density(
+    ax: Axes,
+    x: Tensor,
+    density: GaussianMixture | None = None,
+    *,
+    bins: int = 200,
+    x_range: tuple[float, float] | None = None,
+    log: bool = False,
+    label: str = "samples",
+    title: str | None = None,
+) -> Axes:
+    """Density histogram of 1D samples x: (N, 1), with the closed-form pdf of ``density`` on top."""
+    values = x.detach().reshape(-1).double().cpu().numpy()
+    lo, hi = x_range if x_range is not None else (float(values.min()), float(values.max()))
+    ax.hist(values, bins=bins, range=(lo, hi), density=True, alpha=0.55, label=label, log=log)
+    if density is not None:
+        grid = torch.linspace(lo, hi, 2000, dtype=torch.float64)[:, None]
+        ax.plot(grid[:, 0].numpy(), density.prob(grid).numpy(), color="k", lw=1.0, label="true density")
+    ax.set_xlabel("x")
+    ax.set_ylabel("density (log scale)" if log else "density")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def scatter_vs_modes(
+    ax: Axes,
+    x: Tensor,
+    mixture: GaussianMixture | None = None,
+    *,
+    max_points: int = 20_000,
+    color: str | np.ndarray = "C0",
+    title: str | None = None,
+    lim: float | None = None,
+) -> Axes:
+    """Scatter of 2D samples x: (N, 2) (at most ``max_points``), with the mixture's modes as crosses."""
+    pts = x.detach()[:max_points].double().cpu().numpy()
+    c = color[:max_points] if isinstance(color, np.ndarray) else color
+    ax.scatter(pts[:, 0], pts[:, 1], s=1.0, alpha=0.4, c=c, linewidths=0)
+    if mixture is not None:
+        m = mixture.means.numpy()
+        ax.scatter(m[:, 0], m[:, 1], marker="x", s=18, c="k", linewidths=0.8, label="modes")
+    if lim is not None:
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def schedule_curves(axes: tuple[Axes, Axes], schedules: Mapping[str, NoiseSchedule]) -> tuple[Axes, Axes]:
+    """alpha_bar_t (left) and log10 SNR_t (right) against t for several schedules."""
+    left, right = axes
+    for name, s in schedules.items():
+        t = np.arange(s.T)
+        left.plot(t, s.alpha_bar_64.numpy(), label=name)
+        right.plot(t, np.log10(s.snr_64().numpy()), label=name)
+    left.set(xlabel="timestep t", ylabel=r"$\bar\alpha_t$", title=r"signal kept: $\bar\alpha_t$")
+    right.set(xlabel="timestep t", ylabel=r"$\log_{10}$ SNR$_t$", title=r"signal-to-noise ratio $\bar\alpha_t/(1-\bar\alpha_t)$")
+    left.legend()
+    return axes

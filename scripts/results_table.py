@@ -1,0 +1,117 @@
+"""Rebuild the README's results and performance tables from the committed JSON files.
+
+    python scripts/results_table.py                  # print both tables
+    python scripts/results_table.py --write README.md  # replace the marked sections of README.md
+    python scripts/results_table.py --check README.md  # exit 1 if README.md is out of date
+
+Results come from ``results/<chapter>.json`` (written by each chapter; the ``paper`` entry is ours at paper
+scale), performance from ``benchmarks/results/<device>.json`` (written by ``benchmarks/bench.py --json``).
+What the paper or the official code reports is listed below, with its source, never computed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from mi_lib.results import format_number  # noqa: E402
+
+# chapter -> [(key in results JSON, what it measures, the paper's figure or "—" if the paper has none)]
+CLAIMS: dict[str, list[tuple[str, str, str]]] = {
+    "01_forward_process": [
+        ("max_abs_z_moments", "closed-form q_t vs simulation: largest |z| of mean/variance", "— (implicit)"),
+        ("max_rel_score_error", "closed-form score vs autograd: max relative error", "—"),
+        ("pure_noise_share_official_1d", "official schedule: share of steps at pure noise (TV<0.01), 1D", "— (not measured)"),
+        ("pure_noise_share_official_grid", "official schedule: share of steps at pure noise, 2D grid", "— (not measured)"),
+        ("pure_noise_share_standard_grid", "standard 1e-4→0.02: share of steps at pure noise, 2D grid", "—"),
+    ],
+}
+
+# benchmark key -> (what, the official code's figure on one H100 from shared/REFERENCE.md, unit)
+PERF: dict[str, tuple[str, float | None, str]] = {
+    "train_steps_per_s_tied": ("training, official MLP, batch 10k", 235.0, "steps/s"),
+    "sample_1d_s_per_million": ("1D ancestral sampling, 1M samples × 1000 steps", 25.7, "s"),
+    "sample_2d_s_per_million": ("2D ancestral sampling, 1M samples × 1000 steps", 26.0, "s"),
+    "sample_2d_hal_s_per_million": ("2D sampling + streaming Hal (last 10 steps), 1M samples", None, "s"),
+}
+
+MARKERS = {
+    "results": ("<!-- results-table:start -->", "<!-- results-table:end -->"),
+    "performance": ("<!-- performance-table:start -->", "<!-- performance-table:end -->"),
+}
+
+
+def results_table() -> str:
+    lines = [
+        "| chapter | claim | ours (paper scale) | paper | device, wall time, commit |",
+        "|---|---|---|---|---|",
+    ]
+    for chapter, claims in CLAIMS.items():
+        path = ROOT / "results" / f"{chapter}.json"
+        entry = json.loads(path.read_text()).get("paper") if path.exists() else None
+        for key, what, paper in claims:
+            if entry is None:
+                ours, prov = "not yet run at paper scale", "—"
+            else:
+                ours = format_number(entry["numbers"][key])
+                prov = f"{entry['device']}, {entry['wall_time_s']:.0f} s, `{entry['commit']}`"
+            lines.append(f"| {chapter} | {what} | {ours} | {paper} | {prov} |")
+    return "\n".join(lines)
+
+
+def performance_table() -> str:
+    runs = sorted((ROOT / "benchmarks" / "results").glob("*.json"))
+    lines = [
+        "| device | work | ours | official code (H100) | speed-up vs official |",
+        "|---|---|---|---|---|",
+    ]
+    for path in runs:
+        data = json.loads(path.read_text())
+        info, figures = data["info"], data["figures"]
+        for key, (what, official, unit) in PERF.items():
+            ours = figures[key]
+            if official is None:
+                ratio = "—"
+            elif unit == "s":
+                ratio = f"{official / ours:.2f}×"
+            else:
+                ratio = f"{ours / official:.2f}×"
+            off = "—" if official is None else f"{official:g} {unit}"
+            lines.append(f"| {info['device']} (torch {info['torch']}) | {what} | {ours:,.1f} {unit} | {off} | {ratio} |")
+    return "\n".join(lines)
+
+
+def render(readme: str) -> str:
+    for name, table in (("results", results_table()), ("performance", performance_table())):
+        start, end = MARKERS[name]
+        if start not in readme or end not in readme:
+            raise SystemExit(f"README lacks the markers {start} ... {end}")
+        head, rest = readme.split(start, 1)
+        _, tail = rest.split(end, 1)
+        readme = f"{head}{start}\n{table}\n{end}{tail}"
+    return readme
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--write", metavar="README", help="rewrite the marked sections of this file")
+    group.add_argument("--check", metavar="README", help="exit 1 if this file's tables are out of date")
+    args = parser.parse_args()
+    if args.write:
+        path = Path(args.write)
+        path.write_text(render(path.read_text()))
+    elif args.check:
+        path = Path(args.check)
+        if render(path.read_text()) != path.read_text():
+            raise SystemExit(f"{path}'s tables are out of date: run `make results-table`")
+    else:
+        print(results_table(), performance_table(), sep="\n\n")
+
+
+if __name__ == "__main__":
+    main()
