@@ -23,7 +23,7 @@ from mi_lib.results import format_number  # noqa: E402
 # chapter -> [(key in results JSON, what it measures, the paper's figure or "—" if the paper has none)]
 CLAIMS: dict[str, list[tuple[str, str, str]]] = {
     "01_forward_process": [
-        ("max_abs_z_moments", "closed-form q_t vs simulation: largest |z| of mean/variance", "— (implicit)"),
+        ("max_abs_z_moments", "closed-form q_t vs simulation: largest z-score of mean and variance", "— (implicit)"),
         ("max_rel_score_error", "closed-form score vs autograd: max relative error", "—"),
         ("pure_noise_share_official_1d", "official schedule: share of steps at pure noise (TV<0.01), 1D", "— (not measured)"),
         ("pure_noise_share_official_grid", "official schedule: share of steps at pure noise, 2D grid", "— (not measured)"),
@@ -66,7 +66,7 @@ def results_table() -> str:
 def performance_table() -> str:
     runs = sorted((ROOT / "benchmarks" / "results").glob("*.json"))
     lines = [
-        "| device | work | ours | official code (H100) | speed-up vs official |",
+        "| device | work | ours | official code (H100) | ratio to official (H100) |",
         "|---|---|---|---|---|",
     ]
     for path in runs:

@@ -1,0 +1,66 @@
+"""The repository's conventions: one repository URL, chapters that follow the book's rules, a README whose
+tables match the recorded results, and a CI script that runs the README's test command."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+
+
+def _config():
+    return yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def test_one_repository_url():
+    url = _config()["repository"]["url"]
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'Homepage = "{url}"' in pyproject
+    for path in CHAPTERS:
+        sources = "\n".join(c.source for c in nbformat.read(path, 4).cells if c.cell_type == "code")
+        found = set(re.findall(r'REPOSITORY = "([^"]+)"', sources))
+        assert found == {url}, f"{path.name} installs mi_lib from {found}, _config.yml says {url}"
+    assert url in (ROOT / "README.md").read_text()
+
+
+def test_every_chapter_is_in_the_toc():
+    toc = (ROOT / "_toc.yml").read_text()
+    assert CHAPTERS, "no chapters found"
+    for path in CHAPTERS:
+        assert f"chapters/{path.stem}" in toc
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_conventions(path):
+    nb = nbformat.read(path, 4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), "a chapter opens with its title"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    params = code[0]
+    assert "parameters" in params.metadata.get("tags", []), "the first code cell is the papermill parameters cell"
+    assert re.search(r'^scale = "ci"', params.source, re.M), "committed notebooks are at CI scale"
+    assert re.search(r"^seed = \d+", params.source, re.M)
+    assert "find_spec(\"mi_lib\")" in code[1].source, "the second code cell installs mi_lib when it is missing"
+    assert "injected-parameters" not in json.dumps([c.metadata for c in nb.cells]), "commit the notebook without papermill's injected cell"
+    outputs = [o for c in code for o in c.get("outputs", [])]
+    assert outputs, "committed chapters carry their CI-scale outputs"
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert "save_results(" in "\n".join(c.source for c in code), "a chapter records its claims"
+
+
+def test_readme_tables_are_up_to_date():
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "results_table.py"), "--check", str(ROOT / "README.md")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in ci and "make test" in readme
