@@ -3,7 +3,8 @@
 The key hashes the configuration (dataclasses, dicts, numbers, strings, tensors) *and* the source code of
 ``mi_lib``, so a changed config or a changed library never returns a stale entry; the stored config is also
 compared on load. Entries are written atomically (temporary file + rename) and always loaded onto the CPU,
-so the same entry serves CPU and GPU sessions; move what you load with ``.to(device)``.
+so the same entry serves CPU and GPU sessions; move what you load with ``.to(device)``. Whatever
+``compute`` depends on (data seed, sizes, device-independent settings) must be in ``config``.
 
 The cache lives in ``$MI_CACHE_DIR`` if set, else ``.mi_cache`` in the current directory.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -42,7 +44,7 @@ def _canonical(obj: Any) -> Any:
     if isinstance(obj, torch.Tensor):
         return {"__tensor__": hashlib.sha256(obj.detach().cpu().contiguous().numpy().tobytes()).hexdigest(), "shape": list(obj.shape), "dtype": str(obj.dtype)}
     if isinstance(obj, float):
-        return repr(obj)  # exact, and distinguishes 1.0 from 1
+        return {"__float__": repr(obj)}  # exact; distinct from the int 1 and from the string "1.0"
     if obj is None or isinstance(obj, (bool, int, str)):
         return obj
     raise TypeError(f"cannot hash a config value of type {type(obj).__name__}: {obj!r}")
@@ -79,18 +81,25 @@ def cached(name: str, config: Any, compute: Callable[[], T], *, root: Path | str
         if entry.get("config") == expected and entry.get("code") == code_fingerprint():
             return entry["value"]
     value = compute()
-    _store(path, key, {"config": expected, "code": code_fingerprint(), "value": value})
-    # Hand back what a later hit will return (CPU tensors), so a hit and a miss behave the same.
-    return torch.load(path, map_location="cpu", weights_only=True)["value"]
+    buffer = io.BytesIO()
+    torch.save({"config": expected, "code": code_fingerprint(), "value": value}, buffer)
+    try:  # refuse to store what a later hit could not load
+        entry = torch.load(io.BytesIO(buffer.getvalue()), map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise TypeError(f"cached values must be tensors, numbers, strings, lists or dicts of them: {err}") from err
+    _store(path, key, buffer.getvalue())
+    return entry["value"]  # what a later hit returns (CPU tensors), so a hit and a miss behave the same
 
 
-def _store(path: Path, key: str, entry: dict) -> None:
+def _store(path: Path, key: str, payload: bytes) -> None:
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(entry, f)
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

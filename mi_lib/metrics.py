@@ -60,14 +60,16 @@ def out_of_support_mass(mixture: GaussianMixture, k: float = DEFAULT_K) -> float
     if bool((dist < radius[:, None] + radius[None, :])[off_diag].any()):
         raise ValueError(f"the {k:g}-sigma balls around the modes overlap; choose a smaller k")
     D = mixture.dim
-    inside = 0.0
+    outside = 0.0
     for i in range(mixture.n_modes):
+        # P(outside every ball | component i) = P(outside its own ball) - P(inside another ball);
+        # the survival function keeps full precision far in the tail.
+        p = float(stats.chi2.sf(float((radius[i] / s[i]) ** 2), D))
         for j in range(mixture.n_modes):
-            x = float((radius[j] / s[i]) ** 2)
-            nc = float((dist[i, j] / s[i]) ** 2)
-            p = stats.chi2.cdf(x, D) if nc == 0.0 else stats.ncx2.cdf(x, D, nc)
-            inside += float(w[i]) * float(p)
-    return max(0.0, 1.0 - inside)
+            if j != i:
+                p -= float(stats.ncx2.cdf(float((radius[j] / s[i]) ** 2), D, float((dist[i, j] / s[i]) ** 2)))
+        outside += float(w[i]) * p
+    return max(0.0, outside)
 
 
 class WindowVariance:
@@ -122,14 +124,16 @@ def mean_var_zscores(x: Tensor, mean: Tensor, var: Tensor) -> tuple[Tensor, Tens
     return z_mean, z_var
 
 
-def tv_to_noise(mixture: GaussianMixture, alpha_bar: float, half_width: float = 8.0, points: int = 2001) -> float:
+def tv_to_noise(mixture: GaussianMixture, alpha_bar: float, half_width: float = 8.0, points: int | None = None) -> float:
     """Total-variation distance between the noised marginal q_t (at ``alpha_bar``) and the prior N(0, I),
-    by quadrature on a regular grid over [-half_width, half_width]^D (D = 1 or 2).
+    by quadrature on a regular grid over [-half_width, half_width]^D (D = 1 or 2) with ``points`` per axis
+    (default 2001 in 1D, 401 in 2D).
 
     TV = 1/2 integral |q_t - N(0, I)|: the best possible advantage, over chance, of telling x_t from pure
     noise. A value below 0.01 means the step carries essentially no information about the data."""
     if mixture.dim not in (1, 2):
         raise ValueError(f"tv_to_noise integrates on a grid in 1 or 2 dimensions, got D={mixture.dim}")
+    points = points if points is not None else (2001 if mixture.dim == 1 else 401)
     if points < 3:
         raise ValueError(f"points must be >= 3, got {points}")
     axis = torch.linspace(-half_width, half_width, points, dtype=torch.float64)

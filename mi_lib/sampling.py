@@ -12,6 +12,7 @@ timesteps with stochasticity ``eta`` (0 = deterministic).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -63,8 +64,8 @@ def timesteps(T: int, sampler: str = "ddpm", steps: int | None = None) -> list[i
     steps = T if steps is None else steps
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
         raise ValueError(f"steps must be an int in 1..T={T}, got {steps!r}")
-    grid = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long().unique()
-    return grid.flip(0).tolist()
+    grid = torch.linspace(T - 1, 0, steps, dtype=torch.float64).round().long().unique_consecutive()
+    return grid.tolist()
 
 
 def _model_device(model: nn.Module | Denoiser) -> torch.device:
@@ -94,6 +95,10 @@ def reverse_process(
         raise ValueError(f"unknown variance {variance!r}; choose one of {_VARIANCES}")
     if not 0.0 <= eta:
         raise ValueError(f"eta must be >= 0, got {eta}")
+    if sampler == "ddpm" and eta != 0.0:
+        raise ValueError("eta applies to sampler='ddim' only")
+    if sampler == "ddim" and variance != "large":
+        raise ValueError("variance applies to sampler='ddpm' only (DDIM's noise is set by eta)")
     ts = timesteps(schedule.T, sampler, steps)
     sched = schedule.to(x_T.device)
     var_table = sched.beta if variance == "large" else sched.posterior_variance
@@ -106,11 +111,12 @@ def reverse_process(
             mean = sched.posterior_mean(x0_hat, x, t)
             std = var_table[t].sqrt() if t > 0 else None
         else:
-            ab = sched.alpha_bar[t]
-            ab_prev = sched.alpha_bar[ts[i + 1]] if i + 1 < len(ts) else torch.ones((), device=x.device)
-            sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).clamp_min(0).sqrt()
-            mean = ab_prev.sqrt() * x0_hat + (1 - ab_prev - sigma**2).clamp_min(0).sqrt() * eps
-            std = sigma if (i + 1 < len(ts) and eta > 0) else None
+            # float64 host scalars: the official schedule's alpha_bar underflows float32 near t = T-1
+            ab = float(schedule.alpha_bar_64[t])
+            ab_prev = float(schedule.alpha_bar_64[ts[i + 1]]) if i + 1 < len(ts) else 1.0
+            sigma = eta * math.sqrt(max(0.0, (1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)))
+            mean = math.sqrt(ab_prev) * x0_hat + math.sqrt(max(0.0, 1 - ab_prev - sigma**2)) * eps
+            std = sigma if (i + 1 < len(ts) and sigma > 0) else None
         x_prev = mean if std is None else mean + std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         yield ReverseStep(t, x, x0_hat, x_prev)
         x = x_prev
@@ -137,7 +143,8 @@ def sample(
     ``shape`` is the per-sample shape (default: ``model.sample_shape``). ``hal_window=(t_lo, t_hi)`` also
     returns Hal, the variance of x0_hat over steps t_lo..t_hi (the paper's last 10 steps: (0, 9)).
     ``record_steps`` lists timesteps whose (x_t, x0_hat) are copied to the CPU. Chunk c uses the seed
-    (seed, c), so results depend on ``seed`` and ``chunk_size`` only. Runs on the model's device."""
+    (seed, c), so results depend on ``seed`` and ``chunk_size`` only. Runs on the model's device and leaves
+    the model in eval mode."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     if shape is None:

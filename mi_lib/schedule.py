@@ -71,6 +71,13 @@ def _betas_float64(cfg: ScheduleConfig) -> Tensor:
     return (1 - f[1:] / f[:-1]).clamp(max=cfg.max_beta)
 
 
+def _normalise(device: torch.device) -> torch.device:
+    """'cuda' and 'cuda:0' name the same device: key copies by the explicit index."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def broadcast_to(coef: Tensor, x: Tensor) -> Tensor:
     """View a per-sample coefficient of shape (B,) (or (1,)/scalar) as (B, 1, ..., 1) to broadcast against
     ``x`` of shape (B, ...). One helper serves (B, 1), (B, 2) and (B, C, H, W)."""
@@ -95,7 +102,7 @@ class NoiseSchedule:
             raise TypeError(f"config must be a ScheduleConfig or preset name, got {type(config).__name__}")
         self.config = config
         self.T = config.T
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.device = _normalise(torch.device(device) if device is not None else torch.device("cpu"))
 
         beta = _betas_float64(config)
         alpha = 1 - beta
@@ -127,9 +134,7 @@ class NoiseSchedule:
 
     def to(self, device: torch.device | str) -> NoiseSchedule:
         """The same schedule on ``device`` (built once per device, then reused)."""
-        device = torch.device(device)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
+        device = _normalise(torch.device(device))
         if device not in self._copies:
             copy = NoiseSchedule(self.config, device)
             copy._copies = self._copies

@@ -81,7 +81,6 @@ def train(
     model.to(device).train()
     sched = schedule.to(device)
     gen = torch.Generator(device=device).manual_seed(config.seed)
-    torch.manual_seed(config.seed)  # nothing in the loop draws from it; keeps any dropout reproducible
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.adam_betas)
     ema = copy.deepcopy(model).eval().requires_grad_(False) if config.ema_decay is not None else None
     n, b = data.shape[0], min(config.batch_size, data.shape[0])

@@ -49,6 +49,18 @@ def test_cache_rejects_a_mismatched_entry(tmp_path):
     assert cached("x", {"a": 1}, lambda: 2, root=tmp_path) == 2
 
 
+def test_cache_keys_distinguish_types(tmp_path):
+    assert config_key("m", {"x": 1.0}) != config_key("m", {"x": "1.0"})
+    assert cached("m", {"x": 1.0}, lambda: "float", root=tmp_path) == "float"
+    assert cached("m", {"x": "1.0"}, lambda: "str", root=tmp_path) == "str"
+
+
+def test_cache_refuses_values_it_could_not_reload(tmp_path):
+    with pytest.raises(TypeError, match="cached values must be"):
+        cached("m", {}, lambda: MLPConfig(), root=tmp_path)
+    assert not list(tmp_path.glob("*.pt"))  # nothing half-usable was written
+
+
 def test_cache_returns_cpu_tensors_and_bad_input(tmp_path):
     v = cached("t", {}, lambda: torch.ones(2), root=tmp_path)
     assert v.device.type == "cpu"

@@ -18,6 +18,8 @@ def test_out_of_support_mass_exact():
     # one mode: P(|Z| > k) = erfc(k / sqrt 2) in 1D, exp(-k^2/2) in 2D
     assert out_of_support_mass(GaussianMixture([0.0], 1.0), 2.0) == pytest.approx(math.erfc(2 / math.sqrt(2)), rel=1e-9)
     assert out_of_support_mass(GaussianMixture([[0.0, 0.0]], 0.5), 3.0) == pytest.approx(math.exp(-4.5), rel=1e-9)
+    # far in the tail the survival function keeps precision
+    assert out_of_support_mass(GaussianMixture([0.0], 1.0), 8.0) == pytest.approx(math.erfc(8 / math.sqrt(2)), rel=1e-6)
     # three far-apart 1D modes: same as one
     assert out_of_support_mass(mixture_1d(), 4.0) == pytest.approx(math.erfc(4 / math.sqrt(2)), rel=1e-9)
 

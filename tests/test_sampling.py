@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from mi_lib import NoiseSchedule, ScheduleConfig, WindowVariance, reverse_process, sample, timesteps
+from mi_lib import NoiseSchedule, ScheduleConfig, mean_var_zscores, reverse_process, sample, timesteps
 
 
 class ZeroEps(nn.Module):
@@ -64,11 +64,9 @@ def test_exact_model_recovers_point_mass(sampler, variance, steps, eta):
     assert torch.allclose(out.x0, c.expand(64, 2), atol=1e-3)
 
 
-def test_determinism_and_chunk_independence():
+def test_determinism_and_per_chunk_seeds():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(2, 2))
-    net.sample_shape = (2,)
-    model = lambda x, t: net(x)
     s = NoiseSchedule(ScheduleConfig("linear", 30, 1e-3, 0.2))
     a = sample(net_model := _wrap(net), s, 10, seed=5, chunk_size=5, progress=False).x0
     b = sample(net_model, s, 10, seed=5, chunk_size=5, progress=False).x0
@@ -106,8 +104,45 @@ def test_hal_and_records_agree_with_the_trajectory():
     assert out.records[0][0].shape == (12, 2)
 
 
+@pytest.mark.parametrize("sampler, variance, steps, eta, preserves", [
+    ("ddpm", "small", None, 0.0, True),
+    ("ddim", "large", None, 0.0, True),
+    ("ddim", "large", None, 1.0, True),
+    ("ddpm", "large", None, 0.0, False),
+])
+def test_exact_model_follows_the_true_marginals(sampler, variance, steps, eta, preserves):
+    """With the exact eps of point-mass data, the true posterior (DDPM fixed-small, DDIM any eta) keeps every
+    x_t distributed as q_t = N(sqrt(ab) c, (1 - ab) I); fixed-large variance over-disperses the middle steps."""
+    s = NoiseSchedule(ScheduleConfig("linear", 100, 1e-3, 0.1))
+    c = torch.tensor([0.7, -1.3])
+    g = torch.Generator().manual_seed(0)
+    n, T = 20_000, s.T
+    ab = s.alpha_bar_64
+    x_T = ab[T - 1].sqrt().float() * c + (1 - ab[T - 1]).sqrt().float() * torch.randn(n, 2, generator=g)
+    worst = 0.0
+    for step in reverse_process(PointMassEps(s, c), s, x_T, sampler=sampler, variance=variance, steps=steps, eta=eta, generator=g):
+        if step.t in (80, 50, 20, 5, 1):
+            t = step.t
+            zm, zv = mean_var_zscores(step.xt, ab[t].sqrt() * c.double(), (1 - ab[t]).expand(2))
+            worst = max(worst, zm.abs().max().item(), zv.abs().max().item())
+    if preserves:
+        assert worst < 5, worst
+    else:
+        assert worst > 20, worst
+
+
+def test_ddim_is_finite_where_float32_alpha_bar_underflows():
+    s = NoiseSchedule("official")  # alpha_bar < 1e-45 for t >= ~980: zero in float32
+    c = torch.tensor([0.7, -1.3])
+    for steps in (1000, 100):
+        out = sample(PointMassEps(s, c), s, 8, sampler="ddim", steps=steps, progress=False)
+        assert torch.allclose(out.x0, c.expand(8, 2), atol=1e-4)
+
+
 def test_timesteps():
     assert timesteps(5) == [4, 3, 2, 1, 0]
+    assert timesteps(1000, "ddim", 1) == [999]  # one step starts from noise, not from t = 0
+    assert timesteps(10, "ddim", 10) == list(range(9, -1, -1))
     assert timesteps(1000, "ddim", 10)[0] == 999 and timesteps(1000, "ddim", 10)[-1] == 0
     assert len(timesteps(1000, "ddim", 10)) == 10
 
@@ -127,6 +162,8 @@ def test_timesteps():
         (dict(record_steps=[45]), "record_steps"),
         (dict(chunk_size=0), "chunk_size"),
         (dict(eta=-1.0, sampler="ddim", steps=5), "eta"),
+        (dict(eta=0.5), "eta applies"),
+        (dict(sampler="ddim", steps=5, variance="small"), "variance applies"),
     ],
 )
 def test_bad_input(kwargs, match):

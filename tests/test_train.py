@@ -33,6 +33,16 @@ def test_training_is_deterministic_and_ema_lags():
     assert all(torch.isfinite(p).all() for p in ema.parameters())
 
 
+def test_ema_update_rule():
+    """After one step the EMA is decay * init + (1 - decay) * model."""
+    torch.manual_seed(0)
+    net = MLPDenoiser(SMALL)
+    init = [p.detach().clone() for p in net.parameters()]
+    r = train(net, _data(), NoiseSchedule("official"), TrainConfig(steps=1, batch_size=256, ema_decay=0.9), progress=False)
+    for p0, p, pe in zip(init, r.model.parameters(), r.ema_model.parameters()):
+        assert torch.allclose(pe, 0.9 * p0 + 0.1 * p, atol=1e-6)
+
+
 def test_loss_is_per_sample():
     s = NoiseSchedule("official")
     net = MLPDenoiser(SMALL)
