@@ -8,6 +8,7 @@ detector can be scored against them honestly.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from scipy import stats
@@ -24,6 +25,11 @@ __all__ = [
     "mean_var_zscores",
     "tv_to_noise",
     "first_pure_noise_step",
+    "gap_mass",
+    "true_gap_mass",
+    "ModeSegments",
+    "mode_segments",
+    "nearest_segment",
 ]
 
 #: Default support radius in units of sigma: a point farther than 4 sigma from every mode is out of
@@ -159,3 +165,104 @@ def first_pure_noise_step(mixture: GaussianMixture, schedule: NoiseSchedule, tol
         else:
             lo = mid
     return hi
+
+
+# ---------------------------------------------------------------------------------------- gaps (1D)
+def _gap_bounds(mixture: GaussianMixture, k: float) -> tuple[Tensor, Tensor]:
+    """Edges (lo, hi) of the K-1 gaps between neighbouring 1D modes, sorted: (mu_i + k s_i, mu_{i+1} - k s_{i+1})."""
+    if mixture.dim != 1:
+        raise ValueError(f"gaps are defined for 1D mixtures, got D={mixture.dim}")
+    if mixture.n_modes < 2:
+        raise ValueError("a mixture needs at least two modes to have a gap")
+    order = torch.argsort(mixture.means[:, 0])
+    mu, s = mixture.means[order, 0], mixture.sigma[order]
+    lo, hi = mu[:-1] + k * s[:-1], mu[1:] - k * s[1:]
+    if bool((hi <= lo).any()):
+        raise ValueError(f"neighbouring {k:g}-sigma intervals overlap; choose a smaller k")
+    return lo, hi
+
+
+def gap_mass(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K) -> Tensor:
+    """Share of samples in each gap between neighbouring modes of a 1D mixture (farther than k sigma from
+    both; modes sorted by position). x: (N, 1) -> (K-1,) float64. Mass in the outer tails is not counted."""
+    lo, hi = _gap_bounds(mixture, _check_k(k))
+    if x.dim() != 2 or x.shape[1] != 1:
+        raise ValueError(f"x must have shape (N, 1), got {tuple(x.shape)}")
+    v = x[:, 0].to(torch.float64).cpu()
+    return ((v[:, None] > lo) & (v[:, None] < hi)).to(torch.float64).mean(0)
+
+
+def true_gap_mass(mixture: GaussianMixture, k: float = DEFAULT_K) -> Tensor:
+    """The mixture's own probability of each gap of :func:`gap_mass`, exactly (normal CDFs): (K-1,) float64."""
+    lo, hi = _gap_bounds(mixture, _check_k(k))
+    mu, s, w = mixture.means[:, 0].numpy(), mixture.sigma.numpy(), mixture.weights.numpy()
+    out = [
+        sum(float(wc) * (stats.norm.cdf(float(b), mc, sc) - stats.norm.cdf(float(a), mc, sc)) for mc, sc, wc in zip(mu, s, w))
+        for a, b in zip(lo.tolist(), hi.tolist())
+    ]
+    return torch.tensor(out, dtype=torch.float64)
+
+
+# ---------------------------------------------------------------------------------------- segments (2D)
+@dataclass(frozen=True)
+class ModeSegments:
+    """The straight segments between pairs of modes that pass no third mode (within ``clearance`` sigma).
+
+    pairs: (M, 2) mode indices; length: (M,); order: (M,) rank of the length among the distinct lengths
+    (1 = nearest neighbours, 2 = the next shortest, ...); angle: (M,) direction in degrees in [0, 180)."""
+
+    pairs: Tensor
+    length: Tensor
+    order: Tensor
+    angle: Tensor
+
+
+def mode_segments(mixture: GaussianMixture, clearance: float = DEFAULT_K, rtol: float = 1e-6) -> ModeSegments:
+    """All 'visible' mode pairs of a mixture: the segment i-j passes farther than ``clearance`` sigma from
+    every other mode (so a segment through a third mode, e.g. a grid row two steps long, is left out: its
+    points belong to the two shorter segments). Lengths within ``rtol`` are one order."""
+    mu = mixture.means
+    K = mixture.n_modes
+    if K < 2:
+        raise ValueError("a mixture needs at least two modes to have segments")
+    i, j = torch.triu_indices(K, K, offset=1)
+    a, b = mu[i], mu[j]  # (M, D)
+    dist, _ = _point_segment_distance(mu, a, b)  # (K, M)
+    radius = clearance * mixture.sigma[:, None]
+    blocked = (dist < radius) & (torch.arange(K)[:, None] != i) & (torch.arange(K)[:, None] != j)
+    keep = ~blocked.any(0)
+    i, j = i[keep], j[keep]
+    length = (mu[j] - mu[i]).norm(dim=1)
+    distinct: list[float] = []
+    for v in sorted(length.tolist()):
+        if not distinct or v > distinct[-1] * (1 + rtol):
+            distinct.append(v)
+    order = torch.tensor([next(r for r, d in enumerate(distinct, 1) if v <= d * (1 + rtol)) for v in length.tolist()])
+    d = mu[j] - mu[i]
+    angle = torch.rad2deg(torch.atan2(d[:, 1], d[:, 0])) % 180.0 if mixture.dim == 2 else torch.zeros(len(i), dtype=torch.float64)
+    return ModeSegments(torch.stack([i, j], 1), length, order, angle)
+
+
+def _point_segment_distance(x: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Distances (N, M) from points x (N, D) to segments a-b (M, D), and the position u in [0, 1] along each."""
+    ab = b - a  # (M, D)
+    u = (((x[:, None, :] - a[None]) * ab[None]).sum(-1) / (ab * ab).sum(-1)).clamp(0.0, 1.0)
+    closest = a[None] + u[..., None] * ab[None]
+    return (x[:, None, :] - closest).norm(dim=-1), u
+
+
+def nearest_segment(x: Tensor, segments: ModeSegments, means: Tensor, chunk: int = 65_536) -> tuple[Tensor, Tensor]:
+    """For each point, the segment it lies closest to (ties go to the shorter segment) and the distance.
+    x: (N, D); means: the mixture's (K, D) means -> (index into segments (N,) long, distance (N,) float64)."""
+    if x.dim() != 2 or x.shape[1] != means.shape[1]:
+        raise ValueError(f"x must have shape (N, {means.shape[1]}), got {tuple(x.shape)}")
+    a, b = means[segments.pairs[:, 0]], means[segments.pairs[:, 1]]
+    # break exact ties (a point on the line through two segments) in favour of the shorter one
+    bias = segments.length / segments.length.max() * 1e-12
+    idx, dist = [], []
+    for part in x.to(torch.float64).cpu().split(chunk):
+        d, _ = _point_segment_distance(part, a, b)
+        best = (d + bias).argmin(1)
+        idx.append(best)
+        dist.append(d.gather(1, best[:, None])[:, 0])
+    return torch.cat(idx), torch.cat(dist)

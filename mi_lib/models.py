@@ -1,0 +1,202 @@
+"""Where trained mixture models come from: a checkpoint shipped in ``data/checkpoints``, the on-disk cache,
+or a fresh training run -- through one function, :func:`mixture_model`.
+
+A :class:`MixtureModelSpec` names everything a trained model depends on (data set and its seed, training-set
+size, network, optimiser, schedule). A shipped checkpoint is used only when its recorded spec equals the
+requested one exactly; anything else is trained with :func:`mi_lib.train.train` and cached (the cache key
+also hashes the library's source, so a changed library retrains). Shipped checkpoints are what lets a chapter
+run at CI scale on two CPU cores with a model trained for minutes, not seconds; each is listed in
+``data/checkpoints/manifest.json`` with how it was made and the sample statistics it produced, which the
+tests reproduce (so a shipped file can never silently disagree with the code).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .cache import _canonical, cached
+from .data import DATASETS, GaussianMixture, make_dataset
+from .nets import MLPConfig, MLPDenoiser
+from .sampling import SampleResult, sample
+from .schedule import OFFICIAL, NoiseSchedule, ScheduleConfig
+from .train import TrainConfig, train
+
+__all__ = [
+    "MixtureModelSpec",
+    "TrainedModel",
+    "mixture_model",
+    "mixture_samples",
+    "spec_key",
+    "load_manifest",
+    "CHECKPOINT_DIR",
+]
+
+#: The shipped checkpoints (``data/checkpoints`` at the repository root).
+CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
+
+
+@dataclass(frozen=True)
+class MixtureModelSpec:
+    """Everything a trained mixture model depends on.
+
+    ``dataset`` is a name from :data:`mi_lib.DATASETS`; ``means`` overrides the 1D mode positions and
+    ``sigma`` the modes' standard deviation (None: the data set's defaults, filled in on creation). ``n_train`` training points are drawn with ``data_seed`` (modes assigned
+    cyclically, as the official code does). The model is trained with ``train`` on ``schedule``."""
+
+    dataset: str = "1d"
+    means: tuple[float, ...] | None = None
+    sigma: float | None = None
+    n_train: int = 20_000
+    data_seed: int = 0
+    model: MLPConfig = field(default_factory=MLPConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    schedule: ScheduleConfig = OFFICIAL
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {sorted(DATASETS)}")
+        # resolve defaults so that equal data sets always have equal specs (and keys)
+        defaults = inspect.signature(DATASETS[self.dataset]).parameters
+        if self.means is not None and self.dataset != "1d":
+            raise ValueError(f"means can be set for the '1d' dataset only, not {self.dataset!r}")
+        if self.dataset == "1d":
+            means = self.means if self.means is not None else defaults["means"].default
+            object.__setattr__(self, "means", tuple(float(m) for m in means))
+        object.__setattr__(self, "sigma", float(self.sigma if self.sigma is not None else defaults["sigma"].default))
+        if isinstance(self.n_train, bool) or not isinstance(self.n_train, int) or self.n_train < 1:
+            raise ValueError(f"n_train must be a positive int, got {self.n_train!r}")
+        if self.model.data_dim != self.mixture().dim:
+            raise ValueError(f"model.data_dim={self.model.data_dim} but dataset {self.dataset!r} is {self.mixture().dim}-D")
+
+    def mixture(self) -> GaussianMixture:
+        """The data distribution."""
+        kwargs = {"means": self.means, "sigma": self.sigma}
+        return make_dataset(self.dataset, **{k: v for k, v in kwargs.items() if v is not None})
+
+    def training_data(self) -> Tensor:
+        """The ``n_train`` training points, (n_train, D) float32 on the CPU, identical on every machine."""
+        x, _ = self.mixture().sample(self.n_train, torch.Generator().manual_seed(self.data_seed), stratified=True)
+        return x
+
+    def replace(self, **changes: Any) -> MixtureModelSpec:
+        """A copy with some fields changed (``train_steps=...`` etc. are not shortcuts: pass a TrainConfig)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class TrainedModel:
+    """A model ready to sample (eval mode, on the requested device), its training loss per step, the
+    training wall time, and where it came from: ``source`` is ``"shipped"`` (data/checkpoints) or
+    ``"trained"`` (now, or earlier and cached); ``origin`` also names the checkpoint or training device."""
+
+    model: MLPDenoiser
+    losses: Tensor
+    wall_time_s: float
+    source: str
+    origin: str
+
+
+def spec_key(spec: MixtureModelSpec) -> str:
+    """A stable 16-hex-digit fingerprint of a spec (independent of the library's source, unlike the cache)."""
+    payload = json.dumps(_canonical(spec), sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def load_manifest(folder: Path | str = CHECKPOINT_DIR) -> list[dict[str, Any]]:
+    """The manifest's entries (an empty list if there is none)."""
+    path = Path(folder) / "manifest.json"
+    return json.loads(path.read_text())["checkpoints"] if path.exists() else []
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _load_shipped(spec: MixtureModelSpec, folder: Path) -> dict[str, Any] | None:
+    key = spec_key(spec)
+    for entry in load_manifest(folder):
+        if entry["spec_key"] == key:
+            path = folder / entry["file"]
+            if _file_sha256(path) != entry["sha256"]:
+                raise RuntimeError(f"{path} does not match the sha256 recorded in its manifest; restore it from git")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            if payload["spec"] != json.dumps(_canonical(spec), sort_keys=True):
+                raise RuntimeError(f"{path} was trained for a different spec than its manifest entry says")
+            return payload
+    return None
+
+
+def train_payload(spec: MixtureModelSpec, device: torch.device | str, progress: bool = True) -> dict[str, Any]:
+    """Train ``spec`` now on ``device``; the returned payload is what a checkpoint file stores."""
+    with torch.random.fork_rng(devices=[]):  # initial weights from the spec's seed, global RNG untouched
+        torch.manual_seed(spec.train.seed)
+        model = MLPDenoiser(spec.model)
+    result = train(model, spec.training_data().to(device), NoiseSchedule(spec.schedule), spec.train, progress=progress)
+    return {
+        "spec": json.dumps(_canonical(spec), sort_keys=True),
+        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "losses": result.losses,
+        "wall_time_s": result.wall_time_s,
+    }
+
+
+def mixture_model(
+    spec: MixtureModelSpec,
+    *,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    checkpoints: Path | str | None = CHECKPOINT_DIR,
+    refresh: bool = False,
+) -> TrainedModel:
+    """The model for ``spec``: the shipped checkpoint if one matches exactly, else trained (and cached).
+
+    ``checkpoints=None`` ignores shipped files; ``refresh=True`` retrains even if cached. Training runs on
+    ``device`` and is cached per device type (GPU and CPU training differ in the last bits)."""
+    if not isinstance(spec, MixtureModelSpec):
+        raise TypeError(f"spec must be a MixtureModelSpec, got {type(spec).__name__}")
+    device = torch.device(device)
+    payload = _load_shipped(spec, Path(checkpoints)) if checkpoints is not None and not refresh else None
+    source = "shipped"
+    if payload is None:
+        source = "trained"
+        payload = cached(
+            "mixture-model", {"spec": spec, "device": device.type}, lambda: train_payload(spec, device, progress), refresh=refresh
+        )
+    model = MLPDenoiser(spec.model)
+    model.load_state_dict(payload["state_dict"])
+    origin = f"shipped:{spec_key(spec)}" if source == "shipped" else f"trained:{device.type}"
+    return TrainedModel(model.to(device).eval(), payload["losses"], float(payload["wall_time_s"]), source, origin)
+
+
+def mixture_samples(
+    spec: MixtureModelSpec,
+    n: int,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    chunk_size: int | None = None,
+    hal_window: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> SampleResult:
+    """``n`` samples (and Hal, if ``hal_window`` is given) from the model of ``spec``, cached on disk.
+
+    DDPM ancestral sampling with fixed-large variance over all T steps, as in the official code. The cache
+    key holds the spec, where its model came from, the sampling settings and the device type."""
+    trained = mixture_model(spec, device=device, progress=progress)
+    config = {"spec": spec, "origin": trained.origin, "n": n, "seed": seed, "chunk_size": chunk_size, "hal_window": hal_window, "device": torch.device(device).type}
+
+    def compute() -> dict[str, Tensor | None]:
+        result = sample(trained.model, NoiseSchedule(spec.schedule), n, seed=seed, chunk_size=chunk_size, hal_window=hal_window, progress=progress)
+        return {"x0": result.x0, "hal": result.hal}
+
+    value = cached("mixture-samples", config, compute)
+    return SampleResult(value["x0"], value["hal"])

@@ -1,0 +1,104 @@
+"""Train the CI-scale mixture models with mi_lib and ship them in data/checkpoints with a manifest.
+
+    python scripts/make_checkpoints.py              # (re)train every checkpoint in CI_SPECS
+    python scripts/make_checkpoints.py 1d-123-n2k   # only these
+    python scripts/make_checkpoints.py --list       # names, spec keys and whether each is shipped
+
+Each manifest entry records the spec (and its key), how the model was made (commit, device, torch, steps,
+training wall time), the first losses of training and the statistics of a fixed batch of samples from it.
+``tests/test_models.py`` recomputes both, so a shipped file that no longer matches the code fails CI.
+The chapters' CI-scale parameters build exactly these specs; change one there and here together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import mi_lib as mi  # noqa: E402
+from mi_lib.cache import _canonical  # noqa: E402
+from mi_lib.models import CHECKPOINT_DIR, MixtureModelSpec, load_manifest, spec_key, train_payload  # noqa: E402
+from mi_lib.results import _git_commit  # noqa: E402
+
+#: CPU-trainable stand-ins for the official models (20k-100k steps at batch 10k): same network, data,
+#: schedule and optimiser, fewer and smaller steps.
+CI_TRAIN = mi.TrainConfig(steps=6_000, batch_size=2_000)
+CI_SPECS: dict[str, MixtureModelSpec] = {
+    "1d-123-n2k": MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=2_000, train=CI_TRAIN),
+    "1d-123-n20k": MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=20_000, train=CI_TRAIN),
+    "1d-124-n20k": MixtureModelSpec("1d", (1.0, 2.0, 4.0), n_train=20_000, train=CI_TRAIN),
+    "grid-n20k": MixtureModelSpec("grid", n_train=20_000, model=mi.MLPConfig(data_dim=2), train=CI_TRAIN),
+    "diamond-n20k": MixtureModelSpec("diamond", n_train=20_000, model=mi.MLPConfig(data_dim=2), train=CI_TRAIN),
+}
+#: The fixed batch whose statistics each manifest entry records (and the tests reproduce).
+STATS_N, STATS_SEED, LOSS_HEAD = 2_000, 0, 20
+
+
+def sample_stats(model: torch.nn.Module, spec: MixtureModelSpec) -> dict:
+    """Statistics of STATS_N samples drawn with STATS_SEED: per-dimension mean and variance, and the
+    out-of-support share (k = 4)."""
+    x = mi.sample(model, mi.NoiseSchedule(spec.schedule), STATS_N, seed=STATS_SEED, progress=False).x0.double()
+    oos = mi.out_of_support(x, spec.mixture())
+    return {"n": STATS_N, "seed": STATS_SEED, "mean": x.mean(0).tolist(), "var": x.var(0).tolist(), "out_of_support": int(oos.sum())}
+
+
+def make(name: str, spec: MixtureModelSpec) -> dict:
+    print(f"{name}: training {spec.train.steps} steps at batch {spec.train.batch_size} on {spec.n_train} points", flush=True)
+    payload = train_payload(spec, "cpu", progress=True)
+    CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
+    path = CHECKPOINT_DIR / f"{name}.pt"
+    torch.save(payload, path)
+    model = mi.MLPDenoiser(spec.model)
+    model.load_state_dict(payload["state_dict"])
+    return {
+        "name": name,
+        "file": path.name,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "bytes": path.stat().st_size,
+        "spec_key": spec_key(spec),
+        "spec": _canonical(spec),
+        "commit": _git_commit(),
+        "device": mi.describe_device("cpu"),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "train_steps": spec.train.steps,
+        "train_wall_time_s": round(payload["wall_time_s"], 1),
+        "final_loss_mean_last_500": float(payload["losses"][-500:].mean()),
+        "loss_head": payload["losses"][:LOSS_HEAD].tolist(),
+        "sample_stats": sample_stats(model, spec),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help=f"checkpoints to (re)make; default all of {list(CI_SPECS)}")
+    parser.add_argument("--list", action="store_true", help="list the checkpoints and exit")
+    args = parser.parse_args()
+    shipped = {e["name"]: e for e in load_manifest()}
+    if args.list:
+        for name, spec in CI_SPECS.items():
+            e = shipped.get(name)
+            state = "missing" if e is None else ("shipped" if e["spec_key"] == spec_key(spec) else "STALE (spec changed)")
+            print(f"{name:16s} {spec_key(spec)}  {state}")
+        return
+    unknown = [n for n in args.names if n not in CI_SPECS]
+    if unknown:
+        parser.error(f"unknown checkpoint(s) {unknown}; known: {list(CI_SPECS)}")
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    for name in args.names or list(CI_SPECS):
+        shipped[name] = make(name, CI_SPECS[name])
+        entries = [shipped[n] for n in CI_SPECS if n in shipped]
+        (CHECKPOINT_DIR / "manifest.json").write_text(json.dumps({"checkpoints": entries}, indent=1) + "\n")
+        print(f"{name}: {shipped[name]['train_wall_time_s']} s, stats {shipped[name]['sample_stats']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
