@@ -1,29 +1,49 @@
 """mi_lib: the small library behind *Mode Interpolation*, an executable account of how diffusion models
 hallucinate (Aithal, Maini, Lipton, Kolter, NeurIPS 2024).
 
-Modules, one idea each: ``schedule`` (forward process), ``nets`` (denoisers), ``data`` (Gaussian mixtures
-with closed-form noised scores), ``train``, ``sampling`` (one reverse loop), ``metrics`` (labels, Hal),
-``cache``, ``results``, ``runtime`` (device, seeds, progress), ``plotting``.
+Modules, one idea each: ``schedule`` (forward process), ``nets`` (the MLP denoiser), ``unet`` (the image
+denoiser), ``exact`` (denoisers from the true score), ``data`` (Gaussian mixtures with closed-form noised
+scores), ``shapes`` and ``hands`` (image data sets with rule-based counters), ``train``, ``models`` (shipped or
+trained models), ``sampling`` (one reverse loop), ``metrics`` (labels, gaps, Hal), ``cache``, ``results``,
+``runtime`` (device, seeds, progress), ``plotting``.
 """
 
+from . import hands, shapes
 from .cache import cached, config_key
 from .data import DATASETS, GaussianMixture, diamond_2d, grid_2d, make_dataset, mixture_1d
-from .metrics import DEFAULT_K, WindowVariance, mean_var_zscores, out_of_support, out_of_support_mass
+from .exact import ExactDenoiser
+from .metrics import (
+    DEFAULT_K,
+    ModeSegments,
+    WindowVariance,
+    gap_mass,
+    mean_var_zscores,
+    mode_segments,
+    nearest_segment,
+    out_of_support,
+    out_of_support_mass,
+    true_gap_mass,
+)
+from .models import MixtureModelSpec, TrainedModel, mixture_model, mixture_samples
 from .nets import MLPConfig, MLPDenoiser, shared_timestep, sinusoidal_embedding
 from .results import Stopwatch, print_results, save_results
 from .runtime import default_device, describe_device, progress_bar, require_cuda, seed_everything
 from .sampling import ReverseStep, SampleResult, reverse_process, sample, timesteps
 from .schedule import COSINE, OFFICIAL, SCHEDULE_PRESETS, STANDARD, NoiseSchedule, ScheduleConfig, broadcast_to
 from .train import TrainConfig, TrainResult, diffusion_loss, train
+from .unet import UNET_PRESETS, UNetConfig, UNetDenoiser
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "COSINE", "DATASETS", "DEFAULT_K", "OFFICIAL", "SCHEDULE_PRESETS", "STANDARD",
-    "GaussianMixture", "MLPConfig", "MLPDenoiser", "NoiseSchedule", "ReverseStep", "SampleResult",
-    "ScheduleConfig", "Stopwatch", "TrainConfig", "TrainResult", "WindowVariance",
+    "COSINE", "DATASETS", "DEFAULT_K", "OFFICIAL", "SCHEDULE_PRESETS", "STANDARD", "UNET_PRESETS",
+    "ExactDenoiser", "GaussianMixture", "MLPConfig", "MLPDenoiser", "MixtureModelSpec", "ModeSegments",
+    "NoiseSchedule", "ReverseStep", "SampleResult", "ScheduleConfig", "Stopwatch", "TrainConfig",
+    "TrainResult", "TrainedModel", "UNetConfig", "UNetDenoiser", "WindowVariance",
     "broadcast_to", "cached", "config_key", "default_device", "describe_device", "diamond_2d",
-    "diffusion_loss", "grid_2d", "make_dataset", "mean_var_zscores", "mixture_1d", "out_of_support",
+    "diffusion_loss", "gap_mass", "grid_2d", "hands", "make_dataset", "mean_var_zscores", "mixture_1d",
+    "mixture_model", "mixture_samples", "mode_segments", "nearest_segment", "out_of_support",
     "out_of_support_mass", "print_results", "progress_bar", "require_cuda", "reverse_process", "sample",
-    "save_results", "seed_everything", "shared_timestep", "sinusoidal_embedding", "timesteps", "train",
+    "save_results", "seed_everything", "shapes", "shared_timestep", "sinusoidal_embedding", "timesteps",
+    "train", "true_gap_mass",
 ]

@@ -30,7 +30,7 @@ from mi_lib.results import _git_commit  # noqa: E402
 
 #: CPU-trainable stand-ins for the official models (20k-100k steps at batch 10k): same network, data,
 #: schedule and optimiser, fewer and smaller steps.
-CI_TRAIN = mi.TrainConfig(steps=6_000, batch_size=2_000)
+CI_TRAIN = mi.TrainConfig(steps=5_000, batch_size=2_000)
 CI_SPECS: dict[str, MixtureModelSpec] = {
     "1d-123-n2k": MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=2_000, train=CI_TRAIN),
     "1d-123-n20k": MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=20_000, train=CI_TRAIN),
