@@ -30,6 +30,7 @@ __all__ = [
     "ModeSegments",
     "mode_segments",
     "nearest_segment",
+    "segment_of",
 ]
 
 #: Default support radius in units of sigma: a point farther than 4 sigma from every mode is out of
@@ -266,3 +267,16 @@ def nearest_segment(x: Tensor, segments: ModeSegments, means: Tensor, chunk: int
         idx.append(best)
         dist.append(d.gather(1, best[:, None])[:, 0])
     return torch.cat(idx), torch.cat(dist)
+
+
+def segment_of(x: Tensor, mixture: GaussianMixture, segments: ModeSegments, k: float = DEFAULT_K) -> Tensor:
+    """Which segment each point lies *on*, or -1: the nearest segment (see :func:`nearest_segment`) if the
+    point is within k sigma of it (a tube of radius k sigma) and farther than k sigma from both of its ends.
+    Points near a mode, or off every tube, get -1. x: (N, D) -> (N,) long."""
+    k = _check_k(k)
+    idx, dist = nearest_segment(x, segments, mixture.means)
+    radius = k * float(mixture.sigma.max())
+    a = mixture.means[segments.pairs[idx, 0]]
+    along = ((x.to(torch.float64).cpu() - a) * (mixture.means[segments.pairs[idx, 1]] - a)).sum(1) / segments.length[idx]
+    inside = (dist <= radius) & (along > radius) & (along < segments.length[idx] - radius)
+    return torch.where(inside, idx, torch.full_like(idx, -1))

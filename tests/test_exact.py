@@ -115,3 +115,19 @@ def test_nearest_segment_assignment():
     centre = (g.means[0] + g.means[6]) / 2  # centre of a cell: on both diagonals, nearer no edge
     idx, _ = nearest_segment(centre[None], segs, g.means)
     assert int(segs.order[idx[0]]) == 2
+
+
+def test_segment_of_uses_tubes_between_modes():
+    g = mi.grid_2d()
+    segs = mode_segments(g)
+    s = float(g.sigma[0])
+    a, b = g.means[0], g.means[1]
+    on_edge = ((a + b) / 2 + torch.tensor([2 * s, 0.0], dtype=torch.float64))[None]  # 2 sigma off the midpoint
+    off_tube = ((a + b) / 2 + torch.tensor([10 * s, 0.0], dtype=torch.float64))[None]
+    near_mode = (a + torch.tensor([0.0, 3 * s], dtype=torch.float64))[None]  # along the edge, within 4 sigma of mode 0
+    tail = (a + torch.tensor([-5 * s, 0.0], dtype=torch.float64))[None]  # out of support, pointing away from the grid
+    got = mi.metrics.segment_of(torch.cat([on_edge, off_tube, near_mode, tail]), g, segs)
+    assert set(segs.pairs[got[0]].tolist()) == {0, 1}
+    assert got[1].item() == -1  # beyond the 4-sigma tube of every segment
+    assert got[2].item() == -1  # within 4 sigma of the segment's end: not between the modes yet
+    assert got[3].item() == -1  # a tail sample off every segment
