@@ -123,7 +123,7 @@ def test_segment_of_uses_tubes_between_modes():
     s = float(g.sigma[0])
     a, b = g.means[0], g.means[1]
     on_edge = ((a + b) / 2 + torch.tensor([2 * s, 0.0], dtype=torch.float64))[None]  # 2 sigma off the midpoint
-    off_tube = ((a + b) / 2 + torch.tensor([5 * s, 0.0], dtype=torch.float64))[None]
+    off_tube = ((a + b) / 2 - torch.tensor([10 * s, 0.0], dtype=torch.float64))[None]  # outside the grid, beside an edge
     near_mode = (a + torch.tensor([0.0, 3 * s], dtype=torch.float64))[None]  # along the edge, within 4 sigma of mode 0
     tail = (a + torch.tensor([-5 * s, 0.0], dtype=torch.float64))[None]  # out of support, pointing away from the grid
     got = mi.metrics.segment_of(torch.cat([on_edge, off_tube, near_mode, tail]), g, segs)
