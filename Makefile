@@ -41,6 +41,9 @@ ASSETS  := $(wildcard _static images figures)
 # The kernel "python3" must resolve to the venv's kernelspec, even if the user has one in ~/.local.
 export JUPYTER_PREFER_ENV_PATH := 1
 export PYTHONHASHSEED := 0
+# One on-disk cache (trained models, samples) for nbval and papermill, whatever their working directory:
+# the book build after nbval reuses what nbval computed. Keys hash the config and mi_lib's source.
+export MI_CACHE_DIR ?= $(abspath .mi_cache)
 
 .PHONY: venv executed book test test-unit test-nbval results-table bench clean FORCE
 

@@ -31,12 +31,14 @@ from mi_lib.results import _git_commit  # noqa: E402
 #: CPU-trainable stand-ins for the official models (20k-100k steps at batch 10k): same network, data,
 #: schedule and optimiser, fewer and smaller steps.
 CI_TRAIN = mi.TrainConfig(steps=5_000, batch_size=2_000)
+#: 25 modes with sigma 0.0177 need far more steps than 3 modes with sigma 0.05 (5,000 leave the samples ~10 sigma wide).
+CI_TRAIN_2D = mi.TrainConfig(steps=30_000, batch_size=2_000)
 CI_SPECS: dict[str, MixtureModelSpec] = {
     "1d-123-n2k": MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=2_000, train=CI_TRAIN),
     "1d-123-n20k": MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=20_000, train=CI_TRAIN),
     "1d-124-n20k": MixtureModelSpec("1d", (1.0, 2.0, 4.0), n_train=20_000, train=CI_TRAIN),
-    "grid-n20k": MixtureModelSpec("grid", n_train=20_000, model=mi.MLPConfig(data_dim=2), train=CI_TRAIN),
-    "diamond-n20k": MixtureModelSpec("diamond", n_train=20_000, model=mi.MLPConfig(data_dim=2), train=CI_TRAIN),
+    "grid-n20k": MixtureModelSpec("grid", n_train=20_000, model=mi.MLPConfig(data_dim=2), train=CI_TRAIN_2D),
+    "diamond-n20k": MixtureModelSpec("diamond", n_train=20_000, model=mi.MLPConfig(data_dim=2), train=CI_TRAIN_2D),
 }
 #: The fixed batch whose statistics each manifest entry records (and the tests reproduce).
 STATS_N, STATS_SEED, LOSS_HEAD = 2_000, 0, 20

@@ -29,6 +29,23 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
         ("pure_noise_share_official_grid", "official schedule: share of steps at pure noise, 2D grid", "— (not measured)"),
         ("pure_noise_share_standard_grid", "standard 1e-4→0.02: share of steps at pure noise, 2D grid", "—"),
     ],
+    "02_mode_interpolation_1d": [
+        ("min_excess_largest_N", "1D, largest N: generated / true mass in the worst gap (k = 4)", "— (Fig. 2: visible mass between modes)"),
+        ("gap_mass_1-2_N500000", "1D, N = 500k: share of samples in the gap 1–2", "— (read off Fig. 2 only)"),
+        ("moved_wide_over_narrow", "modes 1, 2, 4: mass in gap 2–4 / mass in gap 1–2", "— (Fig. 2: 'much smaller')"),
+    ],
+    "03_mode_interpolation_2d": [
+        ("grid_out_of_support", "2D grid: share of samples out of support (k = 4)", "— (Fig. 3, not counted)"),
+        ("grid_nearest_neighbour", "2D grid: out-of-support samples on nearest-neighbour segments", "— ('between nearest modes')"),
+        ("diamond_nearest_neighbour", "diamond: out-of-support samples on nearest-neighbour segments", "—"),
+        ("diamond_horizontal_non_neighbour_mass", "diamond: share of samples on horizontal (non-neighbour) segments", "— ('no interpolation along x')"),
+    ],
+    "04_score_smoothness": [
+        ("exact_gap_mass", "1D: gap mass sampling with the exact score (true: 4.2e-5)", "— (not run in the paper)"),
+        ("learned_gap_mass", "1D: gap mass sampling with the learned score", "—"),
+        ("effective_smoothing_width", "width h of the smoothed exact score that matches the learned gap mass", "—"),
+        ("slope_ratio_true_over_learned_t0", "largest slope between modes at t = 0: true / learned", "— (Fig. 4, qualitative)"),
+    ],
 }
 
 # benchmark key -> (what, the official code's figure on one H100 from shared/REFERENCE.md, unit)
