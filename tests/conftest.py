@@ -4,7 +4,8 @@ import pytest
 import torch
 
 os.environ.setdefault("MI_PROGRESS", "0")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+if "OMP_NUM_THREADS" not in os.environ:  # an explicit thread count (e.g. beside other jobs) wins
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture

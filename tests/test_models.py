@@ -96,6 +96,7 @@ def test_shipped_checkpoint_reproduces_its_manifest(entry):
     reproduce the recorded sample statistics: the file, the trainer and the sampler agree with the code."""
     mk = _make_checkpoints_module()
     spec = mk.CI_SPECS[entry["name"]]
+    assert entry["spec_key"] == spec_key(spec), f"{entry['name']}: CI_SPECS changed; rerun scripts/make_checkpoints.py"
     head = spec.replace(train=mi.TrainConfig(**{**spec.train.__dict__, "steps": len(entry["loss_head"])}))
     losses = mi.models.train_payload(head, "cpu", progress=False)["losses"]
     torch.testing.assert_close(losses, torch.tensor(entry["loss_head"]), rtol=1e-4, atol=1e-6)
