@@ -269,14 +269,18 @@ def nearest_segment(x: Tensor, segments: ModeSegments, means: Tensor, chunk: int
     return torch.cat(idx), torch.cat(dist)
 
 
-def segment_of(x: Tensor, mixture: GaussianMixture, segments: ModeSegments, k: float = DEFAULT_K) -> Tensor:
+def segment_of(
+    x: Tensor, mixture: GaussianMixture, segments: ModeSegments, k: float = DEFAULT_K, end_margin: float | None = None
+) -> Tensor:
     """Which segment each point lies *on*, or -1: the nearest segment (see :func:`nearest_segment`) if the
-    point is within k sigma of it (a tube of radius k sigma) and farther than k sigma from both of its ends.
-    Points near a mode, or off every tube, get -1. x: (N, D) -> (N,) long."""
+    point is within k sigma of it (a tube of radius k sigma) and farther than ``end_margin`` (default k sigma,
+    in x units) from both of its ends along it. Points near a mode, or off every tube, get -1.
+    x: (N, D) -> (N,) long."""
     k = _check_k(k)
     idx, dist = nearest_segment(x, segments, mixture.means)
     radius = k * float(mixture.sigma.max())
+    margin = radius if end_margin is None else float(end_margin)
     a = mixture.means[segments.pairs[idx, 0]]
     along = ((x.to(torch.float64).cpu() - a) * (mixture.means[segments.pairs[idx, 1]] - a)).sum(1) / segments.length[idx]
-    inside = (dist <= radius) & (along > radius) & (along < segments.length[idx] - radius)
+    inside = (dist <= radius) & (along > margin) & (along < segments.length[idx] - margin)
     return torch.where(inside, idx, torch.full_like(idx, -1))

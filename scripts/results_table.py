@@ -36,8 +36,8 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
     ],
     "03_mode_interpolation_2d": [
         ("grid_out_of_support", "2D grid: share of samples out of support (k = 4)", "— (Fig. 3, not counted)"),
-        ("grid_nearest_neighbour", "2D grid: out-of-support samples on nearest-neighbour segments", "— ('between nearest modes')"),
-        ("diamond_nearest_neighbour", "diamond: out-of-support samples on nearest-neighbour segments", "—"),
+        ("grid_nearest_neighbour", "2D grid: samples between two modes that lie between nearest neighbours", "— ('between nearest modes')"),
+        ("diamond_nearest_neighbour", "diamond: samples between two modes that lie between nearest neighbours", "—"),
         ("diamond_horizontal_non_neighbour_mass", "diamond: share of samples on horizontal (non-neighbour) segments", "— ('no interpolation along x')"),
     ],
     "04_score_smoothness": [

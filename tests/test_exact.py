@@ -131,3 +131,15 @@ def test_segment_of_uses_tubes_between_modes():
     assert got[1].item() == -1  # beyond the 4-sigma tube of every segment
     assert got[2].item() == -1  # within 4 sigma of the segment's end: not between the modes yet
     assert got[3].item() == -1  # a tail sample off every segment
+
+
+def test_segment_of_end_margin():
+    g = mi.grid_2d()
+    segs = mode_segments(g)
+    a, b = g.means[0], g.means[1]
+    at = lambda u: (a + u * (b - a))[None]  # noqa: E731
+    x = torch.cat([at(0.2), at(0.3), at(0.5)])
+    margin = 0.25 * float((b - a).norm())
+    got = mi.metrics.segment_of(x, g, segs, end_margin=margin)
+    assert got[0].item() == -1 and got[1].item() == got[2].item() >= 0
+    assert (mi.metrics.segment_of(x, g, segs) >= 0).all()  # the default margin (k sigma) keeps all three
