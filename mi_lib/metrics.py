@@ -217,6 +217,13 @@ class ModeSegments:
     order: Tensor
     angle: Tensor
 
+    def up_to(self, max_order: int) -> ModeSegments:
+        """Only the segments of order <= ``max_order`` (1: nearest neighbours only)."""
+        if max_order < 1:
+            raise ValueError(f"max_order must be >= 1, got {max_order}")
+        keep = self.order <= max_order
+        return ModeSegments(self.pairs[keep], self.length[keep], self.order[keep], self.angle[keep])
+
 
 def mode_segments(mixture: GaussianMixture, clearance: float = DEFAULT_K, rtol: float = 1e-6) -> ModeSegments:
     """All 'visible' mode pairs of a mixture: the segment i-j passes farther than ``clearance`` sigma from

@@ -143,3 +143,10 @@ def test_segment_of_end_margin():
     got = mi.metrics.segment_of(x, g, segs, end_margin=margin)
     assert got[0].item() == -1 and got[1].item() == got[2].item() >= 0
     assert (mi.metrics.segment_of(x, g, segs) >= 0).all()  # the default margin (k sigma) keeps all three
+
+
+def test_mode_segments_up_to():
+    segs = mode_segments(mi.grid_2d()).up_to(2)
+    assert len(segs.pairs) == 72 and int(segs.order.max()) == 2
+    with pytest.raises(ValueError, match="max_order"):
+        segs.up_to(0)
