@@ -3,6 +3,8 @@
     python scripts/make_checkpoints.py              # (re)train every checkpoint in CI_SPECS
     python scripts/make_checkpoints.py 1d-123-n2k   # only these
     python scripts/make_checkpoints.py --list       # names, spec keys and whether each is shipped
+    python scripts/make_checkpoints.py --stats-only # keep the weights, re-record the sample statistics
+                                                    # (after a deliberate change to the sampler)
 
 Each manifest entry records the spec (and its key), how the model was made (commit, device, torch, steps,
 training wall time), the first losses of training and the statistics of a fixed batch of samples from it.
@@ -83,6 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help=f"checkpoints to (re)make; default all of {list(CI_SPECS)}")
     parser.add_argument("--list", action="store_true", help="list the checkpoints and exit")
+    parser.add_argument("--stats-only", action="store_true", help="re-record sample statistics of the shipped weights; no training")
     args = parser.parse_args()
     shipped = {e["name"]: e for e in load_manifest()}
     if args.list:
@@ -95,6 +98,18 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown checkpoint(s) {unknown}; known: {list(CI_SPECS)}")
     torch.set_num_threads(min(2, torch.get_num_threads()))
+    if args.stats_only:
+        for name in args.names or list(CI_SPECS):
+            entry, spec = shipped[name], CI_SPECS[name]
+            if entry["spec_key"] != spec_key(spec):
+                parser.error(f"{name}: the spec changed since it was trained; retrain it instead")
+            trained = mi.mixture_model(spec, progress=False)
+            entry["sample_stats"] = sample_stats(trained.model, spec)
+            entry["stats_commit"] = _git_commit()
+            print(f"{name}: stats {entry['sample_stats']}", flush=True)
+        entries = [shipped[n] for n in CI_SPECS if n in shipped]
+        (CHECKPOINT_DIR / "manifest.json").write_text(json.dumps({"checkpoints": entries}, indent=1) + "\n")
+        return
     for name in args.names or list(CI_SPECS):
         shipped[name] = make(name, CI_SPECS[name])
         entries = [shipped[n] for n in CI_SPECS if n in shipped]
