@@ -63,17 +63,19 @@ class ExactDenoiser:
         x64 = x.to(torch.float64)
         if self.smoothing == 0.0:
             return q.score(x64)
-        if self._table is None or self._table[0] != t:
-            self._table = (t, *self._smoothed_grid(q))
+        if self._table is None or self._table[0] != t or self._table[1].device != x.device:
+            table, x_min, dx = self._smoothed_grid(q)
+            self._table = (t, table.to(x.device), x_min, dx)  # on x's device: no copies in the sampling loop
         _, table, x_min, dx = self._table
-        pos = (x64[:, 0].cpu() - x_min) / dx
+        pos = (x64[:, 0] - x_min) / dx
         inside = (pos >= 0) & (pos <= len(table) - 1)
-        out = q.score(x64.cpu())[:, 0]  # exact (linear) score beyond the grid
+        out = torch.empty_like(pos)
         p = pos[inside]
         i0 = p.floor().long().clamp(max=len(table) - 2)
         frac = p - i0
-        out[inside] = table[i0] * (1 - frac) + table[i0 + 1] * frac
-        return out[:, None].to(x.device)
+        out[inside] = table[i0] * (1 - frac) + table[i0 + 1] * frac  # linear interpolation on the grid
+        out[~inside] = q.score(x64[~inside])[:, 0]  # beyond the grid the score is linear: smoothing keeps it
+        return out[:, None]
 
     def _smoothed_grid(self, q: GaussianMixture) -> tuple[Tensor, float, float]:
         """The smoothed score of q on a uniform grid covering every mode +- 8 sigma_t: (values, x_min, dx)."""

@@ -235,7 +235,7 @@ def mode_segments(mixture: GaussianMixture, clearance: float = DEFAULT_K, rtol: 
         raise ValueError("a mixture needs at least two modes to have segments")
     i, j = torch.triu_indices(K, K, offset=1)
     a, b = mu[i], mu[j]  # (M, D)
-    dist, _ = _point_segment_distance(mu, a, b)  # (K, M)
+    dist = _point_segment_distance(mu, a, b)  # (K, M)
     radius = clearance * mixture.sigma[:, None]
     blocked = (dist < radius) & (torch.arange(K)[:, None] != i) & (torch.arange(K)[:, None] != j)
     keep = ~blocked.any(0)
@@ -251,12 +251,12 @@ def mode_segments(mixture: GaussianMixture, clearance: float = DEFAULT_K, rtol: 
     return ModeSegments(torch.stack([i, j], 1), length, order, angle)
 
 
-def _point_segment_distance(x: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """Distances (N, M) from points x (N, D) to segments a-b (M, D), and the position u in [0, 1] along each."""
+def _point_segment_distance(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Distances (N, M) from points x (N, D) to segments a-b (M, D)."""
     ab = b - a  # (M, D)
-    u = (((x[:, None, :] - a[None]) * ab[None]).sum(-1) / (ab * ab).sum(-1)).clamp(0.0, 1.0)
+    u = (((x[:, None, :] - a[None]) * ab[None]).sum(-1) / (ab * ab).sum(-1)).clamp(0.0, 1.0)  # position along
     closest = a[None] + u[..., None] * ab[None]
-    return (x[:, None, :] - closest).norm(dim=-1), u
+    return (x[:, None, :] - closest).norm(dim=-1)
 
 
 def nearest_segment(x: Tensor, segments: ModeSegments, means: Tensor, chunk: int = 65_536) -> tuple[Tensor, Tensor]:
@@ -269,7 +269,7 @@ def nearest_segment(x: Tensor, segments: ModeSegments, means: Tensor, chunk: int
     bias = segments.length / segments.length.max() * 1e-12
     idx, dist = [], []
     for part in x.to(torch.float64).cpu().split(chunk):
-        d, _ = _point_segment_distance(part, a, b)
+        d = _point_segment_distance(part, a, b)
         best = (d + bias).argmin(1)
         idx.append(best)
         dist.append(d.gather(1, best[:, None])[:, 0])

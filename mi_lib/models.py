@@ -49,8 +49,9 @@ class MixtureModelSpec:
     """Everything a trained mixture model depends on.
 
     ``dataset`` is a name from :data:`mi_lib.DATASETS`; ``means`` overrides the 1D mode positions and
-    ``sigma`` the modes' standard deviation (None: the data set's defaults, filled in on creation). ``n_train`` training points are drawn with ``data_seed`` (modes assigned
-    cyclically, as the official code does). The model is trained with ``train`` on ``schedule``."""
+    ``sigma`` the modes' standard deviation (None: the data set's defaults, filled in on creation).
+    ``n_train`` training points are drawn with ``data_seed`` (modes assigned cyclically, as the official
+    code does). The model is trained with ``train`` on ``schedule``."""
 
     dataset: str = "1d"
     means: tuple[float, ...] | None = None
@@ -88,7 +89,7 @@ class MixtureModelSpec:
         return x
 
     def replace(self, **changes: Any) -> MixtureModelSpec:
-        """A copy with some fields changed (``train_steps=...`` etc. are not shortcuts: pass a TrainConfig)."""
+        """A copy with some fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
 
@@ -105,10 +106,14 @@ class TrainedModel:
     origin: str
 
 
+def _spec_json(spec: MixtureModelSpec) -> str:
+    """The canonical JSON of a spec: what checkpoints record and what :func:`spec_key` hashes."""
+    return json.dumps(_canonical(spec), sort_keys=True)
+
+
 def spec_key(spec: MixtureModelSpec) -> str:
     """A stable 16-hex-digit fingerprint of a spec (independent of the library's source, unlike the cache)."""
-    payload = json.dumps(_canonical(spec), sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return hashlib.sha256(_spec_json(spec).encode()).hexdigest()[:16]
 
 
 def load_manifest(folder: Path | str = CHECKPOINT_DIR) -> list[dict[str, Any]]:
@@ -129,7 +134,7 @@ def _load_shipped(spec: MixtureModelSpec, folder: Path) -> dict[str, Any] | None
             if _file_sha256(path) != entry["sha256"]:
                 raise RuntimeError(f"{path} does not match the sha256 recorded in its manifest; restore it from git")
             payload = torch.load(path, map_location="cpu", weights_only=True)
-            if payload["spec"] != json.dumps(_canonical(spec), sort_keys=True):
+            if payload["spec"] != _spec_json(spec):
                 raise RuntimeError(f"{path} was trained for a different spec than its manifest entry says")
             return payload
     return None
@@ -142,7 +147,7 @@ def train_payload(spec: MixtureModelSpec, device: torch.device | str, progress: 
         model = MLPDenoiser(spec.model)
     result = train(model, spec.training_data().to(device), NoiseSchedule(spec.schedule), spec.train, progress=progress)
     return {
-        "spec": json.dumps(_canonical(spec), sort_keys=True),
+        "spec": _spec_json(spec),
         "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
         "losses": result.losses,
         "wall_time_s": result.wall_time_s,

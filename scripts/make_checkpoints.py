@@ -81,6 +81,12 @@ def make(name: str, spec: MixtureModelSpec) -> dict:
     }
 
 
+def write_manifest(entries: dict[str, dict]) -> None:
+    """Write the manifest, in CI_SPECS order."""
+    ordered = [entries[n] for n in CI_SPECS if n in entries]
+    (CHECKPOINT_DIR / "manifest.json").write_text(json.dumps({"checkpoints": ordered}, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help=f"checkpoints to (re)make; default all of {list(CI_SPECS)}")
@@ -107,13 +113,11 @@ def main() -> None:
             entry["sample_stats"] = sample_stats(trained.model, spec)
             entry["stats_commit"] = _git_commit()
             print(f"{name}: stats {entry['sample_stats']}", flush=True)
-        entries = [shipped[n] for n in CI_SPECS if n in shipped]
-        (CHECKPOINT_DIR / "manifest.json").write_text(json.dumps({"checkpoints": entries}, indent=1) + "\n")
+        write_manifest(shipped)
         return
     for name in args.names or list(CI_SPECS):
         shipped[name] = make(name, CI_SPECS[name])
-        entries = [shipped[n] for n in CI_SPECS if n in shipped]
-        (CHECKPOINT_DIR / "manifest.json").write_text(json.dumps({"checkpoints": entries}, indent=1) + "\n")
+        write_manifest(shipped)
         print(f"{name}: {shipped[name]['train_wall_time_s']} s, stats {shipped[name]['sample_stats']}", flush=True)
 
 

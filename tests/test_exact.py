@@ -1,4 +1,4 @@
-"""The exact and smoothed-score denoisers (mi_lib.exact) and the gap / segment metrics built for them."""
+"""The exact and smoothed-score denoisers (mi_lib.exact)."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 
 import mi_lib as mi
 from mi_lib.exact import ExactDenoiser
-from mi_lib.metrics import gap_mass, mode_segments, nearest_segment, true_gap_mass
+from mi_lib.metrics import gap_mass
 
 SCHED = mi.NoiseSchedule("official")
 
@@ -75,78 +75,3 @@ def test_exact_score_sampling_puts_true_mass_in_the_gaps():
     assert gap_mass(x, mix).sum() <= 3 / 4000  # true mass 4.2e-5: ~0.17 expected points
     z_mean, z_var = mi.mean_var_zscores(x.double(), mix.mean(), mix.covariance().diagonal())
     assert z_mean.abs().max() < 4 and z_var.abs().max() < 4
-
-
-def test_gap_mass_counts_points_by_gap():
-    mix = mi.mixture_1d((1.0, 2.0, 4.0))  # sigma 0.05, k=4: gaps (1.2, 1.8) and (2.2, 3.8)
-    x = torch.tensor([[1.1], [1.5], [1.79], [1.81], [3.0], [3.7], [4.5], [0.0]])
-    torch.testing.assert_close(gap_mass(x, mix), torch.tensor([2 / 8, 2 / 8], dtype=torch.float64))
-    with pytest.raises(ValueError, match="1D"):
-        gap_mass(torch.zeros(3, 2), mi.grid_2d())
-
-
-def test_true_gap_mass_is_the_normal_tail():
-    mix = mi.mixture_1d()
-    # each gap gets one upper tail of its left mode and one lower tail of its right mode, at 4 sigma
-    one_tail = 0.5 * math.erfc(4 / math.sqrt(2))
-    torch.testing.assert_close(true_gap_mass(mix), torch.full((2,), 2 * one_tail / 3, dtype=torch.float64))
-    assert float(true_gap_mass(mix, k=2).sum()) > float(true_gap_mass(mix).sum())
-
-
-def test_mode_segments_of_grid_and_diamond():
-    grid = mode_segments(mi.grid_2d())
-    assert int((grid.order == 1).sum()) == 40  # 5 rows x 4 + 5 columns x 4
-    assert int((grid.order == 2).sum()) == 32  # diagonals
-    assert set(grid.angle[grid.order == 1].round().tolist()) == {0.0, 90.0}
-    diamond = mode_segments(mi.diamond_2d())
-    assert set(diamond.angle[diamond.order == 1].round().tolist()) == {45.0, 135.0}
-    assert set(diamond.angle[diamond.order == 2].round().tolist()) == {0.0, 90.0}  # axis-parallel: not nearest
-    # segments through a third mode are excluded: no grid segment two steps long
-    assert not torch.isclose(grid.length, 2 * grid.length.min()).any()
-
-
-def test_nearest_segment_assignment():
-    g = mi.grid_2d()
-    segs = mode_segments(g)
-    a, b = g.means[0], g.means[1]  # neighbours in one column of the grid (j = -2, -1)
-    mid = ((a + b) / 2)[None].float()
-    idx, dist = nearest_segment(mid, segs, g.means)
-    assert set(segs.pairs[idx[0]].tolist()) == {0, 1} and float(dist[0]) < 1e-6
-    centre = (g.means[0] + g.means[6]) / 2  # centre of a cell: on both diagonals, nearer no edge
-    idx, _ = nearest_segment(centre[None], segs, g.means)
-    assert int(segs.order[idx[0]]) == 2
-
-
-def test_segment_of_uses_tubes_between_modes():
-    g = mi.grid_2d()
-    segs = mode_segments(g)
-    s = float(g.sigma[0])
-    a, b = g.means[0], g.means[1]
-    on_edge = ((a + b) / 2 + torch.tensor([2 * s, 0.0], dtype=torch.float64))[None]  # 2 sigma off the midpoint
-    off_tube = ((a + b) / 2 - torch.tensor([10 * s, 0.0], dtype=torch.float64))[None]  # outside the grid, beside an edge
-    near_mode = (a + torch.tensor([0.0, 3 * s], dtype=torch.float64))[None]  # along the edge, within 4 sigma of mode 0
-    tail = (a + torch.tensor([-5 * s, 0.0], dtype=torch.float64))[None]  # out of support, pointing away from the grid
-    got = mi.metrics.segment_of(torch.cat([on_edge, off_tube, near_mode, tail]), g, segs)
-    assert set(segs.pairs[got[0]].tolist()) == {0, 1}
-    assert got[1].item() == -1  # beyond the 4-sigma tube of every segment
-    assert got[2].item() == -1  # within 4 sigma of the segment's end: not between the modes yet
-    assert got[3].item() == -1  # a tail sample off every segment
-
-
-def test_segment_of_end_margin():
-    g = mi.grid_2d()
-    segs = mode_segments(g)
-    a, b = g.means[0], g.means[1]
-    at = lambda u: (a + u * (b - a))[None]  # noqa: E731
-    x = torch.cat([at(0.2), at(0.3), at(0.5)])
-    margin = 0.25 * float((b - a).norm())
-    got = mi.metrics.segment_of(x, g, segs, end_margin=margin)
-    assert got[0].item() == -1 and got[1].item() == got[2].item() >= 0
-    assert (mi.metrics.segment_of(x, g, segs) >= 0).all()  # the default margin (k sigma) keeps all three
-
-
-def test_mode_segments_up_to():
-    segs = mode_segments(mi.grid_2d()).up_to(2)
-    assert len(segs.pairs) == 72 and int(segs.order.max()) == 2
-    with pytest.raises(ValueError, match="max_order"):
-        segs.up_to(0)
