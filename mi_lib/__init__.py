@@ -29,6 +29,9 @@ from .nets import MLPConfig, MLPDenoiser, shared_timestep, sinusoidal_embedding
 from .results import Stopwatch, print_results, save_results
 from .runtime import default_device, describe_device, progress_bar, require_cuda, seed_everything
 from .sampling import ReverseStep, SampleResult, reverse_process, sample, timesteps
+from .sampling import initial_noise
+from . import noise
+from .fast import PRECISIONS, FastDenoiser
 from .schedule import COSINE, OFFICIAL, SCHEDULE_PRESETS, STANDARD, NoiseSchedule, ScheduleConfig, broadcast_to
 from .train import TrainConfig, TrainResult, diffusion_loss, train
 from .unet import UNET_PRESETS, UNetConfig, UNetDenoiser
@@ -46,4 +49,5 @@ __all__ = [
     "out_of_support_mass", "print_results", "progress_bar", "require_cuda", "reverse_process", "sample",
     "save_results", "seed_everything", "shapes", "shared_timestep", "sinusoidal_embedding", "timesteps",
     "train", "true_gap_mass",
+    "noise", "initial_noise", "PRECISIONS", "FastDenoiser",
 ]

@@ -8,6 +8,11 @@ steps) without storing trajectories.
 Samplers: ``"ddpm"`` ancestral sampling over all T steps with ``variance="large"`` (sigma_t^2 = beta_t, the
 official code's choice) or ``"small"`` (sigma_t^2 = beta tilde_t); ``"ddim"`` over ``steps`` evenly spaced
 timesteps with stochasticity ``eta`` (0 = deterministic).
+
+Noise is per sample (:mod:`mi_lib.noise`): sample k's x_T is ``normal(seed, step=T)`` and the noise added when
+leaving timestep t is ``normal(seed, step=t)``, both at sample index k. So sample k is the same whatever the
+chunk size it is drawn in, and CPU and GPU draw the same noise. Fast paths (``precision``, ``compile``) apply
+to the network only; see :mod:`mi_lib.fast`.
 """
 
 from __future__ import annotations
@@ -19,14 +24,17 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from . import noise
+from .fast import FastDenoiser
 from .metrics import WindowVariance
 from .nets import shared_timestep
 from .schedule import NoiseSchedule
 from .runtime import progress_bar
 
-__all__ = ["ReverseStep", "SampleResult", "reverse_process", "sample", "timesteps", "SAMPLERS"]
+__all__ = ["ReverseStep", "SampleResult", "initial_noise", "reverse_process", "sample", "timesteps", "SAMPLERS"]
 
 SAMPLERS = ("ddpm", "ddim")
+_ROW_BLOCK = 8  # sample() runs the network on a multiple of this many rows
 _VARIANCES = ("large", "small")
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
@@ -85,12 +93,18 @@ def reverse_process(
     variance: str = "large",
     steps: int | None = None,
     eta: float = 0.0,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
+    sample_offset: int = 0,
+    precision: str = "float32",
+    compile: bool | str = False,
 ) -> Iterator[ReverseStep]:
     """Run the reverse process from ``x_T`` (B, ...), yielding a :class:`ReverseStep` per visited timestep.
 
-    ``model(x, t) -> eps``. Noise is drawn from ``generator`` (on x_T's device); no noise is added at the
-    final step. See the module docstring for samplers."""
+    ``model(x, t) -> eps``. Row b of ``x_T`` is sample ``sample_offset + b``: the noise added when leaving
+    timestep t is :func:`mi_lib.noise.normal` with (seed, step=t) at that sample index, on x_T's device; no
+    noise is added at the final step. ``precision`` and ``compile`` choose the network's fast path
+    (:mod:`mi_lib.fast`); x_t, x0_hat and the step arithmetic stay in x_T's dtype. See the module docstring
+    for samplers."""
     if variance not in _VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; choose one of {_VARIANCES}")
     if not 0.0 <= eta:
@@ -100,12 +114,13 @@ def reverse_process(
     if sampler == "ddim" and variance != "large":
         raise ValueError("variance applies to sampler='ddpm' only (DDIM's noise is set by eta)")
     ts = timesteps(schedule.T, sampler, steps)
+    net = FastDenoiser(model, precision=precision, compile=compile, device=x_T.device)
     sched = schedule.to(x_T.device)
     var_table = sched.beta if variance == "large" else sched.posterior_variance
     x = x_T
     B = x.shape[0]
     for i, t in enumerate(ts):
-        eps = model(x, shared_timestep(t, B, x.device))
+        eps = net(x, shared_timestep(t, B, x.device))
         x0_hat = sched.x0_from_eps(x, t, eps)
         if sampler == "ddpm":
             mean = sched.posterior_mean(x0_hat, x, t)
@@ -117,9 +132,21 @@ def reverse_process(
             sigma = eta * math.sqrt(max(0.0, (1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)))
             mean = math.sqrt(ab_prev) * x0_hat + math.sqrt(max(0.0, 1 - ab_prev - sigma**2)) * eps
             std = sigma if (i + 1 < len(ts) and sigma > 0) else None
-        x_prev = mean if std is None else mean + std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        if std is None:
+            x_prev = mean
+        else:
+            z = noise.normal(x.shape, seed=seed, step=t, sample_offset=sample_offset, device=x.device, dtype=x.dtype)
+            x_prev = mean + std * z
         yield ReverseStep(t, x, x0_hat, x_prev)
         x = x_prev
+
+
+def initial_noise(
+    shape: Sequence[int], schedule: NoiseSchedule, *, seed: int = 0, sample_offset: int = 0, device: torch.device | str = "cpu"
+) -> Tensor:
+    """x_T for samples sample_offset .. sample_offset + B - 1: float32 N(0, I) of ``shape`` = (B, ...), drawn by
+    :func:`mi_lib.noise.normal` with (seed, step=T), a stream no reverse step uses."""
+    return noise.normal(shape, seed=seed, step=schedule.T, sample_offset=sample_offset, device=device)
 
 
 def sample(
@@ -137,14 +164,18 @@ def sample(
     hal_window: tuple[int, int] | None = None,
     record_steps: Sequence[int] = (),
     progress: bool = True,
+    precision: str = "float32",
+    compile: bool | str = False,
 ) -> SampleResult:
     """Draw ``n`` samples from the reverse process, ``chunk_size`` at a time (all at once if None).
 
     ``shape`` is the per-sample shape (default: ``model.sample_shape``). ``hal_window=(t_lo, t_hi)`` also
     returns Hal, the variance of x0_hat over steps t_lo..t_hi (the paper's last 10 steps: (0, 9)).
-    ``record_steps`` lists timesteps whose (x_t, x0_hat) are copied to the CPU. Chunk c uses the seed
-    (seed, c), so results depend on ``seed`` and ``chunk_size`` only. Runs on the model's device and leaves
-    the model in eval mode."""
+    ``record_steps`` lists timesteps whose (x_t, x0_hat) are copied to the CPU. Sample k's noise depends on
+    (seed, k) only (see the module docstring), so the results do not depend on ``chunk_size``: on one
+    device they are bit-identical for every chunk size. ``precision`` ("float32", "tf32", "bf16") and
+    ``compile`` are the network's fast paths (:mod:`mi_lib.fast`). Runs on the model's device, holding
+    O(chunk_size) there; the outputs are gathered on the CPU. Leaves the model in eval mode."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     if shape is None:
@@ -169,35 +200,41 @@ def sample(
     device = _model_device(model)
     if isinstance(model, nn.Module):
         model.eval()
-    outs, hals = [], []
-    recs: dict[int, tuple[list[Tensor], list[Tensor]]] = {t: ([], []) for t in record_steps}
+    net = FastDenoiser(model, precision=precision, compile=compile, device=device)  # compiled once for all chunks
+    # Outputs are filled on the CPU chunk by chunk (the device holds one chunk at a time).
+    out: dict[str, Tensor] = {}
+    recorded = set(record_steps)
     n_chunks = -(-n // chunk)
     with progress_bar(total=n_chunks * len(ts), desc=f"sampling {n:,}", disable=not progress) as bar:
         for c in range(n_chunks):
-            b = min(chunk, n - c * chunk)
-            gen = torch.Generator(device=device).manual_seed(_chunk_seed(seed, c))
-            x_T = torch.randn((b, *shape), generator=gen, device=device)
-            hal = WindowVariance(*hal_window) if hal_window is not None else None
-            loop = reverse_process(model, schedule, x_T, sampler=sampler, variance=variance, steps=steps, eta=eta, generator=gen)
+            lo, hi = c * chunk, min(n, (c + 1) * chunk)
+            b = hi - lo
+            # Run whole blocks of _ROW_BLOCK samples (the extra ones are samples hi, hi+1, ..., then dropped):
+            # BLAS kernels round a row differently when the batch has a ragged tail, so this keeps sample k
+            # bit-identical whatever the chunk size.
+            rows = -(-b // _ROW_BLOCK) * _ROW_BLOCK
+            x_T = initial_noise((rows, *shape), schedule, seed=seed, sample_offset=lo, device=device)
+            window = WindowVariance(*hal_window) if hal_window is not None else None
+            loop = reverse_process(net, schedule, x_T, sampler=sampler, variance=variance, steps=steps, eta=eta, seed=seed, sample_offset=lo)
             for k, step in enumerate(loop, start=1):
-                if hal is not None:
-                    hal.update(step.t, step.x0_hat)
-                if step.t in recs:
-                    recs[step.t][0].append(step.xt.cpu())
-                    recs[step.t][1].append(step.x0_hat.cpu())
+                if window is not None:
+                    window.update(step.t, step.x0_hat[:b])
+                if step.t in recorded:
+                    _store(out, f"xt{step.t}", n, lo, step.xt[:b])
+                    _store(out, f"x0_hat{step.t}", n, lo, step.x0_hat[:b])
                 if k % 50 == 0 or k == len(ts):
                     bar.update(k - (k - 1) // 50 * 50)  # steps since the last update
                 x = step.x_prev
-            outs.append(x.cpu())
-            if hal is not None:
-                hals.append(hal.result().cpu())
+            _store(out, "x0", n, lo, x[:b])
+            if window is not None:
+                _store(out, "hal", n, lo, window.result())
     return SampleResult(
-        x0=torch.cat(outs),
-        hal=torch.cat(hals) if hals else None,
-        records={t: (torch.cat(a), torch.cat(b)) for t, (a, b) in recs.items()},
+        x0=out["x0"], hal=out.get("hal"), records={t: (out[f"xt{t}"], out[f"x0_hat{t}"]) for t in record_steps}
     )
 
 
-def _chunk_seed(seed: int, chunk: int) -> int:
-    """A distinct 63-bit seed per (seed, chunk), stable across runs and platforms."""
-    return (int(seed) * 1_000_003 + chunk * 7_919 + 0x5EED) % (2**63 - 1)
+def _store(out: dict[str, Tensor], name: str, n: int, lo: int, value: Tensor) -> None:
+    """Copy a chunk's ``value`` (b, ...) into rows lo..lo+b of the CPU tensor ``out[name]`` (n, ...), made on first use."""
+    if name not in out:
+        out[name] = torch.empty((n, *value.shape[1:]), dtype=value.dtype)
+    out[name][lo : lo + value.shape[0]] = value

@@ -3,7 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from mi_lib import NoiseSchedule, ScheduleConfig, mean_var_zscores, reverse_process, sample, timesteps
+from mi_lib import MLPConfig, MLPDenoiser, NoiseSchedule, ScheduleConfig, mean_var_zscores, reverse_process, sample, timesteps
+from mi_lib.noise import normal
+from mi_lib.sampling import initial_noise
 
 
 class ZeroEps(nn.Module):
@@ -37,16 +39,14 @@ def test_golden_two_step_ddpm_loop():
     s = NoiseSchedule(ScheduleConfig("linear", 2, 0.1, 0.2))
     b1, b2 = 0.1, 0.2
     ab1, ab2 = 1 - b1, (1 - b1) * (1 - b2)
-    g = torch.Generator().manual_seed(3)
-    x_T = torch.randn(5, 2, generator=g)
-    steps = list(reverse_process(ZeroEps(), s, x_T, generator=g))
-    g_ref = torch.Generator().manual_seed(3)
-    x = torch.randn(5, 2, generator=g_ref).double()
+    x_T = initial_noise((5, 2), s, seed=3)
+    steps = list(reverse_process(ZeroEps(), s, x_T, seed=3))
+    x = normal((5, 2), seed=3, step=2).double()  # x_T is the stream step = T
     # t = 1 (the second beta): x0_hat = x / sqrt(ab2); posterior mean = c0 x0_hat + ct x
     x0_hat = x / np.sqrt(ab2)
     c0 = b2 * np.sqrt(ab1) / (1 - ab2)
     ct = (1 - ab1) * np.sqrt(1 - b2) / (1 - ab2)
-    x1 = c0 * x0_hat + ct * x + np.sqrt(b2) * torch.randn(5, 2, generator=g_ref).double()
+    x1 = c0 * x0_hat + ct * x + np.sqrt(b2) * normal((5, 2), seed=3, step=1).double()  # noise leaving t = 1
     # t = 0: posterior mean is x0_hat itself, no noise
     x0 = x1 / np.sqrt(ab1)
     assert [st.t for st in steps] == [1, 0]
@@ -64,7 +64,7 @@ def test_exact_model_recovers_point_mass(sampler, variance, steps, eta):
     assert torch.allclose(out.x0, c.expand(64, 2), atol=1e-3)
 
 
-def test_determinism_and_per_chunk_seeds():
+def test_determinism_and_per_sample_seeds():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(2, 2))
     s = NoiseSchedule(ScheduleConfig("linear", 30, 1e-3, 0.2))
@@ -75,6 +75,43 @@ def test_determinism_and_per_chunk_seeds():
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
     assert torch.equal(a[:5], d)
+    assert not torch.allclose(a[:5], a[5:])  # samples differ from one another
+
+
+def _trained_like_mlp(data_dim: int) -> MLPDenoiser:
+    """An untrained official-architecture MLP with non-trivial outputs (its xavier init already has them)."""
+    torch.manual_seed(0)
+    return MLPDenoiser(MLPConfig(data_dim=data_dim, width=32, time_dim=32))
+
+
+@pytest.mark.parametrize("sampler, steps, eta, data_dim", [("ddpm", None, 0.0, 1), ("ddpm", None, 0.0, 2), ("ddim", 10, 1.0, 2)])
+def test_samples_and_hal_do_not_depend_on_the_chunk_size(sampler, steps, eta, data_dim):
+    """Sample k's noise is a function of (seed, k): every chunking gives bit-identical samples, Hal and records.
+    (data_dim=1 has a 32 -> 1 output projection, which the CPU's BLAS rounds differently for a ragged batch.)"""
+    model = _trained_like_mlp(data_dim)
+    s = NoiseSchedule(ScheduleConfig("linear", 40, 1e-3, 0.2))
+    kw = dict(seed=11, sampler=sampler, steps=steps, eta=eta, hal_window=(0, 9), record_steps=[0], progress=False)
+    ref = sample(model, s, 23, chunk_size=None, **kw)
+    for chunk in (1, 4, 7, 23, 100):
+        out = sample(model, s, 23, chunk_size=chunk, **kw)
+        assert torch.equal(out.x0, ref.x0), chunk
+        assert torch.equal(out.hal, ref.hal), chunk
+        assert torch.equal(out.records[0][1], ref.records[0][1]), chunk
+    # a run of the first 9 samples, and a reverse_process started at sample 9, reproduce their rows
+    assert torch.equal(sample(model, s, 9, chunk_size=4, **kw).x0, ref.x0[:9])
+    x_T = initial_noise((8, data_dim), s, seed=11, sample_offset=9)
+    *_, last = reverse_process(model, s, x_T, sampler=sampler, steps=steps, eta=eta, seed=11, sample_offset=9)
+    assert torch.equal(last.x_prev, ref.x0[9:17])
+
+
+def test_outputs_are_plain_cpu_tensors_in_input_order():
+    model = _trained_like_mlp(1)
+    s = NoiseSchedule(ScheduleConfig("linear", 20, 1e-3, 0.2))
+    out = sample(model, s, 10, seed=0, chunk_size=3, hal_window=(0, 4), record_steps=[19, 0], progress=False)
+    assert out.x0.device.type == "cpu" and not out.x0.is_inference() and out.x0.dtype == torch.float32
+    assert out.x0.shape == (10, 1) and out.hal.shape == (10,) and out.records[19][0].shape == (10, 1)
+    # x_T of sample k is the (seed, step=T) stream at index k
+    torch.testing.assert_close(out.records[19][0], normal((10, 1), seed=0, step=20), rtol=0, atol=0)
 
 
 def _wrap(net):
@@ -120,7 +157,7 @@ def test_exact_model_follows_the_true_marginals(sampler, variance, steps, eta, p
     ab = s.alpha_bar_64
     x_T = ab[T - 1].sqrt().float() * c + (1 - ab[T - 1]).sqrt().float() * torch.randn(n, 2, generator=g)
     worst = 0.0
-    for step in reverse_process(PointMassEps(s, c), s, x_T, sampler=sampler, variance=variance, steps=steps, eta=eta, generator=g):
+    for step in reverse_process(PointMassEps(s, c), s, x_T, sampler=sampler, variance=variance, steps=steps, eta=eta, seed=0):
         if step.t in (80, 50, 20, 5, 1):
             t = step.t
             zm, zv = mean_var_zscores(step.xt, ab[t].sqrt() * c.double(), (1 - ab[t]).expand(2))
