@@ -2,18 +2,21 @@
 
 The loss returns per-sample values (the caller reduces); :func:`train` fits a model on an in-memory tensor
 that already lives on the training device, with Adam, an optional EMA and an explicit seed, and returns the
-model with its loss history.
+model with its loss history. Fast paths (``precision``, ``compile``, ``fused``) are options of :func:`train`,
+not of :class:`TrainConfig`, because they change how a model is computed, not which model is meant.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from .fast import FastDenoiser, precision_flags
 from .runtime import progress_bar
 from .schedule import NoiseSchedule
 
@@ -54,7 +57,7 @@ class TrainResult:
     wall_time_s: float
 
 
-def diffusion_loss(model: nn.Module, schedule: NoiseSchedule, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+def diffusion_loss(model: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSchedule, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
     """Unweighted epsilon-prediction MSE per sample: mean over non-batch dims of (model(x_t, t) - eps)^2.
     x0, eps: (B, ...); t: (B,) -> (B,)."""
     xt = schedule.q_sample(x0, t, eps)
@@ -68,27 +71,39 @@ def train(
     config: TrainConfig = TrainConfig(),
     *,
     progress: bool = True,
+    precision: str = "float32",
+    compile: bool | str = False,
+    fused: bool = False,
 ) -> TrainResult:
     """Fit ``model`` (in place) to ``data`` (N, ...) on ``data``'s device.
 
     Each epoch visits the data in a fresh random order, ``min(batch_size, N)`` samples a step; t is uniform
-    on 0..T-1. All randomness comes from a generator seeded with ``config.seed``."""
+    on 0..T-1. All randomness comes from a generator seeded with ``config.seed``.
+
+    Fast paths, all off by default (then results are bit-identical run to run on one device):
+    ``precision`` ("float32", "tf32", "bf16": the forward pass under bf16 autocast, the loss and optimizer
+    in float32) and ``compile`` as in :mod:`mi_lib.fast`; ``fused=True`` uses Adam's fused CUDA kernel on a
+    GPU and the default Adam elsewhere (on the CPU the results are those of ``fused=False``)."""
     if not isinstance(data, Tensor) or data.dim() < 2 or data.shape[0] < 1:
         raise ValueError(f"data must be a tensor of shape (N, ...) with N >= 1, got {getattr(data, 'shape', type(data))}")
     if not data.is_floating_point():
         raise TypeError(f"data must be floating point, got {data.dtype}")
+    if not isinstance(fused, bool):
+        raise TypeError(f"fused must be a bool, got {fused!r}")
     device = data.device
     model.to(device).train()
+    net = FastDenoiser(model, precision=precision, compile=compile, device=device)
     sched = schedule.to(device)
     gen = torch.Generator(device=device).manual_seed(config.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.adam_betas)
+    fused_kw = {"fused": True} if fused and device.type == "cuda" else {}
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.adam_betas, **fused_kw)
     ema = copy.deepcopy(model).eval().requires_grad_(False) if config.ema_decay is not None else None
     n, b = data.shape[0], min(config.batch_size, data.shape[0])
     per_epoch = n // b
     losses = torch.empty(config.steps, device=device)
     order = torch.empty(0, dtype=torch.long, device=device)
     start = time.perf_counter()
-    with progress_bar(total=config.steps, desc="training", disable=not progress) as bar:
+    with progress_bar(total=config.steps, desc="training", disable=not progress) as bar, precision_flags(precision, device):
         for step in range(config.steps):
             k = step % per_epoch
             if k == 0:
@@ -96,7 +111,7 @@ def train(
             x0 = data[order[k * b : (k + 1) * b]]
             t = torch.randint(0, sched.T, (b,), generator=gen, device=device)
             eps = torch.randn(x0.shape, generator=gen, device=device, dtype=x0.dtype)
-            loss = diffusion_loss(model, sched, x0, t, eps).mean()
+            loss = diffusion_loss(net, sched, x0, t, eps).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
