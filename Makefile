@@ -1,7 +1,11 @@
 # Build / test toolchain for the Mode Interpolation book.
 #   make venv                 create/refresh .venv from requirements.txt (+ kernel "python3")
 #   make executed [SCALE=ci]  execute chapters/*.ipynb with papermill -> _build/executed/$(SCALE)/
-#   make book     [SCALE=ci]  render the executed notebooks with Jupyter Book 1.x (-W -n)
+#   make book     [SCALE=ci]  make executed, then make render
+#   make render   [SCALE=ci]  render _build/executed/$(SCALE)/ with Jupyter Book 1.x (-W -n), executing nothing
+#   make gpu-wheels           .whl/: the wheels the lent GPU machine lacks (carry it; see scripts/paper_scale.sh)
+#   make book-paper FROM=...  paper-scale run(s) brought back from that machine -> results/, _build/html-paper,
+#                             README results table (FROM: tarball(s) or folder(s); several: FROM="a b")
 #   make test                 pytest tests/ + nbval on chapters/ + make book SCALE=ci
 #   make results-table        rebuild the README's results table from results/*.json
 #   make bench                trainer/sampler throughput on this machine
@@ -45,7 +49,7 @@ export PYTHONHASHSEED := 0
 # the book build after nbval reuses what nbval computed. Keys hash the config and mi_lib's source.
 export MI_CACHE_DIR ?= $(abspath .mi_cache)
 
-.PHONY: venv executed book test test-unit test-nbval results-table bench clean FORCE
+.PHONY: venv executed book render gpu-wheels book-paper test test-unit test-nbval results-table bench clean FORCE
 
 # ---------------------------------------------------------------- environment
 venv: $(STAMP)
@@ -72,6 +76,10 @@ $(EXEC_DIR)/chapters/%.ipynb: chapters/%.ipynb $(STAMP) FORCE
 
 # ---------------------------------------------------------------- book
 book: executed
+	@$(MAKE) --no-print-directory render SCALE=$(SCALE)
+
+# The one render recipe: whatever lies in $(EXEC_DIR)/chapters/ (make executed, or make book-paper).
+render: $(STAMP)
 	rm -rf $(SRC_DIR)
 	mkdir -p $(SRC_DIR)/chapters
 	cp _config.yml _toc.yml $(SRC_DIR)/
@@ -82,6 +90,20 @@ book: executed
 	rm -rf $(HTML_DIR)
 	cp -r $(JB_OUT)/_build/html $(HTML_DIR)
 	@echo "Book: $(abspath $(HTML_DIR))/index.html"
+
+# ---------------------------------------------------------------- paper scale on the lent GPU machine
+# That machine has torch but no jupyter stack and no package index. Here: make gpu-wheels (-> .whl/, and
+# .whl/COMMIT for the results' provenance). There, with .whl carried: bash scripts/paper_scale.sh CHAPTER...
+# (a tarball comes back). Here again: make book-paper FROM=<tarball or folder> [FROM="a b" for several].
+gpu-wheels: $(STAMP)
+	$(PY) scripts/gpu_wheels.py --dest .whl
+
+FROM ?=
+book-paper: $(STAMP)
+	$(if $(strip $(FROM)),,$(error book-paper needs FROM=<tarball(s) or folder(s) from scripts/paper_scale.sh>))
+	$(PY) scripts/paper_unpack.py $(FROM) --results $(abspath results) --executed _build/executed/paper/chapters
+	@$(MAKE) --no-print-directory render SCALE=paper
+	$(PY) scripts/results_table.py --write README.md
 
 # ---------------------------------------------------------------- tests
 test: test-unit test-nbval

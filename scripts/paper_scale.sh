@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Execute chapters at paper scale on the lent GPU machine (no jupyter, no package index there) and pack the
+# executed notebooks, their results/*.json and a timing log into ONE tarball under $OUT.
+#
+#   bash scripts/paper_scale.sh [CHAPTER...]        # from the repo root, with .whl carried (make gpu-wheels)
+#
+# CHAPTER is a notebook's name without .ipynb (02_mode_interpolation_1d) or a prefix of it (02); none: all.
+# Each chapter runs with papermill (-p scale paper, --cwd chapters, kernel "python3" = this python3), even if
+# an earlier one failed; the script exits 1 if any failed, timed out or was skipped. Give each call only as
+# many chapters as fit in one device command (10 minutes): a chapter still running when BUDGET_S is spent is
+# stopped and marked "timeout" (the on-disk cache, .mi_cache/ there, keeps what it finished: run the same
+# command again while the machine is warm). The tarball is rewritten after every chapter, so it comes back
+# even if the command is killed.
+#
+# Environment (all optional):
+#   OUT        where the tarball goes (set by the device tool; default _build/paper-scale-out)
+#   SCALE      the chapters' scale (default paper; SCALE=ci is for a dry run of this script on a CPU)
+#   BUDGET_S   seconds for all chapters of this call (default 560, inside the device's 600-s command limit)
+#   WHEELS     folder of carried wheels (default .whl); SITE where they are installed (default /tmp/site)
+#   MI_CACHE_DIR  the cache of trained models and samples (default .mi_cache in the repo root)
+# What comes back: $OUT/paper-scale-<time>.tar.gz holding paper-scale/{executed/*.ipynb, results/*.json,
+# logs/*.log, timing.tsv, run.txt}, and $OUT/timing.tsv. Unpack and render here with make book-paper FROM=...
+
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+REPO=$PWD
+SCALE=${SCALE:-paper}
+BUDGET_S=${BUDGET_S:-560}
+WHEELS=${WHEELS:-.whl}
+SITE=${SITE:-/tmp/site}
+OUT=${OUT:-$REPO/_build/paper-scale-out}
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/paper-scale.XXXXXX")
+PACK=$WORK/paper-scale
+mkdir -p "$OUT" "$PACK/executed" "$PACK/results" "$PACK/logs" || exit 2
+START=$SECONDS
+
+say() { echo "[paper_scale] $*" | tee -a "$PACK/run.txt"; }
+
+# 1. which chapters (names checked before anything is installed)
+CHAPTERS=()
+if (($# == 0)); then set -- chapters/*.ipynb; fi
+for arg in "$@"; do
+    arg=${arg#chapters/}; arg=${arg%.ipynb}
+    matches=(chapters/"$arg"*.ipynb)
+    if [[ -f chapters/$arg.ipynb ]]; then CHAPTERS+=("$arg")
+    elif ((${#matches[@]} == 1)) && [[ -f ${matches[0]} ]]; then m=${matches[0]#chapters/}; CHAPTERS+=("${m%.ipynb}")
+    else echo "[paper_scale] no single chapter matches '$arg' in chapters/" >&2; exit 2; fi
+done
+
+# 2. the carried wheels -> $SITE (the device tool's recipe); python3 is the machine's, the one with torch.
+if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl \
+        || { say "pip install of $WHEELS/*.whl failed"; exit 2; }
+    export PYTHONPATH=$SITE
+    # --no-deps trusts that the machine has what the wheels need (gpu_wheels.py's GPU_HAS): say where not.
+    python3 - "$SITE" <<'PY' 2>&1 | tee -a "$PACK/run.txt"
+import importlib.metadata as md, sys
+from packaging.requirements import Requirement
+for dist in md.distributions(path=[sys.argv[1]]):
+    for line in dist.requires or []:
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        try:
+            have = md.version(req.name)
+        except md.PackageNotFoundError:
+            print(f"WARNING: {dist.metadata['Name']} needs {req}: not installed"); continue
+        if not req.specifier.contains(have, prereleases=True):
+            print(f"WARNING: {dist.metadata['Name']} needs {req}: {have} is installed")
+PY
+else
+    say "no wheels in $WHEELS: using the papermill and ipykernel of $(command -v python3)"
+fi
+# mi_lib from the tree itself (no pip install); the kernel inherits this environment.
+export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
+export MI_RESULTS_DIR=$PACK/results MI_PROGRESS=0 PYTHONHASHSEED=0 PYTHONUNBUFFERED=1
+export MPLBACKEND=module://matplotlib_inline.backend_inline
+export MI_CACHE_DIR=${MI_CACHE_DIR:-$REPO/.mi_cache}
+# Jupyter's and IPython's folders under $WORK: kernel "python3" is ipykernel's spec for this python3 alone,
+# whatever else the machine has in ~/.local or /usr/share/jupyter.
+export JUPYTER_PATH=$WORK/jupyter/share/jupyter JUPYTER_CONFIG_DIR=$WORK/jupyter/config JUPYTER_DATA_DIR=$WORK/jupyter/data
+export JUPYTER_RUNTIME_DIR=$WORK/jupyter/runtime IPYTHONDIR=$WORK/ipython MPLCONFIGDIR=$WORK/mpl JUPYTER_PLATFORM_DIRS=1
+python3 -m ipykernel install --prefix "$WORK/jupyter" --name python3 >/dev/null \
+    || { say "ipykernel install failed: are the wheels carried?"; exit 2; }
+KERNEL=$(python3 -c 'from jupyter_client.kernelspec import KernelSpecManager as K; print(" ".join(K().get_kernel_spec("python3").argv[:3]))') \
+    || { say "kernel python3 does not resolve"; exit 2; }
+
+# 3. the commit, for results/*.json: if the tree came without .git, mi_lib's `git rev-parse` gets the stamp
+# that make gpu-wheels wrote into the wheel folder (so run that right before the device calls).
+if git rev-parse HEAD >/dev/null 2>&1; then
+    COMMIT="$(git rev-parse --short=12 HEAD) (git)"
+elif [[ -s $WHEELS/COMMIT ]]; then
+    c=$(head -n1 "$WHEELS/COMMIT")
+    mkdir -p "$WORK/bin"
+    { echo '#!/bin/sh'
+      echo '# stands in for git (no .git here): the commit make gpu-wheels stamped'
+      echo "case \"\$1\" in rev-parse) echo '${c%-dirty}' ;; status) [ '$c' != '${c%-dirty}' ] && echo ' M dirty' ;; *) exit 1 ;; esac"
+      echo 'exit 0'; } >"$WORK/bin/git"
+    chmod +x "$WORK/bin/git"
+    export PATH=$WORK/bin:$PATH
+    COMMIT="$c (stamp from $WHEELS/COMMIT: the tree came without .git)"
+else
+    COMMIT="unknown (no .git and no $WHEELS/COMMIT)"
+fi
+
+pack() {  # the tarball, rewritten whole after every chapter (tmp + rename: never half-written)
+    cp "$PACK/timing.tsv" "$OUT/timing.tsv"
+    tar -czf "$OUT/.paper-scale.tmp" -C "$WORK" paper-scale && mv -f "$OUT/.paper-scale.tmp" "$OUT/paper-scale-$STAMP.tar.gz"
+}
+
+{ echo "date: $STAMP (UTC)"; echo "scale: $SCALE"; echo "commit: $COMMIT"; echo "chapters: ${CHAPTERS[*]}"
+  echo "python: $(command -v python3) $(python3 -c 'import platform; print(platform.python_version())')"
+  echo "kernel python3: $KERNEL"
+  python3 -c 'import torch, papermill; print("torch", torch.__version__, "| cuda:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none", "| papermill", papermill.__version__)'
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+} 2>&1 | tee -a "$PACK/run.txt"
+printf 'chapter\tstatus\tseconds\n' >"$PACK/timing.tsv"
+FAILED=()
+
+# 4. the chapters, one after the other
+for ch in "${CHAPTERS[@]}"; do
+    left=$((BUDGET_S - (SECONDS - START)))
+    if ((left < 20)); then
+        printf '%s\tskipped\t0\n' "$ch" >>"$PACK/timing.tsv"; FAILED+=("$ch(skipped)"); say "$ch: skipped, budget spent"; continue
+    fi
+    say "$ch: papermill -p scale $SCALE (at most ${left}s)"
+    t0=$SECONDS
+    timeout --kill-after=15 "$left" python3 -m papermill "chapters/$ch.ipynb" "$PACK/executed/$ch.ipynb" \
+        -p scale "$SCALE" -k python3 --cwd chapters --no-progress-bar >"$PACK/logs/$ch.log" 2>&1
+    rc=$?
+    dt=$((SECONDS - t0))
+    case $rc in
+        0) status=ok ;;
+        124 | 137) status=timeout; FAILED+=("$ch(timeout)") ;;
+        *) status="failed($rc)"; FAILED+=("$ch(rc=$rc)"); tail -n 25 "$PACK/logs/$ch.log" ;;
+    esac
+    printf '%s\t%s\t%d\n' "$ch" "$status" "$dt" >>"$PACK/timing.tsv"
+    say "$ch: $status in ${dt}s"
+    pack
+done
+
+printf 'total\t%s\t%d\n' "$( ((${#FAILED[@]} == 0)) && echo ok || echo failed)" $((SECONDS - START)) >>"$PACK/timing.tsv"
+pack
+say "total $((SECONDS - START))s; tarball $OUT/paper-scale-$STAMP.tar.gz ($(du -h "$OUT/paper-scale-$STAMP.tar.gz" | cut -f1))"
+cat "$PACK/timing.tsv"
+if ((${#FAILED[@]})); then say "not ok: ${FAILED[*]}"; exit 1; fi

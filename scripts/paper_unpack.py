@@ -1,0 +1,96 @@
+"""Take what scripts/paper_scale.sh brought back from the GPU machine into this checkout (make book-paper).
+
+    python scripts/paper_unpack.py FROM [FROM ...] [--results results] [--executed _build/executed/paper/chapters]
+
+FROM is a tarball paper-scale-*.tar.gz, a folder holding such tarballs (the device tool's files folder), or an
+unpacked paper-scale/ folder. For each chapter that ran "ok" (timing.tsv), its executed notebook is copied to
+--executed and its results JSON is merged into --results, one scale entry at a time (results/<chapter>.json
+keeps its other scales). A chapter that failed or timed out brings no results; its notebook is used only when
+no FROM has it "ok" (the book then shows the error). Later FROMs win over earlier ones. The total and
+per-chapter times of every run are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def runs_in(source: Path, scratch: Path) -> list[Path]:
+    """The paper-scale/ folders that ``source`` holds, oldest tarball first."""
+    if source.is_file():
+        dest = scratch / f"{len(list(scratch.iterdir()))}"
+        with tarfile.open(source) as tar:
+            tar.extractall(dest, filter="data")
+        return [dest / "paper-scale"]
+    if (source / "timing.tsv").exists() and (source / "executed").is_dir():
+        return [source]
+    if (source / "paper-scale").is_dir():
+        return [source / "paper-scale"]
+    tarballs = sorted(source.glob("paper-scale-*.tar.gz"))
+    if not tarballs:
+        raise SystemExit(f"{source}: no paper-scale-*.tar.gz, paper-scale/ or timing.tsv in it")
+    return [run for t in tarballs for run in runs_in(t, scratch)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sources", nargs="+", type=Path, metavar="FROM")
+    parser.add_argument("--results", type=Path, default=ROOT / "results")
+    parser.add_argument("--executed", type=Path, default=ROOT / "_build" / "executed" / "paper" / "chapters")
+    args = parser.parse_args()
+    args.executed.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
+
+    notebooks: dict[str, tuple[bool, Path]] = {}  # chapter -> (ran ok, executed notebook)
+    results: list[tuple[str, Path]] = []
+    total_s, calls = 0, 0
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        for source in args.sources:
+            for run in runs_in(source, scratch):
+                info = (run / "run.txt").read_text() if (run / "run.txt").exists() else ""
+                scale = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("scale:")), "?")
+                print(f"{source}: {' | '.join(line for line in info.splitlines() if line.startswith(('date:', 'commit:')))}")
+                if scale != "paper":
+                    print(f"  WARNING: this run is at scale {scale!r}, not paper")
+                with open(run / "timing.tsv") as f:
+                    for row in csv.DictReader(f, delimiter="\t"):
+                        chapter, status, seconds = row["chapter"], row["status"], row["seconds"]
+                        print(f"  {chapter:<28} {status:<12} {int(seconds):>6} s")
+                        if chapter == "total":
+                            total_s, calls = total_s + int(seconds), calls + 1
+                            continue
+                        nb, ok = run / "executed" / f"{chapter}.ipynb", status == "ok"
+                        if nb.exists() and (ok or not notebooks.get(chapter, (False,))[0]):
+                            notebooks[chapter] = (ok, nb)
+                        if ok and (run / "results" / f"{chapter}.json").exists():
+                            results.append((chapter, run / "results" / f"{chapter}.json"))
+
+        for chapter, (ok, nb) in sorted(notebooks.items()):
+            shutil.copy2(nb, args.executed / nb.name)
+            print(f"executed: {args.executed / nb.name}" + ("" if ok else "  (WARNING: did not run ok: the book shows its error)"))
+        for chapter, path in results:  # in order: later runs overwrite earlier ones, scale by scale
+            target = args.results / path.name
+            merged = json.loads(target.read_text()) if target.exists() else {}
+            new = json.loads(path.read_text())
+            merged.update(new)
+            target.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+            print(f"results:  {target} <- {', '.join(sorted(new))}")
+
+    print(f"device time of these runs: {total_s} s in {calls} call(s) of scripts/paper_scale.sh")
+    missing = sorted(p.name for p in (ROOT / "chapters").glob("*.ipynb") if not (args.executed / p.name).exists())
+    if missing:
+        sys.exit(f"no executed notebook yet for {', '.join(missing)}: run them with scripts/paper_scale.sh and add their FROM")
+
+
+if __name__ == "__main__":
+    main()
