@@ -6,6 +6,7 @@
 #   make gpu-wheels           .whl/: the wheels the lent GPU machine lacks (carry it; see scripts/paper_scale.sh)
 #   make book-paper FROM=...  paper-scale run(s) brought back from that machine -> results/, _build/html-paper,
 #                             README results table (FROM: tarball(s) or folder(s); several: FROM="a b")
+#   make paper-cache FROM=... between device calls: the models a run brought back -> .whl/cache/ (carried)
 #   make test                 pytest tests/ + nbval on chapters/ + make book SCALE=ci
 #   make results-table        rebuild the README's results table from results/*.json
 #   make bench                trainer/sampler throughput on this machine
@@ -49,7 +50,7 @@ export PYTHONHASHSEED := 0
 # the book build after nbval reuses what nbval computed. Keys hash the config and mi_lib's source.
 export MI_CACHE_DIR ?= $(abspath .mi_cache)
 
-.PHONY: venv executed book render gpu-wheels book-paper test test-unit test-nbval results-table bench clean FORCE
+.PHONY: venv executed book render gpu-wheels book-paper paper-cache test test-unit test-nbval results-table bench clean FORCE
 
 # ---------------------------------------------------------------- environment
 venv: $(STAMP)
@@ -101,9 +102,14 @@ gpu-wheels: $(STAMP)
 FROM ?=
 book-paper: $(STAMP)
 	$(if $(strip $(FROM)),,$(error book-paper needs FROM=<tarball(s) or folder(s) from scripts/paper_scale.sh>))
-	$(PY) scripts/paper_unpack.py $(FROM) --results $(abspath results) --executed _build/executed/paper/chapters
+	$(PY) scripts/paper_unpack.py $(FROM) --results $(abspath results) --executed _build/executed/paper/chapters --cache .whl/cache
 	@$(MAKE) --no-print-directory render SCALE=paper
 	$(PY) scripts/results_table.py --write README.md
+
+# Between device calls: the cache entries (trained models) a run brought back -> .whl/cache/, carried next time.
+paper-cache: $(STAMP)
+	$(if $(strip $(FROM)),,$(error paper-cache needs FROM=<tarball(s) or folder(s) from scripts/paper_scale.sh>))
+	$(PY) scripts/paper_unpack.py $(FROM) --cache-only --cache .whl/cache
 
 # ---------------------------------------------------------------- tests
 test: test-unit test-nbval

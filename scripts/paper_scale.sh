@@ -8,8 +8,8 @@
 # Each chapter runs with papermill (-p scale paper, --cwd chapters, kernel "python3" = this python3), even if
 # an earlier one failed; the script exits 1 if any failed, timed out or was skipped. Give each call only as
 # many chapters as fit in one device command (10 minutes): a chapter still running when BUDGET_S is spent is
-# stopped and marked "timeout" (the on-disk cache, .mi_cache/ there, keeps what it finished: run the same
-# command again while the machine is warm). The tarball is rewritten after every chapter, so it comes back
+# stopped and marked "timeout"; the models it finished come back in the tarball (make paper-cache puts them
+# in .whl/cache/, which the next call carries), so the same command run again goes on from there. The tarball is rewritten after every chapter, so it comes back
 # even if the command is killed.
 #
 # Environment (all optional):
@@ -17,15 +17,19 @@
 #   SCALE      the chapters' scale (default paper; SCALE=ci is for a dry run of this script on a CPU)
 #   BUDGET_S   seconds for all chapters of this call (default 560, inside the device's 600-s command limit)
 #   WHEELS     folder of carried wheels (default .whl); SITE where they are installed (default /tmp/site)
-#   MI_CACHE_DIR  the cache of trained models and samples (default .mi_cache in the repo root)
+#   MI_CACHE_DIR  the cache of trained models and samples (default .mi_cache in the repo root); entries in
+#              $WHEELS/cache/ (carried) are copied into it first
+#   CACHE_KB   new cache entries up to this size go back in the tarball (default 4096: models, not samples)
 # What comes back: $OUT/paper-scale-<time>.tar.gz holding paper-scale/{executed/*.ipynb, results/*.json,
-# logs/*.log, timing.tsv, run.txt}, and $OUT/timing.tsv. Unpack and render here with make book-paper FROM=...
+# cache/*.pt, logs/*.log, timing.tsv, run.txt}, and $OUT/timing.tsv. Here again: make paper-cache FROM=...
+# (cache entries -> .whl/cache/ for the next call), make book-paper FROM=... (results, the HTML book).
 
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 REPO=$PWD
 SCALE=${SCALE:-paper}
 BUDGET_S=${BUDGET_S:-560}
+CACHE_KB=${CACHE_KB:-4096}
 WHEELS=${WHEELS:-.whl}
 SITE=${SITE:-/tmp/site}
 OUT=${OUT:-$REPO/_build/paper-scale-out}
@@ -77,6 +81,10 @@ export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
 export MI_RESULTS_DIR=$PACK/results MI_PROGRESS=0 PYTHONHASHSEED=0 PYTHONUNBUFFERED=1
 export MPLBACKEND=module://matplotlib_inline.backend_inline
 export MI_CACHE_DIR=${MI_CACHE_DIR:-$REPO/.mi_cache}
+# The carried cache: entries that earlier calls brought back (make paper-cache puts them in .whl/cache/), so a
+# chapter longer than one call finishes over several (cache keys hash the config and mi_lib's source).
+if [[ -d $WHEELS/cache ]]; then mkdir -p "$MI_CACHE_DIR" && cp -n "$WHEELS"/cache/*.pt "$MI_CACHE_DIR"/ 2>/dev/null; fi
+touch "$WORK/started"
 # Jupyter's and IPython's folders under $WORK: kernel "python3" is ipykernel's spec for this python3 alone,
 # whatever else the machine has in ~/.local or /usr/share/jupyter.
 export JUPYTER_PATH=$WORK/jupyter/share/jupyter JUPYTER_CONFIG_DIR=$WORK/jupyter/config JUPYTER_DATA_DIR=$WORK/jupyter/data
@@ -105,6 +113,9 @@ else
 fi
 
 pack() {  # the tarball, rewritten whole after every chapter (tmp + rename: never half-written)
+    # with this call's new cache entries of at most CACHE_KB (trained models, not 10M-sample sets)
+    mkdir -p "$PACK/cache"
+    find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*.pt' -newer "$WORK/started" -size -"${CACHE_KB}k" -exec cp -n {} "$PACK/cache/" \; 2>/dev/null
     cp "$PACK/timing.tsv" "$OUT/timing.tsv"
     tar -czf "$OUT/.paper-scale.tmp" -C "$WORK" paper-scale && mv -f "$OUT/.paper-scale.tmp" "$OUT/paper-scale-$STAMP.tar.gz"
 }

@@ -1,13 +1,15 @@
 """Take what scripts/paper_scale.sh brought back from the GPU machine into this checkout (make book-paper).
 
     python scripts/paper_unpack.py FROM [FROM ...] [--results results] [--executed _build/executed/paper/chapters]
+    python scripts/paper_unpack.py FROM [FROM ...] --cache-only [--cache .whl/cache]   # make paper-cache
 
 FROM is a tarball paper-scale-*.tar.gz, a folder holding such tarballs (the device tool's files folder), or an
 unpacked paper-scale/ folder. For each chapter that ran "ok" (timing.tsv), its executed notebook is copied to
 --executed and its results JSON is merged into --results, one scale entry at a time (results/<chapter>.json
 keeps its other scales). A chapter that failed or timed out brings no results; its notebook is used only when
 no FROM has it "ok" (the book then shows the error). Later FROMs win over earlier ones. The total and
-per-chapter times of every run are printed.
+per-chapter times of every run are printed. The cache entries a run brought back (trained models) go to
+--cache, which the next device call carries inside .whl, so a chapter longer than one call can go on.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def main() -> None:
     parser.add_argument("sources", nargs="+", type=Path, metavar="FROM")
     parser.add_argument("--results", type=Path, default=ROOT / "results")
     parser.add_argument("--executed", type=Path, default=ROOT / "_build" / "executed" / "paper" / "chapters")
+    parser.add_argument("--cache", type=Path, default=ROOT / ".whl" / "cache", help="where brought-back cache entries go")
+    parser.add_argument("--cache-only", action="store_true", help="take only the cache entries (between device calls)")
     args = parser.parse_args()
     args.executed.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
@@ -57,6 +61,11 @@ def main() -> None:
         scratch = Path(tmp)
         for source in args.sources:
             for run in runs_in(source, scratch):
+                for entry in sorted((run / "cache").glob("*.pt")):
+                    args.cache.mkdir(parents=True, exist_ok=True)
+                    if not (args.cache / entry.name).exists():
+                        shutil.copy2(entry, args.cache / entry.name)
+                        print(f"cache:    {args.cache / entry.name} ({entry.stat().st_size / 2**20:.1f} MiB)")
                 info = (run / "run.txt").read_text() if (run / "run.txt").exists() else ""
                 scale = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("scale:")), "?")
                 print(f"{source}: {' | '.join(line for line in info.splitlines() if line.startswith(('date:', 'commit:')))}")
@@ -75,6 +84,11 @@ def main() -> None:
                         if ok and (run / "results" / f"{chapter}.json").exists():
                             results.append((chapter, run / "results" / f"{chapter}.json"))
 
+        cache_mib = sum(p.stat().st_size for p in args.cache.glob("*.pt")) / 2**20 if args.cache.is_dir() else 0
+        if cache_mib > 32:
+            print(f"WARNING: {args.cache} holds {cache_mib:.0f} MiB: with the wheels it may pass the 64 MiB a device call carries")
+        if args.cache_only:
+            return
         for chapter, (ok, nb) in sorted(notebooks.items()):
             shutil.copy2(nb, args.executed / nb.name)
             print(f"executed: {args.executed / nb.name}" + ("" if ok else "  (WARNING: did not run ok: the book shows its error)"))
