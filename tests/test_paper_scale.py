@@ -1,0 +1,131 @@
+"""The paper-scale path on the lent GPU machine: scripts/paper_scale.sh there, make book-paper here."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata as md
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import gpu_wheels  # noqa: E402
+
+
+def _make_n(*args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "SCALE")}  # not the calling make's
+    out = subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_paper_scale_script_is_valid_bash():
+    subprocess.run(["bash", "-n", str(ROOT / "scripts" / "paper_scale.sh")], check=True)
+
+
+def test_paper_scale_rejects_an_unknown_chapter_before_installing(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "TMPDIR": str(tmp_path), "WHEELS": str(tmp_path / "none")}
+    out = subprocess.run(["bash", "scripts/paper_scale.sh", "no_such_chapter"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and "no single chapter matches 'no_such_chapter'" in out.stderr
+
+
+def test_book_paper_renders_without_executing():
+    steps = _make_n("book-paper", "FROM=some/run.tar.gz")
+    assert "scripts/paper_unpack.py some/run.tar.gz" in steps
+    assert "jupyter-book build _build/src/paper" in steps and "cp -r _build/jb/paper/_build/html _build/html-paper" in steps
+    assert "scripts/results_table.py --write README.md" in steps
+    assert "papermill" not in steps
+
+
+def test_book_still_executes_then_renders():
+    steps = _make_n("book")
+    assert steps.index("papermill") < steps.index("jupyter-book build _build/src/ci")
+    assert "cp -r _build/jb/ci/_build/html _build/html" in steps
+
+
+def _closure(roots: list[str]) -> set[str]:
+    """Distributions the GPU machine gets from .whl (as make gpu-wheels follows them, from this venv's metadata)."""
+    seen, queue = set(), list(roots)
+    env = gpu_wheels.target_env("3.12")
+    from packaging.requirements import Requirement
+
+    while queue:
+        name = gpu_wheels.norm(queue.pop())
+        if name in seen or name in gpu_wheels.GPU_HAS:
+            continue
+        seen.add(name)
+        for line in md.requires(name) or []:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({**env, "extra": ""}):
+                queue.append(req.name)
+    return seen
+
+
+def test_every_import_of_the_chapters_and_mi_lib_is_on_the_gpu_machine_or_in_the_wheels():
+    sources = [c.source for nb in sorted((ROOT / "chapters").glob("*.ipynb")) for c in nbformat.read(nb, 4).cells if c.cell_type == "code"]
+    sources += [p.read_text() for p in sorted((ROOT / "mi_lib").glob("*.py"))]
+    modules = set()
+    for src in sources:
+        for node in ast.walk(ast.parse("\n".join(line for line in src.splitlines() if not line.lstrip().startswith(("%", "!"))))):
+            if isinstance(node, ast.Import):
+                modules |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.add(node.module.split(".")[0])
+    carried = _closure(gpu_wheels.ROOTS)
+    dists = md.packages_distributions()
+    missing = []
+    for module in sorted(modules - set(sys.stdlib_module_names) - {"mi_lib"}):
+        names = {gpu_wheels.norm(d) for d in dists.get(module, [module])}
+        if not names & (gpu_wheels.GPU_HAS | carried):
+            missing.append(f"{module} ({', '.join(sorted(names))})")
+    assert not missing, f"imported but neither on the GPU machine nor in make gpu-wheels' ROOTS: {missing}"
+
+
+def _run_folder(base: Path, name: str, rows: list[tuple[str, str]], numbers: dict[str, float]) -> Path:
+    run = base / name / "paper-scale"
+    for sub in ("executed", "results", "cache"):
+        (run / sub).mkdir(parents=True)
+    (run / "run.txt").write_text("date: x\nscale: paper\ncommit: abc (git)\n")
+    (run / "timing.tsv").write_text("chapter\tstatus\tseconds\n" + "".join(f"{c}\t{s}\t10\n" for c, s in rows) + "total\tok\t25\n")
+    for chapter, _ in rows:
+        nbformat.write(nbformat.v4.new_notebook(metadata={"run": name}), run / "executed" / f"{chapter}.ipynb")
+        (run / "results" / f"{chapter}.json").write_text(json.dumps({"paper": {"numbers": {"x": numbers[chapter]}}}))
+    (run / "cache" / f"model-{name}.pt").write_bytes(b"0")
+    return run
+
+
+def test_unpack_merges_ok_runs_only_and_keeps_other_scales(tmp_path):
+    first = _run_folder(tmp_path, "a", [("02_x", "ok"), ("03_y", "failed(1)")], {"02_x": 1.0, "03_y": 2.0})
+    second = _run_folder(tmp_path, "b", [("02_x", "timeout")], {"02_x": 3.0})
+    with tarfile.open(tmp_path / "b.tar.gz", "w:gz") as tar:
+        tar.add(second, arcname="paper-scale")
+    results, executed, cache = tmp_path / "results", tmp_path / "executed", tmp_path / "cache"
+    results.mkdir()
+    (results / "02_x.json").write_text(json.dumps({"ci": {"numbers": {"x": 9.0}}}))
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "paper_unpack.py"), str(first.parent), str(tmp_path / "b.tar.gz"),
+                          "--results", str(results), "--executed", str(executed), "--cache", str(cache)], capture_output=True, text=True)
+    # chapters/ has notebooks that these runs lack: the script says which, after doing its work
+    assert out.returncode == 1 and "no executed notebook yet for" in out.stderr, out.stdout + out.stderr
+    merged = json.loads((results / "02_x.json").read_text())
+    assert merged == {"ci": {"numbers": {"x": 9.0}}, "paper": {"numbers": {"x": 1.0}}}  # the ok run, not the timed-out one
+    assert not (results / "03_y.json").exists()  # a failed chapter brings no results
+    assert nbformat.read(executed / "02_x.ipynb", 4).metadata["run"] == "a"
+    assert nbformat.read(executed / "03_y.ipynb", 4).metadata["run"] == "a"  # shown with its error: no ok run has it
+    assert sorted(p.name for p in cache.iterdir()) == ["model-a.pt", "model-b.pt"]
+    assert re.search(r"device time of these runs: 50 s in 2 call", out.stdout)
+
+
+def test_unpack_cache_only_touches_nothing_else(tmp_path):
+    run = _run_folder(tmp_path, "a", [("02_x", "ok")], {"02_x": 1.0})
+    results, executed = tmp_path / "results", tmp_path / "executed"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "paper_unpack.py"), str(run), "--cache-only", "--cache", str(tmp_path / "cache"),
+                    "--results", str(results), "--executed", str(executed)], check=True, capture_output=True)
+    assert (tmp_path / "cache" / "model-a.pt").exists()
+    assert not list(results.glob("*")) and not list(executed.glob("*"))
