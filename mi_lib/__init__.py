@@ -26,6 +26,7 @@ from .metrics import (
 )
 from .models import MixtureModelSpec, TrainedModel, mixture_model, mixture_samples
 from .nets import MLPConfig, MLPDenoiser, shared_timestep, sinusoidal_embedding
+from .recursion import RECURSION_PRESETS, RecursionConfig, RecursionResult, mixture_report, recursive_training
 from .results import Stopwatch, print_results, save_results
 from .runtime import default_device, describe_device, progress_bar, require_cuda, seed_everything
 from .sampling import ReverseStep, SampleResult, reverse_process, sample, timesteps
@@ -50,4 +51,5 @@ __all__ = [
     "save_results", "seed_everything", "shapes", "shared_timestep", "sinusoidal_embedding", "timesteps",
     "train", "true_gap_mass",
     "noise", "initial_noise", "PRECISIONS", "FastDenoiser",
+    "RECURSION_PRESETS", "RecursionConfig", "RecursionResult", "mixture_report", "recursive_training",
 ]

@@ -1,0 +1,419 @@
+"""Recursive training: each generation is trained on samples of the one before, optionally filtered.
+
+Generation 0 is trained on real data (a tensor, or the model of a :class:`~mi_lib.models.MixtureModelSpec`,
+which reuses a shipped or cached checkpoint). Generation g draws ``n_candidates`` samples with Hal (one
+streaming pass of :func:`mi_lib.sampling.sample`), keeps ``n_keep`` of them by the filter, and generation g+1
+is trained on the kept ones. Filters: ``"none"`` keeps candidates 0..n_keep-1 (with per-sample seeding these
+are exactly the samples a plain ``sample(model, n_keep, seed=...)`` gives, so no-filter sees no oversampling),
+``"random"`` a uniformly random n_keep of them, ``"hal"`` the n_keep with the lowest Hal -- the official
+code's 2D filter (102,500 candidates, 100,000 kept, Hal over t = 9..0).
+
+Seeds. Generation g's training seed (initial weights and batches), sampling seed and filter seed are derived
+by hashing (``config.seed``, g, purpose); they do not depend on the filter, so the three filters are compared
+on the same seeds, and generation 0 (model and candidates) is the same for all of them.
+
+Caching. Every generation's model (state dict, losses, wall time) and candidates (x0, Hal, wall time) are
+stored with :func:`mi_lib.cache.cached`. A model's key holds what it was trained on -- the real data for
+generation 0, else the key of generation g-1's candidates plus the filter that chose from them -- so keys form
+a chain: more generations reuse the earlier ones, and any upstream change gives new keys downstream.
+
+Measurements (:func:`mixture_report`) are for Gaussian mixtures: hallucination share, modes covered, and
+distances of the per-mode mass vector to its exact value under the true distribution.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from scipy import stats
+from torch import Tensor
+
+from .cache import cached, config_key
+from .data import GaussianMixture
+from .metrics import DEFAULT_K, _check_k
+from .models import MixtureModelSpec, mixture_model
+from .nets import MLPConfig, MLPDenoiser
+from .runtime import progress_bar
+from .sampling import sample
+from .schedule import OFFICIAL, NoiseSchedule, ScheduleConfig
+from .train import TrainConfig, train
+
+__all__ = [
+    "FILTERS",
+    "RECURSION_PRESETS",
+    "GenerationResult",
+    "GenerationSeeds",
+    "RecursionConfig",
+    "RecursionResult",
+    "generation_seeds",
+    "mixture_report",
+    "recursive_training",
+    "select",
+    "true_cell_mass",
+]
+
+#: The filters applied to each generation's candidates before the next generation trains on them.
+FILTERS = ("none", "random", "hal")
+
+
+@dataclass(frozen=True)
+class RecursionConfig:
+    """A recursive-training run. Defaults are the official 2D experiment's: 5 generations, 102,500
+    candidates (``n_keep * oversample``) of which 100,000 are kept, Hal over t = 9..0, the official MLP,
+    100,000 training steps at batch 10,000, the official schedule.
+
+    ``train.seed`` is not used: each generation's training seed is derived from ``seed`` (see
+    :func:`generation_seeds`). ``warm_start=True`` starts generation g from generation g-1's weights instead
+    of from scratch (a departure from the paper, which retrains from scratch; it makes CPU runs feasible)."""
+
+    generations: int = 5
+    n_keep: int = 100_000
+    oversample: float = 1.025
+    filter: str = "hal"
+    hal_window: tuple[int, int] = (0, 9)
+    model: MLPConfig = field(default_factory=lambda: MLPConfig(data_dim=2))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=100_000, batch_size=10_000))
+    schedule: ScheduleConfig = OFFICIAL
+    warm_start: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("generations", "n_keep"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"RecursionConfig.{name} must be a positive int, got {v!r}")
+        if self.filter not in FILTERS:
+            raise ValueError(f"unknown filter {self.filter!r}; choose one of {FILTERS}")
+        if isinstance(self.oversample, bool) or not isinstance(self.oversample, (int, float)) or not (1.0 <= self.oversample < math.inf):
+            raise ValueError(f"RecursionConfig.oversample must be a finite number >= 1, got {self.oversample!r}")
+        object.__setattr__(self, "oversample", float(self.oversample))
+        window = tuple(self.hal_window)
+        if len(window) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in window) or not 0 <= window[0] <= window[1] < self.schedule.T:
+            raise ValueError(f"RecursionConfig.hal_window must be (t_lo, t_hi) ints with 0 <= t_lo <= t_hi < T={self.schedule.T}, got {self.hal_window!r}")
+        object.__setattr__(self, "hal_window", window)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"RecursionConfig.seed must be a non-negative int, got {self.seed!r}")
+        for name, kind in (("model", MLPConfig), ("train", TrainConfig), ("schedule", ScheduleConfig)):
+            if not isinstance(getattr(self, name), kind):
+                raise TypeError(f"RecursionConfig.{name} must be a {kind.__name__}, got {type(getattr(self, name)).__name__}")
+        if not isinstance(self.warm_start, bool):
+            raise TypeError(f"RecursionConfig.warm_start must be a bool, got {self.warm_start!r}")
+
+    @property
+    def n_candidates(self) -> int:
+        """Samples drawn per generation: round(n_keep * oversample), at least n_keep."""
+        return max(self.n_keep, round(self.n_keep * self.oversample))
+
+    def replace(self, **changes: Any) -> RecursionConfig:
+        """A copy with some fields changed (``dataclasses.replace``), e.g. ``config.replace(filter="none")``."""
+        return dataclasses.replace(self, **changes)
+
+
+#: Named presets (data, not code). ``paper``: the official 2D experiment, trained from scratch.
+RECURSION_PRESETS: dict[str, RecursionConfig] = {
+    "paper": RecursionConfig(),
+}
+
+
+@dataclass(frozen=True)
+class GenerationSeeds:
+    """The seeds of one generation: ``train`` (initial weights and batches), ``sample`` (the candidates'
+    noise) and ``filter`` (the random filter's choice)."""
+
+    train: int
+    sample: int
+    filter: int
+
+
+def _derive(seed: int, generation: int, purpose: str) -> int:
+    digest = hashlib.sha256(f"mi_lib.recursion/{seed}/{generation}/{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 2  # 62 bits: a valid torch and noise seed
+
+
+def generation_seeds(seed: int, generation: int) -> GenerationSeeds:
+    """Generation ``generation``'s seeds, a fixed function of (``seed``, ``generation``): the same for
+    every filter, network and size, so runs that differ only in the filter share them."""
+    if generation < 0:
+        raise ValueError(f"generation must be >= 0, got {generation}")
+    return GenerationSeeds(*(_derive(seed, generation, p) for p in ("train", "sample", "filter")))
+
+
+def select(hal: Tensor, n_keep: int, filter: str, seed: int = 0) -> Tensor:
+    """Indices of the candidates a filter keeps, in ascending order. hal: (N,) -> (n_keep,) long.
+
+    ``"none"``: 0..n_keep-1; ``"random"``: a uniformly random n_keep-subset drawn with ``seed``; ``"hal"``:
+    the n_keep lowest Hal values (ties go to the lower index)."""
+    if filter not in FILTERS:
+        raise ValueError(f"unknown filter {filter!r}; choose one of {FILTERS}")
+    n = hal.shape[0]
+    if not 1 <= n_keep <= n:
+        raise ValueError(f"n_keep must be in 1..{n} (the number of candidates), got {n_keep}")
+    if filter == "none":
+        return torch.arange(n_keep)
+    if filter == "random":
+        chosen = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:n_keep]
+    else:
+        chosen = torch.argsort(hal.cpu(), stable=True)[:n_keep]
+    return chosen.sort().values
+
+
+@dataclass
+class GenerationResult:
+    """One generation. ``model`` (eval mode, on the run's device) was trained on the previous generation's
+    kept samples (generation 0: on real data); ``candidates`` (N, D) and ``hal`` (N,) are its samples with
+    N = n_candidates, ``kept`` (n_keep,) the indices the filter chose (the next generation's training set is
+    ``candidates[kept]``). ``report`` measures the model's output (candidates 0..n_keep-1, the same draw for
+    every filter), ``kept_report`` the kept set; both None without a mixture. ``source`` says where the
+    model came from: "shipped", "trained" (now) or "cached"; ``samples_cached`` whether the candidates were."""
+
+    generation: int
+    seeds: GenerationSeeds
+    model: MLPDenoiser
+    losses: Tensor
+    train_wall_time_s: float
+    source: str
+    candidates: Tensor
+    hal: Tensor
+    sample_wall_time_s: float
+    samples_cached: bool
+    kept: Tensor
+    model_key: str
+    samples_key: str
+    report: dict[str, Any] | None = None
+    kept_report: dict[str, Any] | None = None
+
+    @property
+    def kept_x0(self) -> Tensor:
+        """The kept samples, (n_keep, D): the next generation's training data."""
+        return self.candidates[self.kept]
+
+    @property
+    def samples(self) -> Tensor:
+        """The model's plain output, (n_keep, D): candidates 0..n_keep-1."""
+        return self.candidates[: self.kept.shape[0]]
+
+
+@dataclass
+class RecursionResult:
+    """A run's configuration and its generations, in order."""
+
+    config: RecursionConfig
+    generations: list[GenerationResult]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat dict of scalars per generation (for tables and results files)."""
+        out = []
+        for g in self.generations:
+            row: dict[str, Any] = {"generation": g.generation, "filter": self.config.filter}
+            for prefix, report in (("", g.report), ("kept_", g.kept_report)):
+                if report is not None:
+                    row.update({f"{prefix}{k}": v for k, v in report.items() if not isinstance(v, Tensor)})
+            row.update(train_s=g.train_wall_time_s, sample_s=g.sample_wall_time_s, source=g.source)
+            out.append(row)
+        return out
+
+
+def _initial_model(config: MLPConfig, seed: int) -> MLPDenoiser:
+    with torch.random.fork_rng(devices=[]):  # initial weights from the seed, global RNG untouched
+        torch.manual_seed(seed)
+        return MLPDenoiser(config)
+
+
+def _state(model: MLPDenoiser) -> dict[str, Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def recursive_training(
+    first: Tensor | MixtureModelSpec,
+    config: RecursionConfig,
+    *,
+    mixture: GaussianMixture | None = None,
+    device: torch.device | str = "cpu",
+    chunk_size: int | None = None,
+    k: float = DEFAULT_K,
+    progress: bool = True,
+) -> RecursionResult:
+    """Run ``config.generations`` generations of recursive training; see the module docstring.
+
+    ``first`` is generation 0's training data, (N, D) on any device, or a :class:`MixtureModelSpec` whose
+    model (shipped, cached or trained by :func:`mi_lib.models.mixture_model`) is generation 0; its network
+    and schedule must be ``config.model`` and ``config.schedule``. ``mixture`` (default: the spec's) turns on
+    :func:`mixture_report` at ``k`` sigma for every generation. Training and sampling run on ``device``;
+    ``chunk_size`` bounds the sampling batch and does not change any result. Everything is cached (see the
+    module docstring); one progress bar counts generations, with inner bars for training and sampling."""
+    if not isinstance(config, RecursionConfig):
+        raise TypeError(f"config must be a RecursionConfig, got {type(config).__name__}")
+    device = torch.device(device)
+    schedule = NoiseSchedule(config.schedule)
+    if isinstance(first, MixtureModelSpec):
+        if first.model != config.model or first.schedule != config.schedule:
+            raise ValueError("the spec's model and schedule must equal config.model and config.schedule")
+        mixture = first.mixture() if mixture is None else mixture
+    elif isinstance(first, Tensor):
+        if first.dim() != 2 or first.shape[1] != config.model.data_dim or not first.is_floating_point():
+            raise ValueError(f"first must be a float tensor of shape (N, {config.model.data_dim}), got {first.dtype} {tuple(first.shape)}")
+    else:
+        raise TypeError(f"first must be a tensor of training data or a MixtureModelSpec, got {type(first).__name__}")
+
+    results: list[GenerationResult] = []
+    parent: dict[str, Any] = {}  # what the next model is trained on (its part of the cache key)
+    data = first
+    with progress_bar(total=config.generations, desc=f"generations ({config.filter})", disable=not progress) as bar:
+        for g in range(config.generations):
+            seeds = generation_seeds(config.seed, g)
+            # ---- the model of generation g
+            if g == 0 and isinstance(first, MixtureModelSpec):
+                trained = mixture_model(first, device=device, progress=progress)
+                model, losses, train_s = trained.model, trained.losses, trained.wall_time_s
+                source = trained.source  # "shipped", or "trained" (now or earlier: mixture_model's cache)
+                model_key = config_key("recursion-spec-model", {"spec": first, "origin": trained.origin})
+            else:
+                train_config = dataclasses.replace(config.train, seed=seeds.train)
+                init = results[-1].model if config.warm_start and results else None
+                model_config = {
+                    "data": {"x0": first} if g == 0 else parent,
+                    "model": config.model,
+                    "train": train_config,
+                    "schedule": config.schedule,
+                    "warm_start": init is not None,
+                    "device": device.type,
+                }
+                model_key = config_key("recursion-model", model_config)
+                computed = []
+
+                def fit() -> dict[str, Any]:
+                    computed.append(True)
+                    net = _initial_model(config.model, seeds.train)
+                    if init is not None:
+                        net.load_state_dict(init.state_dict())
+                    out = train(net, data.to(device), schedule, train_config, progress=progress)
+                    return {"state_dict": _state(out.model), "losses": out.losses, "wall_time_s": out.wall_time_s}
+
+                payload = cached("recursion-model", model_config, fit)
+                model = MLPDenoiser(config.model)
+                model.load_state_dict(payload["state_dict"])
+                model = model.to(device).eval()
+                losses, train_s = payload["losses"], float(payload["wall_time_s"])
+                source = "trained" if computed else "cached"
+            # ---- its candidates, with Hal, in one pass
+            samples_config = {
+                "model": model_key,
+                "n": config.n_candidates,
+                "seed": seeds.sample,
+                "hal_window": config.hal_window,
+                "schedule": config.schedule,
+                "device": device.type,
+            }
+            drawn = []
+
+            def draw() -> dict[str, Any]:
+                drawn.append(True)
+                start = time.perf_counter()
+                out = sample(model, schedule, config.n_candidates, seed=seeds.sample, chunk_size=chunk_size, hal_window=config.hal_window, progress=progress)
+                return {"x0": out.x0, "hal": out.hal, "wall_time_s": time.perf_counter() - start}
+
+            drawn_value = cached("recursion-samples", samples_config, draw)
+            kept = select(drawn_value["hal"], config.n_keep, config.filter, seeds.filter)
+            result = GenerationResult(
+                generation=g,
+                seeds=seeds,
+                model=model,
+                losses=losses,
+                train_wall_time_s=train_s,
+                source=source,
+                candidates=drawn_value["x0"],
+                hal=drawn_value["hal"],
+                sample_wall_time_s=float(drawn_value["wall_time_s"]),
+                samples_cached=not drawn,
+                kept=kept,
+                model_key=model_key,
+                samples_key=config_key("recursion-samples", samples_config),
+            )
+            if mixture is not None:
+                result.report = mixture_report(result.samples, mixture, k)
+                result.kept_report = mixture_report(result.kept_x0, mixture, k)
+                bar.set_postfix(hallucination=f"{100 * result.report['hallucination']:.2f}%", refresh=False)
+            results.append(result)
+            bar.update(1)
+            # ---- what generation g+1 trains on
+            parent = {"candidates": result.samples_key, "filter": config.filter, "n_keep": config.n_keep}
+            if config.filter == "random":
+                parent["filter_seed"] = seeds.filter
+            data = result.kept_x0
+    return RecursionResult(config, results)
+
+
+# ---------------------------------------------------------------------------------------- measurements
+def _disjoint_balls(mixture: GaussianMixture, k: float) -> None:
+    radius = k * mixture.sigma
+    dist = torch.cdist(mixture.means, mixture.means)
+    off_diag = ~torch.eye(mixture.n_modes, dtype=torch.bool)
+    if bool((dist < radius[:, None] + radius[None, :])[off_diag].any()):
+        raise ValueError(f"the {k:g}-sigma balls around the modes overlap; choose a smaller k")
+
+
+def true_cell_mass(mixture: GaussianMixture, k: float = DEFAULT_K) -> Tensor:
+    """The exact probability that a sample of ``mixture`` lands in each mode's k-sigma ball, and outside all
+    of them (the last entry): (K + 1,) float64, summing to 1. Ball j gets sum_i w_i P(|X_i - mu_j| <= k
+    sigma_j), X_i ~ N(mu_i, sigma_i^2 I), each term a (non-central) chi-square CDF. Needs disjoint balls."""
+    k = _check_k(k)
+    _disjoint_balls(mixture, k)
+    mu, s, w = mixture.means, mixture.sigma, mixture.weights
+    dist = torch.cdist(mu, mu)
+    D, K = mixture.dim, mixture.n_modes
+    cell = torch.zeros(K + 1, dtype=torch.float64)
+    for i in range(K):
+        for j in range(K):
+            r2 = float((k * s[j] / s[i]) ** 2)
+            if i == j:
+                p = float(stats.chi2.cdf(r2, D))
+            else:
+                p = float(stats.ncx2.cdf(r2, D, float((dist[i, j] / s[i]) ** 2)))
+            cell[j] += float(w[i]) * p
+    cell[K] = max(0.0, 1.0 - float(cell[:K].sum()))
+    return cell
+
+
+def mixture_report(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K, min_share: float = 0.1, true_cells: Tensor | None = None) -> dict[str, Any]:
+    """Measurements of samples ``x`` (N, D) against ``mixture``, on the partition of space into the modes'
+    k-sigma balls (disjoint) and the rest:
+
+    - ``hallucination``: share of samples outside every ball (:func:`mi_lib.metrics.out_of_support`);
+    - ``mode_mass``: (K,) share of samples in each ball;
+    - ``modes_covered``: how many modes hold at least ``min_share`` of their true ball mass;
+    - ``mode_tv``: total variation between the in-support histogram (``mode_mass`` renormalised) and the true
+      weights: how unevenly the modes are filled, whatever the hallucination share (0 = perfect);
+    - ``tv``: total variation between the (K + 1)-cell histogram and its exact truth (:func:`true_cell_mass`):
+      a distance to the real distribution that is exact for this partition and, by the data-processing
+      inequality, a lower bound on the total variation between the model's and the true distribution;
+    - ``mean_distance``: mean distance to the nearest mode in sigma (sqrt(pi/2) = 1.2533 for true 2D data).
+
+    ``true_cells`` may pass a precomputed :func:`true_cell_mass` (it costs K^2 chi-square CDFs)."""
+    k = _check_k(k)
+    if not 0.0 <= min_share <= 1.0:
+        raise ValueError(f"min_share must be in [0, 1], got {min_share}")
+    if x.dim() != 2 or x.shape[1] != mixture.dim or x.shape[0] < 1:
+        raise ValueError(f"x must have shape (N, {mixture.dim}) with N >= 1, got {tuple(x.shape)}")
+    truth = true_cell_mass(mixture, k) if true_cells is None else true_cells.to(torch.float64)
+    K = mixture.n_modes
+    distance, mode = mixture.nearest_mode_distance(x.detach().cpu())
+    cell = torch.where(distance <= k, mode, torch.full_like(mode, K))  # ball index, or K for "outside"
+    share = torch.bincount(cell, minlength=K + 1).to(torch.float64) / x.shape[0]
+    mode_mass = share[:K]
+    inside = float(mode_mass.sum())
+    in_hist = mode_mass / inside if inside > 0 else torch.zeros(K, dtype=torch.float64)
+    return {
+        "n": int(x.shape[0]),
+        "hallucination": float(share[K]),
+        "modes_covered": int((mode_mass >= min_share * truth[:K]).sum()),
+        "mode_tv": 0.5 * float((in_hist - mixture.weights).abs().sum()) if inside > 0 else 1.0,
+        "tv": 0.5 * float((share - truth).abs().sum()),
+        "mean_distance": float(distance.mean()),
+        "mode_mass": mode_mass,
+    }

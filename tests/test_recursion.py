@@ -1,0 +1,250 @@
+"""Recursive training (mi_lib.recursion): seeds, filters, caching, inputs, and the mixture report on hand-built
+points. Tiny networks and a 20-step schedule keep every test to a few seconds on one CPU core."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from mi_lib import recursion
+from mi_lib.data import GaussianMixture, grid_2d
+from mi_lib.metrics import out_of_support_mass
+from mi_lib.models import MixtureModelSpec
+from mi_lib.nets import MLPConfig
+from mi_lib.recursion import (
+    RecursionConfig,
+    generation_seeds,
+    mixture_report,
+    recursive_training,
+    select,
+    true_cell_mass,
+)
+from mi_lib.schedule import ScheduleConfig
+from mi_lib.train import TrainConfig
+
+TINY = RecursionConfig(
+    generations=2,
+    n_keep=48,
+    oversample=1.5,  # 72 candidates
+    filter="hal",
+    hal_window=(0, 4),
+    model=MLPConfig(data_dim=2, width=16, depth=1, time_dim=16),
+    train=TrainConfig(steps=15, batch_size=32),
+    schedule=ScheduleConfig("linear", 20, 1e-3, 0.2),
+)
+MIX = GaussianMixture([[-1.0, 0.0], [1.0, 0.0]], 0.1, name="two")
+
+
+@pytest.fixture
+def data() -> torch.Tensor:
+    return MIX.sample(64, torch.Generator().manual_seed(0), stratified=True)[0]
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _run(data, config=TINY, **kw):
+    return recursive_training(data, config, mixture=MIX, progress=False, **kw)
+
+
+def _same(a, b) -> bool:
+    return a.shape == b.shape and bool((a == b).all())
+
+
+def test_same_config_gives_identical_results_bit_for_bit(data, tmp_path, monkeypatch):
+    first = _run(data)
+    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path / "other"))  # recompute everything from scratch
+    second = _run(data)
+    assert [g.source for g in second.generations] == ["trained", "trained"]
+    for a, b in zip(first.generations, second.generations):
+        assert _same(a.candidates, b.candidates) and _same(a.hal, b.hal) and _same(a.kept, b.kept)
+        assert _same(a.losses, b.losses)
+        for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+            assert ka == kb and _same(va, vb)
+    # a different seed changes the run
+    other = _run(data, TINY.replace(seed=1))
+    assert not _same(other.generations[0].candidates, first.generations[0].candidates)
+
+
+def test_filters_share_seeds_and_generation_zero(data):
+    runs = {f: _run(data, TINY.replace(filter=f)) for f in ("none", "random", "hal")}
+    g0 = [r.generations[0] for r in runs.values()]
+    assert len({g.model_key for g in g0}) == 1 and len({g.samples_key for g in g0}) == 1
+    for g in g0[1:]:
+        assert _same(g.candidates, g0[0].candidates)
+        for va, vb in zip(g.model.state_dict().values(), g0[0].model.state_dict().values()):
+            assert _same(va, vb)
+    for gen in range(TINY.generations):
+        assert len({r.generations[gen].seeds for r in runs.values()}) == 1
+    # from generation 1 on the training sets differ, so the models do
+    g1 = [r.generations[1] for r in runs.values()]
+    assert len({g.model_key for g in g1}) == 3
+    assert not _same(g1[0].candidates, g1[2].candidates)
+
+
+def test_generation_seeds_are_fixed_and_distinct():
+    s = generation_seeds(0, 0)
+    assert s == generation_seeds(0, 0)
+    assert len({s.train, s.sample, s.filter}) == 3
+    assert generation_seeds(0, 1) != s and generation_seeds(1, 0) != s
+    assert all(0 <= v < 2**62 for v in dataclasses.astuple(s))
+
+
+def test_hal_filter_keeps_exactly_the_lowest_hal(data):
+    g = _run(data).generations[0]
+    assert g.kept.shape == (TINY.n_keep,) and g.candidates.shape == (TINY.n_candidates, 2) == (72, 2)
+    dropped = torch.ones(TINY.n_candidates, dtype=torch.bool)
+    dropped[g.kept] = False
+    assert g.hal[g.kept].max() <= g.hal[dropped].min()
+    assert set(g.kept.tolist()) == set(torch.argsort(g.hal)[: TINY.n_keep].tolist())
+    assert _same(g.kept_x0, g.candidates[g.kept])
+
+
+def test_select_rules_by_hand():
+    hal = torch.tensor([0.5, 0.1, 0.3, 0.1, 0.9])
+    assert select(hal, 3, "hal").tolist() == [1, 2, 3]
+    assert select(hal, 2, "hal").tolist() == [1, 3]  # tie at 0.1: both kept
+    assert select(hal, 3, "none").tolist() == [0, 1, 2]
+    r = select(torch.zeros(1000), 600, "random", seed=5)
+    assert r.shape == (600,) and r.unique().numel() == 600 and bool((r[1:] > r[:-1]).all())
+    assert 0 <= int(r.min()) and int(r.max()) < 1000
+    assert _same(r, select(torch.zeros(1000), 600, "random", seed=5))
+    assert not _same(r, select(torch.zeros(1000), 600, "random", seed=6))
+    # random does not look at Hal: ~40% of the 400 highest-Hal candidates are kept
+    high = (select(torch.arange(1000.0), 600, "random", seed=5) >= 600).sum()
+    assert 200 < int(high) < 280
+
+
+def test_random_filter_keeps_n_keep_distinct_candidates(data):
+    g = _run(data, TINY.replace(filter="random")).generations[0]
+    assert g.kept.unique().numel() == TINY.n_keep
+    assert not _same(g.kept, torch.arange(TINY.n_keep))
+    none = _run(data, TINY.replace(filter="none")).generations[0]
+    assert _same(none.kept, torch.arange(TINY.n_keep)) and _same(none.samples, none.kept_x0)
+
+
+def test_cache_reuses_models_and_extending_generations_trains_only_the_new_ones(data, monkeypatch):
+    calls = []
+    real_train = recursion.train
+
+    def counting_train(*args, **kwargs):
+        calls.append(1)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(recursion, "train", counting_train)
+    first = _run(data)
+    assert len(calls) == 2
+    again = _run(data)
+    assert len(calls) == 2 and [g.source for g in again.generations] == ["cached", "cached"]
+    assert all(g.samples_cached for g in again.generations)
+    assert _same(again.generations[1].candidates, first.generations[1].candidates)
+    longer = _run(data, TINY.replace(generations=3))
+    assert len(calls) == 3 and [g.source for g in longer.generations] == ["cached", "cached", "trained"]
+    # another filter reuses generation 0 only
+    _run(data, TINY.replace(filter="random"))
+    assert len(calls) == 4
+
+
+def test_upstream_changes_invalidate_downstream(data):
+    base = _run(data)
+    changed_data = _run(data + 0.001)
+    assert all(a.model_key != b.model_key for a, b in zip(base.generations, changed_data.generations))
+    changed_window = _run(data, TINY.replace(hal_window=(0, 3)))
+    g0, g1 = changed_window.generations
+    assert g0.model_key == base.generations[0].model_key and g0.source == "cached"  # the model does not use it
+    assert g0.samples_key != base.generations[0].samples_key and g1.model_key != base.generations[1].model_key
+
+
+def test_warm_start_starts_from_the_previous_generation(data, monkeypatch):
+    seen = []
+    real_train = recursion.train
+
+    def spy(model, *args, **kwargs):
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return real_train(model, *args, **kwargs)
+
+    monkeypatch.setattr(recursion, "train", spy)
+    run = _run(data, TINY.replace(warm_start=True))
+    g0 = run.generations[0].model.state_dict()
+    assert all(_same(seen[1][k], g0[k]) for k in g0)
+    scratch = _run(data, TINY.replace(warm_start=False))
+    assert scratch.generations[0].model_key == run.generations[0].model_key
+    assert scratch.generations[1].model_key != run.generations[1].model_key
+    assert not all(_same(seen[-1][k], g0[k]) for k in g0)
+
+
+def test_generation_zero_from_a_spec_uses_mixture_model(monkeypatch):
+    spec = MixtureModelSpec("grid", n_train=64, model=TINY.model, train=TrainConfig(steps=10, batch_size=32), schedule=TINY.schedule)
+    run = recursive_training(spec, TINY.replace(generations=1), progress=False)
+    g = run.generations[0]
+    assert g.source == "trained" and g.losses.shape == (10,)
+    assert g.report is not None and g.report["n"] == TINY.n_keep  # the spec's mixture is measured
+    with pytest.raises(ValueError, match="config.model"):
+        recursive_training(spec, TINY.replace(model=MLPConfig(data_dim=2, width=8)), progress=False)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"filter": "variance"}, "unknown filter"),
+        ({"generations": 0}, "generations must be a positive int"),
+        ({"n_keep": 0}, "n_keep must be a positive int"),
+        ({"oversample": 0.9}, "oversample must be a finite number >= 1"),
+        ({"oversample": math.inf}, "oversample must be a finite number >= 1"),
+        ({"hal_window": (5, 2)}, "hal_window"),
+        ({"hal_window": (0, 20)}, "hal_window"),
+        ({"seed": -1}, "seed must be a non-negative int"),
+    ],
+)
+def test_bad_config_gives_one_clear_error(changes, message):
+    with pytest.raises(ValueError, match=message):
+        TINY.replace(**changes)
+
+
+def test_bad_inputs(data):
+    with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
+        recursive_training(data[:, :1], TINY, progress=False)
+    with pytest.raises(TypeError, match="RecursionConfig"):
+        recursive_training(data, {"generations": 2}, progress=False)
+    with pytest.raises(ValueError, match="n_keep must be in"):
+        select(torch.zeros(3), 4, "hal")
+    with pytest.raises(ValueError, match="unknown filter"):
+        select(torch.zeros(3), 2, "lowest")
+    assert TINY.n_candidates == 72 and RecursionConfig().n_candidates == 102_500
+
+
+def test_mixture_report_on_hand_built_points():
+    mix = GaussianMixture([[0.0], [10.0]], 1.0)
+    x = torch.tensor([[0.0], [0.5], [10.0], [5.0], [3.0]])
+    r = mixture_report(x, mix, k=4.0)
+    assert r["n"] == 5
+    assert r["hallucination"] == pytest.approx(0.2)  # only 5.0 is > 4 sigma from both modes
+    assert r["mode_mass"].tolist() == pytest.approx([0.6, 0.2])
+    assert r["mode_tv"] == pytest.approx(0.25)  # in-support histogram (3/4, 1/4) vs (1/2, 1/2)
+    assert r["modes_covered"] == 2
+    assert r["mean_distance"] == pytest.approx((0 + 0.5 + 0 + 5 + 3) / 5)
+    p_out = out_of_support_mass(mix, 4.0)  # ~6.3e-5
+    truth = torch.tensor([(1 - p_out) / 2, (1 - p_out) / 2, p_out], dtype=torch.float64)
+    expected_tv = 0.5 * float((torch.tensor([0.6, 0.2, 0.2], dtype=torch.float64) - truth).abs().sum())
+    assert r["tv"] == pytest.approx(expected_tv, abs=1e-12) and r["tv"] == pytest.approx(0.3, abs=1e-4)
+    # a mode with fewer than min_share of its true mass is not covered
+    lone = mixture_report(torch.tensor([[0.0]] * 19 + [[10.0]]), mix, k=4.0, min_share=0.2)
+    assert lone["modes_covered"] == 1 and lone["hallucination"] == 0.0
+
+
+def test_true_cell_mass_is_exact_and_matches_the_truth_on_samples():
+    mix = grid_2d()
+    cells = true_cell_mass(mix)
+    assert cells.shape == (26,) and float(cells.sum()) == pytest.approx(1.0, abs=1e-12)
+    assert float(cells[-1]) == pytest.approx(out_of_support_mass(mix), rel=1e-9)
+    assert float(cells[0]) == pytest.approx((1 - math.exp(-8)) / 25, rel=1e-9)  # chi2_2 cdf at 16
+    x = mix.sample(50_000, torch.Generator().manual_seed(0))[0]
+    r = mixture_report(x, mix, true_cells=cells)
+    assert r["modes_covered"] == 25 and r["hallucination"] < 2e-3 and r["tv"] < 0.03
+    assert r["mean_distance"] == pytest.approx(math.sqrt(math.pi / 2), rel=0.01)
+    with pytest.raises(ValueError, match="overlap"):
+        true_cell_mass(GaussianMixture([[0.0], [1.0]], 0.2))
