@@ -173,9 +173,11 @@ def sample(
     returns Hal, the variance of x0_hat over steps t_lo..t_hi (the paper's last 10 steps: (0, 9)).
     ``record_steps`` lists timesteps whose (x_t, x0_hat) are copied to the CPU. Sample k's noise depends on
     (seed, k) only (see the module docstring), so the results do not depend on ``chunk_size``: on one
-    device they are bit-identical for every chunk size. ``precision`` ("float32", "tf32", "bf16") and
-    ``compile`` are the network's fast paths (:mod:`mi_lib.fast`). Runs on the model's device, holding
-    O(chunk_size) there; the outputs are gathered on the CPU. Leaves the model in eval mode."""
+    device they are bit-identical for every chunk size, provided the network's kernels round each row
+    independently of the batch size. BLAS does not for a ragged batch, so the network always sees whole
+    blocks of 8 rows (checked on the CPU; ``tests/test_gpu.py`` checks CUDA). ``precision`` ("float32",
+    "tf32", "bf16") and ``compile`` are the network's fast paths (:mod:`mi_lib.fast`). Runs on the model's
+    device, holding O(chunk_size) there; the outputs are gathered on the CPU. Leaves the model in eval mode."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     if shape is None:
