@@ -34,7 +34,7 @@ from .runtime import progress_bar
 __all__ = ["ReverseStep", "SampleResult", "initial_noise", "reverse_process", "sample", "timesteps", "SAMPLERS"]
 
 SAMPLERS = ("ddpm", "ddim")
-_ROW_BLOCK = 8  # sample() runs the network on a multiple of this many rows
+_ROW_BLOCK = 16  # sample() runs the network on a multiple of this many rows
 _VARIANCES = ("large", "small")
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
@@ -174,8 +174,8 @@ def sample(
     ``record_steps`` lists timesteps whose (x_t, x0_hat) are copied to the CPU. Sample k's noise depends on
     (seed, k) only (see the module docstring), so the results do not depend on ``chunk_size``: on one
     device they are bit-identical for every chunk size, provided the network's kernels round each row
-    independently of the batch size. BLAS does not for a ragged batch, so the network always sees whole
-    blocks of 8 rows (checked on the CPU; ``tests/test_gpu.py`` checks CUDA). ``precision`` ("float32",
+    independently of the batch size. CPU BLAS and convolution kernels do not for a ragged or tiny batch, so
+    the network always sees whole blocks of 16 rows (checked on the CPU; ``tests/test_gpu.py`` checks CUDA). ``precision`` ("float32",
     "tf32", "bf16") and ``compile`` are the network's fast paths (:mod:`mi_lib.fast`). Runs on the model's
     device, holding O(chunk_size) there; the outputs are gathered on the CPU. Leaves the model in eval mode."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -212,8 +212,8 @@ def sample(
             lo, hi = c * chunk, min(n, (c + 1) * chunk)
             b = hi - lo
             # Run whole blocks of _ROW_BLOCK samples (the extra ones are samples hi, hi+1, ..., then dropped):
-            # BLAS kernels round a row differently when the batch has a ragged tail, so this keeps sample k
-            # bit-identical whatever the chunk size.
+            # CPU kernels round a row differently in a batch with a ragged tail (BLAS) or of fewer than 16 rows
+            # (oneDNN convolutions), so this keeps sample k bit-identical whatever the chunk size.
             rows = -(-b // _ROW_BLOCK) * _ROW_BLOCK
             x_T = initial_noise((rows, *shape), schedule, seed=seed, sample_offset=lo, device=device)
             window = WindowVariance(*hal_window) if hal_window is not None else None

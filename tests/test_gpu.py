@@ -96,7 +96,7 @@ def test_cuda_samples_agree_across_chunk_sizes():
 @requires_cuda
 def test_cuda_samples_are_bit_identical_across_chunk_sizes():
     """The claim of sample()'s docstring on a GPU: it holds if cuBLAS rounds each row independently of the batch
-    size (rows are padded to a multiple of 8). If this fails while the test above passes, cuBLAS picks
+    size (rows are padded to a multiple of 16). If this fails while the test above passes, cuBLAS picks
     batch-size-dependent kernels: qualify the docstring rather than loosen this test."""
     model = _cpu_model(2).to("cuda")
     s = NoiseSchedule("official")
