@@ -175,9 +175,10 @@ def sample(
     (seed, k) only (see the module docstring), so the results do not depend on ``chunk_size``: on one
     device they are bit-identical for every chunk size, provided the network's kernels round each row
     independently of the batch size. CPU BLAS and convolution kernels do not for a ragged or tiny batch, so
-    the network always sees whole blocks of 16 rows (checked on the CPU; ``tests/test_gpu.py`` checks CUDA). ``precision`` ("float32",
-    "tf32", "bf16") and ``compile`` are the network's fast paths (:mod:`mi_lib.fast`). Runs on the model's
-    device, holding O(chunk_size) there; the outputs are gathered on the CPU. Leaves the model in eval mode."""
+    the network always sees whole blocks of 16 rows (checked on the CPU; ``tests/test_gpu.py`` checks
+    CUDA). ``precision`` ("float32", "tf32", "bf16") and ``compile`` are the network's fast paths
+    (:mod:`mi_lib.fast`). Runs on the model's device, holding O(chunk_size) there; the outputs are gathered
+    on the CPU. Leaves the model in eval mode."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     if shape is None:
