@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,18 +191,26 @@ def mixture_samples(
     device: torch.device | str = "cpu",
     chunk_size: int | None = None,
     hal_window: tuple[int, int] | None = None,
+    record_steps: Sequence[int] = (),
     progress: bool = True,
 ) -> SampleResult:
-    """``n`` samples (and Hal, if ``hal_window`` is given) from the model of ``spec``, cached on disk.
+    """``n`` samples (and Hal, if ``hal_window`` is given; the (x_t, x0_hat) of ``record_steps``) from the
+    model of ``spec``, cached on disk.
 
     DDPM ancestral sampling with fixed-large variance over all T steps, as in the official code. The cache
     key holds the spec, where its model came from, the sampling settings and the device type."""
     trained = mixture_model(spec, device=device, progress=progress)
     config = {"spec": spec, "origin": trained.origin, "n": n, "seed": seed, "chunk_size": chunk_size, "hal_window": hal_window, "device": torch.device(device).type}
+    record_steps = sorted({int(t) for t in record_steps})
+    if record_steps:  # a key change only when asked for, so earlier cached samples stay valid
+        config["record_steps"] = record_steps
 
     def compute() -> dict[str, Tensor | None]:
-        result = sample(trained.model, NoiseSchedule(spec.schedule), n, seed=seed, chunk_size=chunk_size, hal_window=hal_window, progress=progress)
-        return {"x0": result.x0, "hal": result.hal}
+        result = sample(
+            trained.model, NoiseSchedule(spec.schedule), n, seed=seed, chunk_size=chunk_size, hal_window=hal_window,
+            record_steps=record_steps, progress=progress,
+        )
+        return {"x0": result.x0, "hal": result.hal, "records": result.records}
 
     value = cached("mixture-samples", config, compute)
-    return SampleResult(value["x0"], value["hal"])
+    return SampleResult(value["x0"], value["hal"], value.get("records", {}))

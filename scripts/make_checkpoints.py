@@ -41,6 +41,8 @@ CI_SPECS: dict[str, MixtureModelSpec] = {
     "1d-124-n20k": MixtureModelSpec("1d", (1.0, 2.0, 4.0), n_train=20_000, train=CI_TRAIN),
     "grid-n20k": MixtureModelSpec("grid", n_train=20_000, model=mi.MLPConfig(data_dim=2), train=CI_TRAIN_2D),
     "diamond-n20k": MixtureModelSpec("diamond", n_train=20_000, model=mi.MLPConfig(data_dim=2), train=CI_TRAIN_2D),
+    # chapter 6 compares Hal under the official and the standard (1e-4 -> 0.02) beta schedule
+    "1d-123-n20k-standard": MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=20_000, train=CI_TRAIN, schedule=mi.STANDARD),
 }
 #: The fixed batch whose statistics each manifest entry records (and the tests reproduce).
 STATS_N, STATS_SEED, LOSS_HEAD = 2_000, 0, 20

@@ -46,6 +46,15 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
         ("effective_smoothing_width", "width h of the smoothed exact score that matches the learned gap mass", "—"),
         ("slope_ratio_true_over_learned_t0", "largest slope between modes at t = 0: true / learned", "— (Fig. 4, qualitative)"),
     ],
+    "06_detection": [
+        ("auroc_hal_1d", "1D: AUROC of Hal (t = 0..9) against out-of-support labels (k = 4)", "— (Fig. 7, histograms only)"),
+        ("removed_1d", "1D: hallucinations removed, threshold keeping 96% on a calibration batch", "> 95%"),
+        ("kept_1d", "1D: in-support test samples kept at that threshold", "96%"),
+        ("auroc_hal_grid", "2D grid: AUROC of Hal", "—"),
+        ("removed_grid", "2D grid: hallucinations removed at the calibrated threshold", "> 95%"),
+        ("kept_grid", "2D grid: in-support kept at that threshold", "96%"),
+        ("auroc_eps_norm_grid", "2D grid: AUROC of the baseline |eps_hat| at t = 0", "— (not compared)"),
+    ],
 }
 
 # benchmark key -> (what, the official code's figure on one H100 from shared/REFERENCE.md, unit)
