@@ -261,6 +261,7 @@ def recursive_training(
     else:
         raise TypeError(f"first must be a tensor of training data or a MixtureModelSpec, got {type(first).__name__}")
 
+    cells = true_cell_mass(mixture, k) if mixture is not None else None
     results: list[GenerationResult] = []
     parent: dict[str, Any] = {}  # what the next model is trained on (its part of the cache key)
     data = first
@@ -336,8 +337,8 @@ def recursive_training(
                 samples_key=config_key("recursion-samples", samples_config),
             )
             if mixture is not None:
-                result.report = mixture_report(result.samples, mixture, k)
-                result.kept_report = mixture_report(result.kept_x0, mixture, k)
+                result.report = mixture_report(result.samples, mixture, k, true_cells=cells)
+                result.kept_report = mixture_report(result.kept_x0, mixture, k, true_cells=cells)
                 bar.set_postfix(hallucination=f"{100 * result.report['hallucination']:.2f}%", refresh=False)
             results.append(result)
             bar.update(1)
@@ -388,7 +389,8 @@ def mixture_report(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K, mi
     - ``mode_mass``: (K,) share of samples in each ball;
     - ``modes_covered``: how many modes hold at least ``min_share`` of their true ball mass;
     - ``mode_tv``: total variation between the in-support histogram (``mode_mass`` renormalised) and the true
-      weights: how unevenly the modes are filled, whatever the hallucination share (0 = perfect);
+      weights: how unevenly the modes are filled, whatever the hallucination share (0 = perfect; 1 when no
+      sample is in support);
     - ``tv``: total variation between the (K + 1)-cell histogram and its exact truth (:func:`true_cell_mass`):
       a distance to the real distribution that is exact for this partition and, by the data-processing
       inequality, a lower bound on the total variation between the model's and the true distribution;
