@@ -4,11 +4,13 @@ hallucinate (Aithal, Maini, Lipton, Kolter, NeurIPS 2024).
 Modules, one idea each: ``schedule`` (forward process), ``nets`` (the MLP denoiser), ``unet`` (the image
 denoiser), ``exact`` (denoisers from the true score), ``data`` (Gaussian mixtures with closed-form noised
 scores), ``shapes`` and ``hands`` (image data sets with rule-based counters), ``train``, ``models`` (shipped or
-trained models), ``sampling`` (one reverse loop), ``metrics`` (labels, gaps, Hal), ``cache``, ``results``,
+trained models), ``sampling`` (one reverse loop), ``noise`` (per-sample counter-based Gaussian noise),
+``fast`` (precision / compile fast paths), ``metrics`` (labels, gaps, Hal), ``detection`` (scoring samples
+and judging the scores), ``recursion`` (recursive training with filters), ``cache``, ``results``,
 ``runtime`` (device, seeds, progress), ``plotting``.
 """
 
-from . import hands, shapes
+from . import detection, hands, shapes
 from .cache import cached, config_key
 from .data import DATASETS, GaussianMixture, diamond_2d, grid_2d, make_dataset, mixture_1d
 from .exact import ExactDenoiser
@@ -45,7 +47,7 @@ __all__ = [
     "NoiseSchedule", "ReverseStep", "SampleResult", "ScheduleConfig", "Stopwatch", "TrainConfig",
     "TrainResult", "TrainedModel", "UNetConfig", "UNetDenoiser", "WindowVariance",
     "broadcast_to", "cached", "config_key", "default_device", "describe_device", "diamond_2d",
-    "diffusion_loss", "gap_mass", "grid_2d", "hands", "make_dataset", "mean_var_zscores", "mixture_1d",
+    "detection", "diffusion_loss", "gap_mass", "grid_2d", "hands", "make_dataset", "mean_var_zscores", "mixture_1d",
     "mixture_model", "mixture_samples", "mode_segments", "nearest_segment", "out_of_support",
     "out_of_support_mass", "print_results", "progress_bar", "require_cuda", "reverse_process", "sample",
     "save_results", "seed_everything", "shapes", "shared_timestep", "sinusoidal_embedding", "timesteps",
