@@ -141,11 +141,23 @@ def _load_shipped(spec: MixtureModelSpec, folder: Path) -> dict[str, Any] | None
     return None
 
 
+def initial_model(config: MLPConfig, seed: int) -> MLPDenoiser:
+    """A freshly initialised network whose weights depend on ``seed`` only (the global RNG is untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MLPDenoiser(config)
+
+
+def training_device_key(device: torch.device | str) -> dict[str, Any]:
+    """What a trained model's cache key must hold about where it was trained: the device type and, on the
+    CPU, the thread count (CPU training is not bit-identical across thread counts)."""
+    device = torch.device(device)
+    return {"device": device.type, **({"cpu_threads": torch.get_num_threads()} if device.type == "cpu" else {})}
+
+
 def train_payload(spec: MixtureModelSpec, device: torch.device | str, progress: bool = True) -> dict[str, Any]:
     """Train ``spec`` now on ``device``; the returned payload is what a checkpoint file stores."""
-    with torch.random.fork_rng(devices=[]):  # initial weights from the spec's seed, global RNG untouched
-        torch.manual_seed(spec.train.seed)
-        model = MLPDenoiser(spec.model)
+    model = initial_model(spec.model, spec.train.seed)
     result = train(model, spec.training_data().to(device), NoiseSchedule(spec.schedule), spec.train, progress=progress)
     return {
         "spec": _spec_json(spec),
@@ -166,7 +178,7 @@ def mixture_model(
     """The model for ``spec``: the shipped checkpoint if one matches exactly, else trained (and cached).
 
     ``checkpoints=None`` ignores shipped files; ``refresh=True`` retrains even if cached. Training runs on
-    ``device`` and is cached per device type (GPU and CPU training differ in the last bits)."""
+    ``device`` and is cached per device type and CPU thread count (training differs in the last bits across them)."""
     if not isinstance(spec, MixtureModelSpec):
         raise TypeError(f"spec must be a MixtureModelSpec, got {type(spec).__name__}")
     device = torch.device(device)
@@ -175,7 +187,7 @@ def mixture_model(
     if payload is None:
         source = "trained"
         payload = cached(
-            "mixture-model", {"spec": spec, "device": device.type}, lambda: train_payload(spec, device, progress), refresh=refresh
+            "mixture-model", {"spec": spec, **training_device_key(device)}, lambda: train_payload(spec, device, progress), refresh=refresh
         )
     model = MLPDenoiser(spec.model)
     model.load_state_dict(payload["state_dict"])

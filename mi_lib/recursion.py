@@ -37,7 +37,7 @@ from torch import Tensor
 from .cache import cached, config_key
 from .data import GaussianMixture
 from .metrics import DEFAULT_K, _check_k
-from .models import MixtureModelSpec, mixture_model
+from .models import MixtureModelSpec, initial_model, mixture_model, training_device_key
 from .nets import MLPConfig, MLPDenoiser
 from .runtime import progress_bar
 from .sampling import sample
@@ -231,12 +231,6 @@ class RecursionResult:
         return out
 
 
-def _initial_model(config: MLPConfig, seed: int) -> MLPDenoiser:
-    with torch.random.fork_rng(devices=[]):  # initial weights from the seed, global RNG untouched
-        torch.manual_seed(seed)
-        return MLPDenoiser(config)
-
-
 def _state(model: MLPDenoiser) -> dict[str, Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
@@ -295,14 +289,14 @@ def recursive_training(
                     "train": train_config,
                     "schedule": config.schedule,
                     "warm_start": init is not None,
-                    "device": device.type,
+                    **training_device_key(device),
                 }
                 model_key = config_key("recursion-model", model_config)
                 computed = []
 
                 def fit() -> dict[str, Any]:
                     computed.append(True)
-                    net = _initial_model(config.model, seeds.train)
+                    net = initial_model(config.model, seeds.train)
                     if init is not None:
                         net.load_state_dict(init.state_dict())
                     out = train(net, data.to(device), schedule, train_config, progress=progress)

@@ -107,3 +107,18 @@ def test_shipped_checkpoint_reproduces_its_manifest(entry):
     torch.testing.assert_close(torch.tensor(stats["mean"]), torch.tensor(expected["mean"]), rtol=1e-3, atol=1e-4)
     torch.testing.assert_close(torch.tensor(stats["var"]), torch.tensor(expected["var"]), rtol=1e-3, atol=1e-4)
     assert abs(stats["out_of_support"] - expected["out_of_support"]) <= 2
+
+
+def test_training_cache_key_holds_the_cpu_thread_count():
+    from mi_lib.models import training_device_key
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = training_device_key("cpu")
+        torch.set_num_threads(2)
+        two = training_device_key("cpu")
+    finally:
+        torch.set_num_threads(before)
+    assert one != two and one["device"] == "cpu"
+    assert training_device_key("meta") == {"device": "meta"}
