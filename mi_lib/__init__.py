@@ -26,7 +26,7 @@ from .metrics import (
     out_of_support_mass,
     true_gap_mass,
 )
-from .models import MixtureModelSpec, TrainedModel, mixture_model, mixture_samples
+from .models import IMAGE_DATASETS, ImageModelSpec, MixtureModelSpec, TrainedModel, image_model, image_samples, mixture_model, mixture_samples
 from .nets import MLPConfig, MLPDenoiser, shared_timestep, sinusoidal_embedding
 from .recursion import RECURSION_PRESETS, RecursionConfig, RecursionResult, mixture_report, recursive_training
 from .results import Stopwatch, print_results, save_results
@@ -53,5 +53,6 @@ __all__ = [
     "save_results", "seed_everything", "shapes", "shared_timestep", "sinusoidal_embedding", "timesteps",
     "train", "true_gap_mass",
     "noise", "initial_noise", "PRECISIONS", "FastDenoiser",
+    "IMAGE_DATASETS", "ImageModelSpec", "image_model", "image_samples",
     "RECURSION_PRESETS", "RecursionConfig", "RecursionResult", "mixture_report", "recursive_training",
 ]

@@ -1,8 +1,9 @@
-"""Where trained mixture models come from: a checkpoint shipped in ``data/checkpoints``, the on-disk cache,
-or a fresh training run -- through one function, :func:`mixture_model`.
+"""Where trained models come from: a checkpoint shipped in ``data/checkpoints``, the on-disk cache, or a
+fresh training run -- through one path, :func:`mixture_model` for the Gaussian mixtures (MLP) and
+:func:`image_model` for Simple Shapes and synthetic hands (UNet).
 
-A :class:`MixtureModelSpec` names everything a trained model depends on (data set and its seed, training-set
-size, network, optimiser, schedule). A shipped checkpoint is used only when its recorded spec equals the
+A :class:`MixtureModelSpec` or :class:`ImageModelSpec` names everything a trained model depends on (data set
+and its seed, training-set size, network, optimiser, schedule). A shipped checkpoint is used only when its recorded spec equals the
 requested one exactly; anything else is trained with :func:`mi_lib.train.train` and cached (the cache key
 also hashes the library's source, so a changed library retrains). Shipped checkpoints are what lets a chapter
 run at CI scale on two CPU cores with a model trained for minutes, not seconds; each is listed in
@@ -28,10 +29,15 @@ from .cache import _canonical, cached
 from .data import DATASETS, GaussianMixture, make_dataset
 from .nets import MLPConfig, MLPDenoiser
 from .sampling import SampleResult, sample
-from .schedule import OFFICIAL, NoiseSchedule, ScheduleConfig
+from .schedule import OFFICIAL, STANDARD, NoiseSchedule, ScheduleConfig
 from .train import TrainConfig, train
+from .unet import UNET_PRESETS, UNetConfig, UNetDenoiser
 
 __all__ = [
+    "IMAGE_DATASETS",
+    "ImageModelSpec",
+    "image_model",
+    "image_samples",
     "MixtureModelSpec",
     "TrainedModel",
     "mixture_model",
@@ -94,25 +100,73 @@ class MixtureModelSpec:
         return dataclasses.replace(self, **changes)
 
 
+#: Image data sets an :class:`ImageModelSpec` can name.
+IMAGE_DATASETS = ("shapes", "hands")
+
+
+@dataclass(frozen=True)
+class ImageModelSpec:
+    """Everything a trained image model depends on: ``n_train`` images of ``dataset`` ("shapes": Simple
+    Shapes, :func:`mi_lib.shapes.make_shapes`; "hands": five-finger synthetic hands,
+    :func:`mi_lib.hands.make_hands`) drawn with ``data_seed`` and mapped to [-1, 1], a :class:`UNetConfig`, the
+    optimiser and the schedule. With ``train.ema_decay`` set, the EMA weights are the model that samples.
+    The defaults are paper scale (the paper's data sizes; its training settings are not published)."""
+
+    dataset: str = "shapes"
+    n_train: int = 5_000
+    data_seed: int = 0
+    model: UNetConfig = UNET_PRESETS["paper"]
+    train: TrainConfig = TrainConfig(steps=50_000, batch_size=128, lr=2e-4, ema_decay=0.9995)
+    schedule: ScheduleConfig = STANDARD
+
+    def __post_init__(self) -> None:
+        if self.dataset not in IMAGE_DATASETS:
+            raise ValueError(f"unknown image dataset {self.dataset!r}; choose one of {IMAGE_DATASETS}")
+        if isinstance(self.n_train, bool) or not isinstance(self.n_train, int) or self.n_train < 1:
+            raise ValueError(f"n_train must be a positive int, got {self.n_train!r}")
+        if not isinstance(self.model, UNetConfig):
+            raise TypeError(f"model must be a UNetConfig, got {type(self.model).__name__}")
+        if self.model.sample_shape != (1, 64, 64):
+            raise ValueError(f"{self.dataset} images are (1, 64, 64); the model's sample_shape is {self.model.sample_shape}")
+
+    def training_data(self) -> Tensor:
+        """The ``n_train`` training images, (n_train, 1, 64, 64) float32 in {-1, 1} on the CPU."""
+        from .hands import make_hands
+        from .shapes import make_shapes, to_model_range
+
+        if self.dataset == "shapes":
+            images = make_shapes(self.n_train, self.data_seed).images
+        else:
+            images = make_hands(self.n_train, self.data_seed, n_fingers=5).images
+        return to_model_range(images)
+
+    def replace(self, **changes: Any) -> ImageModelSpec:
+        """A copy with some fields changed (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+
+ModelSpec = MixtureModelSpec | ImageModelSpec
+
+
 @dataclass
 class TrainedModel:
     """A model ready to sample (eval mode, on the requested device), its training loss per step, the
     training wall time, and where it came from: ``source`` is ``"shipped"`` (data/checkpoints) or
     ``"trained"`` (now, or earlier and cached); ``origin`` also names the checkpoint or training device."""
 
-    model: MLPDenoiser
+    model: MLPDenoiser | UNetDenoiser
     losses: Tensor
     wall_time_s: float
     source: str
     origin: str
 
 
-def _spec_json(spec: MixtureModelSpec) -> str:
+def _spec_json(spec: ModelSpec) -> str:
     """The canonical JSON of a spec: what checkpoints record and what :func:`spec_key` hashes."""
     return json.dumps(_canonical(spec), sort_keys=True)
 
 
-def spec_key(spec: MixtureModelSpec) -> str:
+def spec_key(spec: ModelSpec) -> str:
     """A stable 16-hex-digit fingerprint of a spec (independent of the library's source, unlike the cache)."""
     return hashlib.sha256(_spec_json(spec).encode()).hexdigest()[:16]
 
@@ -127,7 +181,7 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _load_shipped(spec: MixtureModelSpec, folder: Path) -> dict[str, Any] | None:
+def _load_shipped(spec: ModelSpec, folder: Path) -> dict[str, Any] | None:
     key = spec_key(spec)
     for entry in load_manifest(folder):
         if entry["spec_key"] == key:
@@ -141,11 +195,14 @@ def _load_shipped(spec: MixtureModelSpec, folder: Path) -> dict[str, Any] | None
     return None
 
 
-def initial_model(config: MLPConfig, seed: int) -> MLPDenoiser:
-    """A freshly initialised network whose weights depend on ``seed`` only (the global RNG is untouched)."""
+def initial_model(config: MLPConfig | UNetConfig, seed: int) -> MLPDenoiser | UNetDenoiser:
+    """A freshly initialised network (an MLP or a UNet, by the config's type) whose weights depend on
+    ``seed`` only (the global RNG is untouched)."""
+    if not isinstance(config, (MLPConfig, UNetConfig)):
+        raise TypeError(f"config must be an MLPConfig or a UNetConfig, got {type(config).__name__}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MLPDenoiser(config)
+        return MLPDenoiser(config) if isinstance(config, MLPConfig) else UNetDenoiser(config)
 
 
 def training_device_key(device: torch.device | str) -> dict[str, Any]:
@@ -155,13 +212,15 @@ def training_device_key(device: torch.device | str) -> dict[str, Any]:
     return {"device": device.type, **({"cpu_threads": torch.get_num_threads()} if device.type == "cpu" else {})}
 
 
-def train_payload(spec: MixtureModelSpec, device: torch.device | str, progress: bool = True) -> dict[str, Any]:
-    """Train ``spec`` now on ``device``; the returned payload is what a checkpoint file stores."""
+def train_payload(spec: ModelSpec, device: torch.device | str, progress: bool = True) -> dict[str, Any]:
+    """Train ``spec`` now on ``device``; the returned payload is what a checkpoint file stores (the EMA
+    weights when ``spec.train.ema_decay`` is set)."""
     model = initial_model(spec.model, spec.train.seed)
     result = train(model, spec.training_data().to(device), NoiseSchedule(spec.schedule), spec.train, progress=progress)
+    final = result.ema_model if result.ema_model is not None else result.model
     return {
         "spec": _spec_json(spec),
-        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu() for k, v in final.state_dict().items()},
         "losses": result.losses,
         "wall_time_s": result.wall_time_s,
     }
@@ -181,15 +240,36 @@ def mixture_model(
     ``device`` and is cached per device type and CPU thread count (training differs in the last bits across them)."""
     if not isinstance(spec, MixtureModelSpec):
         raise TypeError(f"spec must be a MixtureModelSpec, got {type(spec).__name__}")
+    return _trained_model("mixture-model", spec, device, progress, checkpoints, refresh)
+
+
+def image_model(
+    spec: ImageModelSpec,
+    *,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    checkpoints: Path | str | None = CHECKPOINT_DIR,
+    refresh: bool = False,
+) -> TrainedModel:
+    """The UNet for ``spec``: the shipped checkpoint if one matches exactly, else trained (and cached), as
+    :func:`mixture_model` does for mixtures."""
+    if not isinstance(spec, ImageModelSpec):
+        raise TypeError(f"spec must be an ImageModelSpec, got {type(spec).__name__}")
+    return _trained_model("image-model", spec, device, progress, checkpoints, refresh)
+
+
+def _trained_model(
+    name: str, spec: ModelSpec, device: torch.device | str, progress: bool, checkpoints: Path | str | None, refresh: bool
+) -> TrainedModel:
     device = torch.device(device)
     payload = _load_shipped(spec, Path(checkpoints)) if checkpoints is not None and not refresh else None
     source = "shipped"
     if payload is None:
         source = "trained"
         payload = cached(
-            "mixture-model", {"spec": spec, **training_device_key(device)}, lambda: train_payload(spec, device, progress), refresh=refresh
+            name, {"spec": spec, **training_device_key(device)}, lambda: train_payload(spec, device, progress), refresh=refresh
         )
-    model = MLPDenoiser(spec.model)
+    model = initial_model(spec.model, 0)
     model.load_state_dict(payload["state_dict"])
     origin = f"shipped:{spec_key(spec)}" if source == "shipped" else f"trained:{device.type}"
     return TrainedModel(model.to(device).eval(), payload["losses"], float(payload["wall_time_s"]), source, origin)
@@ -212,6 +292,31 @@ def mixture_samples(
     DDPM ancestral sampling with fixed-large variance over all T steps, as in the official code. The cache
     key holds the spec, where its model came from, the sampling settings and the device type."""
     trained = mixture_model(spec, device=device, progress=progress)
+    return _samples("mixture-samples", spec, trained, n, seed, device, chunk_size, hal_window, record_steps, progress)
+
+
+def image_samples(
+    spec: ImageModelSpec,
+    n: int,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    chunk_size: int | None = 256,
+    hal_window: tuple[int, int] | None = None,
+    record_steps: Sequence[int] = (),
+    progress: bool = True,
+) -> SampleResult:
+    """``n`` images (N, 1, 64, 64) in the model's range [-1, 1] (and Hal, records) from the model of
+    ``spec``, cached on disk; as :func:`mixture_samples`, DDPM ancestral sampling over all T steps.
+    ``chunk_size`` bounds memory and does not change the samples."""
+    trained = image_model(spec, device=device, progress=progress)
+    return _samples("image-samples", spec, trained, n, seed, device, chunk_size, hal_window, record_steps, progress)
+
+
+def _samples(
+    name: str, spec: ModelSpec, trained: TrainedModel, n: int, seed: int, device: torch.device | str,
+    chunk_size: int | None, hal_window: tuple[int, int] | None, record_steps: Sequence[int], progress: bool,
+) -> SampleResult:
     config = {"spec": spec, "origin": trained.origin, "n": n, "seed": seed, "chunk_size": chunk_size, "hal_window": hal_window, "device": torch.device(device).type}
     record_steps = sorted({int(t) for t in record_steps})
     if record_steps:  # a key change only when asked for, so earlier cached samples stay valid
@@ -224,5 +329,5 @@ def mixture_samples(
         )
         return {"x0": result.x0, "hal": result.hal, "records": result.records}
 
-    value = cached("mixture-samples", config, compute)
+    value = cached(name, config, compute)
     return SampleResult(value["x0"], value["hal"], value.get("records", {}))

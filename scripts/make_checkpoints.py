@@ -1,4 +1,4 @@
-"""Train the CI-scale mixture models with mi_lib and ship them in data/checkpoints with a manifest.
+"""Train the CI-scale models (mixtures and images) with mi_lib and ship them in data/checkpoints with a manifest.
 
     python scripts/make_checkpoints.py              # (re)train every checkpoint in CI_SPECS
     python scripts/make_checkpoints.py 1d-123-n2k   # only these
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import mi_lib as mi  # noqa: E402
 from mi_lib.cache import _canonical  # noqa: E402
-from mi_lib.models import CHECKPOINT_DIR, MixtureModelSpec, load_manifest, spec_key, train_payload  # noqa: E402
+from mi_lib.models import CHECKPOINT_DIR, ImageModelSpec, MixtureModelSpec, load_manifest, spec_key, train_payload  # noqa: E402
 from mi_lib.results import _git_commit  # noqa: E402
 
 #: CPU-trainable stand-ins for the official models (20k-100k steps at batch 10k): same network, data,
@@ -44,13 +44,33 @@ CI_SPECS: dict[str, MixtureModelSpec] = {
     # chapter 6 compares Hal under the official and the standard (1e-4 -> 0.02) beta schedule
     "1d-123-n20k-standard": MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=20_000, train=CI_TRAIN, schedule=mi.STANDARD),
 }
+#: Chapter 5's CPU-trainable image models: a 311k-parameter UNet run on 2x2 patches (32x32 inside), and a
+#: 200-step DDPM whose linear betas (5e-4 -> 0.1) are the standard 1000-step ones coarsened 5x, so that CI can
+#: sample a few hundred images in a minute. 6,000 steps at batch 64 with EMA: about 55 minutes on one core.
+CI_UNET = mi.UNetConfig(base_channels=16, channel_mults=(1, 2, 2), blocks_per_level=1, patch=2)
+CI_IMAGE_SCHEDULE = mi.ScheduleConfig("linear", 200, 5e-4, 0.1)
+CI_IMAGE_TRAIN = mi.TrainConfig(steps=6_000, batch_size=64, lr=5e-4, ema_decay=0.999)
+for _dataset in ("shapes", "hands"):
+    CI_SPECS[f"{_dataset}-ci"] = ImageModelSpec(_dataset, model=CI_UNET, train=CI_IMAGE_TRAIN, schedule=CI_IMAGE_SCHEDULE)
 #: The fixed batch whose statistics each manifest entry records (and the tests reproduce).
 STATS_N, STATS_SEED, LOSS_HEAD = 2_000, 0, 20
+#: Image models record a smaller batch (sampling a UNet on the CPU is slow).
+IMAGE_STATS_N = 32
 
 
-def sample_stats(model: torch.nn.Module, spec: MixtureModelSpec) -> dict:
+def sample_stats(model: torch.nn.Module, spec: MixtureModelSpec | ImageModelSpec) -> dict:
     """Statistics of STATS_N samples drawn with STATS_SEED: per-dimension mean and variance, and the
-    out-of-support share (k = 4)."""
+    out-of-support share (k = 4). For an image model, IMAGE_STATS_N images: the pixel mean and variance and
+    the counter's labels (shapes: label counts; hands: the finger-count histogram)."""
+    if isinstance(spec, ImageModelSpec):
+        x = mi.sample(model, mi.NoiseSchedule(spec.schedule), IMAGE_STATS_N, seed=STATS_SEED, progress=False).x0.double()
+        images = mi.shapes.from_model_range(x)
+        if spec.dataset == "shapes":
+            labels = mi.shapes.classify_images(images)
+            counts = {label: labels.count(label) for label in mi.shapes.LABELS}
+        else:
+            counts = {str(k): v for k, v in mi.hands.finger_histogram(mi.hands.count_fingers(images)).items()}
+        return {"n": IMAGE_STATS_N, "seed": STATS_SEED, "mean": float(x.mean()), "var": float(x.var()), "labels": counts}
     x = mi.sample(model, mi.NoiseSchedule(spec.schedule), STATS_N, seed=STATS_SEED, progress=False).x0.double()
     oos = mi.out_of_support(x, spec.mixture())
     return {"n": STATS_N, "seed": STATS_SEED, "mean": x.mean(0).tolist(), "var": x.var(0).tolist(), "out_of_support": int(oos.sum())}
@@ -62,7 +82,7 @@ def make(name: str, spec: MixtureModelSpec) -> dict:
     CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
     path = CHECKPOINT_DIR / f"{name}.pt"
     torch.save(payload, path)
-    model = mi.MLPDenoiser(spec.model)
+    model = mi.models.initial_model(spec.model, 0)
     model.load_state_dict(payload["state_dict"])
     return {
         "name": name,
@@ -84,7 +104,9 @@ def make(name: str, spec: MixtureModelSpec) -> dict:
 
 
 def write_manifest(entries: dict[str, dict]) -> None:
-    """Write the manifest, in CI_SPECS order."""
+    """Write the manifest, in CI_SPECS order. Entries made by another run since this one started (two
+    checkpoints trained in parallel) are kept."""
+    entries = {**{e["name"]: e for e in load_manifest()}, **entries}
     ordered = [entries[n] for n in CI_SPECS if n in entries]
     (CHECKPOINT_DIR / "manifest.json").write_text(json.dumps({"checkpoints": ordered}, indent=1) + "\n")
 
@@ -111,15 +133,16 @@ def main() -> None:
             entry, spec = shipped[name], CI_SPECS[name]
             if entry["spec_key"] != spec_key(spec):
                 parser.error(f"{name}: the spec changed since it was trained; retrain it instead")
-            trained = mi.mixture_model(spec, progress=False)
+            trained = (mi.image_model if isinstance(spec, ImageModelSpec) else mi.mixture_model)(spec, progress=False)
             entry["sample_stats"] = sample_stats(trained.model, spec)
             entry["stats_commit"] = _git_commit()
             print(f"{name}: stats {entry['sample_stats']}", flush=True)
         write_manifest(shipped)
         return
     for name in args.names or list(CI_SPECS):
-        shipped[name] = make(name, CI_SPECS[name])
-        write_manifest(shipped)
+        entry = make(name, CI_SPECS[name])
+        shipped[name] = entry
+        write_manifest({name: entry})
         print(f"{name}: {shipped[name]['train_wall_time_s']} s, stats {shipped[name]['sample_stats']}", flush=True)
 
 
