@@ -1,5 +1,5 @@
 """Figures shared by the chapters: one style, histograms against closed-form densities, scatters against
-modes, schedule curves. Every function draws on a given matplotlib Axes and returns it."""
+modes, schedule curves, image mosaics with coloured frames. Every function draws on a given matplotlib Axes and returns it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from torch import Tensor
 from .data import GaussianMixture
 from .schedule import NoiseSchedule
 
-__all__ = ["use_book_style", "hist_vs_density", "scatter_vs_modes", "schedule_curves"]
+__all__ = ["use_book_style", "hist_vs_density", "scatter_vs_modes", "schedule_curves", "image_mosaic"]
 
 
 def use_book_style() -> None:
@@ -100,3 +100,45 @@ def schedule_curves(axes: tuple[Axes, Axes], schedules: Mapping[str, NoiseSchedu
     right.set(xlabel="timestep t", ylabel=r"$\log_{10}$ SNR$_t$", title=r"signal-to-noise ratio $\bar\alpha_t/(1-\bar\alpha_t)$")
     left.legend()
     return axes
+
+
+def image_mosaic(
+    ax: Axes,
+    images: Tensor | np.ndarray,
+    colors: list | None = None,
+    *,
+    ncols: int = 16,
+    pad: int = 3,
+    legend: Mapping[str, object] | None = None,
+) -> Axes:
+    """Tile grayscale images (N, 1, H, W) or (N, H, W) in [0, 1] into one picture, ``ncols`` per row, each
+    framed by a ``pad``-pixel border in its colour from ``colors`` (any matplotlib colour; None: grey).
+    ``legend`` maps a label to its colour and adds a legend of coloured patches. Returns ``ax``."""
+    from matplotlib.colors import to_rgb
+    from matplotlib.patches import Patch
+
+    x = images.detach().cpu().numpy() if isinstance(images, Tensor) else np.asarray(images)
+    if x.ndim == 4 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 3 or x.shape[0] < 1:
+        raise ValueError(f"images must have shape (N, 1, H, W) or (N, H, W) with N >= 1, got {x.shape}")
+    if colors is not None and len(colors) != x.shape[0]:
+        raise ValueError(f"colors has {len(colors)} entries for {x.shape[0]} images")
+    n, h, w = x.shape
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    cell_h, cell_w = h + 2 * pad, w + 2 * pad
+    canvas = np.ones((nrows * cell_h, ncols * cell_w, 3))
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        y0, x0 = r * cell_h, c * cell_w
+        canvas[y0 : y0 + cell_h, x0 : x0 + cell_w] = to_rgb(colors[i]) if colors is not None and colors[i] is not None else (0.8, 0.8, 0.8)
+        canvas[y0 + pad : y0 + pad + h, x0 + pad : x0 + pad + w] = np.clip(x[i], 0.0, 1.0)[..., None]
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    if legend:
+        ax.legend(handles=[Patch(color=col, label=lab) for lab, col in legend.items()], loc="upper left",
+                  bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    return ax

@@ -46,6 +46,13 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
         ("effective_smoothing_width", "width h of the smoothed exact score that matches the learned gap mass", "—"),
         ("slope_ratio_true_over_learned_t0", "largest slope between modes at t = 0: true / learned", "— (Fig. 4, qualitative)"),
     ],
+    "05_shapes_hands": [
+        ("shapes_duplicated", "Simple Shapes: generated images with a repeated shape (training data: 0)", "— (Fig. 1, examples only)"),
+        ("shapes_hallucination_rate", "Simple Shapes: generated images not valid (duplicated, misplaced or malformed)", "— (not counted)"),
+        ("hands_hallucination_rate", "synthetic hands: generated hands whose finger count is not 5 (training data: 0)", "— (Fig. 5, 11k Hands, examples only)"),
+        ("auroc_hal_shapes", "Simple Shapes: AUROC of Hal (t = 0..9) against the counter's labels", "—"),
+        ("auroc_hal_hands", "synthetic hands: AUROC of Hal against the finger counter's labels", "—"),
+    ],
     "06_detection": [
         ("auroc_hal_1d", "1D: AUROC of Hal (t = 0..9) against out-of-support labels (k = 4)", "— (Fig. 7, histograms only)"),
         ("removed_1d", "1D: hallucinations removed, threshold keeping 96% on a calibration batch", "> 95%"),

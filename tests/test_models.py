@@ -100,13 +100,18 @@ def test_shipped_checkpoint_reproduces_its_manifest(entry):
     head = spec.replace(train=mi.TrainConfig(**{**spec.train.__dict__, "steps": len(entry["loss_head"])}))
     losses = mi.models.train_payload(head, "cpu", progress=False)["losses"]
     torch.testing.assert_close(losses, torch.tensor(entry["loss_head"]), rtol=1e-4, atol=1e-6)
-    trained = mixture_model(spec, progress=False)
+    is_image = isinstance(spec, mi.ImageModelSpec)
+    trained = (mi.image_model if is_image else mixture_model)(spec, progress=False)
     assert trained.source == "shipped"
     stats = mk.sample_stats(trained.model, spec)
     expected = entry["sample_stats"]
     torch.testing.assert_close(torch.tensor(stats["mean"]), torch.tensor(expected["mean"]), rtol=1e-3, atol=1e-4)
     torch.testing.assert_close(torch.tensor(stats["var"]), torch.tensor(expected["var"]), rtol=1e-3, atol=1e-4)
-    assert abs(stats["out_of_support"] - expected["out_of_support"]) <= 2
+    if is_image:  # the counter's labels may flip for an image on the threshold when the thread count differs
+        labels = set(stats["labels"]) | set(expected["labels"])
+        assert sum(abs(stats["labels"].get(k, 0) - expected["labels"].get(k, 0)) for k in labels) <= 4, (stats, expected)
+    else:
+        assert abs(stats["out_of_support"] - expected["out_of_support"]) <= 2
 
 
 def test_training_cache_key_holds_the_cpu_thread_count():
@@ -122,3 +127,51 @@ def test_training_cache_key_holds_the_cpu_thread_count():
         torch.set_num_threads(before)
     assert one != two and one["device"] == "cpu"
     assert training_device_key("meta") == {"device": "meta"}
+
+
+TINY_IMAGE = mi.ImageModelSpec(
+    "shapes", n_train=16, model=mi.UNetConfig(base_channels=8, channel_mults=(1, 2), blocks_per_level=1, time_dim=16, patch=4),
+    train=mi.TrainConfig(steps=3, batch_size=8, ema_decay=0.9), schedule=mi.ScheduleConfig("linear", 10, 1e-3, 0.2),
+)
+
+
+def test_image_spec_validates_and_builds_its_data():
+    with pytest.raises(ValueError, match="unknown image dataset 'faces'"):
+        mi.ImageModelSpec("faces")
+    with pytest.raises(ValueError, match="images are \\(1, 64, 64\\)"):
+        mi.ImageModelSpec("shapes", model=mi.UNetConfig(image_size=32))
+    with pytest.raises(TypeError, match="UNetConfig"):
+        mi.ImageModelSpec("hands", model=mi.MLPConfig())
+    with pytest.raises(ValueError, match="n_train must be a positive int"):
+        mi.ImageModelSpec("hands", n_train=0)
+    for dataset in mi.IMAGE_DATASETS:
+        x = TINY_IMAGE.replace(dataset=dataset).training_data()
+        assert x.shape == (16, 1, 64, 64) and set(x.unique().tolist()) == {-1.0, 1.0}
+    assert spec_key(TINY_IMAGE) != spec_key(TINY_IMAGE.replace(dataset="hands"))
+
+
+def test_image_model_trains_caches_samples_and_keeps_the_ema_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path))
+    with pytest.raises(TypeError, match="ImageModelSpec"):
+        mi.image_model(TINY)
+    with pytest.raises(TypeError, match="MixtureModelSpec"):
+        mixture_model(TINY_IMAGE)
+    first = mi.image_model(TINY_IMAGE, progress=False)
+    assert first.source == "trained" and isinstance(first.model, mi.UNetDenoiser) and len(first.losses) == 3
+    payload = mi.models.train_payload(TINY_IMAGE, "cpu", progress=False)
+    raw = mi.models.initial_model(TINY_IMAGE.model, TINY_IMAGE.train.seed)
+    plain = mi.train(raw, TINY_IMAGE.training_data(), mi.NoiseSchedule(TINY_IMAGE.schedule), TINY_IMAGE.train, progress=False)
+    for k, v in payload["state_dict"].items():  # the payload holds the EMA weights, not the raw ones
+        torch.testing.assert_close(v, plain.ema_model.state_dict()[k])
+    assert any(not torch.equal(v, plain.model.state_dict()[k]) for k, v in payload["state_dict"].items())
+    out = mi.image_samples(TINY_IMAGE, 5, seed=1, hal_window=(0, 2), progress=False)
+    again = mi.image_samples(TINY_IMAGE, 5, seed=1, hal_window=(0, 2), chunk_size=2, progress=False)
+    assert out.x0.shape == (5, 1, 64, 64) and out.hal.shape == (5,)
+    torch.testing.assert_close(out.x0, again.x0, rtol=0, atol=0)
+
+
+def test_initial_model_dispatches_on_the_config_type():
+    assert isinstance(mi.models.initial_model(mi.MLPConfig(), 0), mi.MLPDenoiser)
+    assert isinstance(mi.models.initial_model(TINY_IMAGE.model, 0), mi.UNetDenoiser)
+    with pytest.raises(TypeError, match="MLPConfig or a UNetConfig"):
+        mi.models.initial_model({"width": 8}, 0)

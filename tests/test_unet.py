@@ -95,8 +95,8 @@ def test_bad_t_shape(t_shape):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"image_size": 30}, r"image_size=30 must be divisible by 2\*\*\(levels-1\)=4"),
-        ({"image_size": 64, "channel_mults": (1, 2, 2, 2, 2, 2, 2, 2)}, r"divisible by 2\*\*\(levels-1\)=128"),
+        ({"image_size": 30}, r"image_size=30 must be divisible by patch\*2\*\*\(levels-1\)=4"),
+        ({"image_size": 64, "channel_mults": (1, 2, 2, 2, 2, 2, 2, 2)}, r"divisible by patch\*2\*\*\(levels-1\)=128"),
         ({"base_channels": 0}, "base_channels must be a positive int"),
         ({"in_channels": -1}, "in_channels must be a positive int"),
         ({"blocks_per_level": 1.0}, "blocks_per_level must be a positive int"),
@@ -170,3 +170,30 @@ def test_sampling_is_chunk_independent_and_bf16_close():
     bf = mi_lib.sample(net, schedule, 10, seed=3, progress=False, precision="bf16")
     assert bf.x0.dtype == torch.float32 and not torch.equal(bf.x0, ref.x0)
     torch.testing.assert_close(bf.x0, ref.x0, rtol=0.05, atol=0.05)
+
+
+TINY_PATCH = UNetConfig(image_size=16, base_channels=8, channel_mults=(1, 2), blocks_per_level=1, time_dim=32, patch=2)
+
+
+def test_patch_runs_at_lower_resolution_and_predicts_every_pixel():
+    net = _perturbed(TINY_PATCH)
+    x, t = torch.randn(3, 1, 16, 16), torch.tensor([0, 5, 9])
+    out = net(x, t)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    assert net.conv_in.in_channels == 4 and net.out[-1].out_channels == 4
+    # the network sees 8x8: its first activation has half the resolution
+    seen = []
+    handle = net.conv_in.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    net(x, t)
+    handle.remove()
+    assert seen[0][-2:] == (8, 8)
+    # each output pixel is its own prediction: different pixels of one 2x2 patch differ
+    assert not torch.allclose(out[:, :, 0::2, 0::2], out[:, :, 1::2, 1::2])
+    assert torch.equal(UNetDenoiser(TINY_PATCH)(x, t), torch.zeros_like(x))  # zero-initialised output conv
+
+
+def test_patch_must_divide_the_image():
+    with pytest.raises(ValueError, match=r"divisible by patch\*2\*\*\(levels-1\)=8 for patch=4"):
+        UNetConfig(image_size=20, base_channels=8, channel_mults=(1, 2), patch=4)
+    with pytest.raises(ValueError, match="patch must be a positive int"):
+        UNetConfig(patch=0)

@@ -1,0 +1,35 @@
+"""Shared figures: the image mosaic's layout and errors."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from mi_lib import plotting  # noqa: E402
+
+
+def test_image_mosaic_tiles_and_frames():
+    images = torch.zeros(5, 1, 4, 4)
+    images[2] = 1.0
+    fig, ax = plt.subplots()
+    plotting.image_mosaic(ax, images, ["red", None, "blue", "red", "red"], ncols=3, pad=1, legend={"a": "red"})
+    canvas = ax.get_images()[0].get_array()
+    assert canvas.shape == (2 * 6, 3 * 6, 3)
+    np.testing.assert_allclose(canvas[0, 0], (1.0, 0.0, 0.0))  # image 0's frame is red
+    np.testing.assert_allclose(canvas[0, 6], (0.8, 0.8, 0.8))  # image 1 has no colour: grey
+    np.testing.assert_allclose(canvas[1, 13], (1.0, 1.0, 1.0))  # image 2's pixels are white
+    np.testing.assert_allclose(canvas[0, 12], (0.0, 0.0, 1.0))
+    assert ax.get_legend() is not None
+    plt.close(fig)
+
+
+def test_image_mosaic_errors():
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match="images must have shape"):
+        plotting.image_mosaic(ax, torch.zeros(2, 3, 4, 4))
+    with pytest.raises(ValueError, match="colors has 1 entries for 2 images"):
+        plotting.image_mosaic(ax, torch.zeros(2, 4, 4), ["red"])
+    plt.close(fig)
