@@ -1,0 +1,365 @@
+"""Handwritten digits: real 8x8 digits shipped with the book, MNIST for Colab, and a small digit classifier whose
+features give an FID-like score and whose labels show which digits a model still draws.
+
+Data. :func:`load_digits_8x8` reads ``data/digits/digits_8x8.npz``: the 1,797 images of the UCI "Optical
+Recognition of Handwritten Digits" test set (Alpaydin & Kaynak 1998, CC BY 4.0) in scikit-learn's copy, 8x8
+pixels with 17 grey levels, about 180 per digit; see ``data/digits/README.md``. It installs with the repository,
+so recursive training runs on real digits where nothing can be downloaded. :func:`load_mnist` reads MNIST
+through torchvision (imported only there), for Colab.
+
+Measurements. There is no Inception network to download, so the chapter trains its own:
+:func:`train_classifier` fits a small MLP (:class:`DigitClassifier`) on real digits, deterministically in its
+seed on the CPU. Its penultimate activations (:func:`classifier_features`) play the part of Inception's pool
+features in the Fréchet distance (:func:`frechet_distance`, the FID formula), and its predicted labels
+(:func:`predict`, :func:`label_histogram`) tell which digits are still drawn: mode collapse shows as classes
+that vanish. :func:`digits_report` does all of it for a batch of generated images.
+
+Conventions: images are (N, 1, S, S), (N, S, S) or flattened (N, S*S), values in [0, 1]; diffusion models
+work in [-1, 1] (:func:`mi_lib.shapes.to_model_range` and ``from_model_range`` map between the two).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import linalg
+from torch import Tensor, nn
+
+from .runtime import progress_bar
+from .shapes import from_model_range
+
+__all__ = [
+    "DIGITS_FILE",
+    "DIGITS_SHA256",
+    "N_CLASSES",
+    "ClassifierConfig",
+    "DigitClassifier",
+    "load_digits_8x8",
+    "load_mnist",
+    "split_indices",
+    "train_classifier",
+    "classifier_features",
+    "predict",
+    "accuracy",
+    "frechet_distance",
+    "label_histogram",
+    "digits_report",
+]
+
+#: The shipped real digits (``data/digits`` at the repository root); see its README for source and licence.
+DIGITS_FILE = Path(__file__).resolve().parents[1] / "data" / "digits" / "digits_8x8.npz"
+#: sha256 of :data:`DIGITS_FILE` as written by ``scripts/make_digits.py``.
+DIGITS_SHA256 = "aa64e930663d6e9271e1566601d65e70236553f73ec6cb041a4ab37167cf1d04"
+#: Digit classes 0..9.
+N_CLASSES = 10
+_GREY_LEVELS = 16  # the 8x8 digits count on pixels in 4x4 blocks: values 0..16
+_SLOPE = 0.1  # LeakyReLU: no feature can die (a constant feature makes the covariances singular)
+
+
+# ------------------------------------------------------------------------------------------------- data
+def load_digits_8x8(path: str | Path | None = None) -> tuple[Tensor, Tensor]:
+    """The shipped real digits: images (1797, 1, 8, 8) float32 in [0, 1] (the 0..16 counts divided by 16) and
+    labels (1797,) long in 0..9, in the order of scikit-learn's ``load_digits``. ``path`` defaults to
+    :data:`DIGITS_FILE`. A missing file (``mi_lib`` installed without the repository's ``data/`` folder, as on
+    Colab) raises FileNotFoundError saying what to use instead."""
+    path = DIGITS_FILE if path is None else Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no digits file at {path}: it ships in the repository's data/digits folder (clone the repository, "
+            "or recreate it with scripts/make_digits.py); on Colab use load_mnist(root, download=True) instead"
+        )
+    with np.load(path, allow_pickle=False) as archive:
+        images, labels = archive["images"], archive["labels"]
+    if images.ndim != 3 or images.shape[1:] != (8, 8) or labels.shape != images.shape[:1]:
+        raise ValueError(f"{path} holds images {images.shape} and labels {labels.shape}; expected (N, 8, 8) and (N,)")
+    x = torch.from_numpy(images.astype(np.float32) / _GREY_LEVELS)[:, None]
+    return x, torch.from_numpy(labels.astype(np.int64))
+
+
+def load_mnist(root: str | Path, *, train: bool = True, size: int = 28, download: bool = False) -> tuple[Tensor, Tensor]:
+    """MNIST through torchvision: images (N, 1, size, size) float32 in [0, 1] and labels (N,) long (60,000
+    training or 10,000 test images). ``size`` other than 28 resizes with antialiased bilinear interpolation
+    (e.g. ``size=8`` for the scale of :func:`load_digits_8x8`). ``download=True`` fetches the files into
+    ``root`` when missing (Colab); without it, missing files raise FileNotFoundError. Needs torchvision, which
+    is not a dependency of ``mi_lib`` (Colab has it)."""
+    try:
+        from torchvision.datasets import MNIST
+    except ImportError as err:
+        raise ImportError(
+            "load_mnist needs torchvision, which mi_lib does not install: `pip install torchvision` (Colab has "
+            "it). Without it use load_digits_8x8(), the real 8x8 digits shipped in data/digits."
+        ) from err
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    try:
+        dataset = MNIST(str(root), train=train, download=download)
+    except RuntimeError as err:  # torchvision's "Dataset not found. You can use download=True to download it"
+        raise FileNotFoundError(f"no MNIST files under {root}; call load_mnist(root, download=True)") from err
+    x = dataset.data.to(torch.float32)[:, None] / 255.0
+    if size != x.shape[-1]:
+        x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0.0, 1.0)
+    return x, dataset.targets.to(torch.long)
+
+
+def split_indices(n: int, n_test: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """A random split of 0..n-1 into (train, test) index tensors, each sorted; ``n_test`` indices go to test."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an int >= 2, got {n!r}")
+    if isinstance(n_test, bool) or not isinstance(n_test, int) or not 1 <= n_test < n:
+        raise ValueError(f"n_test must be an int in 1..{n - 1}, got {n_test!r}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[n_test:].sort().values, order[:n_test].sort().values
+
+
+def _flat(images: Tensor | np.ndarray, name: str = "images", side: int | None = None) -> Tensor:
+    """Images (N, 1, S, S), (N, S, S) or (N, S*S) -> (N, S*S) float32 on the CPU, checked."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if not isinstance(images, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(images).__name__}")
+    shape = tuple(images.shape)
+    if len(shape) == 4 and shape[1] == 1 and shape[2] == shape[3]:
+        flat = images.reshape(shape[0], -1)
+    elif len(shape) == 3 and shape[1] == shape[2]:
+        flat = images.reshape(shape[0], -1)
+    elif len(shape) == 2 and math.isqrt(shape[1]) ** 2 == shape[1] and shape[1] > 0:
+        flat = images
+    else:
+        raise ValueError(f"{name} must have shape (N, 1, S, S), (N, S, S) or (N, S*S), got {shape}")
+    if flat.shape[0] < 1:
+        raise ValueError(f"{name} is empty: shape {shape}")
+    if side is not None and flat.shape[1] != side * side:
+        raise ValueError(f"{name} must be {side}x{side} images ({side * side} values each), got shape {shape}")
+    flat = flat.detach().to("cpu", torch.float32)
+    if not torch.isfinite(flat).all():
+        raise ValueError(f"{name} contain NaN or infinite values")
+    return flat
+
+
+# ------------------------------------------------------------------------------------------- classifier
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """:class:`DigitClassifier`'s architecture and :func:`train_classifier`'s optimisation: an MLP
+    side*side -> hidden -> features -> 10 with LeakyReLU (slope 0.1), Adam at ``lr`` with ``weight_decay`` for ``steps`` steps
+    of ``batch_size`` images. The defaults (about 0.5 s on one CPU thread for the 8x8 digits) reach ~97%
+    held-out accuracy on them (tests/test_digits.py checks a bar)."""
+
+    side: int = 8
+    hidden: int = 128
+    features: int = 32
+    steps: int = 600
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+
+    def __post_init__(self) -> None:
+        for name in ("side", "hidden", "features", "steps", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"ClassifierConfig.{name} must be a positive int, got {v!r}")
+        if not self.lr > 0 or not self.weight_decay >= 0:
+            raise ValueError(f"ClassifierConfig needs lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
+
+
+class DigitClassifier(nn.Module):
+    """A small MLP on flattened images in [0, 1]: ``model(x) -> logits`` (N, 10); ``model.features(x)`` the
+    penultimate activations (N, config.features). Inputs are (N, side*side) or any image shape that
+    flattens to it."""
+
+    def __init__(self, config: ClassifierConfig = ClassifierConfig()):
+        super().__init__()
+        if not isinstance(config, ClassifierConfig):
+            raise TypeError(f"config must be a ClassifierConfig, got {type(config).__name__}")
+        self.config = config
+        self.body = nn.Sequential(
+            nn.Linear(config.side * config.side, config.hidden),
+            nn.LeakyReLU(_SLOPE),
+            nn.Linear(config.hidden, config.features),
+            nn.LeakyReLU(_SLOPE),
+        )
+        self.head = nn.Linear(config.features, N_CLASSES)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x.reshape(x.shape[0], -1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+def train_classifier(
+    images: Tensor, labels: Tensor, config: ClassifierConfig = ClassifierConfig(), *, seed: int = 0, progress: bool = False
+) -> DigitClassifier:
+    """Fit a :class:`DigitClassifier` to ``images`` in [0, 1] ((N, 1, S, S), (N, S, S) or (N, S*S), S =
+    ``config.side``) and ``labels`` (N,) in 0..9, on the CPU. Weights and batches depend on ``seed`` only
+    (the global RNG is untouched), so a run is repeatable on one machine and thread count. Returns the model
+    in eval mode."""
+    x = _flat(images, side=config.side)
+    if not isinstance(labels, Tensor) or labels.shape != (x.shape[0],) or labels.is_floating_point():
+        raise ValueError(f"labels must be an integer tensor of shape ({x.shape[0]},), got {getattr(labels, 'shape', type(labels))}")
+    y = labels.to("cpu", torch.long)
+    if int(y.min()) < 0 or int(y.max()) >= N_CLASSES:
+        raise ValueError(f"labels must be in 0..{N_CLASSES - 1}, got values in {int(y.min())}..{int(y.max())}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DigitClassifier(config)
+    gen = torch.Generator().manual_seed(seed + 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    n, b = x.shape[0], min(config.batch_size, x.shape[0])
+    per_epoch = n // b
+    order = torch.empty(0, dtype=torch.long)
+    model.train()
+    with progress_bar(total=config.steps, desc="classifier", disable=not progress) as bar:
+        for step in range(config.steps):
+            k = step % per_epoch
+            if k == 0:
+                order = torch.randperm(n, generator=gen)
+            idx = order[k * b : (k + 1) * b]
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bar.update(1)
+    return model.eval()
+
+
+def _check_classifier(classifier: DigitClassifier) -> None:
+    if not isinstance(classifier, DigitClassifier):
+        raise TypeError(f"classifier must be a DigitClassifier (from train_classifier), got {type(classifier).__name__}")
+
+
+@torch.no_grad()
+def classifier_features(classifier: DigitClassifier, images: Tensor | np.ndarray) -> Tensor:
+    """The penultimate-layer features of images in [0, 1]: (N, classifier.config.features) float32 on the CPU."""
+    _check_classifier(classifier)
+    return classifier.eval().features(_flat(images, side=classifier.config.side))
+
+
+@torch.no_grad()
+def predict(classifier: DigitClassifier, images: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
+    """Predicted digits of images in [0, 1] and the classifier's confidence in them (the top softmax
+    probability): ((N,) long, (N,) float32)."""
+    _check_classifier(classifier)
+    probs = classifier.eval()(_flat(images, side=classifier.config.side)).softmax(dim=1)
+    confidence, label = probs.max(dim=1)
+    return label, confidence
+
+
+def accuracy(classifier: DigitClassifier, images: Tensor | np.ndarray, labels: Tensor) -> float:
+    """Share of images whose predicted digit equals ``labels`` (N,)."""
+    predicted, _ = predict(classifier, images)
+    if labels.shape != predicted.shape:
+        raise ValueError(f"labels must have shape {tuple(predicted.shape)}, got {tuple(labels.shape)}")
+    return float((predicted == labels.to(predicted.device)).double().mean())
+
+
+# --------------------------------------------------------------------------------------- measurements
+def _features_f64(features: Tensor | np.ndarray, name: str) -> np.ndarray:
+    if isinstance(features, Tensor):
+        features = features.detach().cpu().numpy()
+    if not isinstance(features, np.ndarray):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(features).__name__}")
+    if features.ndim != 2 or features.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (N, F), got {features.shape}")
+    if features.shape[0] < 2:
+        raise ValueError(f"{name} needs at least 2 samples for a covariance, got {features.shape[0]}")
+    f = features.astype(np.float64)
+    if not np.isfinite(f).all():
+        raise ValueError(f"{name} contain NaN or infinite values")
+    return f
+
+
+def frechet_distance(features_a: Tensor | np.ndarray, features_b: Tensor | np.ndarray) -> float:
+    """The Fréchet distance between Gaussians fitted to two feature sets (N_a, F) and (N_b, F), the FID
+    formula: ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))`` with unbiased covariances, in float64.
+
+    The matrix square root is ``scipy.linalg.sqrtm``; when the product is near-singular it may come back
+    non-finite (then both covariances get 1e-6 on the diagonal, as pytorch-fid does) or with round-off
+    imaginary parts, which are dropped when below 1e-6 of the trace of S_a + S_b (a larger one raises
+    ValueError: then the features are unfit). Like FID, the value is biased upward at small N, so compare
+    values computed at the same sample sizes. Each set needs at least 2 samples."""
+    a, b = _features_f64(features_a, "features_a"), _features_f64(features_b, "features_b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature sets must have the same width, got {a.shape[1]} and {b.shape[1]}")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    scale = max(float(np.trace(cov_a) + np.trace(cov_b)), 1e-12)
+    with warnings.catch_warnings():  # a singular product is handled below, not worth a warning
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(cov_a @ cov_b)
+        if not np.isfinite(covmean).all():
+            offset = 1e-6 * np.eye(a.shape[1])
+            covmean = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+    if np.iscomplexobj(covmean):
+        if np.abs(covmean.imag).max() > 1e-6 * scale:
+            raise ValueError(f"sqrtm(S_a S_b) has an imaginary part of {np.abs(covmean.imag).max():.3g}: the covariances are too ill-conditioned")
+        covmean = covmean.real
+    diff = mu_a - mu_b
+    value = float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(covmean))
+    return max(value, 0.0)  # round-off can leave identical sets at -1e-12
+
+
+def label_histogram(labels: Tensor | np.ndarray, n_classes: int = N_CLASSES) -> Tensor:
+    """Share of ``labels`` (N,) ints in 0..n_classes-1 in each class: (n_classes,) float64 summing to 1."""
+    if isinstance(labels, np.ndarray):
+        labels = torch.from_numpy(labels)
+    if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be a 1-D integer tensor, got {getattr(labels, 'dtype', type(labels))} {tuple(getattr(labels, 'shape', ()))}")
+    if labels.shape[0] < 1:
+        raise ValueError("labels is empty: no histogram")
+    if int(labels.min()) < 0 or int(labels.max()) >= n_classes:
+        raise ValueError(f"labels must be in 0..{n_classes - 1}, got values in {int(labels.min())}..{int(labels.max())}")
+    return torch.bincount(labels.cpu().long(), minlength=n_classes).to(torch.float64) / labels.shape[0]
+
+
+def digits_report(
+    images: Tensor | np.ndarray,
+    classifier: DigitClassifier,
+    reference_features: Tensor | np.ndarray,
+    *,
+    model_range: bool = True,
+    min_share: float = 0.01,
+) -> dict[str, Any]:
+    """Measure generated digits against real ones with a trained :class:`DigitClassifier`.
+
+    ``images``: (N, S*S) or (N, 1, S, S) / (N, S, S), in the diffusion range [-1, 1] when ``model_range``
+    (the default: what :func:`mi_lib.recursion.recursive_training` samples; mapped with ``from_model_range``,
+    which clamps to [0, 1]), else already in [0, 1]. ``reference_features``: :func:`classifier_features` of
+    real digits (held-out ones, for an honest floor). Returns
+
+    - ``n``: number of images;
+    - ``fid``: :func:`frechet_distance` between the images' features and the reference (compare values at
+      the same N: the estimate is biased upward at small N);
+    - ``histogram``: (10,) share of images the classifier puts in each digit (:func:`label_histogram`);
+    - ``classes_present``: digits holding at least ``min_share`` of the images (default 1%: a tenth of the
+      ~10% each digit has in real data), so a lost digit lowers it;
+    - ``confidence``: the classifier's mean top probability (real held-out digits: ~0.97).
+    """
+    if not 0.0 <= min_share <= 1.0:
+        raise ValueError(f"min_share must be in [0, 1], got {min_share}")
+    _check_classifier(classifier)
+    x = _flat(images, side=classifier.config.side)
+    if model_range:
+        x = from_model_range(x)
+    feats = classifier_features(classifier, x)
+    fid = frechet_distance(feats, reference_features)
+    labels, confidence = predict(classifier, x)
+    histogram = label_histogram(labels)
+    return {
+        "n": int(x.shape[0]),
+        "fid": fid,
+        "classes_present": int((histogram >= min_share).sum()),
+        "confidence": float(confidence.double().mean()),
+        "histogram": histogram,
+    }
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes (hex), as recorded in ``data/digits/README.md``."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

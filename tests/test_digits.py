@@ -1,0 +1,235 @@
+"""Real 8x8 digits and the digit measurements (mi_lib.digits): the shipped file, the classifier, the Fréchet
+distance on hand-computable cases, label histograms and the report. The classifier trains once (~0.5 s on one
+CPU thread); the whole file takes a few seconds."""
+
+import hashlib
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from mi_lib import digits
+from mi_lib.digits import (
+    DIGITS_FILE,
+    DIGITS_SHA256,
+    ClassifierConfig,
+    accuracy,
+    classifier_features,
+    digits_report,
+    frechet_distance,
+    label_histogram,
+    load_digits_8x8,
+    load_mnist,
+    predict,
+    split_indices,
+    train_classifier,
+)
+from mi_lib.shapes import to_model_range
+
+PER_DIGIT = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]  # load_digits().target counts, 0..9
+N_TEST = 497
+# Held-out accuracy measured with the default ClassifierConfig on this split: 0.968 / 0.972 / 0.970 for seeds
+# 0 / 1 / 2 (0.966 with half the steps). The bar leaves ~2 points of room for other CPUs and torch versions.
+ACCURACY_BAR = 0.95
+
+
+@pytest.fixture(scope="module")
+def real() -> tuple[torch.Tensor, torch.Tensor]:
+    return load_digits_8x8()
+
+
+@pytest.fixture(scope="module")
+def split(real):
+    return split_indices(len(real[0]), N_TEST, seed=0)
+
+
+@pytest.fixture(scope="module")
+def clf(real, split):
+    images, labels = real
+    return train_classifier(images[split[0]], labels[split[0]], seed=0)
+
+
+# ------------------------------------------------------------------------------------------ shipped data
+def test_shipped_file_bytes_and_arrays():
+    assert hashlib.sha256(DIGITS_FILE.read_bytes()).hexdigest() == DIGITS_SHA256
+    assert digits.file_sha256(DIGITS_FILE) == DIGITS_SHA256
+    with np.load(DIGITS_FILE, allow_pickle=False) as archive:
+        assert sorted(archive.files) == ["images", "labels"]
+        images, labels = archive["images"], archive["labels"]
+    assert images.dtype == np.uint8 and images.shape == (1797, 8, 8)
+    assert labels.dtype == np.uint8 and labels.shape == (1797,)
+    assert images.min() == 0 and images.max() == 16
+    assert np.bincount(labels, minlength=10).tolist() == PER_DIGIT
+    # the first digit of load_digits() is a 0 whose top row is [0, 0, 5, 13, 9, 1, 0, 0]
+    assert labels[0] == 0 and images[0, 0].tolist() == [0, 0, 5, 13, 9, 1, 0, 0]
+
+
+def test_load_digits_8x8(real):
+    images, labels = real
+    assert images.dtype == torch.float32 and images.shape == (1797, 1, 8, 8)
+    assert labels.dtype == torch.long and labels.shape == (1797,)
+    assert float(images.min()) == 0.0 and float(images.max()) == 1.0
+    assert torch.equal(torch.round(images * 16), images * 16)  # 17 grey levels, exactly
+    assert torch.bincount(labels, minlength=10).tolist() == PER_DIGIT
+
+
+def test_missing_file_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="load_mnist"):
+        load_digits_8x8(tmp_path / "nope.npz")
+
+
+def test_load_mnist_without_torchvision(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # import torchvision -> ImportError, installed or not
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", None)
+    with pytest.raises(ImportError, match="pip install torchvision"):
+        load_mnist(tmp_path)
+
+
+def test_split_indices():
+    train, test = split_indices(100, 30, seed=3)
+    assert len(train) == 70 and len(test) == 30
+    assert torch.equal(torch.cat([train, test]).sort().values, torch.arange(100))
+    assert torch.equal(split_indices(100, 30, seed=3)[1], test)
+    assert not torch.equal(split_indices(100, 30, seed=4)[1], test)
+    with pytest.raises(ValueError, match="n_test"):
+        split_indices(10, 10)
+
+
+# --------------------------------------------------------------------------------------------- classifier
+def test_classifier_accuracy_on_held_out_digits(real, split, clf):
+    images, labels = real
+    acc = accuracy(clf, images[split[1]], labels[split[1]])
+    assert acc >= ACCURACY_BAR, acc
+    predicted, confidence = predict(clf, images[split[1]])
+    assert predicted.dtype == torch.long and predicted.shape == (N_TEST,)
+    assert bool(((confidence > 0.1) & (confidence <= 1.0)).all())
+    # a classifier that saw no training does no better than chance
+    untrained = train_classifier(images[:20], labels[:20], ClassifierConfig(steps=1, lr=1e-6), seed=0)
+    assert accuracy(untrained, images[split[1]], labels[split[1]]) < 0.5
+
+
+def test_classifier_is_deterministic_in_its_seed(real):
+    images, labels = real
+    config = ClassifierConfig(steps=20)
+    a = train_classifier(images[:300], labels[:300], config, seed=5)
+    b = train_classifier(images[:300], labels[:300], config, seed=5)
+    c = train_classifier(images[:300], labels[:300], config, seed=6)
+    for (name, pa), pb, pc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    assert not torch.equal(a.state_dict()["head.weight"], c.state_dict()["head.weight"])
+
+
+def test_features_shapes_and_input_forms(real, clf):
+    images = real[0][:7]
+    f = classifier_features(clf, images)
+    assert f.shape == (7, clf.config.features) and f.dtype == torch.float32
+    assert torch.equal(classifier_features(clf, images[:, 0]), f)  # (N, 8, 8)
+    assert torch.equal(classifier_features(clf, images.reshape(7, 64).numpy()), f)  # (N, 64), numpy
+    with pytest.raises(ValueError, match="8x8"):
+        classifier_features(clf, torch.zeros(3, 1, 28, 28))
+    with pytest.raises(ValueError, match="shape"):
+        classifier_features(clf, torch.zeros(3, 63))
+    with pytest.raises(ValueError, match="NaN"):
+        classifier_features(clf, torch.full((3, 64), float("nan")))
+
+
+def test_train_classifier_rejects_bad_labels(real):
+    images, labels = real
+    with pytest.raises(ValueError, match="0..9"):
+        train_classifier(images[:10], labels[:10] + 10)
+    with pytest.raises(ValueError, match="labels"):
+        train_classifier(images[:10], labels[:9])
+
+
+# --------------------------------------------------------------------------------------- Fréchet distance
+def test_frechet_identical_sets_is_zero():
+    a = torch.randn(500, 6, generator=torch.Generator().manual_seed(0))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    assert frechet_distance(a.numpy(), a.clone()) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_frechet_shift_is_squared_mean_difference():
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(2_000, 5, generator=g, dtype=torch.float64)
+    mu = torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0], dtype=torch.float64)
+    # the same points shifted: equal covariances, so the trace term vanishes exactly
+    assert frechet_distance(a, a + mu) == pytest.approx(float(mu @ mu), rel=1e-9)
+    # independent standard normal samples: ~ |mu|^2 = 14.25, up to sampling noise (~0.05 at N = 20,000)
+    a, b = torch.randn(20_000, 5, generator=g), torch.randn(20_000, 5, generator=g) + mu.float()
+    assert frechet_distance(a, b) == pytest.approx(14.25, abs=0.2)
+
+
+def test_frechet_scaled_covariances_hand_computed():
+    # rows +-s e_i (2F points): mean 0, unbiased covariance 2 s^2 / (2F - 1) I, so between scales s and t
+    # the distance is F (sqrt(c_s) - sqrt(c_t))^2 = F * 2 / (2F - 1) * (s - t)^2
+    F, s, t = 4, 1.0, 3.0
+    eye = torch.eye(F, dtype=torch.float64)
+    a, b = torch.cat([s * eye, -s * eye]), torch.cat([t * eye, -t * eye])
+    expected = F * 2 / (2 * F - 1) * (s - t) ** 2
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+    assert frechet_distance(b, a) == pytest.approx(expected, rel=1e-9)
+
+
+def test_frechet_is_symmetric():
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(300, 4, generator=g) @ torch.randn(4, 4, generator=g)
+    b = torch.randn(400, 4, generator=g) * 2 + 1
+    ab, ba = frechet_distance(a, b), frechet_distance(b, a)
+    assert ab > 1.0
+    assert ab == pytest.approx(ba, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "a, b, match",
+    [
+        (torch.zeros(10), torch.zeros(10, 1), r"shape \(N, F\)"),
+        (torch.zeros(10, 3), torch.zeros(10, 4), "same width"),
+        (torch.zeros(1, 3), torch.zeros(10, 3), "at least 2 samples"),
+        (torch.randn(10, 3), torch.full((10, 3), float("inf")), "NaN or infinite"),
+    ],
+)
+def test_frechet_bad_inputs(a, b, match):
+    with pytest.raises(ValueError, match=match):
+        frechet_distance(a, b)
+
+
+# ------------------------------------------------------------------------------------- histogram, report
+def test_label_histogram():
+    h = label_histogram(torch.tensor([0, 0, 3, 9]))
+    assert h.dtype == torch.float64 and h.shape == (10,)
+    assert h.tolist() == [0.5, 0, 0, 0.25, 0, 0, 0, 0, 0, 0.25]
+    assert label_histogram(np.array([1, 1, 2]), n_classes=3).tolist() == pytest.approx([0, 2 / 3, 1 / 3])
+    for bad in (torch.tensor([0, 10]), torch.tensor([-1]), torch.tensor([0.0, 1.0]), torch.zeros(0, dtype=torch.long), torch.zeros(2, 2, dtype=torch.long)):
+        with pytest.raises(ValueError, match="labels"):
+            label_histogram(bad)
+
+
+def test_report_on_real_digits(real, split, clf):
+    images, labels = real
+    reference = classifier_features(clf, images[split[1]])
+    train_images = images[split[0]][:N_TEST]
+    r = digits_report(to_model_range(train_images), clf, reference)  # [-1, 1], the default
+    assert r["n"] == N_TEST and r["classes_present"] == 10
+    assert r["fid"] < 5.0 and r["confidence"] > 0.9  # measured: fid ~2.8, confidence ~0.99
+    assert float(r["histogram"].sum()) == pytest.approx(1.0)
+    # [0, 1] images with model_range=False give the same report
+    r01 = digits_report(train_images, clf, reference, model_range=False)
+    assert r01["fid"] == pytest.approx(r["fid"], rel=1e-5) and torch.equal(r01["histogram"], r["histogram"])
+    # uniform noise is far from digits
+    noise = torch.rand(N_TEST, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert digits_report(noise, clf, reference)["fid"] > 50.0  # measured ~270
+
+
+def test_report_counts_lost_digits(real, split, clf):
+    images, labels = real
+    reference = classifier_features(clf, images[split[1]])
+    keep = (labels == 3) | (labels == 7)
+    r = digits_report(images[keep], clf, reference, model_range=False)
+    assert r["classes_present"] in (2, 3)  # 3s and 7s, plus at most one class of misreadings >= 1%
+    assert float(r["histogram"][3] + r["histogram"][7]) > 0.9
+    assert digits_report(images[keep], clf, reference, model_range=False, min_share=0.3)["classes_present"] == 2
+    with pytest.raises(ValueError, match="min_share"):
+        digits_report(images[keep], clf, reference, min_share=1.5)
+    assert math.isfinite(r["fid"]) and r["fid"] > 20.0  # two digits of ten: far from the real mix
