@@ -35,6 +35,7 @@ from .unet import UNET_PRESETS, UNetConfig, UNetDenoiser
 
 __all__ = [
     "IMAGE_DATASETS",
+    "IMAGE_CLIP_X0",
     "ImageModelSpec",
     "image_model",
     "image_samples",
@@ -102,6 +103,8 @@ class MixtureModelSpec:
 
 #: Image data sets an :class:`ImageModelSpec` can name.
 IMAGE_DATASETS = ("shapes", "hands")
+#: :func:`image_samples` clamps x0_hat to [-IMAGE_CLIP_X0, IMAGE_CLIP_X0] at every reverse step (images live in [-1, 1]).
+IMAGE_CLIP_X0 = 1.0
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ class ImageModelSpec:
     n_train: int = 5_000
     data_seed: int = 0
     model: UNetConfig = UNET_PRESETS["paper"]
-    train: TrainConfig = TrainConfig(steps=50_000, batch_size=128, lr=2e-4, ema_decay=0.9995)
+    train: TrainConfig = TrainConfig(steps=20_000, batch_size=128, lr=2e-4, ema_decay=0.9995)
     schedule: ScheduleConfig = STANDARD
 
     def __post_init__(self) -> None:
@@ -292,7 +295,7 @@ def mixture_samples(
     DDPM ancestral sampling with fixed-large variance over all T steps, as in the official code. The cache
     key holds the spec, where its model came from, the sampling settings and the device type."""
     trained = mixture_model(spec, device=device, progress=progress)
-    return _samples("mixture-samples", spec, trained, n, seed, device, chunk_size, hal_window, record_steps, progress)
+    return _samples("mixture-samples", spec, trained, n, seed, device, chunk_size, hal_window, record_steps, progress, None)
 
 
 def image_samples(
@@ -305,27 +308,35 @@ def image_samples(
     hal_window: tuple[int, int] | None = None,
     record_steps: Sequence[int] = (),
     progress: bool = True,
+    clip_x0: float | None = IMAGE_CLIP_X0,
 ) -> SampleResult:
     """``n`` images (N, 1, 64, 64) in the model's range [-1, 1] (and Hal, records) from the model of
-    ``spec``, cached on disk; as :func:`mixture_samples`, DDPM ancestral sampling over all T steps.
-    ``chunk_size`` bounds memory and does not change the samples."""
+    ``spec``, cached on disk; as :func:`mixture_samples`, DDPM ancestral sampling over all T steps, here
+    with x0_hat clamped to [-1, 1] at every step (``clip_x0``, as DDPM and ADM sample images; without it the
+    small CI-scale UNets drift far outside the data range). ``chunk_size`` bounds memory and does not
+    change the samples."""
     trained = image_model(spec, device=device, progress=progress)
-    return _samples("image-samples", spec, trained, n, seed, device, chunk_size, hal_window, record_steps, progress)
+    return _samples(
+        "image-samples", spec, trained, n, seed, device, chunk_size, hal_window, record_steps, progress, clip_x0
+    )
 
 
 def _samples(
     name: str, spec: ModelSpec, trained: TrainedModel, n: int, seed: int, device: torch.device | str,
     chunk_size: int | None, hal_window: tuple[int, int] | None, record_steps: Sequence[int], progress: bool,
+    clip_x0: float | None,
 ) -> SampleResult:
     config = {"spec": spec, "origin": trained.origin, "n": n, "seed": seed, "chunk_size": chunk_size, "hal_window": hal_window, "device": torch.device(device).type}
     record_steps = sorted({int(t) for t in record_steps})
     if record_steps:  # a key change only when asked for, so earlier cached samples stay valid
         config["record_steps"] = record_steps
+    if clip_x0 is not None:  # likewise
+        config["clip_x0"] = float(clip_x0)
 
     def compute() -> dict[str, Tensor | None]:
         result = sample(
             trained.model, NoiseSchedule(spec.schedule), n, seed=seed, chunk_size=chunk_size, hal_window=hal_window,
-            record_steps=record_steps, progress=progress,
+            record_steps=record_steps, progress=progress, clip_x0=clip_x0,
         )
         return {"x0": result.x0, "hal": result.hal, "records": result.records}
 

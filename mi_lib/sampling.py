@@ -76,6 +76,11 @@ def timesteps(T: int, sampler: str = "ddpm", steps: int | None = None) -> list[i
     return grid.tolist()
 
 
+def _check_clip(clip_x0: float | None) -> None:
+    if clip_x0 is not None and (isinstance(clip_x0, bool) or not isinstance(clip_x0, (int, float)) or not clip_x0 > 0):
+        raise ValueError(f"clip_x0 must be a positive number or None, got {clip_x0!r}")
+
+
 def _model_device(model: nn.Module | Denoiser) -> torch.device:
     if isinstance(model, nn.Module):
         for p in model.parameters():
@@ -97,6 +102,7 @@ def reverse_process(
     sample_offset: int = 0,
     precision: str = "float32",
     compile: bool | str = False,
+    clip_x0: float | None = None,
 ) -> Iterator[ReverseStep]:
     """Run the reverse process from ``x_T`` (B, ...), yielding a :class:`ReverseStep` per visited timestep.
 
@@ -104,7 +110,9 @@ def reverse_process(
     timestep t is :func:`mi_lib.noise.normal` with (seed, step=t) at that sample index, on x_T's device; no
     noise is added at the final step. ``precision`` and ``compile`` choose the network's fast path
     (:mod:`mi_lib.fast`); x_t, x0_hat and the step arithmetic stay in x_T's dtype. See the module docstring
-    for samplers."""
+    for samplers. ``clip_x0=c`` clamps x0_hat to [-c, c] before the step uses it (and yields the clamped
+    value), as DDPM and ADM do for images in [-1, 1]; DDIM then uses the eps implied by the clamped x0_hat."""
+    _check_clip(clip_x0)
     if variance not in _VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; choose one of {_VARIANCES}")
     if not 0.0 <= eta:
@@ -122,6 +130,10 @@ def reverse_process(
     for i, t in enumerate(ts):
         eps = net(x, shared_timestep(t, B, x.device))
         x0_hat = sched.x0_from_eps(x, t, eps)
+        if clip_x0 is not None:
+            x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
+            if sampler == "ddim":  # the eps consistent with the clamped estimate
+                eps = (x - sched.sqrt_alpha_bar[t] * x0_hat) / sched.sqrt_one_minus_alpha_bar[t]
         if sampler == "ddpm":
             mean = sched.posterior_mean(x0_hat, x, t)
             std = var_table[t].sqrt() if t > 0 else None
@@ -166,6 +178,7 @@ def sample(
     progress: bool = True,
     precision: str = "float32",
     compile: bool | str = False,
+    clip_x0: float | None = None,
 ) -> SampleResult:
     """Draw ``n`` samples from the reverse process, ``chunk_size`` at a time (all at once if None).
 
@@ -177,7 +190,8 @@ def sample(
     independently of the batch size. CPU BLAS and convolution kernels do not for a ragged or tiny batch, so
     the network always sees whole blocks of 16 rows (checked on the CPU; ``tests/test_gpu.py`` checks
     CUDA). ``precision`` ("float32", "tf32", "bf16") and ``compile`` are the network's fast paths
-    (:mod:`mi_lib.fast`). Runs on the model's device, holding O(chunk_size) there; the outputs are gathered
+    (:mod:`mi_lib.fast`). ``clip_x0`` clamps x0_hat at every step (see :func:`reverse_process`; Hal is then
+    the variance of the clamped estimates). Runs on the model's device, holding O(chunk_size) there; the outputs are gathered
     on the CPU. Leaves the model in eval mode."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
@@ -189,6 +203,7 @@ def sample(
     chunk = n if chunk_size is None else int(chunk_size)
     if chunk < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    _check_clip(clip_x0)
     ts = timesteps(schedule.T, sampler, steps)
     if hal_window is not None:
         t_lo, t_hi = hal_window
@@ -218,7 +233,10 @@ def sample(
             rows = -(-b // _ROW_BLOCK) * _ROW_BLOCK
             x_T = initial_noise((rows, *shape), schedule, seed=seed, sample_offset=lo, device=device)
             window = WindowVariance(*hal_window) if hal_window is not None else None
-            loop = reverse_process(net, schedule, x_T, sampler=sampler, variance=variance, steps=steps, eta=eta, seed=seed, sample_offset=lo)
+            loop = reverse_process(
+                net, schedule, x_T, sampler=sampler, variance=variance, steps=steps, eta=eta, seed=seed, sample_offset=lo,
+                clip_x0=clip_x0,
+            )
             for k, step in enumerate(loop, start=1):
                 if window is not None:
                     window.update(step.t, step.x0_hat[:b])

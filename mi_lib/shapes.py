@@ -39,6 +39,9 @@ __all__ = [
     "classify_image",
     "classify_images",
     "hallucination_rate",
+    "SHAPE_SIZED",
+    "blobs_per_column",
+    "repeated_shape",
     "wilson_interval",
 ]
 
@@ -418,6 +421,30 @@ def classify_image(report: ShapeReport) -> str:
     if any(c.column != SHAPES.index(c.kind) for c in shapes):
         return "misplaced"
     return "valid"
+
+
+#: Least area (pixels) of a component :func:`blobs_per_column` counts: half the smallest shape (the 64-px square).
+SHAPE_SIZED = 32
+
+
+def blobs_per_column(report: ShapeReport, min_area: int = SHAPE_SIZED) -> tuple[int, int, int]:
+    """How many components of at least ``min_area`` pixels have their centroid in each column, whatever
+    their outline: a reading of an image by position and size alone, which does not need the outlines to
+    match a stencil (a small model's soft-edged shapes rarely match within :func:`count_shapes`'s
+    ``max_mismatch``)."""
+    if not isinstance(report, ShapeReport):
+        raise TypeError(f"report must be a ShapeReport (from count_shapes), got {type(report).__name__}")
+    if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 1:
+        raise ValueError(f"min_area must be a positive int, got {min_area!r}")
+    cols = [c.column for c in report.components if c.area >= min_area]
+    return cols.count(0), cols.count(1), cols.count(2)
+
+
+def repeated_shape(report: ShapeReport, min_area: int = SHAPE_SIZED) -> bool:
+    """Whether some column holds two or more shape-sized blobs (:func:`blobs_per_column`): a repeated shape
+    read by position and size alone. A real image holds at most one shape per column, so this is never
+    true of the data set; two fragments of one broken shape count only if each has ``min_area`` pixels."""
+    return max(blobs_per_column(report, min_area)) > 1
 
 
 def _reports(images: Tensor | np.ndarray | Sequence[ShapeReport], counter_kwargs: dict) -> list[ShapeReport]:

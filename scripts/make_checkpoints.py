@@ -63,7 +63,10 @@ def sample_stats(model: torch.nn.Module, spec: MixtureModelSpec | ImageModelSpec
     out-of-support share (k = 4). For an image model, IMAGE_STATS_N images: the pixel mean and variance and
     the counter's labels (shapes: label counts; hands: the finger-count histogram)."""
     if isinstance(spec, ImageModelSpec):
-        x = mi.sample(model, mi.NoiseSchedule(spec.schedule), IMAGE_STATS_N, seed=STATS_SEED, progress=False).x0.double()
+        x = mi.sample(
+            model, mi.NoiseSchedule(spec.schedule), IMAGE_STATS_N, seed=STATS_SEED, progress=False,
+            clip_x0=mi.models.IMAGE_CLIP_X0, chunk_size=256,
+        ).x0.double()
         images = mi.shapes.from_model_range(x)
         if spec.dataset == "shapes":
             labels = mi.shapes.classify_images(images)

@@ -168,6 +168,9 @@ def test_image_model_trains_caches_samples_and_keeps_the_ema_weights(tmp_path, m
     again = mi.image_samples(TINY_IMAGE, 5, seed=1, hal_window=(0, 2), chunk_size=2, progress=False)
     assert out.x0.shape == (5, 1, 64, 64) and out.hal.shape == (5,)
     torch.testing.assert_close(out.x0, again.x0, rtol=0, atol=0)
+    assert out.x0.abs().max() <= mi.models.IMAGE_CLIP_X0  # x0_hat is clamped at every step, the last included
+    free = mi.image_samples(TINY_IMAGE, 5, seed=1, hal_window=(0, 2), clip_x0=None, progress=False)
+    assert free.x0.abs().max() > 1.0  # a separate cache entry: the 3-step model strays outside [-1, 1]
 
 
 def test_initial_model_dispatches_on_the_config_type():

@@ -203,6 +203,8 @@ def test_timesteps():
         (dict(eta=-1.0, sampler="ddim", steps=5), "eta"),
         (dict(eta=0.5), "eta applies"),
         (dict(sampler="ddim", steps=5, variance="small"), "variance applies"),
+        (dict(clip_x0=0.0), "clip_x0"),
+        (dict(clip_x0=True), "clip_x0"),
     ],
 )
 def test_bad_input(kwargs, match):
@@ -211,6 +213,32 @@ def test_bad_input(kwargs, match):
     n = args.pop("n")
     with pytest.raises(ValueError, match=match):
         sample(_wrap(nn.Linear(2, 2)), s, n, **args)
+
+
+class FarEps(nn.Module):
+    """The exact eps-prediction for a point mass at 3 (outside [-1, 1])."""
+
+    sample_shape = (2,)
+
+    def __init__(self, schedule):
+        super().__init__()
+        self.inner = PointMassEps(schedule, torch.full((2,), 3.0))
+
+    def forward(self, x, t):
+        return self.inner(x, t)
+
+
+@pytest.mark.parametrize("sampler, steps", [("ddpm", None), ("ddim", 10)])
+def test_clip_x0_clamps_every_estimate_and_the_final_sample(sampler, steps):
+    s = NoiseSchedule(ScheduleConfig("linear", 30, 1e-3, 0.2))
+    x_T = initial_noise((6, 2), s, seed=0)
+    free = list(reverse_process(FarEps(s), s, x_T, sampler=sampler, steps=steps))
+    clipped = list(reverse_process(FarEps(s), s, x_T, sampler=sampler, steps=steps, clip_x0=1.0))
+    assert free[-1].x_prev.mean() == pytest.approx(3.0, abs=1e-3)  # the exact model lands on its point mass
+    assert all(st.x0_hat.abs().max() <= 1.0 for st in clipped)  # ... but clamped estimates stay in [-1, 1]
+    assert clipped[-1].x_prev.mean() == pytest.approx(1.0, abs=0.05)
+    out = sample(FarEps(s), s, 6, sampler=sampler, steps=steps, clip_x0=1.0, hal_window=(0, 5), progress=False)
+    assert torch.equal(out.x0, clipped[-1].x_prev)
 
 
 def test_shape_required_without_sample_shape():

@@ -7,6 +7,9 @@ from scipy import ndimage
 
 from mi_lib.shapes import (
     COLUMN_WIDTH,
+    SHAPE_SIZED,
+    blobs_per_column,
+    repeated_shape,
     LABELS,
     SHAPES,
     Component,
@@ -184,6 +187,36 @@ def test_duplicated_shapes():
     # a copy in a foreign column is still "duplicated" (it outranks "misplaced")
     x = paste(paste(blank(), "pentagon", 48, 10), "pentagon", 5, 40)
     assert label_of(x) == "duplicated"
+
+
+def test_blobs_per_column_reads_real_images_as_their_shapes(real):
+    reports = count_shapes(real.images[:500])
+    assert [blobs_per_column(r) for r in reports] == [tuple(row) for row in real.present[:500].long().tolist()]
+    assert not any(repeated_shape(r) for r in reports)
+
+
+def test_repeated_shape_by_position_and_size_alone():
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    x = blank()
+    for cy in (15, 40):  # two soft disks (no stencil matches them) stacked in the square's column
+        x[0, 0] = torch.maximum(x[0, 0], (((yy - cy) ** 2 + (xx - 31) ** 2) <= 4.6**2).float())
+    (r,) = count_shapes(x)
+    assert classify_image(r) == "malformed" and blobs_per_column(r) == (0, 2, 0) and repeated_shape(r)
+    # one blob per column is not a repetition, and a small fragment beside a shape is not shape-sized
+    x = paste(paste(blank(), "triangle", 3, 5), "square", 27, 10)
+    x[0, 0, 40:44, 28:32] = 1.0  # a 16-px fragment
+    (r,) = count_shapes(x)
+    assert blobs_per_column(r) == (1, 1, 0) and not repeated_shape(r)
+    assert blobs_per_column(r, min_area=16) == (1, 2, 0) and repeated_shape(r, min_area=16)
+    assert SHAPE_SIZED == 32
+
+
+def test_blobs_per_column_rejects_bad_input():
+    (r,) = count_shapes(paste(blank(), "square", 27, 10))
+    with pytest.raises(TypeError, match="ShapeReport"):
+        blobs_per_column(blank())
+    with pytest.raises(ValueError, match="min_area"):
+        blobs_per_column(r, min_area=0)
 
 
 def test_misplaced_shape():
