@@ -7,7 +7,8 @@ scores), ``shapes`` and ``hands`` (image data sets with rule-based counters), ``
 trained models), ``sampling`` (one reverse loop), ``noise`` (per-sample counter-based Gaussian noise),
 ``fast`` (precision / compile fast paths), ``metrics`` (labels, gaps, Hal), ``detection`` (scoring samples
 and judging the scores), ``recursion`` (recursive training with filters), ``cache``, ``results``,
-``runtime`` (device, seeds, progress), ``plotting``.
+``runtime`` (device, seeds, progress, widgets), ``plotting``, ``digits`` (real 8x8 digits, a digit classifier and
+Frechet distance for chapter 7; imported on demand: ``from mi_lib import digits``).
 """
 
 from . import detection, hands, shapes
@@ -30,7 +31,7 @@ from .models import IMAGE_DATASETS, ImageModelSpec, MixtureModelSpec, TrainedMod
 from .nets import MLPConfig, MLPDenoiser, shared_timestep, sinusoidal_embedding
 from .recursion import RECURSION_PRESETS, RecursionConfig, RecursionResult, mixture_report, recursive_training
 from .results import Stopwatch, print_results, save_results
-from .runtime import default_device, describe_device, progress_bar, require_cuda, seed_everything
+from .runtime import default_device, describe_device, interact, progress_bar, require_cuda, seed_everything
 from .sampling import ReverseStep, SampleResult, reverse_process, sample, timesteps
 from .sampling import initial_noise
 from . import noise
@@ -53,6 +54,6 @@ __all__ = [
     "save_results", "seed_everything", "shapes", "shared_timestep", "sinusoidal_embedding", "timesteps",
     "train", "true_gap_mass",
     "noise", "initial_noise", "PRECISIONS", "FastDenoiser",
-    "IMAGE_DATASETS", "ImageModelSpec", "image_model", "image_samples",
+    "IMAGE_DATASETS", "ImageModelSpec", "image_model", "image_samples", "interact",
     "RECURSION_PRESETS", "RecursionConfig", "RecursionResult", "mixture_report", "recursive_training",
 ]

@@ -6,13 +6,17 @@ from __future__ import annotations
 import os
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["default_device", "require_cuda", "seed_everything", "describe_device", "progress_bar"]
+__all__ = ["default_device", "require_cuda", "seed_everything", "describe_device", "progress_bar", "interact", "STATIC_WIDGETS_ENV"]
+
+#: Set to 1 by headless runs (the Makefile's papermill and nbval): :func:`interact` then draws its output once, statically.
+STATIC_WIDGETS_ENV = "MI_STATIC_WIDGETS"
 
 
 def default_device() -> torch.device:
@@ -53,3 +57,22 @@ def progress_bar(total: int, desc: str, disable: bool = False) -> Iterator:
         yield bar
     finally:
         bar.close()
+
+
+def interact(function: Callable[..., Any], **controls: Any) -> Any:
+    """``ipywidgets.interact(function, **controls)`` for the chapters: controls to turn in a live kernel.
+
+    When the environment variable ``MI_STATIC_WIDGETS`` is 1 (headless runs: papermill, nbval, the book
+    build), ``function`` is instead called once with each control's initial value and its output is shown
+    as ordinary cell output. Executing a cell whose output goes into a widget can deadlock nbclient
+    (jupyter/nbclient#312: reproduced here with a mosaic of images under papermill), and a published page
+    could not rerun the callback anyway. Returns the interactive widget, or ``function``'s result when static."""
+    import ipywidgets
+
+    if os.environ.get(STATIC_WIDGETS_ENV, "0") != "1":
+        return ipywidgets.interact(function, **controls)
+    # manual=True builds the controls from the same abbreviations as interact, without calling function
+    probe = ipywidgets.interactive(function, {"manual": True}, **controls)
+    values = {w._kwarg: w.get_interact_value() for w in probe.kwargs_widgets}
+    probe.close()
+    return function(**values)

@@ -137,7 +137,7 @@ for ch in "${CHAPTERS[@]}"; do
     fi
     say "$ch: papermill -p scale $SCALE (at most ${left}s)"
     t0=$SECONDS
-    timeout --kill-after=15 "$left" python3 -m papermill "chapters/$ch.ipynb" "$PACK/executed/$ch.ipynb" \
+    MI_STATIC_WIDGETS=1 timeout --kill-after=15 "$left" python3 -m papermill "chapters/$ch.ipynb" "$PACK/executed/$ch.ipynb" \
         -p scale "$SCALE" -k python3 --cwd chapters --no-progress-bar >"$PACK/logs/$ch.log" 2>&1
     rc=$?
     dt=$((SECONDS - t0))

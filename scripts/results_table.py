@@ -47,10 +47,11 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
         ("slope_ratio_true_over_learned_t0", "largest slope between modes at t = 0: true / learned", "— (Fig. 4, qualitative)"),
     ],
     "05_shapes_hands": [
-        ("shapes_duplicated", "Simple Shapes: generated images with a repeated shape (training data: 0)", "— (Fig. 1, examples only)"),
-        ("shapes_hallucination_rate", "Simple Shapes: generated images not valid (duplicated, misplaced or malformed)", "— (not counted)"),
+        ("shapes_repeated", "Simple Shapes: generated images with two shape-sized blobs in one column (training data: 0)", "— (Fig. 1, examples only)"),
+        ("shapes_repeated_same_kind", "Simple Shapes: ... of which the two blobs are the same shape (a repeated shape)", "— (Fig. 1, examples only)"),
+        ("shapes_hallucination_rate", "Simple Shapes: generated images the strict stencil counter does not call valid", "— (not counted)"),
         ("hands_hallucination_rate", "synthetic hands: generated hands whose finger count is not 5 (training data: 0)", "— (Fig. 5, 11k Hands, examples only)"),
-        ("auroc_hal_shapes", "Simple Shapes: AUROC of Hal (t = 0..9) against the counter's labels", "—"),
+        ("auroc_hal_shapes", "Simple Shapes: AUROC of Hal (t = 0..9) against crowded-column labels", "—"),
         ("auroc_hal_hands", "synthetic hands: AUROC of Hal against the finger counter's labels", "—"),
     ],
     "06_detection": [
