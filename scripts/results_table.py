@@ -53,6 +53,10 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
         ("hands_hallucination_rate", "synthetic hands: generated hands whose finger count is not 5 (training data: 0)", "— (Fig. 5, 11k Hands, examples only)"),
         ("auroc_hal_shapes", "Simple Shapes: AUROC of Hal (t = 0..9) against crowded-column labels", "—"),
         ("auroc_hal_hands", "synthetic hands: AUROC of Hal against the finger counter's labels", "—"),
+        ("removed_shapes", "Simple Shapes: crowded-column images removed, Hal threshold keeping 96% on a calibration half", "> 95% (abstract; data set not stated)"),
+        ("kept_shapes", "Simple Shapes: other images kept at that threshold", "96%"),
+        ("removed_hands", "synthetic hands: non-five hands removed at the calibrated threshold", "—"),
+        ("kept_hands", "synthetic hands: five-finger hands kept at that threshold", "—"),
     ],
     "06_detection": [
         ("auroc_hal_1d", "1D: AUROC of Hal (t = 0..9) against out-of-support labels (k = 4)", "— (Fig. 7, histograms only)"),
