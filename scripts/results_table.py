@@ -73,6 +73,10 @@ CLAIMS: dict[str, list[tuple[str, str, str]]] = {
         ("hallucination_hal_last", "same, Hal filter (keep the 100k of 102.5k with the lowest Hal)", "— (Fig. 8: filtering slows the drift)"),
         ("tv_none_last", "last generation, no filter: total variation of the 26-cell masses to the truth", "— (not measured)"),
         ("tv_hal_last", "last generation, Hal filter: the same total variation", "— (not measured)"),
+        ("digits_fid_g0", "real 8x8 digits, generation 0: FID-like score (classifier features; real-vs-real floor ~2)", "— (MNIST FID, Fig. 8)"),
+        ("digits_fid_none_last", "real digits, last generation, no filter: FID-like score (mean over seeds)", "— (MNIST: FID rises)"),
+        ("digits_fid_random_last", "same, random filter", "—"),
+        ("digits_fid_hal_last", "same, Hal filter", "— (MNIST: lower with the Hal filter)"),
     ],
 }
 
