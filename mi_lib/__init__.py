@@ -27,7 +27,7 @@ from .metrics import (
     out_of_support_mass,
     true_gap_mass,
 )
-from .models import IMAGE_DATASETS, ImageModelSpec, MixtureModelSpec, TrainedModel, image_model, image_samples, mixture_model, mixture_samples
+from .models import IMAGE_DATASETS, IMAGE_SCALES, ImageModelSpec, image_model_spec, MixtureModelSpec, TrainedModel, image_model, image_samples, mixture_model, mixture_samples
 from .nets import MLPConfig, MLPDenoiser, shared_timestep, sinusoidal_embedding
 from .recursion import RECURSION_PRESETS, RecursionConfig, RecursionResult, mixture_report, recursive_training
 from .results import Stopwatch, print_results, save_results
@@ -54,6 +54,6 @@ __all__ = [
     "save_results", "seed_everything", "shapes", "shared_timestep", "sinusoidal_embedding", "timesteps",
     "train", "true_gap_mass",
     "noise", "initial_noise", "PRECISIONS", "FastDenoiser",
-    "IMAGE_DATASETS", "ImageModelSpec", "image_model", "image_samples", "interact",
+    "IMAGE_DATASETS", "IMAGE_SCALES", "ImageModelSpec", "image_model", "image_model_spec", "image_samples", "interact",
     "RECURSION_PRESETS", "RecursionConfig", "RecursionResult", "mixture_report", "recursive_training",
 ]

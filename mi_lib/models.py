@@ -37,6 +37,8 @@ __all__ = [
     "IMAGE_DATASETS",
     "IMAGE_CLIP_X0",
     "ImageModelSpec",
+    "IMAGE_SCALES",
+    "image_model_spec",
     "image_model",
     "image_samples",
     "MixtureModelSpec",
@@ -149,6 +151,30 @@ class ImageModelSpec:
 
 
 ModelSpec = MixtureModelSpec | ImageModelSpec
+
+
+#: The image models' settings per scale. "ci": a 311k-parameter UNet run on 2x2 patches (32x32 inside) and
+#: a 200-step DDPM whose linear betas (5e-4 -> 0.1) are the standard 1000-step ones coarsened 5x, trainable
+#: on one CPU core in under an hour -- the checkpoints shipped in data/checkpoints are exactly these.
+#: "paper": the :class:`ImageModelSpec` defaults (1.5M-parameter UNet, the standard 1000-step schedule; GPU).
+IMAGE_SCALES: dict[str, dict[str, Any]] = {
+    "ci": dict(
+        model=UNetConfig(base_channels=16, channel_mults=(1, 2, 2), blocks_per_level=1, patch=2),
+        train=TrainConfig(steps=6_000, batch_size=64, lr=5e-4, ema_decay=0.999),
+        schedule=ScheduleConfig("linear", 200, 5e-4, 0.1),
+    ),
+    "paper": {},
+}
+
+
+def image_model_spec(dataset: str, scale: str = "paper", *, n_train: int = 5_000, data_seed: int = 0) -> ImageModelSpec:
+    """The :class:`ImageModelSpec` of ``dataset`` ("shapes" or "hands") at ``scale`` (:data:`IMAGE_SCALES`):
+    the one definition chapters 5-7 and ``scripts/make_checkpoints.py`` share."""
+    if scale not in IMAGE_SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose one of {sorted(IMAGE_SCALES)}")
+    return ImageModelSpec(dataset, n_train=n_train, data_seed=data_seed, **IMAGE_SCALES[scale])
+
+
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """Recursive training: each generation is trained on samples of the one before, optionally filtered.
 
-Generation 0 is trained on real data (a tensor, or the model of a :class:`~mi_lib.models.MixtureModelSpec`,
-which reuses a shipped or cached checkpoint). Generation g draws ``n_candidates`` samples with Hal (one
+Generation 0 is trained on real data (a tensor, or the model of a :class:`~mi_lib.models.MixtureModelSpec`
+or :class:`~mi_lib.models.ImageModelSpec`, which reuses a shipped or cached checkpoint). The network is the
+official MLP for vectors or a UNet for images (``config.model``); image runs clamp x0_hat while sampling
+(``config.clip_x0``, as :func:`mi_lib.models.image_samples` does). Generation g draws ``n_candidates`` samples with Hal (one
 streaming pass of :func:`mi_lib.sampling.sample`), keeps ``n_keep`` of them by the filter, and generation g+1
 is trained on the kept ones. Filters: ``"none"`` keeps candidates 0..n_keep-1 (with per-sample seeding these
 are exactly the samples a plain ``sample(model, n_keep, seed=...)`` gives, so no-filter sees no oversampling),
@@ -37,12 +39,13 @@ from torch import Tensor
 from .cache import cached, config_key
 from .data import GaussianMixture
 from .metrics import DEFAULT_K, _check_k
-from .models import MixtureModelSpec, initial_model, mixture_model, training_device_key
+from .models import ImageModelSpec, MixtureModelSpec, image_model, initial_model, mixture_model, training_device_key
 from .nets import MLPConfig, MLPDenoiser
 from .runtime import progress_bar
 from .sampling import sample
 from .schedule import OFFICIAL, NoiseSchedule, ScheduleConfig
 from .train import TrainConfig, train
+from .unet import UNetConfig, UNetDenoiser
 
 __all__ = [
     "FILTERS",
@@ -70,18 +73,21 @@ class RecursionConfig:
 
     ``train.seed`` is not used: each generation's training seed is derived from ``seed`` (see
     :func:`generation_seeds`). ``warm_start=True`` starts generation g from generation g-1's weights instead
-    of from scratch (a departure from the paper, which retrains from scratch; it makes CPU runs feasible)."""
+    of from scratch (a departure from the paper, which retrains from scratch; it makes CPU runs feasible).
+    ``model`` is an :class:`MLPConfig` (vectors) or a :class:`UNetConfig` (images); ``clip_x0`` clamps x0_hat
+    while sampling (None: no clamp; use :data:`mi_lib.models.IMAGE_CLIP_X0` for images in [-1, 1])."""
 
     generations: int = 5
     n_keep: int = 100_000
     oversample: float = 1.025
     filter: str = "hal"
     hal_window: tuple[int, int] = (0, 9)
-    model: MLPConfig = field(default_factory=lambda: MLPConfig(data_dim=2))
+    model: MLPConfig | UNetConfig = field(default_factory=lambda: MLPConfig(data_dim=2))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=100_000, batch_size=10_000))
     schedule: ScheduleConfig = OFFICIAL
     warm_start: bool = False
     seed: int = 0
+    clip_x0: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("generations", "n_keep"):
@@ -99,11 +105,19 @@ class RecursionConfig:
         object.__setattr__(self, "hal_window", window)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"RecursionConfig.seed must be a non-negative int, got {self.seed!r}")
-        for name, kind in (("model", MLPConfig), ("train", TrainConfig), ("schedule", ScheduleConfig)):
+        for name, kind, what in (("model", (MLPConfig, UNetConfig), "an MLPConfig or a UNetConfig"), ("train", TrainConfig, "a TrainConfig"),
+                                 ("schedule", ScheduleConfig, "a ScheduleConfig")):
             if not isinstance(getattr(self, name), kind):
-                raise TypeError(f"RecursionConfig.{name} must be a {kind.__name__}, got {type(getattr(self, name)).__name__}")
+                raise TypeError(f"RecursionConfig.{name} must be {what}, got {type(getattr(self, name)).__name__}")
+        if self.clip_x0 is not None and (isinstance(self.clip_x0, bool) or not isinstance(self.clip_x0, (int, float)) or not self.clip_x0 > 0):
+            raise ValueError(f"RecursionConfig.clip_x0 must be a positive number or None, got {self.clip_x0!r}")
         if not isinstance(self.warm_start, bool):
             raise TypeError(f"RecursionConfig.warm_start must be a bool, got {self.warm_start!r}")
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One sample's shape: (data_dim,) for an MLP, (C, H, W) for a UNet."""
+        return (self.model.data_dim,) if isinstance(self.model, MLPConfig) else tuple(self.model.sample_shape)
 
     @property
     def n_candidates(self) -> int:
@@ -178,7 +192,7 @@ def select(hal: Tensor, n_keep: int, filter: str, seed: int = 0) -> Tensor:
 @dataclass
 class GenerationResult:
     """One generation. ``model`` (eval mode, on the run's device) was trained on the previous generation's
-    kept samples (generation 0: on real data); ``candidates`` (N, D) and ``hal`` (N,) are its samples with
+    kept samples (generation 0: on real data); ``candidates`` (N, ...) and ``hal`` (N,) are its samples with
     N = n_candidates, ``kept`` (n_keep,) the indices the filter chose (the next generation's training set is
     ``candidates[kept]``). ``report`` measures the model's output (candidates 0..n_keep-1, the same draw for
     every filter), ``kept_report`` the kept set; both None without a mixture. ``source`` says where the
@@ -186,7 +200,7 @@ class GenerationResult:
 
     generation: int
     seeds: GenerationSeeds
-    model: MLPDenoiser
+    model: MLPDenoiser | UNetDenoiser
     losses: Tensor
     train_wall_time_s: float
     source: str
@@ -202,12 +216,12 @@ class GenerationResult:
 
     @property
     def kept_x0(self) -> Tensor:
-        """The kept samples, (n_keep, D): the next generation's training data."""
+        """The kept samples, (n_keep, ...): the next generation's training data."""
         return self.candidates[self.kept]
 
     @property
     def samples(self) -> Tensor:
-        """The model's plain output, (n_keep, D): candidates 0..n_keep-1."""
+        """The model's plain output, (n_keep, ...): candidates 0..n_keep-1."""
         return self.candidates[: self.kept.shape[0]]
 
 
@@ -231,12 +245,12 @@ class RecursionResult:
         return out
 
 
-def _state(model: MLPDenoiser) -> dict[str, Tensor]:
+def _state(model: MLPDenoiser | UNetDenoiser) -> dict[str, Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def recursive_training(
-    first: Tensor | MixtureModelSpec,
+    first: Tensor | MixtureModelSpec | ImageModelSpec,
     config: RecursionConfig,
     *,
     mixture: GaussianMixture | None = None,
@@ -247,8 +261,9 @@ def recursive_training(
 ) -> RecursionResult:
     """Run ``config.generations`` generations of recursive training; see the module docstring.
 
-    ``first`` is generation 0's training data, (N, D) on any device, or a :class:`MixtureModelSpec` whose
-    model (shipped, cached or trained by :func:`mi_lib.models.mixture_model`) is generation 0; its network
+    ``first`` is generation 0's training data, (N, *config.sample_shape) on any device, or a
+    :class:`MixtureModelSpec` / :class:`ImageModelSpec` whose model (shipped, cached or trained by
+    :func:`mi_lib.models.mixture_model` / :func:`~mi_lib.models.image_model`) is generation 0; its network
     and schedule must be ``config.model`` and ``config.schedule``. ``mixture`` (default: the spec's) turns on
     :func:`mixture_report` at ``k`` sigma for every generation. Training and sampling run on ``device``;
     ``chunk_size`` bounds the sampling batch and does not change any result. Everything is cached (see the
@@ -257,15 +272,19 @@ def recursive_training(
         raise TypeError(f"config must be a RecursionConfig, got {type(config).__name__}")
     device = torch.device(device)
     schedule = NoiseSchedule(config.schedule)
-    if isinstance(first, MixtureModelSpec):
+    if isinstance(first, (MixtureModelSpec, ImageModelSpec)):
         if first.model != config.model or first.schedule != config.schedule:
             raise ValueError("the spec's model and schedule must equal config.model and config.schedule")
-        mixture = first.mixture() if mixture is None else mixture
+        if isinstance(first, MixtureModelSpec):
+            mixture = first.mixture() if mixture is None else mixture
     elif isinstance(first, Tensor):
-        if first.dim() != 2 or first.shape[1] != config.model.data_dim or not first.is_floating_point():
-            raise ValueError(f"first must be a float tensor of shape (N, {config.model.data_dim}), got {first.dtype} {tuple(first.shape)}")
+        shape = config.sample_shape
+        if first.dim() != 1 + len(shape) or tuple(first.shape[1:]) != shape or first.shape[0] < 1 or not first.is_floating_point():
+            raise ValueError(f"first must be a float tensor of shape (N, {', '.join(map(str, shape))}), got {first.dtype} {tuple(first.shape)}")
     else:
-        raise TypeError(f"first must be a tensor of training data or a MixtureModelSpec, got {type(first).__name__}")
+        raise TypeError(f"first must be a tensor of training data, a MixtureModelSpec or an ImageModelSpec, got {type(first).__name__}")
+    if mixture is not None and not isinstance(config.model, MLPConfig):
+        raise ValueError("mixture measurements need vector samples (an MLPConfig model)")
 
     cells = true_cell_mass(mixture, k) if mixture is not None else None
     results: list[GenerationResult] = []
@@ -275,8 +294,9 @@ def recursive_training(
         for g in range(config.generations):
             seeds = generation_seeds(config.seed, g)
             # ---- the model of generation g
-            if g == 0 and isinstance(first, MixtureModelSpec):
-                trained = mixture_model(first, device=device, progress=progress)
+            if g == 0 and isinstance(first, (MixtureModelSpec, ImageModelSpec)):
+                load = mixture_model if isinstance(first, MixtureModelSpec) else image_model
+                trained = load(first, device=device, progress=progress)
                 model, losses, train_s = trained.model, trained.losses, trained.wall_time_s
                 source = trained.source  # "shipped", or "trained" (now or earlier: mixture_model's cache)
                 model_key = config_key("recursion-spec-model", {"spec": first, "origin": trained.origin})
@@ -303,7 +323,7 @@ def recursive_training(
                     return {"state_dict": _state(out.model), "losses": out.losses, "wall_time_s": out.wall_time_s}
 
                 payload = cached("recursion-model", model_config, fit)
-                model = MLPDenoiser(config.model)
+                model = initial_model(config.model, 0)
                 model.load_state_dict(payload["state_dict"])
                 model = model.to(device).eval()
                 losses, train_s = payload["losses"], float(payload["wall_time_s"])
@@ -317,12 +337,15 @@ def recursive_training(
                 "schedule": config.schedule,
                 "device": device.type,
             }
+            if config.clip_x0 is not None:  # a key change only when set, so earlier cached candidates stay valid
+                samples_config["clip_x0"] = float(config.clip_x0)
             drawn = []
 
             def draw() -> dict[str, Any]:
                 drawn.append(True)
                 start = time.perf_counter()
-                out = sample(model, schedule, config.n_candidates, seed=seeds.sample, chunk_size=chunk_size, hal_window=config.hal_window, progress=progress)
+                out = sample(model, schedule, config.n_candidates, seed=seeds.sample, chunk_size=chunk_size, hal_window=config.hal_window,
+                             progress=progress, clip_x0=config.clip_x0)
                 return {"x0": out.x0, "hal": out.hal, "wall_time_s": time.perf_counter() - start}
 
             drawn_value = cached("recursion-samples", samples_config, draw)

@@ -44,14 +44,10 @@ CI_SPECS: dict[str, MixtureModelSpec] = {
     # chapter 6 compares Hal under the official and the standard (1e-4 -> 0.02) beta schedule
     "1d-123-n20k-standard": MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=20_000, train=CI_TRAIN, schedule=mi.STANDARD),
 }
-#: Chapter 5's CPU-trainable image models: a 311k-parameter UNet run on 2x2 patches (32x32 inside), and a
-#: 200-step DDPM whose linear betas (5e-4 -> 0.1) are the standard 1000-step ones coarsened 5x, so that CI can
-#: sample a few hundred images in a minute. 6,000 steps at batch 64 with EMA: about 55 minutes on one core.
-CI_UNET = mi.UNetConfig(base_channels=16, channel_mults=(1, 2, 2), blocks_per_level=1, patch=2)
-CI_IMAGE_SCHEDULE = mi.ScheduleConfig("linear", 200, 5e-4, 0.1)
-CI_IMAGE_TRAIN = mi.TrainConfig(steps=6_000, batch_size=64, lr=5e-4, ema_decay=0.999)
+#: Chapter 5's CPU-trainable image models (mi_lib.models.IMAGE_SCALES["ci"]): 6,000 steps at batch 64 with
+#: EMA, about 55 minutes on one core.
 for _dataset in ("shapes", "hands"):
-    CI_SPECS[f"{_dataset}-ci"] = ImageModelSpec(_dataset, model=CI_UNET, train=CI_IMAGE_TRAIN, schedule=CI_IMAGE_SCHEDULE)
+    CI_SPECS[f"{_dataset}-ci"] = mi.models.image_model_spec(_dataset, "ci")
 #: The fixed batch whose statistics each manifest entry records (and the tests reproduce).
 STATS_N, STATS_SEED, LOSS_HEAD = 2_000, 0, 20
 #: Image models record a smaller batch (sampling a UNet on the CPU is slow).

@@ -150,6 +150,18 @@ def test_image_spec_validates_and_builds_its_data():
     assert spec_key(TINY_IMAGE) != spec_key(TINY_IMAGE.replace(dataset="hands"))
 
 
+def test_image_model_spec_per_scale_is_what_ships_and_the_defaults():
+    shipped = {e["name"]: e["spec_key"] for e in mi.models.load_manifest()}
+    for dataset in mi.IMAGE_DATASETS:
+        assert spec_key(mi.image_model_spec(dataset, "ci")) == shipped[f"{dataset}-ci"]
+        assert mi.image_model_spec(dataset, "paper") == mi.ImageModelSpec(dataset)
+    assert mi.image_model_spec("hands", "ci", n_train=100, data_seed=3).data_seed == 3
+    with pytest.raises(ValueError, match="unknown scale 'huge'"):
+        mi.image_model_spec("shapes", "huge")
+    with pytest.raises(ValueError, match="unknown image dataset"):
+        mi.image_model_spec("faces", "ci")
+
+
 def test_image_model_trains_caches_samples_and_keeps_the_ema_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path))
     with pytest.raises(TypeError, match="ImageModelSpec"):

@@ -10,7 +10,7 @@ import torch
 from mi_lib import recursion
 from mi_lib.data import GaussianMixture, grid_2d
 from mi_lib.metrics import out_of_support_mass
-from mi_lib.models import MixtureModelSpec
+from mi_lib.models import IMAGE_CLIP_X0, ImageModelSpec, MixtureModelSpec
 from mi_lib.nets import MLPConfig
 from mi_lib.recursion import (
     RecursionConfig,
@@ -22,6 +22,7 @@ from mi_lib.recursion import (
 )
 from mi_lib.schedule import ScheduleConfig
 from mi_lib.train import TrainConfig
+from mi_lib.unet import UNetConfig, UNetDenoiser
 
 TINY = RecursionConfig(
     generations=2,
@@ -187,6 +188,32 @@ def test_generation_zero_from_a_spec_uses_mixture_model(monkeypatch):
         recursive_training(spec, TINY.replace(model=MLPConfig(data_dim=2, width=8)), progress=False)
 
 
+TINY_UNET = UNetConfig(base_channels=8, channel_mults=(1, 2), blocks_per_level=1, time_dim=16, patch=4)
+TINY_IMAGES = TINY.replace(n_keep=8, oversample=1.5, model=TINY_UNET, train=TrainConfig(steps=3, batch_size=4), clip_x0=IMAGE_CLIP_X0)
+
+
+def test_images_recurse_through_a_unet_with_the_clamp():
+    spec = ImageModelSpec("shapes", n_train=16, model=TINY_UNET, train=TrainConfig(steps=3, batch_size=8), schedule=TINY.schedule)
+    runs = {f: recursive_training(spec, TINY_IMAGES.replace(filter=f), progress=False) for f in ("none", "hal")}
+    for run in runs.values():
+        assert len(run.generations) == 2 and run.generations[0].source == "trained"
+        for g in run.generations:
+            assert isinstance(g.model, UNetDenoiser) and g.candidates.shape == (12, 1, 64, 64)
+            assert g.kept_x0.shape == (8, 1, 64, 64) and g.report is None
+            assert float(g.candidates.abs().max()) <= 1.0 + 1e-5  # the clamped x0_hat keeps the last step in range
+    assert _same(runs["none"].generations[0].candidates, runs["hal"].generations[0].candidates)  # shared generation 0
+    assert not _same(runs["none"].generations[1].candidates, runs["hal"].generations[1].candidates)
+    unclamped = recursive_training(spec, TINY_IMAGES.replace(generations=1, clip_x0=None), progress=False)
+    assert unclamped.generations[0].samples_key != runs["none"].generations[0].samples_key
+    # from a tensor of images, too; a tensor of the wrong shape and mixture measurements on images are clear errors
+    images = spec.training_data()
+    assert recursive_training(images, TINY_IMAGES.replace(generations=1), progress=False).generations[0].losses.shape == (3,)
+    with pytest.raises(ValueError, match=r"shape \(N, 1, 64, 64\)"):
+        recursive_training(images[:, :, :32], TINY_IMAGES, progress=False)
+    with pytest.raises(ValueError, match="vector samples"):
+        recursive_training(images, TINY_IMAGES, mixture=MIX, progress=False)
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
@@ -198,6 +225,7 @@ def test_generation_zero_from_a_spec_uses_mixture_model(monkeypatch):
         ({"hal_window": (5, 2)}, "hal_window"),
         ({"hal_window": (0, 20)}, "hal_window"),
         ({"seed": -1}, "seed must be a non-negative int"),
+        ({"clip_x0": 0.0}, "clip_x0 must be a positive number or None"),
     ],
 )
 def test_bad_config_gives_one_clear_error(changes, message):
@@ -210,6 +238,8 @@ def test_bad_inputs(data):
         recursive_training(data[:, :1], TINY, progress=False)
     with pytest.raises(TypeError, match="RecursionConfig"):
         recursive_training(data, {"generations": 2}, progress=False)
+    with pytest.raises(TypeError, match="an MLPConfig or a UNetConfig"):
+        TINY.replace(model={"width": 16})
     with pytest.raises(ValueError, match="n_keep must be in"):
         select(torch.zeros(3), 4, "hal")
     with pytest.raises(ValueError, match="unknown filter"):
