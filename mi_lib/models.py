@@ -175,8 +175,6 @@ def image_model_spec(dataset: str, scale: str = "paper", *, n_train: int = 5_000
     return ImageModelSpec(dataset, n_train=n_train, data_seed=data_seed, **IMAGE_SCALES[scale])
 
 
-
-
 @dataclass
 class TrainedModel:
     """A model ready to sample (eval mode, on the requested device), its training loss per step, the

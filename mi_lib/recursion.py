@@ -42,7 +42,7 @@ from .metrics import DEFAULT_K, _check_k
 from .models import ImageModelSpec, MixtureModelSpec, image_model, initial_model, mixture_model, training_device_key
 from .nets import MLPConfig, MLPDenoiser
 from .runtime import progress_bar
-from .sampling import sample
+from .sampling import _check_clip, sample
 from .schedule import OFFICIAL, NoiseSchedule, ScheduleConfig
 from .train import TrainConfig, train
 from .unet import UNetConfig, UNetDenoiser
@@ -109,8 +109,7 @@ class RecursionConfig:
                                  ("schedule", ScheduleConfig, "a ScheduleConfig")):
             if not isinstance(getattr(self, name), kind):
                 raise TypeError(f"RecursionConfig.{name} must be {what}, got {type(getattr(self, name)).__name__}")
-        if self.clip_x0 is not None and (isinstance(self.clip_x0, bool) or not isinstance(self.clip_x0, (int, float)) or not self.clip_x0 > 0):
-            raise ValueError(f"RecursionConfig.clip_x0 must be a positive number or None, got {self.clip_x0!r}")
+        _check_clip(self.clip_x0)
         if not isinstance(self.warm_start, bool):
             raise TypeError(f"RecursionConfig.warm_start must be a bool, got {self.warm_start!r}")
 

@@ -66,7 +66,8 @@ def interact(function: Callable[..., Any], **controls: Any) -> Any:
     build), ``function`` is instead called once with each control's initial value and its output is shown
     as ordinary cell output. Executing a cell whose output goes into a widget can deadlock nbclient
     (jupyter/nbclient#312: reproduced here with a mosaic of images under papermill), and a published page
-    could not rerun the callback anyway. Returns the interactive widget, or ``function``'s result when static."""
+    could not rerun the callback anyway. Returns what ``ipywidgets.interact`` does (``function``, its controls
+    in ``.widget``), or ``function``'s result when static."""
     import ipywidgets
 
     if os.environ.get(STATIC_WIDGETS_ENV, "0") != "1":

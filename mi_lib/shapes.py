@@ -42,6 +42,7 @@ __all__ = [
     "SHAPE_SIZED",
     "blobs_per_column",
     "repeated_shape",
+    "repeated_shapes",
     "wilson_interval",
 ]
 
@@ -453,6 +454,13 @@ def _reports(images: Tensor | np.ndarray | Sequence[ShapeReport], counter_kwargs
             raise ValueError("counter options apply to images, not to reports that were already counted")
         return list(images)
     return count_shapes(images, **counter_kwargs)
+
+
+def repeated_shapes(images: Tensor | np.ndarray | Sequence[ShapeReport], min_area: int = SHAPE_SIZED) -> Tensor:
+    """:func:`repeated_shape` for a batch: images (N, 1, S, S) / (N, S, S) in [0, 1] (counted with
+    :func:`count_shapes`) or reports already counted -> (N,) bool, True where some column holds two or more
+    shape-sized blobs. The label chapters 5-7 give a generated Simple Shapes image."""
+    return torch.tensor([repeated_shape(r, min_area) for r in _reports(images, {})], dtype=torch.bool)
 
 
 def classify_images(images: Tensor | np.ndarray | Sequence[ShapeReport], **counter_kwargs) -> list[str]:

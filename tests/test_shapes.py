@@ -10,6 +10,7 @@ from mi_lib.shapes import (
     SHAPE_SIZED,
     blobs_per_column,
     repeated_shape,
+    repeated_shapes,
     LABELS,
     SHAPES,
     Component,
@@ -201,6 +202,7 @@ def test_repeated_shape_by_position_and_size_alone():
     for cy in (15, 40):  # two soft disks (no stencil matches them) stacked in the square's column
         x[0, 0] = torch.maximum(x[0, 0], (((yy - cy) ** 2 + (xx - 31) ** 2) <= 4.6**2).float())
     (r,) = count_shapes(x)
+    two_disks = x.clone()
     assert classify_image(r) == "malformed" and blobs_per_column(r) == (0, 2, 0) and repeated_shape(r)
     # one blob per column is not a repetition, and a small fragment beside a shape is not shape-sized
     x = paste(paste(blank(), "triangle", 3, 5), "square", 27, 10)
@@ -209,6 +211,10 @@ def test_repeated_shape_by_position_and_size_alone():
     assert blobs_per_column(r) == (1, 1, 0) and not repeated_shape(r)
     assert blobs_per_column(r, min_area=16) == (1, 2, 0) and repeated_shape(r, min_area=16)
     assert SHAPE_SIZED == 32
+    # the batched label: images or reports, one bool per image
+    stacked = torch.cat([two_disks, x])
+    assert repeated_shapes(stacked).tolist() == [True, False]
+    assert repeated_shapes(count_shapes(stacked), min_area=16).tolist() == [True, True]
 
 
 def test_blobs_per_column_rejects_bad_input():
