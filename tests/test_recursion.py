@@ -178,6 +178,21 @@ def test_warm_start_starts_from_the_previous_generation(data, monkeypatch):
     assert not all(_same(seen[-1][k], g0[k]) for k in g0)
 
 
+def test_train_0_trains_generation_zero_only(data):
+    """A long generation 0 on real data, short later ones; a spec carries its own training, so train_0 with a
+    spec is an error."""
+    run = _run(data, TINY.replace(train_0=TrainConfig(steps=25, batch_size=32), warm_start=True))
+    assert [g.losses.shape[0] for g in run.generations] == [25, 15]
+    plain = _run(data, TINY.replace(warm_start=True))
+    assert [g.losses.shape[0] for g in plain.generations] == [15, 15]
+    assert run.generations[0].model_key != plain.generations[0].model_key
+    spec = MixtureModelSpec("grid", n_train=64, model=TINY.model, train=TrainConfig(steps=10, batch_size=32), schedule=TINY.schedule)
+    with pytest.raises(ValueError, match="train_0"):
+        recursive_training(spec, TINY.replace(train_0=TrainConfig(steps=5)), progress=False)
+    with pytest.raises(TypeError, match="train_0"):
+        TINY.replace(train_0={"steps": 5})
+
+
 def test_generation_zero_from_a_spec_uses_mixture_model(monkeypatch):
     spec = MixtureModelSpec("grid", n_train=64, model=TINY.model, train=TrainConfig(steps=10, batch_size=32), schedule=TINY.schedule)
     run = recursive_training(spec, TINY.replace(generations=1), progress=False)
