@@ -65,3 +65,18 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make test" in ci and "make test" in readme
+
+
+def test_data_stays_lean_and_documented():
+    """data/ holds only what must ship: each file a few MB at most, and each named in its folder's README or
+    manifest.json (or data/README.md), which say where it came from."""
+    files = [p for p in (ROOT / "data").rglob("*") if p.is_file() and p.name not in ("README.md", "manifest.json")]
+    assert files, "data/ is empty"
+    too_big = [f"{p.relative_to(ROOT)} ({p.stat().st_size / 1e6:.1f} MB)" for p in files if p.stat().st_size > 5_000_000]
+    assert not too_big, f"files over 5 MB in data/: {too_big}"
+    assert sum(p.stat().st_size for p in files) < 20_000_000, "data/ as a whole should stay under 20 MB"
+    top = (ROOT / "data" / "README.md").read_text()
+    for p in files:
+        notes = [p.parent / "README.md", p.parent / "manifest.json"]
+        documented = top + "".join(n.read_text() for n in notes if n.is_file())
+        assert p.name in documented, f"{p.relative_to(ROOT)} is named in no README or manifest"
