@@ -1,5 +1,6 @@
-"""Handwritten digits: real 8x8 digits shipped with the book, MNIST for Colab, and a small digit classifier whose
-features give an FID-like score and whose labels show which digits a model still draws.
+"""Handwritten digits: real 8x8 and 28x28 MNIST digits shipped with the book (torchvision's MNIST on Colab), and
+small digit classifiers whose features give an FID-like score and whose labels show which digits a model still
+draws.
 
 Data. :func:`load_digits_8x8` reads ``data/digits/digits_8x8.npz``: the 1,797 images of the UCI "Optical
 Recognition of Handwritten Digits" test set (Alpaydin & Kaynak 1998, CC BY 4.0) in scikit-learn's copy, 8x8
@@ -10,8 +11,8 @@ where the repository's ``data/`` is absent (Colab), the first 10,000 training di
 :func:`load_mnist` reads all of MNIST through torchvision (imported only there), for Colab.
 
 Measurements. There is no Inception network to download, so the chapter trains its own:
-:func:`train_classifier` fits a small MLP (:class:`DigitClassifier`) on real digits, deterministically in its
-seed on the CPU. Its penultimate activations (:func:`classifier_features`) play the part of Inception's pool
+:func:`train_classifier` fits a small MLP, with conv layers in front for MNIST (:class:`DigitClassifier`,
+:data:`CLASSIFIER_PRESETS`), on real digits, deterministically in its seed on the CPU. Its penultimate activations (:func:`classifier_features`) play the part of Inception's pool
 features in the Fréchet distance (:func:`frechet_distance`, the FID formula), and its predicted labels
 (:func:`predict`, :func:`label_histogram`) tell which digits are still drawn: mode collapse shows as classes
 that vanish. :func:`digits_report` does all of it for a batch of generated images.
@@ -121,8 +122,9 @@ def load_mnist_10k(path: str | Path | None = None, *, root: str | Path | None = 
     ``mnist`` 1.1.0). Where that default file is absent (``mi_lib`` installed without the repository's
     ``data/``, as on Colab), ``root`` names a torchvision MNIST folder and the first 10,000 digits of MNIST's
     training split are returned, stably sorted by label into the same layout (``download=True`` fetches the
-    files when missing; see :func:`load_mnist`). The package does not say which 10,000 digits it holds, so the
-    two sources are the same size and kind of data but need not be the same images."""
+    files when missing; see :func:`load_mnist`). The package does not say which 10,000 digits it holds; its
+    per-digit counts are those of MNIST's first 10,000 training digits, so the two sources very likely hold
+    the same images (not checked here: torchvision cannot download MNIST on the book's CI machines)."""
     explicit = path is not None
     path = MNIST_FILE if path is None else Path(path)
     if path.is_file():
@@ -133,7 +135,10 @@ def load_mnist_10k(path: str | Path | None = None, *, root: str | Path | None = 
                              f"expected uint8 ({_MNIST_N}, 28, 28) and ({_MNIST_N},)")
         x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]
         return x, torch.from_numpy(labels.astype(np.int64))
-    if explicit or root is None:
+    if explicit:
+        raise FileNotFoundError(f"no MNIST file at {path} (an explicit path never falls back to torchvision; "
+                                "scripts/make_mnist.py writes the file)")
+    if root is None:
         raise FileNotFoundError(
             f"no MNIST file at {path}: the repository ships it in data/mnist (clone the repository, or recreate it "
             "with scripts/make_mnist.py); without it, pass root= (and download=True) to read MNIST through torchvision"
@@ -154,15 +159,15 @@ def load_mnist(root: str | Path, *, train: bool = True, size: int = 28, download
         from torchvision.datasets import MNIST
     except ImportError as err:
         raise ImportError(
-            "load_mnist needs torchvision, which mi_lib does not install: `pip install torchvision` (Colab has "
-            "it). Without it use load_digits_8x8(), the real 8x8 digits shipped in data/digits."
+            "reading MNIST through torchvision, which mi_lib does not install: `pip install torchvision` (Colab has "
+            "it), or use the digits the repository ships (data/mnist, data/digits) or load_digits_8x8() with scikit-learn"
         ) from err
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive int, got {size!r}")
     try:
         dataset = MNIST(str(root), train=train, download=download)
     except RuntimeError as err:  # torchvision's "Dataset not found. You can use download=True to download it"
-        raise FileNotFoundError(f"no MNIST files under {root}; call load_mnist(root, download=True)") from err
+        raise FileNotFoundError(f"no MNIST files under {root}; pass download=True to fetch them") from err
     x = dataset.data.to(torch.float32)[:, None] / 255.0
     if size != x.shape[-1]:
         x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0.0, 1.0)
@@ -208,7 +213,7 @@ def _flat(images: Tensor | np.ndarray, name: str = "images", side: int | None = 
 @dataclass(frozen=True)
 class ClassifierConfig:
     """:class:`DigitClassifier`'s architecture and :func:`train_classifier`'s optimisation: an MLP
-    -> hidden -> features -> 10 with LeakyReLU (slope 0.1), Adam at ``lr`` with ``weight_decay`` for ``steps`` steps
+    side*side (or the conv layers' output) -> hidden -> features -> 10 with LeakyReLU (slope 0.1), Adam at ``lr`` with ``weight_decay`` for ``steps`` steps
     of ``batch_size`` images. ``conv`` puts convolutions in front of the MLP: one 3x3 conv (padding 1) +
     LeakyReLU + 2x2 max-pool per entry, with that many channels (``side`` must be divisible by 2**len(conv)).
     The defaults (an MLP on the 64 pixels, about 0.5 s on one CPU thread) reach ~97% held-out accuracy on the
@@ -240,10 +245,10 @@ class ClassifierConfig:
 
 
 #: The classifier per data set: "8x8" the MLP defaults (UCI digits, ~97% held out); "mnist" two conv layers in
-#: front of the MLP for 28x28 MNIST. Trained on 8,500 digits of :func:`load_mnist_10k` and tested on the other
-#: 1,500 (``split_indices(10000, 1500, seed=0)``, classifier seed 0, two CPU threads) it reached 97.9% in 33 s;
-#: an MLP (784-256-64, 1,000 steps) reached 94.8%, and its features hardly told a 3x3 blur of 1,500 real digits
-#: from the digits themselves (FID-like score 3.7 -> 14.8), where the conv features go from 9.1 to 338.
+#: front of the MLP for 28x28 MNIST. ``scripts/digit_classifiers.py`` measures why: on 8,500 training and 1,500
+#: held-out digits of :func:`load_mnist_10k` the conv preset reached 97.9% (33 s on two CPU threads) and an MLP
+#: on the raw pixels 94.8%, whose features hardly told a 3x3 blur of real digits from the digits themselves
+#: (FID-like score 3.7 -> 14.8, where the conv features go from 9.1 to 338).
 CLASSIFIER_PRESETS: dict[str, ClassifierConfig] = {
     "8x8": ClassifierConfig(),
     "mnist": ClassifierConfig(side=28, hidden=128, features=32, steps=1_500, conv=(16, 32)),

@@ -6,8 +6,10 @@ once (~5 s on two); the whole file takes about 10 s."""
 import dataclasses
 import hashlib
 import math
+import os
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,8 +140,8 @@ def test_mnist_without_the_file(monkeypatch, tmp_path):
     monkeypatch.setattr(digits, "MNIST_FILE", tmp_path / "absent.npz")
     with pytest.raises(FileNotFoundError, match="root="):
         load_mnist_10k()
-    with pytest.raises(FileNotFoundError, match="make_mnist"):
-        load_mnist_10k(tmp_path / "also-absent.npz", root=tmp_path)  # an explicit path never falls back
+    with pytest.raises(FileNotFoundError, match="never falls back"):
+        load_mnist_10k(tmp_path / "also-absent.npz", root=tmp_path)
     # with root: the first 10,000 training digits of torchvision's MNIST, stably sorted by label
     g = torch.Generator().manual_seed(0)
     x = torch.rand(10_050, 1, 28, 28, generator=g)
@@ -156,6 +158,43 @@ def test_mnist_without_the_file(monkeypatch, tmp_path):
     assert images.shape == (10_000, 1, 28, 28) and torch.equal(labels, y[:10_000].sort(stable=True).values)
     for digit in (0, 7):  # within a digit, MNIST's order
         assert torch.equal(images[labels == digit], x[:10_000][y[:10_000] == digit])
+
+
+@pytest.mark.skipif(not os.environ.get("MI_MNIST_ROOT"), reason="MNIST cannot be downloaded here; set MI_MNIST_ROOT to a "
+                    "torchvision MNIST folder (torchvision installed) to compare the shipped digits with MNIST's first 10,000")
+def test_shipped_mnist_is_the_first_10k_training_digits(monkeypatch, mnist):
+    """Where torchvision's MNIST exists (Colab): the shipped file should equal the fallback bit for bit."""
+    pytest.importorskip("torchvision")
+    monkeypatch.setattr(digits, "MNIST_FILE", Path("/nonexistent/mnist_10k.npz"))
+    images, labels = load_mnist_10k(root=os.environ["MI_MNIST_ROOT"])
+    assert torch.equal(labels, mnist[1]) and torch.equal(images, mnist[0])
+
+
+def test_mnist_recursion_pipeline(mnist, monkeypatch, tmp_path):
+    """Chapter 7's MNIST path end to end at toy size: 28x28 digits through a UNet (generation 0 trained with
+    train_0, then warm-started), measured by a conv classifier."""
+    from mi_lib.models import IMAGE_CLIP_X0
+    from mi_lib.recursion import RecursionConfig, recursive_training
+    from mi_lib.schedule import ScheduleConfig
+    from mi_lib.train import TrainConfig
+    from mi_lib.unet import UNetConfig
+
+    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path / "cache"))
+    images, labels = mnist
+    train, test = split_indices(len(images), 1_500, seed=0)
+    classifier = train_classifier(images[train], labels[train], dataclasses.replace(CLASSIFIER_PRESETS["mnist"], steps=3), seed=0)
+    reference = classifier_features(classifier, images[test])
+    config = RecursionConfig(
+        generations=2, n_keep=6, oversample=1.5, hal_window=(0, 4), warm_start=True, clip_x0=IMAGE_CLIP_X0,
+        model=UNetConfig(image_size=28, base_channels=8, channel_mults=(1, 2), blocks_per_level=1, time_dim=16, patch=2),
+        schedule=ScheduleConfig("linear", 20, 1e-3, 0.2), train_0=TrainConfig(steps=4, batch_size=8), train=TrainConfig(steps=2, batch_size=8),
+    )
+    run = recursive_training(to_model_range(images[train[:64]]), config, progress=False)
+    assert [g.losses.shape[0] for g in run.generations] == [4, 2]
+    for g in run.generations:
+        assert g.samples.shape == (6, 1, 28, 28) and g.candidates.shape == (9, 1, 28, 28)
+        report = digits_report(g.samples, classifier, reference)
+        assert report["n"] == 6 and math.isfinite(report["fid"]) and float(report["histogram"].sum()) == pytest.approx(1.0)
 
 
 def test_bad_mnist_file(tmp_path):

@@ -61,6 +61,29 @@ def test_readme_tables_are_up_to_date():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_results_rows_show_only_runs_with_the_parameters_they_describe(tmp_path, monkeypatch):
+    """Chapter 7's digits rows describe MNIST; a paper-scale run on the 8x8 digits must not fill them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("results_table", ROOT / "scripts" / "results_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    (tmp_path / "results").mkdir()
+    monkeypatch.setattr(table, "ROOT", tmp_path)
+    keys = [row[0] for row in table.CLAIMS["07_recursive_training"]]
+    entry = {"numbers": {k: 0.25 for k in keys}, "device": "GPU", "wall_time_s": 1.0, "commit": "abc", "params": {"digits_data": "8x8"}}
+    path = tmp_path / "results" / "07_recursive_training.json"
+    path.write_text(json.dumps({"paper": entry}))
+    rows = [line for line in table.results_table().splitlines() if line.startswith("| 07_recursive_training")]
+    n_mnist = sum(len(row) == 4 for row in table.CLAIMS["07_recursive_training"])
+    assert n_mnist == 5 and len(rows) == len(keys)
+    assert sum("not run with digits_data=mnist (ran digits_data=8x8)" in r for r in rows) == n_mnist
+    assert sum("0.25" in r for r in rows) == len(rows) - n_mnist
+    entry["params"]["digits_data"] = "mnist"
+    path.write_text(json.dumps({"paper": entry}))
+    assert all("0.25" in line for line in table.results_table().splitlines() if line.startswith("| 07_recursive_training"))
+
+
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
