@@ -6,7 +6,7 @@
 #   make gpu-wheels           .whl/: the wheels the lent GPU machine lacks (carry it; see scripts/paper_scale.sh)
 #   make book-paper FROM=...  paper-scale run(s) brought back from that machine -> results/, _build/html-paper,
 #                             README results table (FROM: tarball(s) or folder(s); several: FROM="a b")
-#   make paper-cache FROM=... between device calls: the models a run brought back -> .whl/cache/ (carried)
+#   make paper-cache FROM=... between device calls: the models and training states a run brought back -> .whl/cache/ (carried)
 #   make test                 pytest tests/ + nbval on chapters/ + make book SCALE=ci
 #   make results-table        rebuild the README's results table from results/*.json
 #   make bench                trainer/sampler throughput on this machine

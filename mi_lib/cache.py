@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["cache_dir", "config_key", "cached", "code_fingerprint"]
+__all__ = ["cache_dir", "config_key", "cached", "code_fingerprint", "partial_path"]
 
 T = TypeVar("T")
 
@@ -89,6 +89,14 @@ def cached(name: str, config: Any, compute: Callable[[], T], *, root: Path | str
         raise TypeError(f"cached values must be tensors, numbers, strings, lists or dicts of them: {err}") from err
     _store(path, key, buffer.getvalue())
     return entry["value"]  # what a later hit returns (CPU tensors), so a hit and a miss behave the same
+
+
+def partial_path(name: str, config: Any, *, root: Path | str | None = None) -> Path:
+    """Where a long computation of :func:`cached`'s entry (``name``, ``config``) keeps its resumable progress
+    (e.g. :func:`mi_lib.train.train`'s ``resume`` file): ``<key>.partial.pt`` beside the entry. The key is the
+    entry's, so a changed config or library never resumes stale progress."""
+    folder = Path(root) if root is not None else cache_dir()
+    return folder / f"{config_key(name, config)}.partial.pt"
 
 
 def _store(path: Path, key: str, payload: bytes) -> None:

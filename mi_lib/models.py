@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .cache import _canonical, cached
+from .cache import _canonical, cached, partial_path
 from .data import DATASETS, GaussianMixture, make_dataset
 from .nets import MLPConfig, MLPDenoiser
 from .sampling import SampleResult, sample
@@ -239,11 +239,11 @@ def training_device_key(device: torch.device | str) -> dict[str, Any]:
     return {"device": device.type, **({"cpu_threads": torch.get_num_threads()} if device.type == "cpu" else {})}
 
 
-def train_payload(spec: ModelSpec, device: torch.device | str, progress: bool = True) -> dict[str, Any]:
+def train_payload(spec: ModelSpec, device: torch.device | str, progress: bool = True, resume: Path | None = None) -> dict[str, Any]:
     """Train ``spec`` now on ``device``; the returned payload is what a checkpoint file stores (the EMA
-    weights when ``spec.train.ema_decay`` is set)."""
+    weights when ``spec.train.ema_decay`` is set). ``resume``: :func:`mi_lib.train.train`'s training-state file."""
     model = initial_model(spec.model, spec.train.seed)
-    result = train(model, spec.training_data().to(device), NoiseSchedule(spec.schedule), spec.train, progress=progress)
+    result = train(model, spec.training_data().to(device), NoiseSchedule(spec.schedule), spec.train, progress=progress, resume=resume)
     final = result.ema_model if result.ema_model is not None else result.model
     return {
         "spec": _spec_json(spec),
@@ -293,9 +293,11 @@ def _trained_model(
     source = "shipped"
     if payload is None:
         source = "trained"
-        payload = cached(
-            name, {"spec": spec, **training_device_key(device)}, lambda: train_payload(spec, device, progress), refresh=refresh
-        )
+        key_config = {"spec": spec, **training_device_key(device)}
+        resume = partial_path(name, key_config)  # a training cut off (e.g. by the GPU machine's time limit) goes on
+        if refresh:
+            resume.unlink(missing_ok=True)
+        payload = cached(name, key_config, lambda: train_payload(spec, device, progress, resume), refresh=refresh)
     model = initial_model(spec.model, 0)
     model.load_state_dict(payload["state_dict"])
     origin = f"shipped:{spec_key(spec)}" if source == "shipped" else f"trained:{device.type}"

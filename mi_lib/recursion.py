@@ -36,7 +36,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from .cache import cached, config_key
+from .cache import cached, config_key, partial_path
 from .data import GaussianMixture
 from .metrics import DEFAULT_K, _check_k
 from .models import ImageModelSpec, MixtureModelSpec, image_model, initial_model, mixture_model, training_device_key
@@ -75,7 +75,9 @@ class RecursionConfig:
     :func:`generation_seeds`). ``warm_start=True`` starts generation g from generation g-1's weights instead
     of from scratch (a departure from the paper, which retrains from scratch; it makes CPU runs feasible).
     ``model`` is an :class:`MLPConfig` (vectors) or a :class:`UNetConfig` (images); ``clip_x0`` clamps x0_hat
-    while sampling (None: no clamp; use :data:`mi_lib.models.IMAGE_CLIP_X0` for images in [-1, 1]).
+    while sampling (None: no clamp; use :data:`mi_lib.models.IMAGE_CLIP_X0` for images in [-1, 1]). With
+    ``train.ema_decay`` set, a generation's model -- what samples, and what the next one warm-starts from -- is
+    the EMA weights, as in :func:`mi_lib.models.image_model`.
     ``train_0`` is generation 0's training when it is trained here on data (None: ``train``), e.g. a long
     training from scratch on real data followed by short warm-started generations; a spec passed as generation
     0 carries its own training, so ``train_0`` must then be None."""
@@ -326,8 +328,10 @@ def recursive_training(
                     net = initial_model(config.model, seeds.train)
                     if init is not None:
                         net.load_state_dict(init.state_dict())
-                    out = train(net, data.to(device), schedule, train_config, progress=progress)
-                    return {"state_dict": _state(out.model), "losses": out.losses, "wall_time_s": out.wall_time_s}
+                    out = train(net, data.to(device), schedule, train_config, progress=progress,
+                                resume=partial_path("recursion-model", model_config))
+                    final = out.ema_model if out.ema_model is not None else out.model  # with EMA, its weights are the model
+                    return {"state_dict": _state(final), "losses": out.losses, "wall_time_s": out.wall_time_s}
 
                 payload = cached("recursion-model", model_config, fit)
                 model = initial_model(config.model, 0)

@@ -47,12 +47,13 @@ def describe_device(device: torch.device | str) -> str:
 
 
 @contextmanager
-def progress_bar(total: int, desc: str, disable: bool = False) -> Iterator:
-    """A tqdm bar (a widget in notebooks, text elsewhere). ``MI_PROGRESS=0`` turns all bars off."""
+def progress_bar(total: int, desc: str, disable: bool = False, initial: int = 0) -> Iterator:
+    """A tqdm bar (a widget in notebooks, text elsewhere) starting at ``initial`` (a resumed training).
+    ``MI_PROGRESS=0`` turns all bars off."""
     from tqdm.auto import tqdm
 
     disable = disable or os.environ.get("MI_PROGRESS", "1") == "0"
-    bar = tqdm(total=total, desc=desc, disable=disable, leave=False, file=sys.stderr, mininterval=0.5)
+    bar = tqdm(total=total, desc=desc, disable=disable, leave=False, file=sys.stderr, mininterval=0.5, initial=initial)
     try:
         yield bar
     finally:

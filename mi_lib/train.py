@@ -4,18 +4,31 @@ The loss returns per-sample values (the caller reduces); :func:`train` fits a mo
 that already lives on the training device, with Adam, an optional EMA and an explicit seed, and returns the
 model with its loss history. Fast paths (``precision``, ``compile``, ``fused``) are options of :func:`train`,
 not of :class:`TrainConfig`, because they change how a model is computed, not which model is meant.
+
+A long training can be resumed: with ``resume=<file>``, :func:`train` writes its whole state there every
+``save_every_s`` seconds (weights, optimizer, EMA, random generator, the epoch's data order, losses so far)
+and, when the file exists at the start, goes on from it. A resumed run gives bit for bit the model an
+uninterrupted one gives (same device and settings). The lent GPU machine runs a command for at most ten
+minutes, so a training longer than that finishes over several calls (:func:`mi_lib.cache.partial_path`
+names the file next to the cache entry it will become).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import io
+import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from .cache import _store
 from .fast import FastDenoiser, precision_flags
 from .runtime import progress_bar
 from .schedule import NoiseSchedule
@@ -74,6 +87,8 @@ def train(
     precision: str = "float32",
     compile: bool | str = False,
     fused: bool = False,
+    resume: str | os.PathLike[str] | None = None,
+    save_every_s: float = 120.0,
 ) -> TrainResult:
     """Fit ``model`` (in place) to ``data`` (N, ...) on ``data``'s device.
 
@@ -83,13 +98,20 @@ def train(
     Fast paths, all off by default (then results are bit-identical run to run on one device):
     ``precision`` ("float32", "tf32", "bf16": the forward pass under bf16 autocast, the loss and optimizer
     in float32) and ``compile`` as in :mod:`mi_lib.fast`; ``fused=True`` uses Adam's fused CUDA kernel on a
-    GPU and the default Adam elsewhere (on the CPU the results are those of ``fused=False``)."""
+    GPU and the default Adam elsewhere (on the CPU the results are those of ``fused=False``).
+
+    ``resume``: a file for the training state (see the module docstring). It is written (atomically) every
+    ``save_every_s`` seconds of training and removed when training completes; a file left by another training
+    (other config, data, model or fast paths) is an error, never silently reused. ``wall_time_s`` then counts
+    the time of every part."""
     if not isinstance(data, Tensor) or data.dim() < 2 or data.shape[0] < 1:
         raise ValueError(f"data must be a tensor of shape (N, ...) with N >= 1, got {getattr(data, 'shape', type(data))}")
     if not data.is_floating_point():
         raise TypeError(f"data must be floating point, got {data.dtype}")
     if not isinstance(fused, bool):
         raise TypeError(f"fused must be a bool, got {fused!r}")
+    if isinstance(save_every_s, bool) or not isinstance(save_every_s, (int, float)) or not save_every_s >= 0:
+        raise ValueError(f"save_every_s must be a number >= 0, got {save_every_s!r}")
     device = data.device
     model.to(device).train()
     net = FastDenoiser(model, precision=precision, compile=compile, device=device)
@@ -102,9 +124,26 @@ def train(
     per_epoch = n // b
     losses = torch.empty(config.steps, device=device)
     order = torch.empty(0, dtype=torch.long, device=device)
-    start = time.perf_counter()
-    with progress_bar(total=config.steps, desc="training", disable=not progress) as bar, precision_flags(precision, device):
-        for step in range(config.steps):
+    state_path = Path(resume) if resume is not None else None
+    first_step, earlier_s = 0, 0.0
+    if state_path is not None:
+        fingerprint = _fingerprint(model, data, config, precision, compile, fused)
+        if state_path.exists():
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            if state.get("fingerprint") != fingerprint:
+                raise ValueError(f"{state_path} holds the state of another training (config, data, model or fast paths differ); "
+                                 "delete it to start this one from scratch")
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            if ema is not None:
+                ema.load_state_dict(state["ema"])
+            gen.set_state(state["generator"])
+            order = state["order"].to(device)
+            first_step, earlier_s = int(state["step"]), float(state["wall_time_s"])
+            losses[:first_step] = state["losses"].to(device)
+    start = last_save = time.perf_counter()
+    with progress_bar(total=config.steps, desc="training", disable=not progress, initial=first_step) as bar, precision_flags(precision, device):
+        for step in range(first_step, config.steps):
             k = step % per_epoch
             if k == 0:
                 order = torch.randperm(n, generator=gen, device=device)
@@ -122,7 +161,31 @@ def train(
             if (step + 1) % 100 == 0 or step + 1 == config.steps:
                 bar.update(step + 1 - bar.n)
                 bar.set_postfix(loss=f"{losses[step].item():.4f}", refresh=False)
+            if state_path is not None and step + 1 < config.steps and time.perf_counter() - last_save >= save_every_s:
+                state = {
+                    "fingerprint": fingerprint, "step": step + 1, "wall_time_s": earlier_s + time.perf_counter() - start,
+                    "model": model.state_dict(), "optimizer": opt.state_dict(), "ema": ema.state_dict() if ema is not None else {},
+                    "generator": gen.get_state(), "order": order.cpu(), "losses": losses[: step + 1].cpu(),
+                }
+                buffer = io.BytesIO()
+                torch.save(state, buffer)
+                _store(state_path, state_path.stem, buffer.getvalue())
+                last_save = time.perf_counter()
     model.eval()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return TrainResult(model, losses.cpu(), ema, time.perf_counter() - start)
+    if state_path is not None:
+        state_path.unlink(missing_ok=True)
+    return TrainResult(model, losses.cpu(), ema, earlier_s + time.perf_counter() - start)
+
+
+def _fingerprint(model: nn.Module, data: Tensor, config: TrainConfig, precision: str, compile: bool | str, fused: bool) -> str:
+    """What a saved training state must match to be resumed: the config, the data (shape, dtype and two sums),
+    the model (class and parameter shapes) and the fast paths."""
+    d = data.detach().double()
+    return json.dumps({
+        "config": {k: repr(v) for k, v in dataclasses.asdict(config).items()},
+        "data": [list(data.shape), str(data.dtype), repr(float(d.sum())), repr(float(d.square().sum()))],
+        "model": [type(model).__name__, [[k, list(v.shape)] for k, v in model.state_dict().items()]],
+        "fast": [precision, repr(compile), fused],
+    }, sort_keys=True)

@@ -8,9 +8,12 @@
 # Each chapter runs with papermill (-p scale paper, --cwd chapters, kernel "python3" = this python3), even if
 # an earlier one failed; the script exits 1 if any failed, timed out or was skipped. Give each call only as
 # many chapters as fit in one device command (10 minutes): a chapter still running when BUDGET_S is spent is
-# stopped and marked "timeout"; the models it finished come back in the tarball (make paper-cache puts them
-# in .whl/cache/, which the next call carries), so the same command run again goes on from there. The tarball is rewritten after every chapter, so it comes back
-# even if the command is killed.
+# stopped and marked "timeout"; the models it finished, and the saved state of a training it was in the middle
+# of (mi_lib.train's resume file, written every 2 minutes), come back in the tarball (make paper-cache puts them
+# in .whl/cache/, which the next call carries), so the same command run again goes on from there -- a training
+# longer than one call too. The tarball is rewritten after every chapter, so it comes back even if the command
+# is killed. The device tool returns files of at most 16 MiB: a larger tarball comes back in parts
+# (paper-scale-<time>.tar.gz.part-00, -01, ...; paper_unpack.py joins them).
 #
 # Environment (all optional):
 #   OUT        where the tarball goes (set by the device tool; default _build/paper-scale-out)
@@ -19,7 +22,9 @@
 #   WHEELS     folder of carried wheels (default .whl); SITE where they are installed (default /tmp/site)
 #   MI_CACHE_DIR  the cache of trained models and samples (default .mi_cache in the repo root); entries in
 #              $WHEELS/cache/ (carried) are copied into it first
-#   CACHE_KB   new cache entries up to this size go back in the tarball (default 4096: models, not samples)
+#   CACHE_KB   new cache entries up to this size go back in the tarball (default 30720: models and training
+#              states -- a 1.5M-parameter UNet is 6.2 MB, its training state 25 MB -- not sample sets)
+#   PART_KB    tarball parts of at most this many KiB (default 15360, under the device tool's 16 MiB a file)
 # What comes back: $OUT/paper-scale-<time>.tar.gz holding paper-scale/{executed/*.ipynb, results/*.json,
 # cache/*.pt, logs/*.log, timing.tsv, run.txt}, and $OUT/timing.tsv. Here again: make paper-cache FROM=...
 # (cache entries -> .whl/cache/ for the next call), make book-paper FROM=... (results, the HTML book).
@@ -29,7 +34,8 @@ cd "$(dirname "$0")/.." || exit 2
 REPO=$PWD
 SCALE=${SCALE:-paper}
 BUDGET_S=${BUDGET_S:-560}
-CACHE_KB=${CACHE_KB:-4096}
+CACHE_KB=${CACHE_KB:-30720}
+PART_KB=${PART_KB:-15360}
 WHEELS=${WHEELS:-.whl}
 SITE=${SITE:-/tmp/site}
 OUT=${OUT:-$REPO/_build/paper-scale-out}
@@ -113,11 +119,22 @@ else
 fi
 
 pack() {  # the tarball, rewritten whole after every chapter (tmp + rename: never half-written)
-    # with this call's new cache entries of at most CACHE_KB (trained models, not 10M-sample sets)
+    # with this call's new cache entries of at most CACHE_KB (trained models and training states, not sample
+    # sets); a training state is copied afresh each time (it moves on), and dropped once its model is done
     mkdir -p "$PACK/cache"
-    find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*.pt' -newer "$WORK/started" -size -"${CACHE_KB}k" -exec cp -n {} "$PACK/cache/" \; 2>/dev/null
+    find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*.pt' ! -name '*.partial.pt' -newer "$WORK/started" -size -"${CACHE_KB}k" -exec cp -n {} "$PACK/cache/" \; 2>/dev/null
+    rm -f "$PACK"/cache/*.partial.pt
+    find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*.partial.pt' -newer "$WORK/started" -size -"${CACHE_KB}k" -exec cp {} "$PACK/cache/" \; 2>/dev/null
     cp "$PACK/timing.tsv" "$OUT/timing.tsv"
-    tar -czf "$OUT/.paper-scale.tmp" -C "$WORK" paper-scale && mv -f "$OUT/.paper-scale.tmp" "$OUT/paper-scale-$STAMP.tar.gz"
+    tar -czf "$WORK/tarball.tmp" -C "$WORK" paper-scale || return
+    rm -f "$WORK"/part-*
+    if (( $(stat -c %s "$WORK/tarball.tmp") <= PART_KB * 1024 )); then
+        rm -f "$OUT/paper-scale-$STAMP.tar.gz".part-*
+        mv -f "$WORK/tarball.tmp" "$OUT/paper-scale-$STAMP.tar.gz"
+    else
+        split -b "${PART_KB}k" -d -a 2 "$WORK/tarball.tmp" "$WORK/part-" && rm -f "$OUT/paper-scale-$STAMP.tar.gz"*
+        for part in "$WORK"/part-*; do mv -f "$part" "$OUT/paper-scale-$STAMP.tar.gz.${part##*/}"; done
+    fi
 }
 
 { echo "date: $STAMP (UTC)"; echo "scale: $SCALE"; echo "commit: $COMMIT"; echo "chapters: ${CHAPTERS[*]}"
@@ -153,6 +170,6 @@ done
 
 printf 'total\t%s\t%d\n' "$( ((${#FAILED[@]} == 0)) && echo ok || echo failed)" $((SECONDS - START)) >>"$PACK/timing.tsv"
 pack
-say "total $((SECONDS - START))s; tarball $OUT/paper-scale-$STAMP.tar.gz ($(du -h "$OUT/paper-scale-$STAMP.tar.gz" | cut -f1))"
+say "total $((SECONDS - START))s; tarball $OUT/paper-scale-$STAMP.tar.gz* ($(du -ch "$OUT/paper-scale-$STAMP.tar.gz"* | tail -n1 | cut -f1))"
 cat "$PACK/timing.tsv"
 if ((${#FAILED[@]})); then say "not ok: ${FAILED[*]}"; exit 1; fi

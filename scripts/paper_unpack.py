@@ -3,13 +3,16 @@
     python scripts/paper_unpack.py FROM [FROM ...] [--results results] [--executed _build/executed/paper/chapters]
     python scripts/paper_unpack.py FROM [FROM ...] --cache-only [--cache .whl/cache]   # make paper-cache
 
-FROM is a tarball paper-scale-*.tar.gz, a folder holding such tarballs (the device tool's files folder), or an
-unpacked paper-scale/ folder. For each chapter that ran "ok" (timing.tsv), its executed notebook is copied to
+FROM is a tarball paper-scale-*.tar.gz (or the first of its parts, paper-scale-*.tar.gz.part-00: a tarball over
+16 MiB comes back in parts, which are joined here), a folder holding such tarballs (the device tool's files
+folder), or an unpacked paper-scale/ folder. For each chapter that ran "ok" (timing.tsv), its executed notebook is copied to
 --executed and its results JSON is merged into --results, one scale entry at a time (results/<chapter>.json
 keeps its other scales). A chapter that failed or timed out brings no results; its notebook is used only when
 no FROM has it "ok" (the book then shows the error). Later FROMs win over earlier ones. The total and
-per-chapter times of every run are printed. The cache entries a run brought back (trained models) go to
---cache, which the next device call carries inside .whl, so a chapter longer than one call can go on.
+per-chapter times of every run are printed. The cache entries a run brought back (trained models, and the
+saved state of a training cut off mid-way: *.partial.pt) go to --cache, which the next device call carries
+inside .whl, so a chapter -- or a training -- longer than one call can go on. A later training state replaces
+an earlier one; one whose model has come back is dropped.
 """
 
 from __future__ import annotations
@@ -26,9 +29,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _joined(first_part: Path, scratch: Path) -> Path:
+    """The tarball whose parts are ``<name>.part-00``, ``-01``, ... beside ``first_part``, joined in ``scratch``."""
+    base = first_part.name.rsplit(".part-", 1)[0]
+    parts = sorted(first_part.parent.glob(f"{base}.part-*"))
+    if [p.name.rsplit("-", 1)[1] for p in parts] != [f"{i:02d}" for i in range(len(parts))]:
+        raise SystemExit(f"{first_part.parent}: the parts of {base} are {[p.name for p in parts]}, not -00, -01, ... in a row")
+    joined = scratch / f"joined-{len(list(scratch.iterdir()))}-{base}"
+    with open(joined, "wb") as out:
+        for part in parts:
+            out.write(part.read_bytes())
+    return joined
+
+
 def runs_in(source: Path, scratch: Path) -> list[Path]:
     """The paper-scale/ folders that ``source`` holds, oldest tarball first."""
     if source.is_file():
+        if ".part-" in source.name:
+            source = _joined(source, scratch)
         dest = scratch / f"{len(list(scratch.iterdir()))}"
         with tarfile.open(source) as tar:
             tar.extractall(dest, filter="data")
@@ -37,7 +55,8 @@ def runs_in(source: Path, scratch: Path) -> list[Path]:
         return [source]
     if (source / "paper-scale").is_dir():
         return [source / "paper-scale"]
-    tarballs = sorted(source.glob("paper-scale-*.tar.gz"))
+    tarballs = sorted([*source.glob("paper-scale-*.tar.gz"), *source.glob("paper-scale-*.tar.gz.part-00")],
+                      key=lambda p: p.name.rsplit(".part-", 1)[0])
     if not tarballs:
         raise SystemExit(f"{source}: no paper-scale-*.tar.gz, paper-scale/ or timing.tsv in it")
     return [run for t in tarballs for run in runs_in(t, scratch)]
@@ -63,7 +82,8 @@ def main() -> None:
             for run in runs_in(source, scratch):
                 for entry in sorted((run / "cache").glob("*.pt")):
                     args.cache.mkdir(parents=True, exist_ok=True)
-                    if not (args.cache / entry.name).exists():
+                    partial = entry.name.endswith(".partial.pt")  # a training state: the later one wins
+                    if partial or not (args.cache / entry.name).exists():
                         shutil.copy2(entry, args.cache / entry.name)
                         print(f"cache:    {args.cache / entry.name} ({entry.stat().st_size / 2**20:.1f} MiB)")
                 info = (run / "run.txt").read_text() if (run / "run.txt").exists() else ""
@@ -84,6 +104,10 @@ def main() -> None:
                         if ok and (run / "results" / f"{chapter}.json").exists():
                             results.append((chapter, run / "results" / f"{chapter}.json"))
 
+        for state in sorted(args.cache.glob("*.partial.pt")) if args.cache.is_dir() else []:
+            if (args.cache / state.name.replace(".partial.pt", ".pt")).exists():  # its model came back: done
+                state.unlink()
+                print(f"cache:    {state} dropped (its model is in the cache)")
         cache_mib = sum(p.stat().st_size for p in args.cache.glob("*.pt")) / 2**20 if args.cache.is_dir() else 0
         if cache_mib > 32:
             print(f"WARNING: {args.cache} holds {cache_mib:.0f} MiB: with the wheels it may pass the 64 MiB a device call carries")

@@ -59,6 +59,22 @@ def test_unshipped_spec_is_trained_then_cached(tmp_path, monkeypatch):
     assert not torch.equal(s1.x0, mixture_samples(TINY, 50, seed=4, progress=False).x0)
 
 
+def test_training_resumes_from_its_partial_file_which_refresh_discards(tmp_path, monkeypatch):
+    """mixture_model/image_model train with a resume file beside the cache entry: a leftover file that does
+    not belong to this training is an error (never silently used); refresh=True discards it."""
+    from mi_lib.cache import partial_path
+    from mi_lib.models import training_device_key
+
+    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path))
+    resume = partial_path("mixture-model", {"spec": TINY, **training_device_key("cpu")})
+    resume.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"fingerprint": "another training"}, resume)
+    with pytest.raises(ValueError, match="another training"):
+        mixture_model(TINY, progress=False, checkpoints=None)
+    trained = mixture_model(TINY, progress=False, checkpoints=None, refresh=True)
+    assert trained.source == "trained" and not resume.exists()
+
+
 def test_shipped_checkpoint_is_used_only_for_its_exact_spec(tmp_path, monkeypatch):
     monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path / "cache"))
     folder = tmp_path / "ckpt"

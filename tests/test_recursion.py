@@ -193,6 +193,24 @@ def test_train_0_trains_generation_zero_only(data):
         TINY.replace(train_0={"steps": 5})
 
 
+def test_with_ema_a_generation_is_its_ema_weights_and_no_resume_file_is_left(data, monkeypatch, cache):
+    results = []
+    real_train = recursion.train
+
+    def spy(*args, **kwargs):
+        assert kwargs["resume"].name.endswith(".partial.pt") and kwargs["resume"].parent == cache
+        results.append(real_train(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(recursion, "train", spy)
+    run = _run(data, TINY.replace(train=TrainConfig(steps=15, batch_size=32, ema_decay=0.8), warm_start=True))
+    for g, result in zip(run.generations, results):
+        ema, live = result.ema_model.state_dict(), result.model.state_dict()
+        kept = g.model.state_dict()
+        assert all(torch.equal(kept[k], ema[k].cpu()) for k in kept) and not all(torch.equal(kept[k], live[k]) for k in kept)
+    assert not list(cache.glob("*.partial.pt"))
+
+
 def test_generation_zero_from_a_spec_uses_mixture_model(monkeypatch):
     spec = MixtureModelSpec("grid", n_train=64, model=TINY.model, train=TrainConfig(steps=10, batch_size=32), schedule=TINY.schedule)
     run = recursive_training(spec, TINY.replace(generations=1), progress=False)

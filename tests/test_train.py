@@ -120,3 +120,57 @@ def test_bad_fast_options(options, error, match):
 def test_real_torch_compile_trains_like_eager():
     ref, compiled = _run(steps=20), _run(steps=20, compile=True)
     torch.testing.assert_close(compiled.losses, ref.losses, rtol=1e-3, atol=1e-5)
+
+
+def _fresh_model():
+    torch.manual_seed(123)
+    return MLPDenoiser(SMALL)
+
+
+def test_an_interrupted_training_resumes_bit_for_bit(tmp_path, monkeypatch):
+    """Cut a training off mid-way (an error in optimizer step 23, as a time limit would), start it again with
+    the same resume file: weights, EMA and every loss equal an uninterrupted run's, and the file is gone.
+    Steps 16 and 32 start new epochs (batch 256 of 4,096), so the saved data order is exercised too."""
+    s, config = NoiseSchedule("official"), TrainConfig(steps=40, batch_size=256, seed=7, ema_decay=0.9)
+    whole = train(_fresh_model(), _data(), s, config, progress=False)
+    state = tmp_path / "state.partial.pt"
+    real_step, calls = torch.optim.Adam.step, []
+
+    def failing_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 24:
+            raise KeyboardInterrupt("time limit")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", failing_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(_fresh_model(), _data(), s, config, progress=False, resume=state, save_every_s=0)
+    monkeypatch.setattr(torch.optim.Adam, "step", real_step)
+    assert state.exists() and torch.load(state, weights_only=True)["step"] == 23
+    resumed = train(_fresh_model(), _data(), s, config, progress=False, resume=state, save_every_s=0)
+    assert not state.exists()
+    assert torch.equal(resumed.losses, whole.losses)
+    for a, b in [(resumed.model, whole.model), (resumed.ema_model, whole.ema_model)]:
+        assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_a_resume_file_of_another_training_is_refused(tmp_path, monkeypatch):
+    s, state = NoiseSchedule("official"), tmp_path / "state.partial.pt"
+    real_step, calls = torch.optim.Adam.step, []
+
+    def failing_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", failing_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(_fresh_model(), _data(), s, TrainConfig(steps=10, batch_size=256), progress=False, resume=state, save_every_s=0)
+    monkeypatch.setattr(torch.optim.Adam, "step", real_step)
+    for other in [dict(config=TrainConfig(steps=10, batch_size=256, lr=2e-3)), dict(data=_data() * 1.01)]:
+        with pytest.raises(ValueError, match="another training"):
+            train(_fresh_model(), other.get("data", _data()), s, other.get("config", TrainConfig(steps=10, batch_size=256)),
+                  progress=False, resume=state)
+    with pytest.raises(ValueError, match="save_every_s"):
+        train(_fresh_model(), _data(), s, TrainConfig(steps=2), progress=False, save_every_s=-1)
