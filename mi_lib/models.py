@@ -298,6 +298,7 @@ def _trained_model(
         if refresh:
             resume.unlink(missing_ok=True)
         payload = cached(name, key_config, lambda: train_payload(spec, device, progress, resume), refresh=refresh)
+        resume.unlink(missing_ok=True)  # stored: the training state is no longer needed
     model = initial_model(spec.model, 0)
     model.load_state_dict(payload["state_dict"])
     origin = f"shipped:{spec_key(spec)}" if source == "shipped" else f"trained:{device.type}"

@@ -334,6 +334,7 @@ def recursive_training(
                     return {"state_dict": _state(final), "losses": out.losses, "wall_time_s": out.wall_time_s}
 
                 payload = cached("recursion-model", model_config, fit)
+                partial_path("recursion-model", model_config).unlink(missing_ok=True)  # stored: the training state is done
                 model = initial_model(config.model, 0)
                 model.load_state_dict(payload["state_dict"])
                 model = model.to(device).eval()

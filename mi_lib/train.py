@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -101,8 +102,10 @@ def train(
     GPU and the default Adam elsewhere (on the CPU the results are those of ``fused=False``).
 
     ``resume``: a file for the training state (see the module docstring). It is written (atomically) every
-    ``save_every_s`` seconds of training and removed when training completes; a file left by another training
-    (other config, data, model or fast paths) is an error, never silently reused. ``wall_time_s`` then counts
+    ``save_every_s`` seconds of training, and once more at the end if it was written at all, so that a kill
+    before the caller has stored the result loses nothing: the caller deletes it then (resuming from a final
+    state returns the finished model at once). A file left by another training (other config, data, initial
+    weights, schedule, device or fast paths) is an error, never silently reused. ``wall_time_s`` then counts
     the time of every part."""
     if not isinstance(data, Tensor) or data.dim() < 2 or data.shape[0] < 1:
         raise ValueError(f"data must be a tensor of shape (N, ...) with N >= 1, got {getattr(data, 'shape', type(data))}")
@@ -127,12 +130,12 @@ def train(
     state_path = Path(resume) if resume is not None else None
     first_step, earlier_s = 0, 0.0
     if state_path is not None:
-        fingerprint = _fingerprint(model, data, config, precision, compile, fused)
+        fingerprint = _fingerprint(model, data, schedule, config, precision, compile, fused)
         if state_path.exists():
             state = torch.load(state_path, map_location="cpu", weights_only=True)
             if state.get("fingerprint") != fingerprint:
-                raise ValueError(f"{state_path} holds the state of another training (config, data, model or fast paths differ); "
-                                 "delete it to start this one from scratch")
+                raise ValueError(f"{state_path} holds the state of another training (config, data, initial weights, schedule, "
+                                 "device or fast paths differ); delete it to start this one from scratch")
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             if ema is not None:
@@ -142,6 +145,17 @@ def train(
             first_step, earlier_s = int(state["step"]), float(state["wall_time_s"])
             losses[:first_step] = state["losses"].to(device)
     start = last_save = time.perf_counter()
+
+    def save(next_step: int) -> None:
+        state = {
+            "fingerprint": fingerprint, "step": next_step, "wall_time_s": earlier_s + time.perf_counter() - start,
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "ema": ema.state_dict() if ema is not None else {},
+            "generator": gen.get_state(), "order": order.cpu(), "losses": losses[:next_step].cpu(),
+        }
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        _store(state_path, state_path.stem, buffer.getvalue())
+
     with progress_bar(total=config.steps, desc="training", disable=not progress, initial=first_step) as bar, precision_flags(precision, device):
         for step in range(first_step, config.steps):
             k = step % per_epoch
@@ -162,30 +176,35 @@ def train(
                 bar.update(step + 1 - bar.n)
                 bar.set_postfix(loss=f"{losses[step].item():.4f}", refresh=False)
             if state_path is not None and step + 1 < config.steps and time.perf_counter() - last_save >= save_every_s:
-                state = {
-                    "fingerprint": fingerprint, "step": step + 1, "wall_time_s": earlier_s + time.perf_counter() - start,
-                    "model": model.state_dict(), "optimizer": opt.state_dict(), "ema": ema.state_dict() if ema is not None else {},
-                    "generator": gen.get_state(), "order": order.cpu(), "losses": losses[: step + 1].cpu(),
-                }
-                buffer = io.BytesIO()
-                torch.save(state, buffer)
-                _store(state_path, state_path.stem, buffer.getvalue())
+                save(step + 1)
                 last_save = time.perf_counter()
+    # A training that saved its state ends by saving the final one: the caller removes it once the result is
+    # stored, so a kill in between loses nothing (a final state resumes to the finished model at once).
+    if state_path is not None and state_path.exists() and first_step < config.steps:
+        save(config.steps)
     model.eval()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    if state_path is not None:
-        state_path.unlink(missing_ok=True)
     return TrainResult(model, losses.cpu(), ema, earlier_s + time.perf_counter() - start)
 
 
-def _fingerprint(model: nn.Module, data: Tensor, config: TrainConfig, precision: str, compile: bool | str, fused: bool) -> str:
-    """What a saved training state must match to be resumed: the config, the data (shape, dtype and two sums),
-    the model (class and parameter shapes) and the fast paths."""
-    d = data.detach().double()
+def _sha(tensors: list[Tensor]) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(str((tuple(t.shape), t.dtype)).encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _fingerprint(model: nn.Module, data: Tensor, schedule: NoiseSchedule, config: TrainConfig, precision: str, compile: bool | str,
+                 fused: bool) -> str:
+    """What a saved training state must match to be resumed: the config, the data and the initial weights (by
+    content), the schedule's betas, the device type and the fast paths."""
     return json.dumps({
         "config": {k: repr(v) for k, v in dataclasses.asdict(config).items()},
-        "data": [list(data.shape), str(data.dtype), repr(float(d.sum())), repr(float(d.square().sum()))],
-        "model": [type(model).__name__, [[k, list(v.shape)] for k, v in model.state_dict().items()]],
+        "data": _sha([data]),
+        "initial_weights": [type(model).__name__, _sha(list(model.state_dict().values()))],
+        "betas": _sha([schedule.beta_64]),
+        "device": data.device.type,
         "fast": [precision, repr(compile), fused],
     }, sort_keys=True)

@@ -13,7 +13,7 @@
 # in .whl/cache/, which the next call carries), so the same command run again goes on from there -- a training
 # longer than one call too. The tarball is rewritten after every chapter, so it comes back even if the command
 # is killed. The device tool returns files of at most 16 MiB: a larger tarball comes back in parts
-# (paper-scale-<time>.tar.gz.part-00, -01, ...; paper_unpack.py joins them).
+# (paper-scale-<time>.tar.gz.part-00-of-03, -01-of-03, ...; paper_unpack.py joins them).
 #
 # Environment (all optional):
 #   OUT        where the tarball goes (set by the device tool; default _build/paper-scale-out)
@@ -22,8 +22,10 @@
 #   WHEELS     folder of carried wheels (default .whl); SITE where they are installed (default /tmp/site)
 #   MI_CACHE_DIR  the cache of trained models and samples (default .mi_cache in the repo root); entries in
 #              $WHEELS/cache/ (carried) are copied into it first
-#   CACHE_KB   new cache entries up to this size go back in the tarball (default 30720: models and training
-#              states -- a 1.5M-parameter UNet is 6.2 MB, its training state 25 MB -- not sample sets)
+#   CACHE_KB   trained models and training states up to this size go back in the tarball (default 30720: a
+#              1.5M-parameter UNet is 6.2 MB, its training state 25 MB); SMALL_KB other entries (default 4096,
+#              so sample sets stay behind); OUT_KB all of it together (default 61440, inside the 64 MiB the
+#              device tool returns; training states first, then models)
 #   PART_KB    tarball parts of at most this many KiB (default 15360, under the device tool's 16 MiB a file)
 # What comes back: $OUT/paper-scale-<time>.tar.gz holding paper-scale/{executed/*.ipynb, results/*.json,
 # cache/*.pt, logs/*.log, timing.tsv, run.txt}, and $OUT/timing.tsv. Here again: make paper-cache FROM=...
@@ -35,6 +37,8 @@ REPO=$PWD
 SCALE=${SCALE:-paper}
 BUDGET_S=${BUDGET_S:-560}
 CACHE_KB=${CACHE_KB:-30720}
+SMALL_KB=${SMALL_KB:-4096}
+OUT_KB=${OUT_KB:-61440}
 PART_KB=${PART_KB:-15360}
 WHEELS=${WHEELS:-.whl}
 SITE=${SITE:-/tmp/site}
@@ -118,23 +122,34 @@ else
     COMMIT="unknown (no .git and no $WHEELS/COMMIT)"
 fi
 
-pack() {  # the tarball, rewritten whole after every chapter (tmp + rename: never half-written)
-    # with this call's new cache entries of at most CACHE_KB (trained models and training states, not sample
-    # sets); a training state is copied afresh each time (it moves on), and dropped once its model is done
-    mkdir -p "$PACK/cache"
-    find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*.pt' ! -name '*.partial.pt' -newer "$WORK/started" -size -"${CACHE_KB}k" -exec cp -n {} "$PACK/cache/" \; 2>/dev/null
-    rm -f "$PACK"/cache/*.partial.pt
-    find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*.partial.pt' -newer "$WORK/started" -size -"${CACHE_KB}k" -exec cp {} "$PACK/cache/" \; 2>/dev/null
+pack() {  # the tarball, rewritten whole after every chapter (tmp + rename in $OUT: never half-written)
+    # with this call's new cache entries, within what the device tool returns (OUT_KB in all): training states
+    # first (they hold the most device time), then trained models (each at most CACHE_KB), then small entries
+    # (at most SMALL_KB; sample sets stay behind, they are recomputed)
+    rm -rf "$PACK/cache" && mkdir -p "$PACK/cache"
+    local left f kb
+    left=$(( OUT_KB - $(du -sk "$PACK" | cut -f1) - 64 ))
+    while IFS= read -r f; do
+        [[ -n $f ]] || continue
+        kb=$(( ($(stat -c %s "$f") + 1023) / 1024 ))
+        if (( kb <= left )); then cp "$f" "$PACK/cache/" && left=$(( left - kb )); else say "not brought back (no room): ${f##*/}"; fi
+    done < <(
+        find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*.partial.pt' -newer "$WORK/started" -size -"${CACHE_KB}k" 2>/dev/null
+        find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*-model-*.pt' ! -name '*.partial.pt' -newer "$WORK/started" -size -"${CACHE_KB}k" 2>/dev/null
+        find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*.pt' ! -name '*-model-*.pt' ! -name '*.partial.pt' -newer "$WORK/started" -size -"${SMALL_KB}k" 2>/dev/null
+    )
     cp "$PACK/timing.tsv" "$OUT/timing.tsv"
-    tar -czf "$WORK/tarball.tmp" -C "$WORK" paper-scale || return
-    rm -f "$WORK"/part-*
-    if (( $(stat -c %s "$WORK/tarball.tmp") <= PART_KB * 1024 )); then
-        rm -f "$OUT/paper-scale-$STAMP.tar.gz".part-*
-        mv -f "$WORK/tarball.tmp" "$OUT/paper-scale-$STAMP.tar.gz"
-    else
-        split -b "${PART_KB}k" -d -a 2 "$WORK/tarball.tmp" "$WORK/part-" && rm -f "$OUT/paper-scale-$STAMP.tar.gz"*
-        for part in "$WORK"/part-*; do mv -f "$part" "$OUT/paper-scale-$STAMP.tar.gz.${part##*/}"; done
+    local tmp="$OUT/.paper-scale-$STAMP.tmp" name="paper-scale-$STAMP.tar.gz" part n i
+    rm -rf "$tmp" && mkdir -p "$tmp" || return
+    tar -czf "$tmp/$name" -C "$WORK" paper-scale || return
+    if (( $(stat -c %s "$tmp/$name") > PART_KB * 1024 )); then  # parts named .part-<i>-of-<n>, so a missing one shows
+        split -b "${PART_KB}k" -d -a 2 "$tmp/$name" "$tmp/part-" || return
+        rm -f "$tmp/$name"
+        n=$(find "$tmp" -maxdepth 1 -name 'part-*' | wc -l)
+        for part in "$tmp"/part-*; do i=${part##*/part-}; mv "$part" "$tmp/$name.part-$i-of-$(printf %02d "$n")"; done
     fi
+    rm -f "$OUT/$name" "$OUT/$name".part-*
+    mv -f "$tmp"/* "$OUT"/ && rmdir "$tmp"
 }
 
 { echo "date: $STAMP (UTC)"; echo "scale: $SCALE"; echo "commit: $COMMIT"; echo "chapters: ${CHAPTERS[*]}"

@@ -3,16 +3,16 @@
     python scripts/paper_unpack.py FROM [FROM ...] [--results results] [--executed _build/executed/paper/chapters]
     python scripts/paper_unpack.py FROM [FROM ...] --cache-only [--cache .whl/cache]   # make paper-cache
 
-FROM is a tarball paper-scale-*.tar.gz (or the first of its parts, paper-scale-*.tar.gz.part-00: a tarball over
-16 MiB comes back in parts, which are joined here), a folder holding such tarballs (the device tool's files
+FROM is a tarball paper-scale-*.tar.gz (or any of its parts, paper-scale-*.tar.gz.part-00-of-NN, ...: a tarball
+over 15 MiB comes back in parts, which are joined here; a missing part is one clear error), a folder holding such tarballs (the device tool's files
 folder), or an unpacked paper-scale/ folder. For each chapter that ran "ok" (timing.tsv), its executed notebook is copied to
 --executed and its results JSON is merged into --results, one scale entry at a time (results/<chapter>.json
 keeps its other scales). A chapter that failed or timed out brings no results; its notebook is used only when
 no FROM has it "ok" (the book then shows the error). Later FROMs win over earlier ones. The total and
 per-chapter times of every run are printed. The cache entries a run brought back (trained models, and the
 saved state of a training cut off mid-way: *.partial.pt) go to --cache, which the next device call carries
-inside .whl, so a chapter -- or a training -- longer than one call can go on. A later training state replaces
-an earlier one; one whose model has come back is dropped.
+inside .whl, so a chapter -- or a training -- longer than one call can go on. Of two states of one training the
+one further on is kept; one whose model has come back is dropped.
 """
 
 from __future__ import annotations
@@ -29,12 +29,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _step(state: Path) -> int:
+    """How far a saved training state (mi_lib.train's resume file) has got."""
+    import torch  # here: the rest of this script needs no torch
+
+    return int(torch.load(state, map_location="cpu", weights_only=True)["step"])
+
+
 def _joined(first_part: Path, scratch: Path) -> Path:
-    """The tarball whose parts are ``<name>.part-00``, ``-01``, ... beside ``first_part``, joined in ``scratch``."""
-    base = first_part.name.rsplit(".part-", 1)[0]
+    """The tarball whose parts are ``<name>.part-00-of-NN``, ``-01-of-NN``, ... beside ``first_part``, joined in
+    ``scratch``."""
+    base, _, tail = first_part.name.partition(".part-")
+    if "-of-" not in tail or not tail.rsplit("-of-", 1)[1].isdigit():
+        raise SystemExit(f"{first_part}: not a part named <tarball>.part-<i>-of-<n>")
+    n = int(tail.rsplit("-of-", 1)[1])
     parts = sorted(first_part.parent.glob(f"{base}.part-*"))
-    if [p.name.rsplit("-", 1)[1] for p in parts] != [f"{i:02d}" for i in range(len(parts))]:
-        raise SystemExit(f"{first_part.parent}: the parts of {base} are {[p.name for p in parts]}, not -00, -01, ... in a row")
+    if [p.name for p in parts] != [f"{base}.part-{i:02d}-of-{n:02d}" for i in range(n)]:
+        raise SystemExit(f"{first_part.parent}: {base} came back in parts {[p.name for p in parts]}, not all {n} of them: "
+                         "the device tool left some behind (see its files_left_out)")
     joined = scratch / f"joined-{len(list(scratch.iterdir()))}-{base}"
     with open(joined, "wb") as out:
         for part in parts:
@@ -55,8 +67,8 @@ def runs_in(source: Path, scratch: Path) -> list[Path]:
         return [source]
     if (source / "paper-scale").is_dir():
         return [source / "paper-scale"]
-    tarballs = sorted([*source.glob("paper-scale-*.tar.gz"), *source.glob("paper-scale-*.tar.gz.part-00")],
-                      key=lambda p: p.name.rsplit(".part-", 1)[0])
+    parted = {p.name.partition(".part-")[0]: p for p in sorted(source.glob("paper-scale-*.tar.gz.part-*"))}  # one part per tarball
+    tarballs = sorted([*source.glob("paper-scale-*.tar.gz"), *parted.values()], key=lambda p: p.name.partition(".part-")[0])
     if not tarballs:
         raise SystemExit(f"{source}: no paper-scale-*.tar.gz, paper-scale/ or timing.tsv in it")
     return [run for t in tarballs for run in runs_in(t, scratch)]
@@ -82,8 +94,8 @@ def main() -> None:
             for run in runs_in(source, scratch):
                 for entry in sorted((run / "cache").glob("*.pt")):
                     args.cache.mkdir(parents=True, exist_ok=True)
-                    partial = entry.name.endswith(".partial.pt")  # a training state: the later one wins
-                    if partial or not (args.cache / entry.name).exists():
+                    target = args.cache / entry.name
+                    if not target.exists() or entry.name.endswith(".partial.pt") and _step(entry) > _step(target):
                         shutil.copy2(entry, args.cache / entry.name)
                         print(f"cache:    {args.cache / entry.name} ({entry.stat().st_size / 2**20:.1f} MiB)")
                 info = (run / "run.txt").read_text() if (run / "run.txt").exists() else ""

@@ -148,31 +148,36 @@ def test_unpack_cache_only_touches_nothing_else(tmp_path):
     assert not list(results.glob("*")) and not list(executed.glob("*"))
 
 
-def test_unpack_joins_parts_keeps_the_latest_training_state_and_drops_finished_ones(tmp_path):
-    """A tarball over 16 MiB comes back as .part-00, -01, ...; training states (*.partial.pt) move on from call
-    to call, so the later one wins, and one whose model came back is dropped."""
+def test_unpack_joins_parts_keeps_the_furthest_training_state_and_drops_finished_ones(tmp_path):
+    """A tarball over 15 MiB comes back as .part-00-of-03, ...; of two states of one training (*.partial.pt) the
+    one further on is kept, whatever the order of FROM; one whose model came back is dropped."""
+    import torch
+
     files, cache = tmp_path / "files", tmp_path / "cache"
     files.mkdir()
-    for name, content in (("a", b"state after call a"), ("b", b"state after call b")):
+    for name, step in (("a", 30), ("b", 10)):  # call b's state is behind call a's (say, an older run unpacked again)
         run = _run_folder(tmp_path, name, [("02_x", "timeout")], {"02_x": 1.0})
-        (run / "cache" / "job.partial.pt").write_bytes(content)
+        torch.save({"step": step}, run / "cache" / "job.partial.pt")
         tarball = files / f"paper-scale-2026010{ord(name) - 96}-000000.tar.gz"
         with tarfile.open(tarball, "w:gz") as tar:
             tar.add(run, arcname="paper-scale")
-        if name == "b":  # the second call's tarball came back in three parts
+        if name == "b":  # this call's tarball came back in three parts
             data = tarball.read_bytes()
             third = len(data) // 3 + 1
             for i in range(3):
-                (files / f"{tarball.name}.part-{i:02d}").write_bytes(data[i * third : (i + 1) * third])
+                (files / f"{tarball.name}.part-{i:02d}-of-03").write_bytes(data[i * third : (i + 1) * third])
             tarball.unlink()
     unpack = [sys.executable, str(ROOT / "scripts" / "paper_unpack.py"), "--cache-only", "--cache", str(cache)]
-    subprocess.run([*unpack, str(files)], check=True, capture_output=True)
-    assert (cache / "job.partial.pt").read_bytes() == b"state after call b"
+    out = subprocess.run([*unpack, str(files)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "02_x" in out.stdout and out.stdout.count("timeout") == 2  # both calls read, the parted one too
+    assert torch.load(cache / "job.partial.pt", weights_only=True)["step"] == 30
     assert sorted(p.name for p in cache.iterdir()) == ["job.partial.pt", "model-a.pt", "model-b.pt"]
     done = _run_folder(tmp_path, "c", [("02_x", "ok")], {"02_x": 1.0})
     (done / "cache" / "job.pt").write_bytes(b"the trained model")
     out = subprocess.run([*unpack, str(done)], check=True, capture_output=True, text=True)
     assert not (cache / "job.partial.pt").exists() and (cache / "job.pt").exists() and "dropped" in out.stdout
-    (files / "paper-scale-20260102-000000.tar.gz.part-01").unlink()  # a part that did not come back: one clear error
-    bad = subprocess.run([*unpack, str(files)], capture_output=True, text=True)
-    assert bad.returncode != 0 and "not -00, -01, ... in a row" in bad.stderr
+    for lost in ("part-02-of-03", "part-00-of-03"):  # a part left behind, the last or the first: one clear error
+        (files / f"paper-scale-20260102-000000.tar.gz.{lost}").unlink()
+        bad = subprocess.run([*unpack, str(files)], capture_output=True, text=True)
+        assert bad.returncode != 0 and "not all 3 of them" in bad.stderr

@@ -204,6 +204,7 @@ def test_with_ema_a_generation_is_its_ema_weights_and_no_resume_file_is_left(dat
 
     monkeypatch.setattr(recursion, "train", spy)
     run = _run(data, TINY.replace(train=TrainConfig(steps=15, batch_size=32, ema_decay=0.8), warm_start=True))
+    assert len(results) == len(run.generations) == 2
     for g, result in zip(run.generations, results):
         ema, live = result.ema_model.state_dict(), result.model.state_dict()
         kept = g.model.state_dict()

@@ -145,13 +145,25 @@ def test_an_interrupted_training_resumes_bit_for_bit(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.optim.Adam, "step", failing_step)
     with pytest.raises(KeyboardInterrupt):
         train(_fresh_model(), _data(), s, config, progress=False, resume=state, save_every_s=0)
-    monkeypatch.setattr(torch.optim.Adam, "step", real_step)
     assert state.exists() and torch.load(state, weights_only=True)["step"] == 23
+    calls.clear()
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (calls.append(1), real_step(self, *a, **k))[1])
     resumed = train(_fresh_model(), _data(), s, config, progress=False, resume=state, save_every_s=0)
-    assert not state.exists()
+    assert len(calls) == 40 - 23  # it went on from step 23, not from the start
     assert torch.equal(resumed.losses, whole.losses)
     for a, b in [(resumed.model, whole.model), (resumed.ema_model, whole.ema_model)]:
         assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    # the final state stays until the caller has stored the result: resuming it returns the model at once
+    assert torch.load(state, weights_only=True)["step"] == 40
+    again = train(_fresh_model(), _data(), s, config, progress=False, resume=state)
+    assert len(calls) == 40 - 23 and torch.equal(again.losses, whole.losses)
+    assert all(torch.equal(p, q) for p, q in zip(again.model.state_dict().values(), whole.model.state_dict().values()))
+
+
+def test_a_short_training_writes_no_state(tmp_path):
+    state = tmp_path / "state.partial.pt"
+    train(_fresh_model(), _data(), NoiseSchedule("official"), TrainConfig(steps=5, batch_size=256), progress=False, resume=state)
+    assert not state.exists()  # never saved (under save_every_s), so nothing to remove afterwards
 
 
 def test_a_resume_file_of_another_training_is_refused(tmp_path, monkeypatch):
@@ -168,9 +180,11 @@ def test_a_resume_file_of_another_training_is_refused(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train(_fresh_model(), _data(), s, TrainConfig(steps=10, batch_size=256), progress=False, resume=state, save_every_s=0)
     monkeypatch.setattr(torch.optim.Adam, "step", real_step)
-    for other in [dict(config=TrainConfig(steps=10, batch_size=256, lr=2e-3)), dict(data=_data() * 1.01)]:
+    others = [dict(config=TrainConfig(steps=10, batch_size=256, lr=2e-3)), dict(data=_data().flip(0)),  # same sums, other order
+              dict(schedule=NoiseSchedule("standard")), dict(model=MLPDenoiser(SMALL))]  # other initial weights
+    for other in others:
         with pytest.raises(ValueError, match="another training"):
-            train(_fresh_model(), other.get("data", _data()), s, other.get("config", TrainConfig(steps=10, batch_size=256)),
-                  progress=False, resume=state)
+            train(other.get("model", _fresh_model()), other.get("data", _data()), other.get("schedule", s),
+                  other.get("config", TrainConfig(steps=10, batch_size=256)), progress=False, resume=state)
     with pytest.raises(ValueError, match="save_every_s"):
         train(_fresh_model(), _data(), s, TrainConfig(steps=2), progress=False, save_every_s=-1)
