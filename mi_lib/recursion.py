@@ -321,6 +321,7 @@ def recursive_training(
                     **training_device_key(device),
                 }
                 model_key = config_key("recursion-model", model_config)
+                resume = partial_path("recursion-model", model_config)  # a training cut off goes on from here
                 computed = []
 
                 def fit() -> dict[str, Any]:
@@ -328,13 +329,12 @@ def recursive_training(
                     net = initial_model(config.model, seeds.train)
                     if init is not None:
                         net.load_state_dict(init.state_dict())
-                    out = train(net, data.to(device), schedule, train_config, progress=progress,
-                                resume=partial_path("recursion-model", model_config))
+                    out = train(net, data.to(device), schedule, train_config, progress=progress, resume=resume)
                     final = out.ema_model if out.ema_model is not None else out.model  # with EMA, its weights are the model
                     return {"state_dict": _state(final), "losses": out.losses, "wall_time_s": out.wall_time_s}
 
                 payload = cached("recursion-model", model_config, fit)
-                partial_path("recursion-model", model_config).unlink(missing_ok=True)  # stored: the training state is done
+                resume.unlink(missing_ok=True)  # stored: the training state is done
                 model = initial_model(config.model, 0)
                 model.load_state_dict(payload["state_dict"])
                 model = model.to(device).eval()

@@ -50,13 +50,19 @@ def main() -> int:
     assert set(np.unique(labels).tolist()) == set(range(10))
     arrays = {"images": images.astype(np.uint8), "labels": labels.astype(np.uint8)}
     assert np.array_equal(arrays["images"], images) and np.array_equal(arrays["labels"], labels)
-    data = deterministic_npz(arrays)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_bytes(data)
-    print(f"wrote {OUT} ({len(data):,} bytes) from scikit-learn {sklearn_version}")
-    print(f"sha256 {hashlib.sha256(data).hexdigest()}")
-    print(f"labels per class {np.bincount(labels, minlength=10).tolist()}")
+    write_npz(OUT, arrays, f"scikit-learn {sklearn_version}")
     return 0
+
+
+def write_npz(out: Path, arrays: dict[str, np.ndarray], source: str) -> None:
+    """Write ``arrays`` (with ``labels``) to ``out`` with :func:`deterministic_npz`; print its size, sha256 and
+    the labels per class (what the data READMEs record)."""
+    data = deterministic_npz(arrays)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    print(f"wrote {out} ({len(data):,} bytes) from {source}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
+    print(f"sha256 {hashlib.sha256(data).hexdigest()}")
+    print(f"labels per class {np.bincount(arrays['labels'], minlength=10).tolist()}")
 
 
 if __name__ == "__main__":

