@@ -2,7 +2,19 @@
 # Execute chapters at paper scale on the lent GPU machine (no jupyter, no package index there) and pack the
 # executed notebooks, their results/*.json and a timing log into ONE tarball under $OUT.
 #
-#   bash scripts/paper_scale.sh [CHAPTER...]        # from the repo root, with .whl carried (make gpu-wheels)
+#   bash scripts/paper_scale.sh [CHAPTER...]            # from the repo root, with .whl carried (make gpu-wheels)
+#   bash scripts/paper_scale.sh --detach [CHAPTER...]   # the same run in its own process session, then --follow
+#   bash scripts/paper_scale.sh --follow                # wait for the detached run, bring back its latest tarball
+#
+# Detached: a device command lasts at most 10 minutes, but a process that starts its own session runs on until
+# the machine goes back (30 minutes held at most, and 30 s after a call returns if no other call comes). So
+# --detach starts the whole run (BUDGET_S default 1440) under setsid, and it and every --follow call wait up to
+# FOLLOW_S (default 540) seconds for it, then put its tarball in $OUT -- the final one once it has ended, else a
+# snapshot of it now (executed notebooks so far, results, the models and training states written so far). Make
+# the next --follow call at once (within 30 s), until one says the run has ended; a machine that goes back
+# early loses only what came after the last snapshot. This turns a session's device time into one long run:
+# a sampling run longer than one call finishes, and trainings are not cut at call boundaries. LIVE (default
+# /tmp/paper-scale-live) is the detached run's folder.
 #
 # CHAPTER is a notebook's name without .ipynb (02_mode_interpolation_1d) or a prefix of it (02); none: all.
 # Each chapter runs with papermill (-p scale paper, --cwd chapters, kernel "python3" = this python3), even if
@@ -18,7 +30,9 @@
 # Environment (all optional):
 #   OUT        where the tarball goes (set by the device tool; default _build/paper-scale-out)
 #   SCALE      the chapters' scale (default paper; SCALE=ci is for a dry run of this script on a CPU)
-#   BUDGET_S   seconds for all chapters of this call (default 560, inside the device's 600-s command limit)
+#   BUDGET_S   seconds for all chapters of this call (default 560, inside the device's 600-s command limit;
+#              --detach: 1440, set it to the session's device time left less ~6 minutes)
+#   FOLLOW_S   how long --detach and --follow wait for the detached run before bringing back a snapshot (540)
 #   WHEELS     folder of carried wheels (default .whl); SITE where they are installed (default /tmp/site)
 #   MI_CACHE_DIR  the cache of trained models and samples (default .mi_cache in the repo root); entries in
 #              $WHEELS/cache/ (carried) are copied into it first
@@ -34,8 +48,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 REPO=$PWD
+MODE=run
+case ${1:-} in --detach | --follow) MODE=${1#--}; shift ;; esac
+LIVE=${LIVE:-/tmp/paper-scale-live}
 SCALE=${SCALE:-paper}
-BUDGET_S=${BUDGET_S:-560}
+if [[ $MODE == detach ]]; then BUDGET_S=${BUDGET_S:-1440}; else BUDGET_S=${BUDGET_S:-560}; fi
+FOLLOW_S=${FOLLOW_S:-540}
 CACHE_KB=${CACHE_KB:-30720}
 SMALL_KB=${SMALL_KB:-4096}
 OUT_KB=${OUT_KB:-61440}
@@ -43,13 +61,79 @@ PART_KB=${PART_KB:-15360}
 WHEELS=${WHEELS:-.whl}
 SITE=${SITE:-/tmp/site}
 OUT=${OUT:-$REPO/_build/paper-scale-out}
-STAMP=$(date -u +%Y%m%d-%H%M%S)
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/paper-scale.XXXXXX")
-PACK=$WORK/paper-scale
-mkdir -p "$OUT" "$PACK/executed" "$PACK/results" "$PACK/logs" || exit 2
+export MI_CACHE_DIR=${MI_CACHE_DIR:-$REPO/.mi_cache}
 START=$SECONDS
 
 say() { echo "[paper_scale] $*" | tee -a "$PACK/run.txt"; }
+
+pack() {  # pack DEST: the tarball of $PACK with this run's new cache entries -> DEST (default $OUT), rewritten whole
+    # (staged in a copy, tmp + rename in DEST: never half-written, and a --follow snapshot can pack while the run
+    # goes on), within what the device tool returns (OUT_KB in all): training states first (they hold the most
+    # device time), then trained models (each at most CACHE_KB), then small entries (at most SMALL_KB; sample
+    # sets stay behind, they are recomputed)
+    local dest=${1:-$OUT} stage left f kb
+    stage=$(mktemp -d "$WORK/stage.XXXXXX") || return
+    cp -r "$PACK" "$stage/paper-scale" && mkdir -p "$stage/paper-scale/cache" || { rm -rf "$stage"; return 1; }
+    left=$(( OUT_KB - $(du -sk "$stage/paper-scale" | cut -f1) - 64 ))
+    while IFS= read -r f; do
+        [[ -n $f ]] || continue
+        kb=$(( ($(stat -c %s "$f") + 1023) / 1024 ))
+        if (( kb <= left )); then cp "$f" "$stage/paper-scale/cache/" && left=$(( left - kb )); else say "not brought back (no room): ${f##*/}"; fi
+    done < <(
+        find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*.partial.pt' -newer "$WORK/started" -size -"${CACHE_KB}k" 2>/dev/null
+        find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*-model-*.pt' ! -name '*.partial.pt' -newer "$WORK/started" -size -"${CACHE_KB}k" 2>/dev/null
+        find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*.pt' ! -name '*-model-*.pt' ! -name '*.partial.pt' -newer "$WORK/started" -size -"${SMALL_KB}k" 2>/dev/null
+    )
+    mkdir -p "$dest" && cp "$PACK/timing.tsv" "$dest/timing.tsv"
+    local tmp="$dest/.paper-scale-$STAMP.tmp" name="paper-scale-$STAMP.tar.gz" part n i
+    rm -rf "$tmp" && mkdir -p "$tmp" || { rm -rf "$stage"; return 1; }
+    tar -czf "$tmp/$name" -C "$stage" paper-scale || { rm -rf "$stage" "$tmp"; return 1; }
+    rm -rf "$stage"
+    if (( $(stat -c %s "$tmp/$name") > PART_KB * 1024 )); then  # parts named .part-<i>-of-<n>, so a missing one shows
+        split -b "${PART_KB}k" -d -a 2 "$tmp/$name" "$tmp/part-" || return
+        rm -f "$tmp/$name"
+        n=$(find "$tmp" -maxdepth 1 -name 'part-*' | wc -l)
+        for part in "$tmp"/part-*; do i=${part##*/part-}; mv "$part" "$tmp/$name.part-$i-of-$(printf %02d "$n")"; done
+    fi
+    rm -f "$dest/$name" "$dest/$name".part-*
+    mv -f "$tmp"/* "$dest"/ && rmdir "$tmp"
+}
+
+follow() {  # wait up to FOLLOW_S for the detached run in $LIVE, then its tarball -> $OUT: the final one if it has
+    # ended, else a snapshot taken now. Returns the run's exit status once it has ended, 0 while it goes on, 3 if
+    # it died without ending (killed).
+    local waited=0 pid
+    if [[ $MODE == detach ]]; then  # the run just detached writes it first thing
+        for _ in $(seq 150); do [[ -s $LIVE/env || -e $LIVE/exit ]] && break; sleep 0.2; done
+    fi
+    [[ -s $LIVE/env ]] || { echo "[paper_scale] no detached run in $LIVE (start one with --detach)" >&2; return 2; }
+    # shellcheck source=/dev/null
+    source "$LIVE/env"  # the live run's WORK, PACK, STAMP, MI_CACHE_DIR and size limits
+    pid=$(cat "$LIVE/pid" 2>/dev/null)
+    while [[ ! -e $LIVE/exit ]] && ((waited < FOLLOW_S)) && kill -0 "$pid" 2>/dev/null; do sleep 5; waited=$((waited + 5)); done
+    mkdir -p "$OUT"
+    echo "----- the detached run's log (last 40 lines) -----"; tail -n 40 "$LIVE/log"
+    local log; log=$(ls -t "$PACK"/logs/*.log 2>/dev/null | head -n1)
+    [[ -z $log ]] || { echo "----- ${log##*/} (last 15 lines) -----"; tail -n 15 "$log"; }
+    echo "----- timing so far -----"; cat "$PACK/timing.tsv"
+    if [[ -e $LIVE/exit ]]; then
+        cp "$LIVE"/out/* "$OUT"/
+        echo "[paper_scale] the detached run has ENDED (exit $(cat "$LIVE/exit")); its final tarball is in \$OUT"
+        return "$(cat "$LIVE/exit")"
+    fi
+    pack "$OUT"
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "[paper_scale] the detached run GOES ON ($((SECONDS - ${1:-0}))s of this call): a snapshot of it is in \$OUT; call --follow again NOW (the machine goes back 30 s after a call)"
+        return 0
+    fi
+    echo "[paper_scale] the detached run DIED without ending: a snapshot of what it left is in \$OUT" >&2
+    return 3
+}
+
+if [[ $MODE == follow ]]; then
+    (($# == 0)) || { echo "[paper_scale] --follow takes no chapters" >&2; exit 2; }
+    follow 0; exit
+fi
 
 # 1. which chapters (names checked before anything is installed)
 CHAPTERS=()
@@ -61,6 +145,30 @@ for arg in "$@"; do
     elif ((${#matches[@]} == 1)) && [[ -f ${matches[0]} ]]; then m=${matches[0]#chapters/}; CHAPTERS+=("${m%.ipynb}")
     else echo "[paper_scale] no single chapter matches '$arg' in chapters/" >&2; exit 2; fi
 done
+
+if [[ $MODE == detach ]]; then  # the same script, in its own process session: it outlives this call
+    if [[ -s $LIVE/pid && ! -e $LIVE/exit ]] && kill -0 "$(cat "$LIVE/pid")" 2>/dev/null; then
+        echo "[paper_scale] a detached run is already going in $LIVE: --follow it" >&2; exit 2
+    fi
+    rm -rf "$LIVE" && mkdir -p "$LIVE/out" || exit 2
+    OUT=$LIVE/out BUDGET_S=$BUDGET_S PAPER_SCALE_LIVE=$LIVE \
+        python3 -c 'import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])' bash "$REPO/scripts/paper_scale.sh" "${CHAPTERS[@]}" \
+        >"$LIVE/log" 2>&1 </dev/null &
+    echo "[paper_scale] detached: ${CHAPTERS[*]} (budget ${BUDGET_S}s, log $LIVE/log)"
+    follow "$START"; exit
+fi
+
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/paper-scale.XXXXXX")
+PACK=$WORK/paper-scale
+mkdir -p "$OUT" "$PACK/executed" "$PACK/results" "$PACK/logs" || exit 2
+printf 'chapter\tstatus\tseconds\n' >"$PACK/timing.tsv"
+if [[ -n ${PAPER_SCALE_LIVE:-} ]]; then  # the detached run: what --follow needs to find, wait for and snapshot it
+    echo $$ >"$PAPER_SCALE_LIVE/pid"
+    trap 'echo $? >"$PAPER_SCALE_LIVE/exit"' EXIT
+    declare -p WORK PACK STAMP MI_CACHE_DIR CACHE_KB SMALL_KB OUT_KB PART_KB 2>/dev/null | sed 's/^declare -[-a-z]* //' >"$PAPER_SCALE_LIVE/env.tmp"
+    mv "$PAPER_SCALE_LIVE/env.tmp" "$PAPER_SCALE_LIVE/env"
+fi
 
 # 2. the carried wheels -> $SITE (the device tool's recipe); python3 is the machine's, the one with torch.
 if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
@@ -90,7 +198,6 @@ fi
 export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
 export MI_RESULTS_DIR=$PACK/results MI_PROGRESS=0 PYTHONHASHSEED=0 PYTHONUNBUFFERED=1
 export MPLBACKEND=module://matplotlib_inline.backend_inline
-export MI_CACHE_DIR=${MI_CACHE_DIR:-$REPO/.mi_cache}
 # The carried cache: entries that earlier calls brought back (make paper-cache puts them in .whl/cache/), so a
 # chapter longer than one call finishes over several (cache keys hash the config and mi_lib's source).
 if [[ -d $WHEELS/cache ]]; then mkdir -p "$MI_CACHE_DIR" && cp -n "$WHEELS"/cache/*.pt "$MI_CACHE_DIR"/ 2>/dev/null; fi
@@ -122,35 +229,6 @@ else
     COMMIT="unknown (no .git and no $WHEELS/COMMIT)"
 fi
 
-pack() {  # the tarball, rewritten whole after every chapter (tmp + rename in $OUT: never half-written)
-    # with this call's new cache entries, within what the device tool returns (OUT_KB in all): training states
-    # first (they hold the most device time), then trained models (each at most CACHE_KB), then small entries
-    # (at most SMALL_KB; sample sets stay behind, they are recomputed)
-    rm -rf "$PACK/cache" && mkdir -p "$PACK/cache"
-    local left f kb
-    left=$(( OUT_KB - $(du -sk "$PACK" | cut -f1) - 64 ))
-    while IFS= read -r f; do
-        [[ -n $f ]] || continue
-        kb=$(( ($(stat -c %s "$f") + 1023) / 1024 ))
-        if (( kb <= left )); then cp "$f" "$PACK/cache/" && left=$(( left - kb )); else say "not brought back (no room): ${f##*/}"; fi
-    done < <(
-        find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*.partial.pt' -newer "$WORK/started" -size -"${CACHE_KB}k" 2>/dev/null
-        find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*-model-*.pt' ! -name '*.partial.pt' -newer "$WORK/started" -size -"${CACHE_KB}k" 2>/dev/null
-        find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*.pt' ! -name '*-model-*.pt' ! -name '*.partial.pt' -newer "$WORK/started" -size -"${SMALL_KB}k" 2>/dev/null
-    )
-    cp "$PACK/timing.tsv" "$OUT/timing.tsv"
-    local tmp="$OUT/.paper-scale-$STAMP.tmp" name="paper-scale-$STAMP.tar.gz" part n i
-    rm -rf "$tmp" && mkdir -p "$tmp" || return
-    tar -czf "$tmp/$name" -C "$WORK" paper-scale || return
-    if (( $(stat -c %s "$tmp/$name") > PART_KB * 1024 )); then  # parts named .part-<i>-of-<n>, so a missing one shows
-        split -b "${PART_KB}k" -d -a 2 "$tmp/$name" "$tmp/part-" || return
-        rm -f "$tmp/$name"
-        n=$(find "$tmp" -maxdepth 1 -name 'part-*' | wc -l)
-        for part in "$tmp"/part-*; do i=${part##*/part-}; mv "$part" "$tmp/$name.part-$i-of-$(printf %02d "$n")"; done
-    fi
-    rm -f "$OUT/$name" "$OUT/$name".part-*
-    mv -f "$tmp"/* "$OUT"/ && rmdir "$tmp"
-}
 
 { echo "date: $STAMP (UTC)"; echo "scale: $SCALE"; echo "commit: $COMMIT"; echo "chapters: ${CHAPTERS[*]}"
   echo "python: $(command -v python3) $(python3 -c 'import platform; print(platform.python_version())')"
@@ -158,7 +236,6 @@ pack() {  # the tarball, rewritten whole after every chapter (tmp + rename in $O
   python3 -c 'import torch, papermill; print("torch", torch.__version__, "| cuda:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none", "| papermill", papermill.__version__)'
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 } 2>&1 | tee -a "$PACK/run.txt"
-printf 'chapter\tstatus\tseconds\n' >"$PACK/timing.tsv"
 FAILED=()
 
 # 4. the chapters, one after the other
@@ -170,7 +247,7 @@ for ch in "${CHAPTERS[@]}"; do
     say "$ch: papermill -p scale $SCALE (at most ${left}s)"
     t0=$SECONDS
     MI_STATIC_WIDGETS=1 timeout --kill-after=15 "$left" python3 -m papermill "chapters/$ch.ipynb" "$PACK/executed/$ch.ipynb" \
-        -p scale "$SCALE" -k python3 --cwd chapters --no-progress-bar >"$PACK/logs/$ch.log" 2>&1
+        -p scale "$SCALE" -k python3 --cwd chapters --no-progress-bar --log-output >"$PACK/logs/$ch.log" 2>&1
     rc=$?
     dt=$((SECONDS - t0))
     case $rc in
