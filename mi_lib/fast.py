@@ -17,19 +17,30 @@ RuntimeError elsewhere. If ``torch.compile`` itself cannot work on this machine 
 Triton, an unsupported Python) the first call raises one RuntimeError saying so and naming the cause; there
 is no silent fallback, so a timing taken with ``compile=True`` is a compiled timing. On a CPU the first call
 compiles for tens of seconds, and the last, smaller chunk of a sampling run compiles once more.
+
+The runs mi_lib starts itself -- the trainings and sampling runs behind :func:`mi_lib.mixture_model`,
+:func:`~mi_lib.image_model`, their ``*_samples`` and :func:`~mi_lib.recursive_training` -- take their fast
+paths from two environment variables, so a paper-scale run can switch them on without touching a chapter or
+the library (which would invalidate every cache entry): ``MI_FAST_TRAIN`` (``precision``, ``compile``,
+``fused``) and ``MI_FAST_SAMPLE`` (``precision``, ``compile``), each a comma-separated list such as
+``precision=bf16,compile=reduce-overhead,fused=1`` (:func:`env_fast_options`). Unset, they are all off. What
+they ask for enters the cache keys of what those runs produce (a model trained in bf16 is another model) and
+the results files of the chapter (:func:`mi_lib.save_results`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .runtime import require_cuda
 
-__all__ = ["PRECISIONS", "COMPILE_MODES", "check_fast_options", "precision_flags", "FastDenoiser"]
+__all__ = ["PRECISIONS", "COMPILE_MODES", "FAST_ENV", "check_fast_options", "env_fast_options", "precision_flags", "FastDenoiser"]
 
 PRECISIONS = ("float32", "tf32", "bf16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -47,6 +58,50 @@ def _compile_mode(compile: bool | str) -> str | None:
     if isinstance(compile, str) and compile in COMPILE_MODES:
         return compile
     raise ValueError(f"compile must be True, False or one of {COMPILE_MODES}, got {compile!r}")
+
+
+#: The environment variables of :func:`env_fast_options`, per kind of run.
+FAST_ENV = {"train": "MI_FAST_TRAIN", "sample": "MI_FAST_SAMPLE"}
+_FAST_KEYS = {"train": ("precision", "compile", "fused"), "sample": ("precision", "compile")}
+_TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no", "")
+
+
+def env_fast_options(kind: str) -> dict[str, Any]:
+    """The fast paths ``$MI_FAST_TRAIN`` (``kind="train"``) or ``$MI_FAST_SAMPLE`` (``kind="sample"``) asks for,
+    as keyword arguments of :func:`mi_lib.train` / :func:`mi_lib.sample`, holding only what differs from the
+    default (so ``precision=float32`` is the same as unset: ``{}``). The value is a comma-separated list of
+    ``key=value``: ``precision`` (one of :data:`PRECISIONS`), ``compile`` (0/1 or a mode of
+    :data:`COMPILE_MODES`) and, for training, ``fused`` (0/1). Anything else is one ValueError naming the
+    variable; whether the options suit the device is checked where they are used (:func:`check_fast_options`)."""
+    if kind not in FAST_ENV:
+        raise ValueError(f"kind must be one of {sorted(FAST_ENV)}, got {kind!r}")
+    name = FAST_ENV[kind]
+    text = os.environ.get(name, "").strip()
+    options: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = (x.strip() for x in item.partition("="))
+        if not sep or key not in _FAST_KEYS[kind]:
+            raise ValueError(f"${name}={text!r}: {item!r} is not one of {', '.join(k + '=...' for k in _FAST_KEYS[kind])}")
+        if key in options:
+            raise ValueError(f"${name}={text!r}: {key} is given twice")
+        low = value.lower()
+        if key == "precision":
+            if value not in PRECISIONS:
+                raise ValueError(f"${name}={text!r}: precision must be one of {PRECISIONS}, got {value!r}")
+            options[key] = value
+        elif key == "compile":
+            if low in _TRUE or low in _FALSE:
+                options[key] = low in _TRUE
+            elif value in COMPILE_MODES:
+                options[key] = True if value == "default" else value
+            else:
+                raise ValueError(f"${name}={text!r}: compile must be 0, 1 or one of {COMPILE_MODES}, got {value!r}")
+        else:  # fused
+            if low not in _TRUE + _FALSE:
+                raise ValueError(f"${name}={text!r}: fused must be 0 or 1, got {value!r}")
+            options[key] = low in _TRUE
+    defaults = {"precision": "float32", "compile": False, "fused": False}
+    return {key: value for key, value in options.items() if value != defaults[key]}
 
 
 def check_fast_options(precision: str, compile: bool | str, device: torch.device | str) -> None:

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from .cache import _canonical, cached, partial_path
 from .data import DATASETS, GaussianMixture, make_dataset
+from .fast import env_fast_options
 from .nets import MLPConfig, MLPDenoiser
 from .sampling import SampleResult, sample
 from .schedule import OFFICIAL, STANDARD, NoiseSchedule, ScheduleConfig
@@ -233,17 +234,25 @@ def initial_model(config: MLPConfig | UNetConfig, seed: int) -> MLPDenoiser | UN
 
 
 def training_device_key(device: torch.device | str) -> dict[str, Any]:
-    """What a trained model's cache key must hold about where it was trained: the device type and, on the
-    CPU, the thread count (CPU training is not bit-identical across thread counts)."""
+    """What a trained model's cache key must hold about how it was trained: the device type, on the CPU the
+    thread count (CPU training is not bit-identical across thread counts), and the fast paths that
+    ``$MI_FAST_TRAIN`` switches on (:func:`mi_lib.fast.env_fast_options`; none: no key, as before they existed)."""
     device = torch.device(device)
-    return {"device": device.type, **({"cpu_threads": torch.get_num_threads()} if device.type == "cpu" else {})}
+    fast = env_fast_options("train")
+    return {"device": device.type, **({"cpu_threads": torch.get_num_threads()} if device.type == "cpu" else {}),
+            **({"fast": fast} if fast else {})}
+
+
+def _fast_suffix(options: dict[str, Any]) -> str:
+    return "" if not options else " (" + ", ".join(f"{k}={v}" for k, v in sorted(options.items())) + ")"
 
 
 def train_payload(spec: ModelSpec, device: torch.device | str, progress: bool = True, resume: Path | None = None) -> dict[str, Any]:
     """Train ``spec`` now on ``device``; the returned payload is what a checkpoint file stores (the EMA
     weights when ``spec.train.ema_decay`` is set). ``resume``: :func:`mi_lib.train.train`'s training-state file."""
     model = initial_model(spec.model, spec.train.seed)
-    result = train(model, spec.training_data().to(device), NoiseSchedule(spec.schedule), spec.train, progress=progress, resume=resume)
+    result = train(model, spec.training_data().to(device), NoiseSchedule(spec.schedule), spec.train, progress=progress, resume=resume,
+                   **env_fast_options("train"))
     final = result.ema_model if result.ema_model is not None else result.model
     return {
         "spec": _spec_json(spec),
@@ -301,7 +310,7 @@ def _trained_model(
         resume.unlink(missing_ok=True)  # stored: the training state is no longer needed
     model = initial_model(spec.model, 0)
     model.load_state_dict(payload["state_dict"])
-    origin = f"shipped:{spec_key(spec)}" if source == "shipped" else f"trained:{device.type}"
+    origin = f"shipped:{spec_key(spec)}" if source == "shipped" else f"trained:{device.type}{_fast_suffix(env_fast_options('train'))}"
     return TrainedModel(model.to(device).eval(), payload["losses"], float(payload["wall_time_s"]), source, origin)
 
 
@@ -359,11 +368,14 @@ def _samples(
         config["record_steps"] = record_steps
     if clip_x0 is not None:  # likewise
         config["clip_x0"] = float(clip_x0)
+    fast = env_fast_options("sample")
+    if fast:  # likewise ($MI_FAST_SAMPLE)
+        config["fast"] = fast
 
     def compute() -> dict[str, Tensor | None]:
         result = sample(
             trained.model, NoiseSchedule(spec.schedule), n, seed=seed, chunk_size=chunk_size, hal_window=hal_window,
-            record_steps=record_steps, progress=progress, clip_x0=clip_x0,
+            record_steps=record_steps, progress=progress, clip_x0=clip_x0, **fast,
         )
         return {"x0": result.x0, "hal": result.hal, "records": result.records}
 

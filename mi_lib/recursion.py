@@ -38,6 +38,7 @@ from torch import Tensor
 
 from .cache import cached, config_key, partial_path
 from .data import GaussianMixture
+from .fast import env_fast_options
 from .metrics import DEFAULT_K, _check_k
 from .models import ImageModelSpec, MixtureModelSpec, image_model, initial_model, mixture_model, training_device_key
 from .nets import MLPConfig, MLPDenoiser
@@ -329,7 +330,7 @@ def recursive_training(
                     net = initial_model(config.model, seeds.train)
                     if init is not None:
                         net.load_state_dict(init.state_dict())
-                    out = train(net, data.to(device), schedule, train_config, progress=progress, resume=resume)
+                    out = train(net, data.to(device), schedule, train_config, progress=progress, resume=resume, **env_fast_options("train"))
                     final = out.ema_model if out.ema_model is not None else out.model  # with EMA, its weights are the model
                     return {"state_dict": _state(final), "losses": out.losses, "wall_time_s": out.wall_time_s}
 
@@ -351,13 +352,16 @@ def recursive_training(
             }
             if config.clip_x0 is not None:  # a key change only when set, so earlier cached candidates stay valid
                 samples_config["clip_x0"] = float(config.clip_x0)
+            fast = env_fast_options("sample")
+            if fast:  # likewise ($MI_FAST_SAMPLE)
+                samples_config["fast"] = fast
             drawn = []
 
             def draw() -> dict[str, Any]:
                 drawn.append(True)
                 start = time.perf_counter()
                 out = sample(model, schedule, config.n_candidates, seed=seeds.sample, chunk_size=chunk_size, hal_window=config.hal_window,
-                             progress=progress, clip_x0=config.clip_x0)
+                             progress=progress, clip_x0=config.clip_x0, **fast)
                 return {"x0": out.x0, "hal": out.hal, "wall_time_s": time.perf_counter() - start}
 
             drawn_value = cached("recursion-samples", samples_config, draw)

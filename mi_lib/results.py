@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .fast import FAST_ENV, env_fast_options
 from .runtime import describe_device
 
 __all__ = ["results_dir", "save_results", "format_number", "print_results", "Stopwatch"]
@@ -78,7 +79,8 @@ def save_results(
 ) -> Path:
     """Write ``numbers`` (JSON-able) for ``chapter`` at ``scale`` with provenance; return the file's path.
 
-    The file holds one entry per scale, so a CI-scale run never overwrites paper-scale figures."""
+    The file holds one entry per scale, so a CI-scale run never overwrites paper-scale figures. The fast paths
+    that ``$MI_FAST_TRAIN`` / ``$MI_FAST_SAMPLE`` switched on (:mod:`mi_lib.fast`) are recorded under "fast"."""
     path = results_dir() / f"{chapter}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     existing = json.loads(path.read_text()) if path.exists() else {}
@@ -92,6 +94,9 @@ def save_results(
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d"),
     }
+    fast = {kind: options for kind in FAST_ENV if (options := env_fast_options(kind))}
+    if fast:  # the fast paths $MI_FAST_TRAIN / $MI_FAST_SAMPLE switched on for the runs behind these numbers
+        existing[scale]["fast"] = fast
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(existing, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)

@@ -41,6 +41,9 @@
 #              so sample sets stay behind); OUT_KB all of it together (default 61440, inside the 64 MiB the
 #              device tool returns; training states first, then models)
 #   PART_KB    tarball parts of at most this many KiB (default 15360, under the device tool's 16 MiB a file)
+#   MI_FAST_TRAIN, MI_FAST_SAMPLE  fast paths for the trainings and sampling runs mi_lib starts (mi_lib/fast.py),
+#              e.g. MI_FAST_SAMPLE=precision=bf16: pick them from `make bench` on that machine; they enter the cache
+#              keys and results/*.json (the README's table names them), and are checked before any chapter runs
 # What comes back: $OUT/paper-scale-<time>.tar.gz holding paper-scale/{executed/*.ipynb, results/*.json,
 # cache/*.pt, logs/*.log, timing.tsv, run.txt}, and $OUT/timing.tsv. Here again: make paper-cache FROM=...
 # (cache entries -> .whl/cache/ for the next call), make book-paper FROM=... (results, the HTML book).
@@ -117,7 +120,7 @@ follow() {  # wait up to FOLLOW_S for the detached run in $LIVE, then its tarbal
     [[ -z $log ]] || { echo "----- ${log##*/} (last 15 lines) -----"; tail -n 15 "$log"; }
     echo "----- timing so far -----"; cat "$PACK/timing.tsv"
     if [[ -e $LIVE/exit ]]; then
-        cp "$LIVE"/out/* "$OUT"/
+        cp "$LIVE"/out/* "$OUT"/ 2>/dev/null
         echo "[paper_scale] the detached run has ENDED (exit $(cat "$LIVE/exit")); its final tarball is in \$OUT"
         return "$(cat "$LIVE/exit")"
     fi
@@ -235,7 +238,11 @@ fi
   echo "kernel python3: $KERNEL"
   python3 -c 'import torch, papermill; print("torch", torch.__version__, "| cuda:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none", "| papermill", papermill.__version__)'
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  echo "fast paths: MI_FAST_TRAIN='${MI_FAST_TRAIN:-}' MI_FAST_SAMPLE='${MI_FAST_SAMPLE:-}'"
 } 2>&1 | tee -a "$PACK/run.txt"
+if ! err=$(python3 -c 'from mi_lib.fast import env_fast_options as f; f("train"); f("sample")' 2>&1); then
+    say "${err##*$'\n'}"; say "nothing run: fix MI_FAST_TRAIN / MI_FAST_SAMPLE"; exit 2
+fi
 FAILED=()
 
 # 4. the chapters, one after the other

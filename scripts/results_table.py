@@ -122,7 +122,8 @@ def results_table() -> str:
                     ours = "not run with " + ", ".join(f"{k}={v}" for k, v in wanted.items()) + " (ran " + ", ".join(f"{k}={v}" for k, v in ran.items()) + ")"
                 else:
                     ours = format_number(entry["numbers"][key])
-                prov = f"{entry['device']}, {entry['wall_time_s']:.0f} s, `{entry['commit']}`"
+                fast = "; ".join(f"{kind}: " + ", ".join(f"{k}={v}" for k, v in sorted(opts.items())) for kind, opts in sorted(entry.get("fast", {}).items()))
+                prov = f"{entry['device']}{f' ({fast})' if fast else ''}, {entry['wall_time_s']:.0f} s, `{entry['commit']}`"
             lines.append(f"| {chapter} | {what} | {ours} | {paper} | {prov} |")
     return "\n".join(lines)
 

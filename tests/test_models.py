@@ -206,3 +206,65 @@ def test_initial_model_dispatches_on_the_config_type():
     assert isinstance(mi.models.initial_model(TINY_IMAGE.model, 0), mi.UNetDenoiser)
     with pytest.raises(TypeError, match="MLPConfig or a UNetConfig"):
         mi.models.initial_model({"width": 8}, 0)
+
+
+@pytest.mark.parametrize("text, kind, expected", [
+    ("", "train", {}),
+    ("precision=float32, compile=0, fused=0", "train", {}),  # the defaults: no key change at all
+    ("precision=bf16,compile=reduce-overhead,fused=1", "train", {"precision": "bf16", "compile": "reduce-overhead", "fused": True}),
+    ("compile=1", "sample", {"compile": True}),
+    ("compile=default,precision=tf32", "sample", {"compile": True, "precision": "tf32"}),
+])
+def test_env_fast_options_parse(monkeypatch, text, kind, expected):
+    from mi_lib.fast import FAST_ENV, env_fast_options
+
+    monkeypatch.setenv(FAST_ENV[kind], text)
+    assert env_fast_options(kind) == expected
+
+
+@pytest.mark.parametrize("kind, text, match", [
+    ("sample", "fused=1", "not one of precision=..., compile=..."),
+    ("train", "precision=fp16", "precision must be one of"),
+    ("train", "compile=fast", "compile must be 0, 1 or one of"),
+    ("train", "fused=maybe", "fused must be 0 or 1"),
+    ("train", "precision=bf16,precision=tf32", "given twice"),
+    ("train", "bf16", "not one of"),
+])
+def test_env_fast_options_reject_bad_values_naming_the_variable(monkeypatch, kind, text, match):
+    from mi_lib.fast import FAST_ENV, env_fast_options
+
+    monkeypatch.setenv(FAST_ENV[kind], text)
+    with pytest.raises(ValueError, match=match) as error:
+        env_fast_options(kind)
+    assert FAST_ENV[kind] in str(error.value)
+
+
+def test_env_fast_paths_reach_training_and_sampling_with_their_own_cache_entries(tmp_path, monkeypatch):
+    """$MI_FAST_TRAIN / $MI_FAST_SAMPLE switch on the fast paths of the runs mixture_model and mixture_samples
+    start (bf16 works on a CPU): another model and other samples, under other keys, recorded in the results."""
+    import json
+
+    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("MI_FAST_TRAIN", raising=False)
+    monkeypatch.delenv("MI_FAST_SAMPLE", raising=False)
+    plain = mixture_model(TINY, progress=False, checkpoints=None)
+    plain_x0 = mixture_samples(TINY, 40, seed=1, progress=False).x0
+    calls = []
+    real_sample = mi.models.sample
+    monkeypatch.setattr(mi.models, "sample", lambda *a, **k: calls.append(k) or real_sample(*a, **k))
+    monkeypatch.setenv("MI_FAST_SAMPLE", "precision=bf16")
+    fast_x0 = mixture_samples(TINY, 40, seed=1, progress=False).x0  # the same (cached) model, sampled in bf16
+    assert calls and calls[-1]["precision"] == "bf16" and not torch.equal(fast_x0, plain_x0)
+    monkeypatch.delenv("MI_FAST_SAMPLE")
+    assert torch.equal(mixture_samples(TINY, 40, seed=1, progress=False).x0, plain_x0)  # the plain entry is still there
+    monkeypatch.setenv("MI_FAST_TRAIN", "precision=bf16")
+    fast = mixture_model(TINY, progress=False, checkpoints=None)
+    assert fast.source == "trained" and fast.origin == "trained:cpu (precision=bf16)" and plain.origin == "trained:cpu"
+    assert any(not torch.equal(p, q) for p, q in zip(plain.model.parameters(), fast.model.parameters()))
+    monkeypatch.setenv("MI_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("MI_FAST_SAMPLE", "compile=0")  # the default: not recorded
+    path = mi.save_results("00_test", {"x": 1.0}, scale="paper", device="cpu", wall_time_s=1.0)
+    assert json.loads(path.read_text())["paper"]["fast"] == {"train": {"precision": "bf16"}}
+    monkeypatch.delenv("MI_FAST_TRAIN")
+    path = mi.save_results("00_test", {"x": 1.0}, scale="paper", device="cpu", wall_time_s=1.0)
+    assert "fast" not in json.loads(path.read_text())["paper"]

@@ -312,3 +312,22 @@ def test_true_cell_mass_is_exact_and_matches_the_truth_on_samples():
     assert r["mean_distance"] == pytest.approx(math.sqrt(math.pi / 2), rel=0.01)
     with pytest.raises(ValueError, match="overlap"):
         true_cell_mass(GaussianMixture([[0.0], [1.0]], 0.2))
+
+
+def test_env_fast_paths_give_other_models_and_candidates_under_other_keys(data, monkeypatch):
+    """$MI_FAST_TRAIN / $MI_FAST_SAMPLE (mi_lib.fast.env_fast_options) reach the recursion's trainings and
+    sampling runs, and their cache keys: a bf16 run never returns the float32 run's entries, nor overwrites them."""
+    monkeypatch.delenv("MI_FAST_TRAIN", raising=False)
+    monkeypatch.delenv("MI_FAST_SAMPLE", raising=False)
+    plain = _run(data).generations
+    monkeypatch.setenv("MI_FAST_SAMPLE", "precision=bf16")
+    fast_sampling = _run(data).generations
+    assert fast_sampling[0].model_key == plain[0].model_key and fast_sampling[0].samples_key != plain[0].samples_key
+    assert not _same(fast_sampling[0].candidates, plain[0].candidates)
+    monkeypatch.setenv("MI_FAST_TRAIN", "precision=bf16")
+    fast = _run(data).generations
+    assert fast[1].model_key != fast_sampling[1].model_key and fast[1].source == "trained"
+    monkeypatch.delenv("MI_FAST_TRAIN")
+    monkeypatch.delenv("MI_FAST_SAMPLE")
+    again = _run(data).generations
+    assert all(g.source == "cached" and g.samples_cached for g in again[1:]) and _same(again[-1].candidates, plain[-1].candidates)

@@ -103,3 +103,23 @@ def test_data_stays_lean_and_documented():
         notes = [p.parent / "README.md", p.parent / "manifest.json"]
         documented = top + "".join(n.read_text() for n in notes if n.is_file())
         assert p.name in documented, f"{p.relative_to(ROOT)} is named in no README or manifest"
+
+
+def test_results_rows_name_the_fast_paths_of_their_run(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("results_table", ROOT / "scripts" / "results_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    (tmp_path / "results").mkdir()
+    monkeypatch.setattr(table, "ROOT", tmp_path)
+    keys = [row[0] for row in table.CLAIMS["06_detection"]]
+    entry = {"numbers": {k: 0.5 for k in keys}, "device": "GPU", "wall_time_s": 1.0, "commit": "abc", "params": {}}
+    path = tmp_path / "results" / "06_detection.json"
+    path.write_text(json.dumps({"paper": entry}))
+    rows = [line for line in table.results_table().splitlines() if line.startswith("| 06_detection")]
+    assert all("| GPU, 1 s, `abc` |" in r for r in rows)
+    entry["fast"] = {"sample": {"precision": "bf16"}, "train": {"compile": "reduce-overhead", "fused": True}}
+    path.write_text(json.dumps({"paper": entry}))
+    rows = [line for line in table.results_table().splitlines() if line.startswith("| 06_detection")]
+    assert all("| GPU (sample: precision=bf16; train: compile=reduce-overhead, fused=True), 1 s, `abc` |" in r for r in rows)
