@@ -16,12 +16,15 @@ Everything is cached by mi_lib.cache ($MI_CACHE_DIR, default ./.mi_cache); point
 folder to time a run from scratch. Wall times of cached generations are those recorded when they were computed.
 
 Measured with the defaults (3 generations, 1,000 kept of 1,250, 2,000 warm-started steps at batch 128, lr 1e-3,
-official schedule; one CPU thread on a machine shared with another job, ~100-120 CPU-s per seed): classifier
-held-out accuracy 0.970; floor fid 2.08 (1,000 real digits); generation-0 fid 20.9 / 41.4 / 28.1 / 15.6 for seeds
-0-3 (confidence 0.81-0.83, real held-out digits 0.97); last-generation fid none / random / hal:
-seed 0 49.0 / 43.9 / 41.5, seed 1 45.9 / 49.2 / 43.9, seed 2 46.8 / 36.1 / 32.2, seed 3 21.4 / 22.7 / 20.0.
-All 10 digits stay present (>= 1%) in every generation. An exploratory run at batch 256 (seed 0) ended
-none 34.3 / random 31.3 / hal 41.2: the ordering is not robust to settings, and seed-to-seed spread is large.
+official schedule) on the 2-core CI machine kind, `OMP_NUM_THREADS=2 python scripts/digits_recursion.py --seeds 0 1 2 3`
+(397 s wall, 788 CPU-s, from an empty cache): classifier held-out accuracy 0.970; floor fid 2.08 (the first 1,000
+training digits; chapter 7 takes a random 1,000, 2.46); generation-0 fid 21.0 / 42.7 / 28.2 / 15.9 for seeds 0-3;
+last-generation fid none / random / hal: seed 0 47.75 / 43.64 / 32.68 (chapter 7's CI-scale run, which is the same
+run on the same thread count), seed 1 46.66 / 45.24 / 32.25, seed 2 47.76 / 37.73 / 38.00, seed 3 22.16 / 22.77 /
+22.25. All 10 digits stay present (>= 1%) in every generation. On one thread the numbers differ (CPU training is
+not bitwise the same across thread counts): an earlier one-thread run gave seed 0 49.0 / 43.9 / 41.5, and an
+exploratory one-thread run at batch 256 (seed 0) none 34.3 / random 31.3 / hal 41.2 -- the ordering is not robust
+to settings, and the seed-to-seed spread is large.
 """
 
 from __future__ import annotations
