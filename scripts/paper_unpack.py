@@ -7,8 +7,11 @@ FROM is a tarball paper-scale-*.tar.gz (or any of its parts, paper-scale-*.tar.g
 over 15 MiB comes back in parts, which are joined here; a missing part is one clear error), a folder holding such tarballs (the device tool's files
 folder), or an unpacked paper-scale/ folder. For each chapter that ran "ok" (timing.tsv), its executed notebook is copied to
 --executed and its results JSON is merged into --results, one scale entry at a time (results/<chapter>.json
-keeps its other scales). A chapter that failed or timed out brings no results; its notebook is used only when
-no FROM has it "ok" (the book then shows the error). Later FROMs win over earlier ones. The total and
+keeps its other scales). A chapter that failed or timed out brings no results -- except one stopped by an
+AssertionError after it wrote its results (a scientific claim that did not hold at paper scale): its numbers are
+merged with the assertion's message under "claim_failed", which the README's table shows, so a claim that fails
+on the GPU is reported, not lost. A notebook that did not run ok is used only when no FROM has it "ok" (the book
+then shows the error). Later FROMs win over earlier ones. The total and
 per-chapter times of every run are printed. The cache entries a run brought back (trained models, and the
 saved state of a training cut off mid-way: *.partial.pt) go to --cache, which the next device call carries
 inside .whl, so a chapter -- or a training -- longer than one call can go on. Of two states of one training the
@@ -54,6 +57,16 @@ def _joined(first_part: Path, scratch: Path) -> Path:
     return joined
 
 
+def failed_claim(notebook: Path) -> str | None:
+    """The message of the AssertionError that stopped ``notebook`` (an executed notebook), or None if something
+    else stopped it or nothing did."""
+    for cell in json.loads(notebook.read_text()).get("cells", []):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return (output.get("evalue") or "(no message)") if output.get("ename") == "AssertionError" else None
+    return None
+
+
 def runs_in(source: Path, scratch: Path) -> list[Path]:
     """The paper-scale/ folders that ``source`` holds, oldest tarball first."""
     if source.is_file():
@@ -86,7 +99,7 @@ def main() -> None:
     args.results.mkdir(parents=True, exist_ok=True)
 
     notebooks: dict[str, tuple[bool, Path]] = {}  # chapter -> (ran ok, executed notebook)
-    results: list[tuple[str, Path]] = []
+    results: list[tuple[str, Path, str | None]] = []  # chapter, its results JSON, the failed claim's message
     total_s, calls = 0, 0
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
@@ -113,8 +126,10 @@ def main() -> None:
                         nb, ok = run / "executed" / f"{chapter}.ipynb", status == "ok"
                         if nb.exists() and (ok or not notebooks.get(chapter, (False,))[0]):
                             notebooks[chapter] = (ok, nb)
-                        if ok and (run / "results" / f"{chapter}.json").exists():
-                            results.append((chapter, run / "results" / f"{chapter}.json"))
+                        written = run / "results" / f"{chapter}.json"
+                        claim = failed_claim(nb) if not ok and status.startswith("failed") and nb.exists() and written.exists() else None
+                        if (ok or claim is not None) and written.exists():
+                            results.append((chapter, written, claim))
 
         for state in sorted(args.cache.glob("*.partial.pt")) if args.cache.is_dir() else []:
             if (args.cache / state.name.replace(".partial.pt", ".pt")).exists():  # its model came back: done
@@ -128,13 +143,17 @@ def main() -> None:
         for chapter, (ok, nb) in sorted(notebooks.items()):
             shutil.copy2(nb, args.executed / nb.name)
             print(f"executed: {args.executed / nb.name}" + ("" if ok else "  (WARNING: did not run ok: the book shows its error)"))
-        for chapter, path in results:  # in order: later runs overwrite earlier ones, scale by scale
+        for chapter, path, claim in results:  # in order: later runs overwrite earlier ones, scale by scale
             target = args.results / path.name
             merged = json.loads(target.read_text()) if target.exists() else {}
             new = json.loads(path.read_text())
+            if claim is not None:
+                for entry in new.values():
+                    entry["claim_failed"] = claim
             merged.update(new)
             target.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
-            print(f"results:  {target} <- {', '.join(sorted(new))}")
+            print(f"results:  {target} <- {', '.join(sorted(new))}"
+                  + ("" if claim is None else f"  (WARNING: a claim failed after the results were written: {claim})"))
 
     print(f"device time of these runs: {total_s} s in {calls} call(s) of scripts/paper_scale.sh")
     missing = sorted(p.name for p in (ROOT / "chapters").glob("*.ipynb") if not (args.executed / p.name).exists())

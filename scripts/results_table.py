@@ -124,6 +124,8 @@ def results_table() -> str:
                     ours = format_number(entry["numbers"][key])
                 fast = "; ".join(f"{kind}: " + ", ".join(f"{k}={v}" for k, v in sorted(opts.items())) for kind, opts in sorted(entry.get("fast", {}).items()))
                 prov = f"{entry['device']}{f' ({fast})' if fast else ''}, {entry['wall_time_s']:.0f} s, `{entry['commit']}`"
+                if entry.get("claim_failed"):  # the run stopped on an assertion after writing these numbers (paper_unpack.py)
+                    prov += "; **claim failed**: " + " ".join(str(entry["claim_failed"]).split()).replace("|", "/")
             lines.append(f"| {chapter} | {what} | {ours} | {paper} | {prov} |")
     return "\n".join(lines)
 

@@ -243,3 +243,36 @@ def test_a_detached_run_outlives_its_call_and_follow_brings_back_snapshots_then_
         executed = nbformat.reads(tar.extractfile("paper-scale/executed/00_tiny.ipynb").read().decode(), 4)
     assert "00_tiny\tok" in timing and "total\tok" in timing
     assert "chapter done at scale ci" in executed.cells[-1].outputs[0]["text"]
+
+
+def test_unpack_keeps_the_numbers_of_a_claim_that_failed_but_not_of_a_crash(tmp_path):
+    """A chapter stopped by an AssertionError after writing its results (a claim that did not hold at paper scale)
+    brings its numbers, marked claim_failed; one stopped by any other error brings none."""
+    run = _run_folder(tmp_path, "a", [("02_x", "failed(1)"), ("03_y", "failed(1)")], {"02_x": 1.0, "03_y": 2.0})
+    for chapter, ename in (("02_x", "AssertionError"), ("03_y", "RuntimeError")):
+        nb = nbformat.v4.new_notebook(metadata={"run": "a"})
+        cell = nbformat.v4.new_code_cell("assert x > 1, 'more data should mean less interpolation'")
+        cell.outputs = [nbformat.v4.new_output("error", ename=ename, evalue="more data should mean less interpolation", traceback=[])]
+        nb.cells = [cell]
+        nbformat.write(nb, run / "executed" / f"{chapter}.ipynb")
+    results = tmp_path / "results"
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "paper_unpack.py"), str(run), "--results", str(results),
+                          "--executed", str(tmp_path / "executed"), "--cache", str(tmp_path / "cache")], capture_output=True, text=True)
+    assert "a claim failed after the results were written" in out.stdout, out.stdout + out.stderr
+    merged = json.loads((results / "02_x.json").read_text())["paper"]
+    assert merged["numbers"] == {"x": 1.0} and merged["claim_failed"] == "more data should mean less interpolation"
+    assert not (results / "03_y.json").exists()
+
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("results_table", ROOT / "scripts" / "results_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    (tmp_path / "book" / "results").mkdir(parents=True)
+    key = table.CLAIMS["02_mode_interpolation_1d"][0][0]
+    entry = {"numbers": {row[0]: 0.5 for row in table.CLAIMS["02_mode_interpolation_1d"]}, "device": "GPU", "wall_time_s": 1.0,
+             "commit": "abc", "claim_failed": "more data | less interpolation"}
+    (tmp_path / "book" / "results" / "02_mode_interpolation_1d.json").write_text(json.dumps({"paper": entry}))
+    table.ROOT = tmp_path / "book"
+    rows = [line for line in table.results_table().splitlines() if line.startswith("| 02_mode_interpolation_1d")]
+    assert rows and all("; **claim failed**: more data / less interpolation |" in r for r in rows), (key, rows)
