@@ -78,11 +78,15 @@ CLAIMS: dict[str, list[tuple[str, str, str] | tuple[str, str, str, dict[str, obj
         ("hallucination_hal_last", "same, Hal filter (keep the 100k of 102.5k with the lowest Hal)", "— (Fig. 8: filtering slows the drift)"),
         ("tv_none_last", "last generation, no filter: total variation of the 26-cell masses to the truth", "— (not measured)"),
         ("tv_hal_last", "last generation, Hal filter: the same total variation", "— (not measured)"),
+    ],
+    "07b_recursive_digits": [
         ("digits_fid_floor", "real MNIST digits (28×28): FID-like score of 5,000 real training digits vs the 1,500 held out (the floor)", "—", MNIST),
         ("digits_fid_g0", "MNIST through a UNet, generation 0: FID-like score (conv-classifier features)", "— (MNIST FID, Fig. 8)", MNIST),
         ("digits_fid_none_last", "MNIST, last generation, no filter: FID-like score (mean over seeds)", "— (MNIST: FID rises)", MNIST),
         ("digits_fid_random_last", "same, random filter", "—", MNIST),
         ("digits_fid_hal_last", "same, Hal filter", "— (MNIST: lower with the Hal filter)", MNIST),
+    ],
+    "07c_recursive_shapes": [
         ("shapes_crowded_g0", "Simple Shapes, generation 0: images with a crowded column (chapter 5's model)", "— (Fig. 8, shapes)"),
         ("shapes_crowded_none_last", "Simple Shapes, last generation, no filter: images with a crowded column", "— (Fig. 8: rises)"),
         ("shapes_crowded_random_last", "same, random filter", "—"),

@@ -62,7 +62,7 @@ def test_readme_tables_are_up_to_date():
 
 
 def test_results_rows_show_only_runs_with_the_parameters_they_describe(tmp_path, monkeypatch):
-    """Chapter 7's digits rows describe MNIST; a paper-scale run on the 8x8 digits must not fill them."""
+    """Chapter 7's digits rows (section 07b) describe MNIST; a paper-scale run on the 8x8 digits must not fill them."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("results_table", ROOT / "scripts" / "results_table.py")
@@ -70,18 +70,18 @@ def test_results_rows_show_only_runs_with_the_parameters_they_describe(tmp_path,
     spec.loader.exec_module(table)
     (tmp_path / "results").mkdir()
     monkeypatch.setattr(table, "ROOT", tmp_path)
-    keys = [row[0] for row in table.CLAIMS["07_recursive_training"]]
+    keys = [row[0] for row in table.CLAIMS["07b_recursive_digits"]]
     entry = {"numbers": {k: 0.25 for k in keys}, "device": "GPU", "wall_time_s": 1.0, "commit": "abc", "params": {"digits_data": "8x8"}}
-    path = tmp_path / "results" / "07_recursive_training.json"
+    path = tmp_path / "results" / "07b_recursive_digits.json"
     path.write_text(json.dumps({"paper": entry}))
-    rows = [line for line in table.results_table().splitlines() if line.startswith("| 07_recursive_training")]
-    n_mnist = sum(len(row) == 4 for row in table.CLAIMS["07_recursive_training"])
+    rows = [line for line in table.results_table().splitlines() if line.startswith("| 07b_recursive_digits")]
+    n_mnist = sum(len(row) == 4 for row in table.CLAIMS["07b_recursive_digits"])
     assert n_mnist == 5 and len(rows) == len(keys)
     assert sum("not run with digits_data=mnist (ran digits_data=8x8)" in r for r in rows) == n_mnist
     assert sum("0.25" in r for r in rows) == len(rows) - n_mnist
     entry["params"]["digits_data"] = "mnist"
     path.write_text(json.dumps({"paper": entry}))
-    assert all("0.25" in line for line in table.results_table().splitlines() if line.startswith("| 07_recursive_training"))
+    assert all("0.25" in line for line in table.results_table().splitlines() if line.startswith("| 07b_recursive_digits"))
 
 
 def test_ci_runs_the_readme_test_command():
