@@ -1,4 +1,6 @@
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,3 +16,14 @@ def gen() -> torch.Generator:
 
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture
+def results_table(tmp_path, monkeypatch):
+    """scripts/results_table.py as a module whose results/ folder is ``tmp_path / "results"`` (created)."""
+    spec = importlib.util.spec_from_file_location("results_table", Path(__file__).resolve().parents[1] / "scripts" / "results_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    (tmp_path / "results").mkdir(exist_ok=True)
+    monkeypatch.setattr(table, "ROOT", tmp_path)
+    return table

@@ -61,15 +61,9 @@ def test_readme_tables_are_up_to_date():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_results_rows_show_only_runs_with_the_parameters_they_describe(tmp_path, monkeypatch):
+def test_results_rows_show_only_runs_with_the_parameters_they_describe(tmp_path, results_table):
     """Chapter 7's digits rows (section 07b) describe MNIST; a paper-scale run on the 8x8 digits must not fill them."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("results_table", ROOT / "scripts" / "results_table.py")
-    table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(table)
-    (tmp_path / "results").mkdir()
-    monkeypatch.setattr(table, "ROOT", tmp_path)
+    table = results_table
     keys = [row[0] for row in table.CLAIMS["07b_recursive_digits"]]
     entry = {"numbers": {k: 0.25 for k in keys}, "device": "GPU", "wall_time_s": 1.0, "commit": "abc", "params": {"digits_data": "8x8"}}
     path = tmp_path / "results" / "07b_recursive_digits.json"
@@ -105,14 +99,8 @@ def test_data_stays_lean_and_documented():
         assert p.name in documented, f"{p.relative_to(ROOT)} is named in no README or manifest"
 
 
-def test_results_rows_name_the_fast_paths_of_their_run(tmp_path, monkeypatch):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("results_table", ROOT / "scripts" / "results_table.py")
-    table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(table)
-    (tmp_path / "results").mkdir()
-    monkeypatch.setattr(table, "ROOT", tmp_path)
+def test_results_rows_name_the_fast_paths_of_their_run(tmp_path, results_table):
+    table = results_table
     keys = [row[0] for row in table.CLAIMS["06_detection"]]
     entry = {"numbers": {k: 0.5 for k in keys}, "device": "GPU", "wall_time_s": 1.0, "commit": "abc", "params": {}}
     path = tmp_path / "results" / "06_detection.json"
