@@ -17,8 +17,11 @@ from .data import DATASETS, GaussianMixture, diamond_2d, grid_2d, make_dataset, 
 from .exact import ExactDenoiser
 from .metrics import (
     DEFAULT_K,
+    DensityRatio,
     ModeSegments,
     WindowVariance,
+    density_ratio,
+    gap_lengths,
     gap_mass,
     mean_var_zscores,
     mode_segments,
@@ -26,6 +29,7 @@ from .metrics import (
     out_of_support,
     out_of_support_mass,
     true_gap_mass,
+    wilson_interval,
 )
 from .models import IMAGE_DATASETS, IMAGE_SCALES, ImageModelSpec, image_model_spec, MixtureModelSpec, TrainedModel, image_model, image_samples, mixture_model, mixture_samples
 from .nets import MLPConfig, MLPDenoiser, shared_timestep, sinusoidal_embedding
@@ -52,7 +56,7 @@ __all__ = [
     "mixture_model", "mixture_samples", "mode_segments", "nearest_segment", "out_of_support",
     "out_of_support_mass", "print_results", "progress_bar", "require_cuda", "reverse_process", "sample",
     "save_results", "seed_everything", "shapes", "shared_timestep", "sinusoidal_embedding", "timesteps",
-    "train", "true_gap_mass",
+    "train", "true_gap_mass", "DensityRatio", "density_ratio", "gap_lengths", "wilson_interval",
     "noise", "initial_noise", "PRECISIONS", "FastDenoiser",
     "IMAGE_DATASETS", "IMAGE_SCALES", "ImageModelSpec", "image_model", "image_model_spec", "image_samples", "interact",
     "RECURSION_PRESETS", "RecursionConfig", "RecursionResult", "mixture_report", "recursive_training",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from scipy import stats
 from torch import Tensor
@@ -26,11 +27,17 @@ __all__ = [
     "tv_to_noise",
     "first_pure_noise_step",
     "gap_mass",
+    "gap_lengths",
     "true_gap_mass",
     "ModeSegments",
     "mode_segments",
     "nearest_segment",
     "segment_of",
+    "segment_order",
+    "tube_lengths",
+    "wilson_interval",
+    "DensityRatio",
+    "density_ratio",
 ]
 
 #: Default support radius in units of sigma: a point farther than 4 sigma from every mode is out of
@@ -193,6 +200,13 @@ def gap_mass(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K) -> Tenso
     return ((v[:, None] > lo) & (v[:, None] < hi)).to(torch.float64).mean(0)
 
 
+def gap_lengths(mixture: GaussianMixture, k: float = DEFAULT_K) -> Tensor:
+    """Length of each gap of :func:`gap_mass` (the stretch farther than k sigma from both neighbours):
+    (K-1,) float64, modes sorted by position."""
+    lo, hi = _gap_bounds(mixture, _check_k(k))
+    return (hi - lo).to(torch.float64)
+
+
 def true_gap_mass(mixture: GaussianMixture, k: float = DEFAULT_K) -> Tensor:
     """The mixture's own probability of each gap of :func:`gap_mass`, exactly (normal CDFs): (K-1,) float64."""
     lo, hi = _gap_bounds(mixture, _check_k(k))
@@ -291,3 +305,68 @@ def segment_of(
     along = ((x.to(torch.float64).cpu() - a) * (mixture.means[segments.pairs[idx, 1]] - a)).sum(1) / segments.length[idx]
     inside = (dist <= radius) & (along > margin) & (along < segments.length[idx] - margin)
     return torch.where(inside, idx, torch.full_like(idx, -1))
+
+
+def segment_order(
+    x: Tensor, mixture: GaussianMixture, segments: ModeSegments, k: float = DEFAULT_K, end_margin: float | None = None
+) -> Tensor:
+    """The order (1 = nearest neighbours, ...) of the segment each point lies on (:func:`segment_of`, same
+    arguments), 0 for a point on none. x: (N, D) -> (N,) long."""
+    on = segment_of(x, mixture, segments, k, end_margin)
+    return torch.where(on >= 0, segments.order[on.clamp(min=0)], torch.zeros_like(on))
+
+
+def tube_lengths(segments: ModeSegments, mixture: GaussianMixture, k: float = DEFAULT_K, end_margin: float | None = None) -> Tensor:
+    """The length of each segment along which :func:`segment_of` counts a point as on it: the segment less
+    ``end_margin`` (default k sigma) at both ends, never negative. Every tube has the same radius, so a
+    model that spread its between-mode samples evenly over the tubes would put them in proportion to these
+    lengths. (M,) float64."""
+    margin = _check_k(k) * float(mixture.sigma.max()) if end_margin is None else float(end_margin)
+    return (segments.length.to(torch.float64) - 2 * margin).clamp(min=0.0)
+
+
+# ---------------------------------------------------------------------------------------- counting statistics
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion k / n (z = 1.96: 95%). Unlike the normal approximation
+    it stays inside [0, 1] and is not empty at k = 0 or k = n. Returns (low, high)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= n:
+        raise ValueError(f"k must be an int in [0, n] = [0, {n}], got {k!r}")
+    if not z > 0:
+        raise ValueError(f"z must be positive, got {z}")
+    phat, z2 = k / n, z * z
+    centre = (phat + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(phat * (1 - phat) / n + z2 / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class DensityRatio:
+    """A ratio of two densities per unit length, (count_a / length_a) / (count_b / length_b), with its
+    confidence interval [low, high] (high may be inf, low may be 0)."""
+
+    ratio: float
+    low: float
+    high: float
+
+
+def density_ratio(count_a: int, length_a: float, count_b: int, length_b: float, z: float = 1.96) -> DensityRatio:
+    """How many times denser region a is than region b, per unit length, with a 95% interval (z = 1.96).
+
+    Given the n = count_a + count_b samples that fell in either region, count_a is binomial with
+    p = r L_a / (r L_a + L_b), where r is the true density ratio; the Wilson interval of p
+    (:func:`wilson_interval`) maps to r = p / (1 - p) * L_b / L_a. "Same density" (r = 1) is what a model
+    that spread these samples evenly would give; an interval that excludes 1 says the difference is more
+    than counting noise."""
+    if not (length_a > 0 and length_b > 0 and math.isfinite(length_a) and math.isfinite(length_b)):
+        raise ValueError(f"lengths must be positive and finite, got {length_a} and {length_b}")
+    n = int(count_a) + int(count_b)
+    if count_a < 0 or count_b < 0 or n < 1:
+        raise ValueError(f"counts must be non-negative with a positive total, got {count_a} and {count_b}")
+
+    def to_ratio(p: float) -> float:
+        return math.inf if p >= 1.0 else p / (1.0 - p) * length_b / length_a
+
+    lo, hi = wilson_interval(int(count_a), n, z)
+    return DensityRatio(to_ratio(count_a / n), to_ratio(lo), to_ratio(hi))

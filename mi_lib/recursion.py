@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +46,7 @@ from .nets import MLPConfig, MLPDenoiser
 from .runtime import progress_bar
 from .sampling import _check_clip, sample
 from .schedule import OFFICIAL, NoiseSchedule, ScheduleConfig
-from .train import TrainConfig, train
+from .train import StaleTrainingState, TrainConfig, TrainResult, data_fingerprint, train
 from .unet import UNetConfig, UNetDenoiser
 
 __all__ = [
@@ -325,16 +326,36 @@ def recursive_training(
                 resume = partial_path("recursion-model", model_config)  # a training cut off goes on from here
                 computed = []
 
-                def fit() -> dict[str, Any]:
-                    computed.append(True)
+                data_sha = data_fingerprint(data)
+
+                def run_training() -> TrainResult:
                     net = initial_model(config.model, seeds.train)
                     if init is not None:
                         net.load_state_dict(init.state_dict())
-                    out = train(net, data.to(device), schedule, train_config, progress=progress, resume=resume, **env_fast_options("train"))
+                    return train(net, data.to(device), schedule, train_config, progress=progress, resume=resume, **env_fast_options("train"))
+
+                def fit() -> dict[str, Any]:
+                    computed.append(True)
+                    try:
+                        out = run_training()
+                    except StaleTrainingState:
+                        if g == 0:
+                            raise
+                        # Generation g's training data are its parent's kept candidates, drawn again in this session
+                        # (candidates are not carried between sessions) and not bit for bit the draw the saved state
+                        # was trained on: that training cannot go on, so it starts over on these data.
+                        warnings.warn(f"generation {g}: its training data were drawn again and differ from those its saved training "
+                                      f"state was trained on; training it from the start ({resume.name})", stacklevel=2)
+                        resume.unlink(missing_ok=True)
+                        out = run_training()
                     final = out.ema_model if out.ema_model is not None else out.model  # with EMA, its weights are the model
-                    return {"state_dict": _state(final), "losses": out.losses, "wall_time_s": out.wall_time_s}
+                    return {"state_dict": _state(final), "losses": out.losses, "wall_time_s": out.wall_time_s, "data_sha": data_sha}
 
                 payload = cached("recursion-model", model_config, fit)
+                if payload["data_sha"] != data_sha:  # cached from another draw of the parent's candidates: stale here
+                    warnings.warn(f"generation {g}: the cached model was trained on another draw of its training data; training it again",
+                                  stacklevel=2)
+                    payload = cached("recursion-model", model_config, fit, refresh=True)
                 resume.unlink(missing_ok=True)  # stored: the training state is done
                 model = initial_model(config.model, 0)
                 model.load_state_dict(payload["state_dict"])

@@ -24,6 +24,8 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
+from .metrics import wilson_interval  # re-exported: chapter 5 and its tests name it here
+
 __all__ = [
     "SHAPES",
     "LABELS",
@@ -479,18 +481,3 @@ def hallucination_rate(
         raise ValueError("no images to rate")
     counts = {name: labels.count(name) for name in LABELS}
     return 1.0 - counts["valid"] / len(labels), counts
-
-
-def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion k / n (z = 1.96: 95%). Unlike the normal approximation
-    it stays inside [0, 1] and is not empty at k = 0 or k = n. Returns (low, high)."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= n:
-        raise ValueError(f"k must be an int in [0, n] = [0, {n}], got {k!r}")
-    if not z > 0:
-        raise ValueError(f"z must be positive, got {z}")
-    phat, z2 = k / n, z * z
-    centre = (phat + z2 / (2 * n)) / (1 + z2 / n)
-    half = z / (1 + z2 / n) * math.sqrt(phat * (1 - phat) / n + z2 / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)

@@ -34,7 +34,12 @@ from .fast import FastDenoiser, precision_flags
 from .runtime import progress_bar
 from .schedule import NoiseSchedule
 
-__all__ = ["TrainConfig", "TrainResult", "diffusion_loss", "train"]
+__all__ = ["TrainConfig", "TrainResult", "StaleTrainingState", "diffusion_loss", "train", "data_fingerprint"]
+
+
+class StaleTrainingState(ValueError):
+    """:func:`train` was given a ``resume`` file that holds the state of another training (other config, data,
+    initial weights, schedule, device or fast paths)."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,7 @@ def train(
         if state_path.exists():
             state = torch.load(state_path, map_location="cpu", weights_only=True)
             if state.get("fingerprint") != fingerprint:
-                raise ValueError(f"{state_path} holds the state of another training (config, data, initial weights, schedule, "
+                raise StaleTrainingState(f"{state_path} holds the state of another training (config, data, initial weights, schedule, "
                                  "device or fast paths differ); delete it to start this one from scratch")
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
@@ -186,6 +191,12 @@ def train(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return TrainResult(model, losses.cpu(), ema, earlier_s + time.perf_counter() - start)
+
+
+def data_fingerprint(data: Tensor) -> str:
+    """A sha256 of a tensor's shape, dtype and bytes: what a saved training state (and a recursion's model)
+    records of the data it was trained on."""
+    return _sha([data])
 
 
 def _sha(tensors: list[Tensor]) -> str:

@@ -149,3 +149,49 @@ def test_mode_segments_up_to():
     assert len(segs.pairs) == 72 and int(segs.order.max()) == 2
     with pytest.raises(ValueError, match="max_order"):
         segs.up_to(0)
+
+
+def test_gap_lengths_by_hand():
+    # modes 1, 2, 4 with sigma 0.05, k = 4: gaps (1.2, 1.8) and (2.2, 3.8)
+    assert mi.gap_lengths(mixture_1d([1.0, 2.0, 4.0], 0.05), 4.0).tolist() == pytest.approx([0.6, 1.6])
+    assert mi.gap_lengths(mixture_1d([4.0, 1.0, 2.0], 0.05), 2.0).tolist() == pytest.approx([0.8, 1.8])  # sorted by position
+    with pytest.raises(ValueError, match="overlap"):
+        mi.gap_lengths(mixture_1d([1.0, 1.3], 0.05), 4.0)
+
+
+def test_segment_order_and_tube_lengths():
+    g = grid_2d()
+    segs = mode_segments(g).up_to(2)
+    a, b, c = g.means[0], g.means[1], g.means[6]  # (0, 0)-(0, 1) nearest neighbours; (0, 0)-(1, 1) a diagonal
+    mid = lambda p, q: ((p + q) / 2)[None]  # noqa: E731
+    x = torch.cat([mid(a, b), mid(a, c), a[None]])
+    assert mi.metrics.segment_order(x, g, segs).tolist() == [1, 2, 0]
+    spacing, s = float((b - a).norm()), float(g.sigma[0])
+    lengths = mi.metrics.tube_lengths(segs, g)
+    assert lengths[segs.order == 1].tolist() == pytest.approx([spacing - 8 * s] * 40)
+    assert lengths[segs.order == 2].tolist() == pytest.approx([spacing * math.sqrt(2) - 8 * s] * 32)
+    # a margin of half the spacing leaves nothing of a nearest-neighbour segment, and a diagonal's middle 41%
+    short = mi.metrics.tube_lengths(segs, g, end_margin=spacing / 2)
+    assert (short[segs.order == 1] == 0).all() and short[segs.order == 2].tolist() == pytest.approx([spacing * (math.sqrt(2) - 1)] * 32)
+
+
+def test_density_ratio_by_hand():
+    r = mi.density_ratio(30, 1.0, 10, 1.0)
+    lo, hi = mi.wilson_interval(30, 40)
+    assert (r.ratio, r.low, r.high) == pytest.approx((3.0, lo / (1 - lo), hi / (1 - hi)))
+    assert mi.density_ratio(30, 2.0, 10, 1.0).ratio == pytest.approx(1.5)  # twice the length: half the density
+    even = mi.density_ratio(20, 1.0, 20, 1.0)
+    assert even.ratio == pytest.approx(1.0) and even.low < 1 < even.high
+    assert mi.density_ratio(22, 1.6, 27, 0.6).high < 1  # chapter 2's CI-scale counts: the wide gap is sparser
+    assert mi.density_ratio(5, 1.0, 0, 1.0).high == math.inf and mi.density_ratio(0, 1.0, 5, 1.0).low == 0.0
+    for bad in [(0, 1.0, 0, 1.0), (-1, 1.0, 3, 1.0), (1, 0.0, 3, 1.0), (1, 1.0, 3, math.inf)]:
+        with pytest.raises(ValueError):
+            mi.density_ratio(*bad)
+
+
+def test_density_ratio_interval_covers_the_truth():
+    # two regions of lengths 1 and 3 with equal density: the 95% interval holds r = 1 about 95% of the time
+    rng = np.random.default_rng(0)
+    counts = rng.binomial(200, 0.25, size=2000)
+    covered = [(lambda r: r.low <= 1.0 <= r.high)(mi.density_ratio(int(k), 1.0, 200 - int(k), 3.0)) for k in counts]
+    assert 0.93 < np.mean(covered) < 0.975

@@ -1,6 +1,7 @@
 """Recursive training (mi_lib.recursion): seeds, filters, caching, inputs, and the mixture report on hand-built
 points. Tiny networks and a 20-step schedule keep every test to a few seconds on one CPU core."""
 
+import copy
 import dataclasses
 import math
 
@@ -148,6 +149,56 @@ def test_cache_reuses_models_and_extending_generations_trains_only_the_new_ones(
     # another filter reuses generation 0 only
     _run(data, TINY.replace(filter="random"))
     assert len(calls) == 4
+
+
+def _redraw_differently(cache, monkeypatch):
+    """A later session: the candidate sets are gone (they are never carried between sessions) and drawing them
+    again does not give the same bits (a last-place change, as another GPU or kernel choice could)."""
+    for path in cache.glob("recursion-samples-*.pt"):
+        path.unlink()
+    real_sample = recursion.sample
+
+    def nudged(*args, **kwargs):
+        out = real_sample(*args, **kwargs)
+        out.x0 = torch.nextafter(out.x0, torch.full_like(out.x0, math.inf))
+        return out
+
+    monkeypatch.setattr(recursion, "sample", nudged)
+
+
+def test_a_model_cached_from_another_draw_of_its_data_is_trained_again(data, cache, monkeypatch):
+    first = _run(data)
+    _redraw_differently(cache, monkeypatch)
+    with pytest.warns(UserWarning, match="generation 1: the cached model was trained on another draw"):
+        again = _run(data)
+    assert [g.source for g in again.generations] == ["cached", "trained"]
+    assert again.generations[1].model_key == first.generations[1].model_key  # same provenance, other bits
+    assert not _same(again.generations[1].candidates, first.generations[1].candidates)
+    assert [g.source for g in _run(data).generations] == ["cached", "cached"]  # now stored for this draw
+
+
+def test_a_training_state_saved_on_another_draw_starts_over(data, cache, monkeypatch):
+    """A training cut off in one session, its data drawn again (and different) in the next: the saved state
+    cannot be resumed, so that generation trains from the start instead of failing in every later session."""
+    calls = []
+    real_train = recursion.train
+
+    def spy(model, *args, **kwargs):
+        calls.append((copy.deepcopy(model), args, kwargs))
+        return real_train(model, *args, **kwargs)
+
+    monkeypatch.setattr(recursion, "train", spy)
+    first = _run(data)
+    model, args, kwargs = calls[1]  # generation 1, on the first draw of generation 0's candidates
+    real_train(model, *args, **{**kwargs, "save_every_s": 0.0})  # leaves its (final) state, as a cut-off run would
+    state = kwargs["resume"]
+    assert state.exists()
+    (cache / f"{first.generations[1].model_key}.pt").unlink()  # generation 1's model was never stored
+    _redraw_differently(cache, monkeypatch)
+    monkeypatch.setattr(recursion, "train", real_train)
+    with pytest.warns(UserWarning, match="generation 1: its training data were drawn again"):
+        again = _run(data)
+    assert [g.source for g in again.generations] == ["cached", "trained"] and not state.exists()
 
 
 def test_upstream_changes_invalidate_downstream(data):
