@@ -45,6 +45,7 @@ __all__ = [
     "blobs_per_column",
     "repeated_shape",
     "repeated_shapes",
+    "repeated_same_shape",
     "wilson_interval",
 ]
 
@@ -448,6 +449,19 @@ def repeated_shape(report: ShapeReport, min_area: int = SHAPE_SIZED) -> bool:
     read by position and size alone. A real image holds at most one shape per column, so this is never
     true of the data set; two fragments of one broken shape count only if each has ``min_area`` pixels."""
     return max(blobs_per_column(report, min_area)) > 1
+
+
+def repeated_same_shape(report: ShapeReport, min_area: int = SHAPE_SIZED) -> bool:
+    """Whether some column holds two or more shape-sized blobs (:func:`repeated_shape`) of which two are
+    nearest the same stencil: a repeated shape as in the paper's Fig. 1, rather than a shape that strayed into
+    its neighbour's column. By position, size and nearest stencil, not by an exact outline match."""
+    if not repeated_shape(report, min_area):
+        return False
+    kinds: dict[int, list[str]] = {}
+    for c in report.components:
+        if c.area >= min_area:
+            kinds.setdefault(c.column, []).append(c.nearest)
+    return any(len(set(v)) < len(v) for v in kinds.values())
 
 
 def _reports(images: Tensor | np.ndarray | Sequence[ShapeReport], counter_kwargs: dict) -> list[ShapeReport]:

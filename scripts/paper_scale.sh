@@ -72,7 +72,7 @@ say() { echo "[paper_scale] $*" | tee -a "$PACK/run.txt"; }
 pack() {  # pack DEST: the tarball of $PACK with this run's new cache entries -> DEST (default $OUT), rewritten whole
     # (staged in a copy, tmp + rename in DEST: never half-written, and a --follow snapshot can pack while the run
     # goes on), within what the device tool returns (OUT_KB in all): training states first (they hold the most
-    # device time), then trained models (each at most CACHE_KB), then small entries (at most SMALL_KB; sample
+    # device time), then trained models (each at most CACHE_KB, oldest first), then small entries (at most SMALL_KB; sample
     # sets stay behind, they are recomputed)
     local dest=${1:-$OUT} stage left f kb
     stage=$(mktemp -d "$WORK/stage.XXXXXX") || return
@@ -84,7 +84,9 @@ pack() {  # pack DEST: the tarball of $PACK with this run's new cache entries ->
         if (( kb <= left )); then cp "$f" "$stage/paper-scale/cache/" && left=$(( left - kb )); else say "not brought back (no room): ${f##*/}"; fi
     done < <(
         find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*.partial.pt' -newer "$WORK/started" -size -"${CACHE_KB}k" 2>/dev/null
-        find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*-model-*.pt' ! -name '*.partial.pt' -newer "$WORK/started" -size -"${CACHE_KB}k" 2>/dev/null
+        # oldest first: a recursion's early generations are what a later session needs first to go on
+        find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*-model-*.pt' ! -name '*.partial.pt' -newer "$WORK/started" -size -"${CACHE_KB}k" \
+            -printf '%T@ %p\n' 2>/dev/null | sort -n | cut -d' ' -f2-
         find "$MI_CACHE_DIR" -maxdepth 1 -type f -name '*.pt' ! -name '*-model-*.pt' ! -name '*.partial.pt' -newer "$WORK/started" -size -"${SMALL_KB}k" 2>/dev/null
     )
     mkdir -p "$dest" && cp "$PACK/timing.tsv" "$dest/timing.tsv"

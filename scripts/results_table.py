@@ -36,12 +36,17 @@ CLAIMS: dict[str, list[tuple[str, str, str] | tuple[str, str, str, dict[str, obj
         ("min_excess_largest_N", "1D, largest N: generated / true mass in the worst gap (k = 4)", "— (Fig. 2: visible mass between modes)"),
         ("gap_mass_1-2_N500000", "1D, N = 500k: share of samples in the gap 1–2", "— (read off Fig. 2 only)"),
         ("moved_wide_over_narrow", "modes 1, 2, 4: mass in gap 2–4 / mass in gap 1–2", "— (Fig. 2: 'much smaller')"),
+        ("moved_density_ratio", "modes 1, 2, 4: density per unit length, gap 2–4 / gap 1–2 (an even smear: 1)", "—"),
+        ("moved_density_ratio_high", "… its upper 95% bound (asserted < 1)", "—"),
     ],
     "03_mode_interpolation_2d": [
         ("grid_out_of_support", "2D grid: share of samples out of support (k = 4)", "— (Fig. 3, not counted)"),
         ("grid_nearest_neighbour", "2D grid: samples between two modes that lie between nearest neighbours", "— ('between nearest modes')"),
         ("diamond_nearest_neighbour", "diamond: samples between two modes that lie between nearest neighbours", "—"),
+        ("grid_density_ratio_nearest_vs_second", "2D grid: samples per unit tube length, nearest-neighbour / second-nearest segments (an even spread: 1)", "—"),
+        ("diamond_density_ratio_nearest_vs_second", "diamond: the same density ratio", "—"),
         ("diamond_horizontal_non_neighbour_mass", "diamond: share of samples on horizontal (non-neighbour) segments", "— ('no interpolation along x')"),
+        ("diamond_density_ratio_horizontal_vs_nearest", "diamond: samples per unit tube length, horizontal / nearest-neighbour segments", "— ('no interpolation along x')"),
     ],
     "04_score_smoothness": [
         ("exact_gap_mass", "1D: gap mass sampling with the exact score (true: 4.2e-5)", "— (not run in the paper)"),

@@ -269,3 +269,26 @@ def test_unpack_keeps_the_numbers_of_a_claim_that_failed_but_not_of_a_crash(tmp_
     (results / "02_mode_interpolation_1d.json").write_text(json.dumps({"paper": entry}))
     rows = [line for line in results_table.results_table().splitlines() if line.startswith("| 02_mode_interpolation_1d")]
     assert rows and all("; **claim failed**: more data / less interpolation |" in r for r in rows), rows
+
+
+def test_pack_brings_back_the_oldest_models_first_when_room_runs_out(tmp_path):
+    """A recursion's early generations are what a later session needs first: with room for two of three new
+    models, the two trained first come back."""
+    repo = _tiny_repo(tmp_path, sleep_s=0)
+    nb = nbformat.read(repo / "chapters" / "00_tiny.ipynb", 4)
+    nb.cells[1].source = (
+        "import os, time\nfrom pathlib import Path\n"
+        "cache = Path(os.environ['MI_CACHE_DIR']); cache.mkdir(parents=True, exist_ok=True)\n"
+        "for name, later in [('first', 1), ('third', 3), ('second', 2)]:\n"
+        "    path = cache / f'recursion-model-{name}.pt'\n"
+        "    path.write_bytes(os.urandom(1024 * 1024))\n"
+        "    os.utime(path, (time.time() + later, time.time() + later))\n"
+        "print('chapter done at scale', scale)"
+    )
+    nbformat.write(nb, repo / "chapters" / "00_tiny.ipynb")
+    out = _paper_scale(repo, tmp_path, "00", OUT=str(tmp_path / "out"), OUT_KB="2600")
+    assert "not brought back (no room): recursion-model-third.pt" in out.stdout + out.stderr, out.stdout + out.stderr
+    (tarball,) = (tmp_path / "out").glob("paper-scale-*.tar.gz")
+    with tarfile.open(tarball) as tar:
+        models = sorted(Path(name).name for name in tar.getnames() if "-model-" in name)
+    assert models == ["recursion-model-first.pt", "recursion-model-second.pt"]

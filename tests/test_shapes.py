@@ -5,6 +5,7 @@ import pytest
 import torch
 from scipy import ndimage
 
+from mi_lib import shapes
 from mi_lib.shapes import (
     COLUMN_WIDTH,
     SHAPE_SIZED,
@@ -215,6 +216,15 @@ def test_repeated_shape_by_position_and_size_alone():
     stacked = torch.cat([two_disks, x])
     assert repeated_shapes(stacked).tolist() == [True, False]
     assert repeated_shapes(count_shapes(stacked), min_area=16).tolist() == [True, True]
+
+
+def test_repeated_same_shape_tells_a_repeat_from_a_stray():
+    two_squares = paste(paste(blank(), "square", 27, 5), "square", 27, 40)  # the middle column, twice
+    square_and_pentagon = paste(paste(blank(), "square", 27, 5), "pentagon", 26, 40)  # a pentagon strayed in
+    one_each = paste(paste(blank(), "triangle", 3, 5), "square", 27, 10)
+    reports = count_shapes(torch.cat([two_squares, square_and_pentagon, one_each]))
+    assert [repeated_shape(r) for r in reports] == [True, True, False]
+    assert [shapes.repeated_same_shape(r) for r in reports] == [True, False, False]
 
 
 def test_blobs_per_column_rejects_bad_input():
