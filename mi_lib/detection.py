@@ -29,6 +29,7 @@ __all__ = [
     "hal_from_records",
     "detection_scores",
     "auroc",
+    "auroc_standard_error",
     "roc_curve",
     "threshold_keeping",
     "youden_threshold",
@@ -127,6 +128,19 @@ def auroc(scores: Tensor, labels: Tensor) -> float:
     ranks[order] = mean_rank[inverse]
     u = float(ranks[labels].sum()) - n_pos * (n_pos + 1) / 2
     return u / (n_pos * n_neg)
+
+
+def auroc_standard_error(auroc: float, n_pos: int, n_neg: int) -> float:
+    """The standard error of an AUROC measured on ``n_pos`` hallucinated and ``n_neg`` other samples (Hanley &
+    McNeil 1982, exponential approximation): how far sampling alone moves it. A difference from 0.5 (chance)
+    of under two standard errors is not evidence of a detector."""
+    if not 0.0 <= auroc <= 1.0:
+        raise ValueError(f"auroc must be in [0, 1], got {auroc}")
+    if n_pos < 1 or n_neg < 1:
+        raise ValueError(f"need at least one sample of each kind, got {n_pos} and {n_neg}")
+    q1, q2 = auroc / (2 - auroc), 2 * auroc**2 / (1 + auroc)
+    var = (auroc * (1 - auroc) + (n_pos - 1) * (q1 - auroc**2) + (n_neg - 1) * (q2 - auroc**2)) / (n_pos * n_neg)
+    return math.sqrt(max(var, 0.0))
 
 
 def roc_curve(scores: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -39,6 +39,8 @@ from .runtime import progress_bar
 from .shapes import from_model_range
 
 __all__ = [
+    "gaussian_null",
+    "midpoint_null",
     "DIGITS_FILE",
     "DIGITS_SHA256",
     "MNIST_FILE",
@@ -455,6 +457,32 @@ def digits_report(
         "confidence": float(confidence.double().mean()),
         "histogram": histogram,
     }
+
+
+def gaussian_null(images: Tensor, n: int, seed: int = 0) -> Tensor:
+    """``n`` draws from the Gaussian with the images' mean and full pixel covariance, clamped to the images'
+    value range and shaped like them: a model that knows only the first two moments of the digits, a baseline
+    for what an FID-like score rewards. ``images``: (N, ...) float -> (n, ...)."""
+    if images.dim() < 2 or images.shape[0] < 2 or not images.is_floating_point():
+        raise ValueError(f"images must be a float tensor (N >= 2, ...), got {images.dtype} {tuple(images.shape)}")
+    flat = images.reshape(len(images), -1).to(torch.float64)
+    mean = flat.mean(0)
+    centred = flat - mean
+    eigval, eigvec = torch.linalg.eigh(centred.T @ centred / (len(flat) - 1))  # covariance, PSD up to rounding
+    z = torch.randn(n, flat.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    draws = mean + (z * eigval.clamp(min=0).sqrt()) @ eigvec.T
+    return draws.clamp(float(flat.min()), float(flat.max())).to(images.dtype).reshape(n, *images.shape[1:])
+
+
+def midpoint_null(images: Tensor, n: int, seed: int = 0) -> Tensor:
+    """``n`` pixel-wise averages of two different images drawn at random: pure interpolations between real
+    digits, a baseline for how an FID-like score judges mode interpolation. ``images``: (N, ...) -> (n, ...)."""
+    if images.dim() < 2 or images.shape[0] < 2 or not images.is_floating_point():
+        raise ValueError(f"images must be a float tensor (N >= 2, ...), got {images.dtype} {tuple(images.shape)}")
+    gen = torch.Generator().manual_seed(seed)
+    i = torch.randint(len(images), (n,), generator=gen)
+    j = (i + torch.randint(1, len(images), (n,), generator=gen)) % len(images)  # never i itself
+    return (images[i] + images[j]) / 2
 
 
 def file_sha256(path: str | Path) -> str:

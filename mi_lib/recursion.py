@@ -46,7 +46,7 @@ from .nets import MLPConfig, MLPDenoiser
 from .runtime import progress_bar
 from .sampling import _check_clip, sample
 from .schedule import OFFICIAL, NoiseSchedule, ScheduleConfig
-from .train import StaleTrainingState, TrainConfig, TrainResult, data_fingerprint, train
+from .train import StaleTrainingState, TrainConfig, TrainResult, data_fingerprint, train, weights_fingerprint
 from .unet import UNetConfig, UNetDenoiser
 
 __all__ = [
@@ -365,6 +365,7 @@ def recursive_training(
             # ---- its candidates, with Hal, in one pass
             samples_config = {
                 "model": model_key,
+                "weights": weights_fingerprint(model),  # by content: a model trained again never reuses another's draw
                 "n": config.n_candidates,
                 "seed": seeds.sample,
                 "hal_window": config.hal_window,

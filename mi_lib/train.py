@@ -34,7 +34,7 @@ from .fast import FastDenoiser, precision_flags
 from .runtime import progress_bar
 from .schedule import NoiseSchedule
 
-__all__ = ["TrainConfig", "TrainResult", "StaleTrainingState", "diffusion_loss", "train", "data_fingerprint"]
+__all__ = ["TrainConfig", "TrainResult", "StaleTrainingState", "diffusion_loss", "train", "data_fingerprint", "weights_fingerprint"]
 
 
 class StaleTrainingState(ValueError):
@@ -197,6 +197,12 @@ def data_fingerprint(data: Tensor) -> str:
     """A sha256 of a tensor's shape, dtype and bytes: what a saved training state (and a recursion's model)
     records of the data it was trained on."""
     return _sha([data])
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """A sha256 of a model's weights (its state dict's tensors, in order): what a recursion's candidate sets
+    are keyed by, so that a retrained model never reuses another model's samples."""
+    return _sha(list(model.state_dict().values()))
 
 
 def _sha(tensors: list[Tensor]) -> str:

@@ -81,6 +81,7 @@ CLAIMS: dict[str, list[tuple[str, str, str] | tuple[str, str, str, dict[str, obj
         ("hallucination_none_last", "2D grid, last of 5 generations, no filter: share of samples out of support (k = 4)", "— (Fig. 8, qualitative)"),
         ("hallucination_random_last", "same, random filter (keep 100k of 102.5k at random)", "— (Fig. 8)"),
         ("hallucination_hal_last", "same, Hal filter (keep the 100k of 102.5k with the lowest Hal)", "— (Fig. 8: filtering slows the drift)"),
+        ("compounding_none", "no filter: last generation's share minus generation 0's (hallucinations compound if > 0)", "— (Fig. 8: the samples drift)"),
         ("tv_none_last", "last generation, no filter: total variation of the 26-cell masses to the truth", "— (not measured)"),
         ("tv_hal_last", "last generation, Hal filter: the same total variation", "— (not measured)"),
     ],

@@ -2,6 +2,7 @@
 equal to the sampler's streaming Hal."""
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -127,3 +128,24 @@ def test_detection_scores_and_window_grid(recorded):
     grid = window_auroc_grid(result.records, labels, [0, 5], [4, 9])
     assert torch.isnan(grid[1, 0]) and not torch.isnan(grid[0, 0])
     assert grid[0, 1] == auroc(hal_from_records(result.records, (0, 9)), labels)
+
+
+def test_auroc_standard_error_by_hand_and_by_simulation():
+    from mi_lib.detection import auroc, auroc_standard_error
+    # chance, 100 against 100: the Mann-Whitney variance (n1 + n2 + 1) / (12 n1 n2) exactly
+    assert auroc_standard_error(0.5, 100, 100) == pytest.approx(math.sqrt(201 / 120_000))
+    assert auroc_standard_error(1.0, 50, 70) == 0.0  # a perfect separation has nothing to vary
+    # a detector with a real but partial signal: the formula matches the spread over repeated samples
+    gen = torch.Generator().manual_seed(0)
+    values = []
+    for _ in range(400):
+        y = torch.arange(160) < 60
+        s = torch.randn(160, generator=gen) + 0.8 * y
+        values.append(auroc(s, y))
+    mean = sum(values) / len(values)
+    spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    assert auroc_standard_error(mean, 60, 100) == pytest.approx(spread, rel=0.15)
+    with pytest.raises(ValueError):
+        auroc_standard_error(0.7, 0, 10)
+    with pytest.raises(ValueError):
+        auroc_standard_error(1.2, 10, 10)

@@ -379,3 +379,22 @@ def test_report_counts_lost_digits(real, split, clf):
     with pytest.raises(ValueError, match="min_share"):
         digits_report(images[keep], clf, reference, min_share=1.5)
     assert math.isfinite(r["fid"]) and r["fid"] > 20.0  # two digits of ten: far from the real mix
+
+
+def test_null_digits_match_moments_and_interpolate():
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(4_000, 1, 3, 3, generator=gen) @ torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.2]])  # correlated pixels
+    draws = digits.gaussian_null(images, 20_000, seed=1)
+    assert draws.shape == (20_000, 1, 3, 3) and draws.dtype == images.dtype
+    assert float(draws.min()) >= float(images.min()) and float(draws.max()) <= float(images.max())  # clamped to the range
+    flat, flat_null = images.reshape(len(images), -1).double(), draws.reshape(len(draws), -1).double()
+    assert torch.allclose(flat_null.mean(0), flat.mean(0), atol=0.02)
+    assert torch.allclose(torch.cov(flat_null.T), torch.cov(flat.T), atol=0.02)  # clamping trims little here
+    assert torch.equal(draws, digits.gaussian_null(images, 20_000, seed=1))
+    pairs = digits.midpoint_null(images, 50, seed=0)
+    assert pairs.shape == (50, 1, 3, 3)
+    # each is the average of two different training images
+    two = torch.tensor([[0.0], [1.0]]).reshape(2, 1)
+    assert digits.midpoint_null(two, 10, seed=3).flatten().tolist() == [0.5] * 10
+    with pytest.raises(ValueError, match="N >= 2"):
+        digits.gaussian_null(images[:1], 5)

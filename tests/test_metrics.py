@@ -167,12 +167,20 @@ def test_segment_order_and_tube_lengths():
     x = torch.cat([mid(a, b), mid(a, c), a[None]])
     assert mi.metrics.segment_order(x, g, segs).tolist() == [1, 2, 0]
     spacing, s = float((b - a).norm()), float(g.sigma[0])
-    lengths = mi.metrics.tube_lengths(segs, g)
-    assert lengths[segs.order == 1].tolist() == pytest.approx([spacing - 8 * s] * 40)
-    assert lengths[segs.order == 2].tolist() == pytest.approx([spacing * math.sqrt(2) - 8 * s] * 32)
-    # a margin of half the spacing leaves nothing of a nearest-neighbour segment, and a diagonal's middle 41%
-    short = mi.metrics.tube_lengths(segs, g, end_margin=spacing / 2)
-    assert (short[segs.order == 1] == 0).all() and short[segs.order == 2].tolist() == pytest.approx([spacing * (math.sqrt(2) - 1)] * 32)
+    r, margin = 4 * s, spacing / 4
+    lengths = mi.metrics.tube_lengths(segs, g, end_margin=margin)
+    near, diagonal = lengths[segs.order == 1], lengths[segs.order == 2]
+    # nearest-neighbour tubes overlap nothing between their end margins: the segment less both margins
+    assert float(near.sum()) == pytest.approx(40 * (spacing - 2 * margin), rel=0.01)
+    assert float(near.min()) > 0.93 * (spacing - 2 * margin)
+    # two diagonals cross at each cell's centre and share a (2r x 2r) square there, which goes to one of them:
+    # on average each diagonal loses half of it, i.e. a length of r
+    assert float(diagonal.sum()) == pytest.approx(32 * (spacing * math.sqrt(2) - 2 * margin - r), rel=0.02)
+    # the measurement is seeded, and a margin of half the spacing leaves nothing of a nearest-neighbour tube
+    assert torch.equal(lengths, mi.metrics.tube_lengths(segs, g, end_margin=margin))
+    assert (mi.metrics.tube_lengths(segs, g, end_margin=spacing / 2, n_points=100_000)[segs.order == 1] == 0).all()
+    with pytest.raises(ValueError, match="2D"):
+        mi.metrics.tube_lengths(segs, mixture_1d())
 
 
 def test_density_ratio_by_hand():
@@ -183,10 +191,16 @@ def test_density_ratio_by_hand():
     even = mi.density_ratio(20, 1.0, 20, 1.0)
     assert even.ratio == pytest.approx(1.0) and even.low < 1 < even.high
     assert mi.density_ratio(22, 1.6, 27, 0.6).high < 1  # chapter 2's CI-scale counts: the wide gap is sparser
-    assert mi.density_ratio(5, 1.0, 0, 1.0).high == math.inf and mi.density_ratio(0, 1.0, 5, 1.0).low == 0.0
+    for n in range(1, 40):  # the interval's ends are exact where all or none of the samples fall in region a
+        assert mi.density_ratio(n, 1.0, 0, 1.0).high == math.inf and mi.density_ratio(0, 1.0, n, 1.0).low == 0.0
+        assert mi.wilson_interval(0, n)[0] == 0.0 and mi.wilson_interval(n, n)[1] == 1.0
+    assert mi.density_ratio(torch.tensor(3), torch.tensor(1.0), 1, 1.0).ratio == pytest.approx(3.0)  # plain floats out
+    assert isinstance(mi.density_ratio(torch.tensor(3), torch.tensor(1.0), 1, 1.0).ratio, float)
     for bad in [(0, 1.0, 0, 1.0), (-1, 1.0, 3, 1.0), (1, 0.0, 3, 1.0), (1, 1.0, 3, math.inf)]:
         with pytest.raises(ValueError):
             mi.density_ratio(*bad)
+    with pytest.raises(TypeError):
+        mi.density_ratio(2.9, 1.0, 3, 1.0)  # a count is a whole number
 
 
 def test_density_ratio_interval_covers_the_truth():
@@ -195,3 +209,17 @@ def test_density_ratio_interval_covers_the_truth():
     counts = rng.binomial(200, 0.25, size=2000)
     covered = [(lambda r: r.low <= 1.0 <= r.high)(mi.density_ratio(int(k), 1.0, 200 - int(k), 3.0)) for k in counts]
     assert 0.93 < np.mean(covered) < 0.975
+
+
+def test_matching_width_interpolates_on_log_log_axes():
+    match = mi.metrics.matching_width
+    assert match([0.1, 0.2], [1e-3, 1e-1], 1e-2) == pytest.approx(math.sqrt(0.1 * 0.2))  # half-way in log mass
+    assert match([0.1, 0.2], [1e-3, 1e-1], 1e-3) == pytest.approx(0.1)
+    # unsorted input and zero masses (no logarithm) are handled; the first bracketing pair wins
+    assert match([0.3, 0.05, 0.1, 0.2], [0.3, 0.0, 0.0027, 0.07], 0.0182) == pytest.approx(
+        math.exp(math.log(0.1) + math.log(0.0182 / 0.0027) / math.log(0.07 / 0.0027) * math.log(2)))
+    assert math.isnan(match([0.1, 0.2], [1e-3, 1e-2], 1.0)) and math.isnan(match([0.1], [1e-3], 1e-3))
+    with pytest.raises(ValueError):
+        match([0.1, 0.2], [1e-3], 1e-2)
+    with pytest.raises(ValueError):
+        match([0.1, 0.2], [1e-3, 1e-2], 0.0)

@@ -151,10 +151,11 @@ def test_cache_reuses_models_and_extending_generations_trains_only_the_new_ones(
     assert len(calls) == 4
 
 
-def _redraw_differently(cache, monkeypatch):
-    """A later session: the candidate sets are gone (they are never carried between sessions) and drawing them
-    again does not give the same bits (a last-place change, as another GPU or kernel choice could)."""
-    for path in cache.glob("recursion-samples-*.pt"):
+def _redraw_differently(cache, monkeypatch, keys=None):
+    """A later session: candidate sets are gone (all, or those of ``keys``: sample sets are carried between
+    sessions only when there is room) and drawing them again does not give the same bits (a last-place change,
+    as another GPU or kernel choice could)."""
+    for path in cache.glob("recursion-samples-*.pt") if keys is None else [cache / f"{key}.pt" for key in keys]:
         path.unlink()
     real_sample = recursion.sample
 
@@ -175,6 +176,19 @@ def test_a_model_cached_from_another_draw_of_its_data_is_trained_again(data, cac
     assert again.generations[1].model_key == first.generations[1].model_key  # same provenance, other bits
     assert not _same(again.generations[1].candidates, first.generations[1].candidates)
     assert [g.source for g in _run(data).generations] == ["cached", "cached"]  # now stored for this draw
+
+
+def test_a_generation_trained_again_draws_its_own_candidates(data, cache, monkeypatch):
+    """Generation 0's candidates drawn again and different, while generation 1's are still cached (a session
+    that brought back some sample sets): generation 1's model is trained again, so its candidates must be drawn
+    from that model, not taken from the old model's cached draw, and generation 2 must follow."""
+    first = _run(data, TINY.replace(generations=3))
+    _redraw_differently(cache, monkeypatch, keys=[first.generations[0].samples_key])  # only generation 0's set is gone
+    with pytest.warns(UserWarning, match="generation 1: the cached model was trained on another draw"):
+        again = _run(data, TINY.replace(generations=3))
+    assert [g.source for g in again.generations] == ["cached", "trained", "trained"]
+    assert not any(g.samples_cached for g in again.generations[1:])
+    assert again.generations[1].samples_key != first.generations[1].samples_key
 
 
 def test_a_training_state_saved_on_another_draw_starts_over(data, cache, monkeypatch):
