@@ -17,8 +17,8 @@ from .schedule import NoiseSchedule
 __all__ = ["FILTER_COLORS", "FILTER_LABELS", "use_book_style", "hist_vs_density", "scatter_vs_modes", "schedule_curves", "image_mosaic"]
 
 #: One colour and one legend label per recursive-training filter (chapter 7 and its sections), the same on every page.
-FILTER_COLORS = {"none": "C3", "random": "C1", "hal": "C0"}
-FILTER_LABELS = {"none": "no filter", "random": "random filter", "hal": "Hal filter (lowest Hal kept)"}
+FILTER_COLORS = {"none": "C3", "random": "C1", "hal": "C0", "real": "C2"}
+FILTER_LABELS = {"none": "no filter", "random": "random filter", "hal": "Hal filter (lowest Hal kept)", "real": "control: real data each generation"}
 
 
 def use_book_style() -> None:

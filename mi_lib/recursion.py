@@ -63,8 +63,11 @@ __all__ = [
     "true_cell_mass",
 ]
 
-#: The filters applied to each generation's candidates before the next generation trains on them.
-FILTERS = ("none", "random", "hal")
+#: The filters applied to each generation's candidates before the next generation trains on them, and one
+#: control: ``"real"`` trains the next generation on ``n_keep`` real training points drawn afresh (no samples at
+#: all), so that with warm-started generations it separates what the recursion does from what the extra
+#: training steps alone do.
+FILTERS = ("none", "random", "hal", "real")
 
 
 @dataclass(frozen=True)
@@ -183,13 +186,14 @@ def select(hal: Tensor, n_keep: int, filter: str, seed: int = 0) -> Tensor:
     """Indices of the candidates a filter keeps, in ascending order. hal: (N,) -> (n_keep,) long.
 
     ``"none"``: 0..n_keep-1; ``"random"``: a uniformly random n_keep-subset drawn with ``seed``; ``"hal"``:
-    the n_keep lowest Hal values (ties go to the lower index)."""
+    the n_keep lowest Hal values (ties go to the lower index); ``"real"`` (the control, whose next generation
+    trains on real data, not on these): 0..n_keep-1, as ``"none"``."""
     if filter not in FILTERS:
         raise ValueError(f"unknown filter {filter!r}; choose one of {FILTERS}")
     n = hal.shape[0]
     if not 1 <= n_keep <= n:
         raise ValueError(f"n_keep must be in 1..{n} (the number of candidates), got {n_keep}")
-    if filter == "none":
+    if filter in ("none", "real"):
         return torch.arange(n_keep)
     if filter == "random":
         chosen = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:n_keep]
@@ -410,10 +414,20 @@ def recursive_training(
             results.append(result)
             bar.update(1)
             # ---- what generation g+1 trains on
-            parent = {"candidates": result.samples_key, "filter": config.filter, "n_keep": config.n_keep}
-            if config.filter == "random":
-                parent["filter_seed"] = seeds.filter
-            data = result.kept_x0
+            if config.filter == "real":  # the control: n_keep real training points, drawn afresh each generation
+                real = first.training_data() if isinstance(first, (MixtureModelSpec, ImageModelSpec)) else first
+                if config.n_keep > len(real):
+                    raise ValueError(f"the 'real' control needs n_keep <= {len(real)} (the real training points), got {config.n_keep}")
+                pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(seeds.filter))[: config.n_keep].sort().values
+                parent = {"real": {"spec": first} if isinstance(first, (MixtureModelSpec, ImageModelSpec)) else {"x0": first},
+                          "n_keep": config.n_keep, "filter_seed": seeds.filter,
+                          "previous": result.samples_key}  # names generation g's weights, which a warm start begins from
+                data = real[pick]
+            else:
+                parent = {"candidates": result.samples_key, "filter": config.filter, "n_keep": config.n_keep}
+                if config.filter == "random":
+                    parent["filter_seed"] = seeds.filter
+                data = result.kept_x0
     return RecursionResult(config, results)
 
 

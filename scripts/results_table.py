@@ -91,6 +91,7 @@ CLAIMS: dict[str, list[tuple[str, str, str] | tuple[str, str, str, dict[str, obj
         ("digits_fid_none_last", "MNIST, last generation, no filter: FID-like score (mean over seeds)", "— (MNIST: FID rises)", MNIST),
         ("digits_fid_random_last", "same, random filter", "—", MNIST),
         ("digits_fid_hal_last", "same, Hal filter", "— (MNIST: lower with the Hal filter)", MNIST),
+        ("digits_fid_real_last", "same, control: each generation fine-tuned on real digits instead of samples", "—", MNIST),
     ],
     "07c_recursive_shapes": [
         ("shapes_crowded_g0", "Simple Shapes, generation 0: images with a crowded column (chapter 5's model)", "— (Fig. 8, shapes)"),

@@ -396,3 +396,27 @@ def test_env_fast_paths_give_other_models_and_candidates_under_other_keys(data, 
     monkeypatch.delenv("MI_FAST_SAMPLE")
     again = _run(data).generations
     assert all(g.source == "cached" and g.samples_cached for g in again[1:]) and _same(again[-1].candidates, plain[-1].candidates)
+
+
+def test_the_real_control_trains_each_generation_on_fresh_real_points(data, monkeypatch):
+    seen = []
+    real_train = recursion.train
+
+    def spy(model, x, *args, **kwargs):
+        seen.append(x.clone())
+        return real_train(model, x, *args, **kwargs)
+
+    monkeypatch.setattr(recursion, "train", spy)
+    run = _run(data, TINY.replace(filter="real", generations=3, warm_start=True))
+    assert len(seen) == 3 and _same(seen[0], data)
+    rows = {tuple(r.tolist()) for r in data}
+    for x in seen[1:]:  # n_keep distinct real points, not samples
+        assert x.shape == (TINY.n_keep, 2) and {tuple(r.tolist()) for r in x} <= rows and len({tuple(r.tolist()) for r in x}) == TINY.n_keep
+    assert not _same(seen[1], seen[2])  # drawn afresh each generation
+    none = _run(data, TINY.replace(filter="none", generations=3, warm_start=True))
+    assert run.generations[0].model_key == none.generations[0].model_key  # generation 0 is shared
+    assert run.generations[1].model_key != none.generations[1].model_key
+    assert _same(_run(data, TINY.replace(filter="real", generations=3, warm_start=True)).generations[2].candidates, run.generations[2].candidates)
+    assert select(torch.rand(10), 4, "real").tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="'real' control needs n_keep"):
+        _run(data[:40], TINY.replace(filter="real"))

@@ -70,7 +70,7 @@ def test_results_rows_show_only_runs_with_the_parameters_they_describe(tmp_path,
     path.write_text(json.dumps({"paper": entry}))
     rows = [line for line in table.results_table().splitlines() if line.startswith("| 07b_recursive_digits")]
     n_mnist = sum(len(row) == 4 for row in table.CLAIMS["07b_recursive_digits"])
-    assert n_mnist == 5 and len(rows) == len(keys)
+    assert n_mnist == 6 and len(rows) == len(keys)
     assert sum("not run with digits_data=mnist (ran digits_data=8x8)" in r for r in rows) == n_mnist
     assert sum("0.25" in r for r in rows) == len(rows) - n_mnist
     entry["params"]["digits_data"] = "mnist"
