@@ -8,7 +8,10 @@ streaming pass of :func:`mi_lib.sampling.sample`), keeps ``n_keep`` of them by t
 is trained on the kept ones. Filters: ``"none"`` keeps candidates 0..n_keep-1 (with per-sample seeding these
 are exactly the samples a plain ``sample(model, n_keep, seed=...)`` gives, so no-filter sees no oversampling),
 ``"random"`` a uniformly random n_keep of them, ``"hal"`` the n_keep with the lowest Hal -- the official
-code's 2D filter (102,500 candidates, 100,000 kept, Hal over t = 9..0).
+code's 2D filter (102,500 candidates, 100,000 kept, Hal over t = 9..0). One control, ``"real"``, trains
+generation g+1 on n_keep real training points drawn afresh instead of on samples (its ``kept`` is
+0..n_keep-1, the model's plain output, measured but not trained on): with warm-started generations it shows
+how much of a drift is the extra training rather than the recursion.
 
 Seeds. Generation g's training seed (initial weights and batches), sampling seed and filter seed are derived
 by hashing (``config.seed``, g, purpose); they do not depend on the filter, so the three filters are compared
@@ -16,8 +19,12 @@ on the same seeds, and generation 0 (model and candidates) is the same for all o
 
 Caching. Every generation's model (state dict, losses, wall time) and candidates (x0, Hal, wall time) are
 stored with :func:`mi_lib.cache.cached`. A model's key holds what it was trained on -- the real data for
-generation 0, else the key of generation g-1's candidates plus the filter that chose from them -- so keys form
-a chain: more generations reuse the earlier ones, and any upstream change gives new keys downstream.
+generation 0, else the key of generation g-1's candidates plus the filter that chose from them (for the
+``"real"`` control: the real data, its draw's seed and generation g-1's candidates key, which names the weights
+a warm start begins from) -- so keys form a chain: more generations reuse the earlier ones, and any upstream
+change gives new keys downstream. Candidates are keyed by their model's weights as well, and a model records
+the content hash of the data it was trained on: a later session that draws a parent's candidates differently
+trains the child again rather than reuse a model or a draw that belongs to another chain.
 
 Measurements (:func:`mixture_report`) are for Gaussian mixtures: hallucination share, modes covered, and
 distances of the per-mode mass vector to its exact value under the true distribution.
@@ -207,7 +214,7 @@ class GenerationResult:
     """One generation. ``model`` (eval mode, on the run's device) was trained on the previous generation's
     kept samples (generation 0: on real data); ``candidates`` (N, ...) and ``hal`` (N,) are its samples with
     N = n_candidates, ``kept`` (n_keep,) the indices the filter chose (the next generation's training set is
-    ``candidates[kept]``). ``report`` measures the model's output (candidates 0..n_keep-1, the same draw for
+    ``candidates[kept]``, except for the ``"real"`` control, which trains on real points). ``report`` measures the model's output (candidates 0..n_keep-1, the same draw for
     every filter), ``kept_report`` the kept set; both None without a mixture. ``source`` says where the
     model came from: "shipped", "trained" (now) or "cached"; ``samples_cached`` whether the candidates were."""
 
@@ -301,6 +308,10 @@ def recursive_training(
     if mixture is not None and not isinstance(config.model, MLPConfig):
         raise ValueError("mixture measurements need vector samples (an MLPConfig model)")
 
+    if config.filter == "real" and config.generations > 1:  # the control draws its training sets from the real data
+        n_real = len(first.training_data()) if isinstance(first, (MixtureModelSpec, ImageModelSpec)) else len(first)
+        if config.n_keep > n_real:
+            raise ValueError(f"the 'real' control needs n_keep <= {n_real} (the real training points), got {config.n_keep}")
     cells = true_cell_mass(mixture, k) if mixture is not None else None
     results: list[GenerationResult] = []
     parent: dict[str, Any] = {}  # what the next model is trained on (its part of the cache key)
@@ -376,7 +387,7 @@ def recursive_training(
                 "schedule": config.schedule,
                 "device": device.type,
             }
-            if config.clip_x0 is not None:  # a key change only when set, so earlier cached candidates stay valid
+            if config.clip_x0 is not None:  # in the key only when set
                 samples_config["clip_x0"] = float(config.clip_x0)
             fast = env_fast_options("sample")
             if fast:  # likewise ($MI_FAST_SAMPLE)
@@ -416,8 +427,6 @@ def recursive_training(
             # ---- what generation g+1 trains on
             if config.filter == "real":  # the control: n_keep real training points, drawn afresh each generation
                 real = first.training_data() if isinstance(first, (MixtureModelSpec, ImageModelSpec)) else first
-                if config.n_keep > len(real):
-                    raise ValueError(f"the 'real' control needs n_keep <= {len(real)} (the real training points), got {config.n_keep}")
                 pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(seeds.filter))[: config.n_keep].sort().values
                 parent = {"real": {"spec": first} if isinstance(first, (MixtureModelSpec, ImageModelSpec)) else {"x0": first},
                           "n_keep": config.n_keep, "filter_seed": seeds.filter,

@@ -15,7 +15,7 @@ reference floor is the same score for n_keep real training digits.
 Everything is cached by mi_lib.cache ($MI_CACHE_DIR, default ./.mi_cache); point MI_CACHE_DIR at an empty
 folder to time a run from scratch. Wall times of cached generations are those recorded when they were computed.
 
-Measured with the defaults (3 generations, 1,000 kept of 1,250, 2,000 warm-started steps at batch 128, lr 1e-3,
+Measured with the defaults of the time (3 filters: --filters none random hal; 3 generations, 1,000 kept of 1,250, 2,000 warm-started steps at batch 128, lr 1e-3,
 official schedule) on the 2-core CI machine kind, `OMP_NUM_THREADS=2 python scripts/digits_recursion.py --seeds 0 1 2 3`
 (397 s wall, 788 CPU-s, from an empty cache): classifier held-out accuracy 0.970; floor fid 2.08 (the first 1,000
 training digits; chapter 7 takes a random 1,000, 2.46); generation-0 fid 21.0 / 42.7 / 28.2 / 15.9 for seeds 0-3;
@@ -29,8 +29,9 @@ to settings, and the seed-to-seed spread is large.
 The control ("real": each generation fine-tuned on 1,000 real training digits drawn afresh instead of on samples),
 `OMP_NUM_THREADS=2 python scripts/digits_recursion.py --seeds 0 1 2 3 --filters none real` (259 s wall from a cache
 holding nothing of this library version): last-generation fid none / real 47.75 / 19.01, 46.66 / 12.76,
-47.76 / 21.40, 22.16 / 17.92 for seeds 0-3; chapter 7's drift bar (none worse than real by 2) sits below the
-smallest gap, 4.2.
+47.76 / 21.40, 22.16 / 17.92 for seeds 0-3; section 7b's drift bar (none worse than real by 2) sits below the
+smallest gap, 4.2 (chapter 7's section 7b). For the control the 'kept' figures are its plain output, which it
+does not train on.
 """
 
 from __future__ import annotations
