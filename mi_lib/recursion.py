@@ -308,10 +308,11 @@ def recursive_training(
     if mixture is not None and not isinstance(config.model, MLPConfig):
         raise ValueError("mixture measurements need vector samples (an MLPConfig model)")
 
-    if config.filter == "real" and config.generations > 1:  # the control draws its training sets from the real data
-        n_real = len(first.training_data()) if isinstance(first, (MixtureModelSpec, ImageModelSpec)) else len(first)
-        if config.n_keep > n_real:
-            raise ValueError(f"the 'real' control needs n_keep <= {n_real} (the real training points), got {config.n_keep}")
+    real = None  # the "real" control draws each later generation's training set from the real data
+    if config.filter == "real" and config.generations > 1:
+        real = first.training_data() if isinstance(first, (MixtureModelSpec, ImageModelSpec)) else first
+        if config.n_keep > len(real):
+            raise ValueError(f"the 'real' control needs n_keep <= {len(real)} (the real training points), got {config.n_keep}")
     cells = true_cell_mass(mixture, k) if mixture is not None else None
     results: list[GenerationResult] = []
     parent: dict[str, Any] = {}  # what the next model is trained on (its part of the cache key)
@@ -354,11 +355,9 @@ def recursive_training(
                     try:
                         out = run_training()
                     except StaleTrainingState:
-                        if g == 0:
-                            raise
                         # Generation g's training data are its parent's kept candidates, drawn again in this session
-                        # (candidates are not carried between sessions) and not bit for bit the draw the saved state
-                        # was trained on: that training cannot go on, so it starts over on these data.
+                        # (candidates are not always carried between sessions) and not bit for bit the draw the saved
+                        # state was trained on: that training cannot go on, so it starts over on these data.
                         warnings.warn(f"generation {g}: its training data were drawn again and differ from those its saved training "
                                       f"state was trained on; training it from the start ({resume.name})", stacklevel=2)
                         resume.unlink(missing_ok=True)
@@ -425,8 +424,7 @@ def recursive_training(
             results.append(result)
             bar.update(1)
             # ---- what generation g+1 trains on
-            if config.filter == "real":  # the control: n_keep real training points, drawn afresh each generation
-                real = first.training_data() if isinstance(first, (MixtureModelSpec, ImageModelSpec)) else first
+            if real is not None:  # the control: n_keep real training points, drawn afresh each generation
                 pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(seeds.filter))[: config.n_keep].sort().values
                 parent = {"real": {"spec": first} if isinstance(first, (MixtureModelSpec, ImageModelSpec)) else {"x0": first},
                           "n_keep": config.n_keep, "filter_seed": seeds.filter,
