@@ -69,12 +69,13 @@ executed: $(EXECUTED)
 
 # Always re-executed (FORCE): a chapter depends on mi_lib, data and caches, not just on itself.
 # MI_STATIC_WIDGETS=1: mi.interact draws its default view as plain output (nbclient can deadlock on widget
-# output, jupyter/nbclient#312); the same is set for nbval below.
+# output, jupyter/nbclient#312); MI_PROGRESS=0: no progress bars (a stored bar is a frozen '0%' widget in the
+# committed notebook); the same two are set for nbval below. Live kernels (Jupyter, Colab) keep their bars.
 # papermill exits non-zero on any cell error, which fails make.
 $(EXEC_DIR)/chapters/%.ipynb: chapters/%.ipynb $(STAMP) FORCE
 	@mkdir -p $(@D) $(RESULTS_DIR)
 	@echo "papermill $< (scale=$(SCALE))"
-	MI_RESULTS_DIR=$(RESULTS_DIR) MPLBACKEND=module://matplotlib_inline.backend_inline MI_STATIC_WIDGETS=1 \
+	MI_RESULTS_DIR=$(RESULTS_DIR) MPLBACKEND=module://matplotlib_inline.backend_inline MI_STATIC_WIDGETS=1 MI_PROGRESS=0 \
 	  $(PY) -m papermill $< $@ -p scale $(SCALE) -k python3 --cwd chapters --no-progress-bar
 
 # ---------------------------------------------------------------- book
@@ -123,7 +124,7 @@ test-unit: $(STAMP)
 # Re-runs chapters/*.ipynb and compares against their committed outputs (text only; images skipped).
 test-nbval: $(STAMP)
 	rm -rf $(NBVAL_RESULTS) && mkdir -p $(NBVAL_RESULTS)
-	MI_RESULTS_DIR=$(NBVAL_RESULTS) MPLBACKEND=module://matplotlib_inline.backend_inline MI_STATIC_WIDGETS=1 \
+	MI_RESULTS_DIR=$(NBVAL_RESULTS) MPLBACKEND=module://matplotlib_inline.backend_inline MI_STATIC_WIDGETS=1 MI_PROGRESS=0 \
 	  $(PY) -m pytest --nbval $(CHAPTERS) --nbval-current-env \
 	    --nbval-sanitize-with nbval_sanitize.cfg --nbval-cell-timeout 1800 \
 	    -p no:cacheprovider --ignore=_build --ignore=.venv
