@@ -8,7 +8,7 @@
 #                             README results table (FROM: tarball(s) or folder(s); several: FROM="a b")
 #   make paper-cache FROM=... between device calls: the models and training states a run brought back -> .whl/cache/ (carried)
 #   make test                 pytest tests/ + nbval on chapters/ + make book SCALE=ci
-#   make results-table        rebuild the README's results table from results/*.json
+#   make results-table        rebuild the results tables (README.md, the book's results.md) from results/*.json
 #   make bench                trainer/sampler throughput on this machine
 #   make clean                rm -rf _build
 # Every tool runs as $(PY) -m ... (jupyter-book: $(VENV)/bin/jupyter-book); nothing relies on an
@@ -106,8 +106,8 @@ FROM ?=
 book-paper: $(STAMP)
 	$(if $(strip $(FROM)),,$(error book-paper needs FROM=<tarball(s) or folder(s) from scripts/paper_scale.sh>))
 	$(PY) scripts/paper_unpack.py $(FROM) --results $(abspath results) --executed _build/executed/paper/chapters --cache .whl/cache
+	$(PY) scripts/results_table.py --write README.md results.md
 	@$(MAKE) --no-print-directory render SCALE=paper
-	$(PY) scripts/results_table.py --write README.md
 
 # Between device calls: the cache entries (trained models) a run brought back -> .whl/cache/, carried next time.
 paper-cache: $(STAMP)
@@ -129,9 +129,9 @@ test-nbval: $(STAMP)
 	    --nbval-sanitize-with nbval_sanitize.cfg --nbval-cell-timeout 1800 \
 	    -p no:cacheprovider --ignore=_build --ignore=.venv
 
-# The README's results table, rebuilt from results/*.json (tests fail if the README is out of date).
+# The results tables of README.md and the book's results.md, rebuilt from results/*.json (tests fail if either is out of date).
 results-table: $(STAMP)
-	$(PY) scripts/results_table.py --write README.md
+	$(PY) scripts/results_table.py --write README.md results.md
 
 # Throughput of the trainer and sampler on this machine (prints figures; asserts nothing).
 bench: $(STAMP)

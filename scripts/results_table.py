@@ -1,8 +1,8 @@
-"""Rebuild the README's results and performance tables from the committed JSON files.
+"""Rebuild the results and performance tables of the README and of the book's results page from the committed JSON files.
 
-    python scripts/results_table.py                  # print both tables
-    python scripts/results_table.py --write README.md  # replace the marked sections of README.md
-    python scripts/results_table.py --check README.md  # exit 1 if README.md is out of date
+    python scripts/results_table.py                               # print both tables
+    python scripts/results_table.py --write README.md results.md  # replace the marked sections of these files
+    python scripts/results_table.py --check README.md results.md  # exit 1 if one of them is out of date
 
 Results come from ``results/<chapter>.json`` (written by each chapter; the ``paper`` entry is ours at paper
 scale), performance from ``benchmarks/results/<device>.json`` (written by ``benchmarks/bench.py --json``).
@@ -164,11 +164,11 @@ def performance_table() -> str:
     return "\n".join(lines)
 
 
-def render(readme: str) -> str:
-    for name, table in (("results", results_table()), ("performance", performance_table())):
-        start, end = MARKERS[name]
+def render(readme: str, name: str = "README") -> str:
+    for section, table in (("results", results_table()), ("performance", performance_table())):
+        start, end = MARKERS[section]
         if start not in readme or end not in readme:
-            raise SystemExit(f"README lacks the markers {start} ... {end}")
+            raise SystemExit(f"{name} lacks the markers {start} ... {end}")
         head, rest = readme.split(start, 1)
         _, tail = rest.split(end, 1)
         readme = f"{head}{start}\n{table}\n{end}{tail}"
@@ -178,17 +178,16 @@ def render(readme: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--write", metavar="README", help="rewrite the marked sections of this file")
-    group.add_argument("--check", metavar="README", help="exit 1 if this file's tables are out of date")
+    group.add_argument("--write", metavar="FILE", nargs="+", help="rewrite the marked sections of these files (README.md results.md)")
+    group.add_argument("--check", metavar="FILE", nargs="+", help="exit 1 if one of these files' tables is out of date")
     args = parser.parse_args()
-    if args.write:
-        path = Path(args.write)
-        path.write_text(render(path.read_text()))
-    elif args.check:
-        path = Path(args.check)
-        if render(path.read_text()) != path.read_text():
-            raise SystemExit(f"{path}'s tables are out of date: run `make results-table`")
-    else:
+    for name in args.write or []:
+        path = Path(name)
+        path.write_text(render(path.read_text(), name))
+    stale = [name for name in args.check or [] if render(Path(name).read_text(), name) != Path(name).read_text()]
+    if stale:
+        raise SystemExit(f"{', '.join(stale)}: tables out of date: run `make results-table`")
+    if not args.write and not args.check:
         print(results_table(), performance_table(), sep="\n\n")
 
 

@@ -60,7 +60,8 @@ def test_chapter_conventions(path):
 
 
 def test_readme_tables_are_up_to_date():
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "results_table.py"), "--check", str(ROOT / "README.md")], capture_output=True, text=True)
+    pages = [str(ROOT / "README.md"), str(ROOT / "results.md")]  # the README and the book's results page carry the same tables
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "results_table.py"), "--check", *pages], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
