@@ -1,0 +1,67 @@
+"""A chapter's parameters cell takes what a reader types; its setup cell must turn a bad value into one clear
+error before any training or sampling (or accept the harmless variants papermill produces: a list for a tuple,
+an int for a list). These tests execute only the parameters cell and the setup cell (the third code cell; the
+second installs mi_lib in Colab), with one parameter changed, in a fresh namespace: no kernel, no sampling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat", reason="the book toolchain (requirements.txt) is not installed")
+
+CHAPTERS = Path(__file__).resolve().parents[1] / "chapters"
+
+
+def setup_namespace(chapter: str, **parameters: Any) -> dict[str, Any]:
+    """Run the chapter's parameters cell, override ``parameters`` (as papermill would), run its setup cell."""
+    code = [c for c in nbformat.read(CHAPTERS / f"{chapter}.ipynb", 4).cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", []) and "find_spec" in code[1].source
+    namespace: dict[str, Any] = {}
+    exec(compile(code[0].source, f"{chapter}[parameters]", "exec"), namespace)
+    unknown = set(parameters) - set(namespace)
+    assert not unknown, f"{chapter} has no parameters {unknown}"
+    namespace.update(parameters)
+    exec(compile(code[2].source, f"{chapter}[setup]", "exec"), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize(
+    "chapter, parameters, message",
+    [
+        ("01_forward_process", dict(pure_noise_tv=0.0), "pure_noise_tv"),
+        ("01_forward_process", dict(scale="CI"), "scale must be one of"),
+        ("02_mode_interpolation_1d", dict(k=2.0), "k must be at least 3"),
+        ("02_mode_interpolation_1d", dict(n_samples=1e4), "n_samples must be a positive int"),
+        ("02_mode_interpolation_1d", dict(scale="paper", n_train_list=[25_000]), "at least two sizes"),
+        ("03_mode_interpolation_2d", dict(max_order=1), "max_order must be"),
+        ("03_mode_interpolation_2d", dict(between=0.5), "between must lie in"),
+        ("04_score_smoothness", dict(k=2.5), "k must be at least 3"),
+        ("04_score_smoothness", dict(n_samples=1_000), "at least 2,500"),
+        ("04_score_smoothness", dict(smoothing_widths=[0.05, 0.1]), "smoothing_widths must hold 0.0"),
+        ("05_shapes_hands", dict(hal_window=None), "hal_window must be"),
+        ("05_shapes_hands", dict(hal_window=(3, 3)), "hal_window must be"),
+        ("06_detection", dict(window=(3, 3)), "window must be"),
+        ("06_detection", dict(window=(0, 1000)), "window must be"),
+        ("07_recursive_training", dict(filters=("none", "hal")), "must include 'none', 'random' and 'hal'"),
+        ("07b_recursive_digits", dict(scale="Paper"), "scale must be"),
+        ("07b_recursive_digits", dict(digits_generations=1), "digits_generations must be"),
+        ("07b_recursive_digits", dict(filters=("none", "best")), "unknown filter"),
+        ("07c_recursive_shapes", dict(filters=("hall",)), "unknown filter"),
+    ],
+)
+def test_a_bad_parameter_is_one_clear_error_in_the_setup_cell(chapter, parameters, message):
+    with pytest.raises(ValueError, match=message):
+        setup_namespace(chapter, **parameters)
+
+
+def test_harmless_variants_are_accepted_as_papermill_passes_them():
+    assert setup_namespace("05_shapes_hands", hal_window=[0, 19])["hal_window"] == (0, 19)  # papermill: a list
+    ns = setup_namespace("06_detection", window=[0, 149])
+    assert ns["window"] == (0, 149) and min(ns["record_up_to"].values()) == 150  # recorded deep enough for the window
+    assert setup_namespace("02_mode_interpolation_1d", n_train_list=20_000)["n_train_list"] == [20_000]
+    assert setup_namespace("02_mode_interpolation_1d", n_train_list=[20_000, 2_000])["n_train_list"] == [2_000, 20_000]
+    ns = setup_namespace("07b_recursive_digits", filters="none", digits_seeds=3)
+    assert ns["filters"] == ("none",) and ns["digits_seeds"] == (3,)
