@@ -8,6 +8,7 @@
 #                             README results table (FROM: tarball(s) or folder(s); several: FROM="a b")
 #   make paper-cache FROM=... between device calls: the models and training states a run brought back -> .whl/cache/ (carried)
 #   make test                 pytest tests/ + nbval on chapters/ + make book SCALE=ci
+#   make outputs [CHAPTERS=.] after editing a chapter: re-execute it in place at CI scale (the outputs nbval checks)
 #   make results-table        rebuild the results tables (README.md, the book's results.md) from results/*.json
 #   make bench                trainer/sampler throughput on this machine
 #   make clean                rm -rf _build
@@ -50,7 +51,7 @@ export PYTHONHASHSEED := 0
 # the book build after nbval reuses what nbval computed. Keys hash the config and mi_lib's source.
 export MI_CACHE_DIR ?= $(abspath .mi_cache)
 
-.PHONY: venv executed book render gpu-wheels book-paper paper-cache test test-unit test-nbval results-table bench clean FORCE
+.PHONY: venv executed book render gpu-wheels book-paper paper-cache test test-unit test-nbval outputs results-table bench clean FORCE
 
 # ---------------------------------------------------------------- environment
 venv: $(STAMP)
@@ -128,6 +129,21 @@ test-nbval: $(STAMP)
 	  $(PY) -m pytest --nbval $(CHAPTERS) --nbval-current-env \
 	    --nbval-sanitize-with nbval_sanitize.cfg --nbval-cell-timeout 1800 \
 	    -p no:cacheprovider --ignore=_build --ignore=.venv
+
+# The committed CI-scale outputs, which nbval compares against, refreshed after a chapter is edited: each chapter is
+# executed in nbval's environment into _build/outputs/ and copied over the committed one only if it ran through
+# (a failed run stays in _build/outputs/ to read); then the orphaned widget state papermill stores is dropped.
+# One chapter: make outputs CHAPTERS=chapters/06_detection.ipynb. Review with git diff, then run make test.
+outputs: $(STAMP)
+	@mkdir -p _build/outputs $(abspath _build/results/ci)
+	@for nb in $(CHAPTERS); do \
+	  echo "papermill $$nb (scale=ci, in place)"; \
+	  MI_RESULTS_DIR=$(abspath _build/results/ci) MPLBACKEND=module://matplotlib_inline.backend_inline MI_STATIC_WIDGETS=1 MI_PROGRESS=0 \
+	    $(PY) -m papermill $$nb _build/outputs/$$(basename $$nb) -k python3 --cwd chapters --no-progress-bar \
+	    || { echo "$$nb failed: its run is in _build/outputs/, the committed notebook is unchanged"; exit 1; }; \
+	  cp _build/outputs/$$(basename $$nb) $$nb; \
+	done
+	$(PY) scripts/strip_widget_state.py $(CHAPTERS)
 
 # The results tables of README.md and the book's results.md, rebuilt from results/*.json (tests fail if either is out of date).
 results-table: $(STAMP)

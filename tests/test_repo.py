@@ -55,8 +55,34 @@ def test_chapter_conventions(path):
     assert not [o for o in outputs if o.output_type == "error"]
     # executed headless with MI_PROGRESS=0 (make, paper_scale.sh): a stored progress bar is a frozen '0%' widget
     widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
-    assert not widgets, "stored widget output: re-execute the chapter with MI_PROGRESS=0 (as make does)"
+    assert not widgets, "stored widget output: re-execute the chapter with MI_PROGRESS=0 (as make outputs does)"
+    assert "widgets" not in nb.metadata, "stored widget state (no output shows it): make outputs drops it, or scripts/strip_widget_state.py"
     assert "save_results(" in "\n".join(c.source for c in code), "a chapter records its claims"
+
+
+def test_strip_widget_state_drops_only_the_widget_state(tmp_path):
+    source = ROOT / "chapters" / "01_forward_process.ipynb"
+    nb = nbformat.read(source, 4)
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"m1": {"model_name": "IntSliderModel"}}, "version_major": 2}}
+    path = tmp_path / source.name
+    nbformat.write(nb, path)
+    script = [sys.executable, str(ROOT / "scripts" / "strip_widget_state.py"), str(path)]
+    result = subprocess.run(script, capture_output=True, text=True)
+    assert result.returncode == 0 and "widget state removed" in result.stdout, result.stdout + result.stderr
+    stripped = nbformat.read(path, 4)
+    assert "widgets" not in stripped.metadata
+    del nb.metadata["widgets"]
+    assert stripped == nb
+    assert subprocess.run(script, capture_output=True, text=True).stdout == ""  # nothing left to remove: file untouched
+
+
+def test_make_outputs_refreshes_the_committed_chapters_as_nbval_runs_them():
+    """make outputs executes in nbval's environment (static widgets, no progress bars) and strips widget state."""
+    recipe = (ROOT / "Makefile").read_text().split("\noutputs:", 1)[1].split("\n\n", 1)[0]
+    nbval = (ROOT / "Makefile").read_text().split("\ntest-nbval:", 1)[1].split("\n\n", 1)[0]
+    for setting in ("MI_STATIC_WIDGETS=1", "MI_PROGRESS=0", "MPLBACKEND=module://matplotlib_inline.backend_inline"):
+        assert setting in recipe and setting in nbval, setting
+    assert "scripts/strip_widget_state.py" in recipe and "-p scale" not in recipe  # no injected-parameters cell
 
 
 def test_readme_tables_are_up_to_date():
