@@ -4,8 +4,10 @@
 
 nbclient (under papermill) saves the state of every widget a kernel creates in ``metadata.widgets``, even
 of widgets that are closed and that no output shows. With ``MI_STATIC_WIDGETS=1`` a chapter's ``mi.interact``
-draws plain output, so that state is orphaned: some 10 KB per chapter of nothing. Everything else in the
-notebook is kept as it was (nbformat's own layout, as papermill writes it).
+draws plain output, so that state is orphaned: some 10 KB per chapter of nothing, and in the HTML book it makes
+the page load require.js and the widget manager from two CDNs to show no widget. A notebook with an output that
+does show a widget keeps its state. Everything else is kept as it was (nbformat's own layout, as papermill
+writes it). `make outputs` runs this on the committed chapters, `make render` on the book's copies.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ from pathlib import Path
 
 import nbformat
 
+VIEW = "application/vnd.jupyter.widget-view+json"  # an output that shows a widget
+
 
 def strip(path: Path) -> bool:
-    """Remove ``metadata.widgets`` from the notebook at ``path``; True if there was any to remove."""
+    """Remove ``metadata.widgets`` from the notebook at ``path`` unless an output shows a widget; True if removed."""
     nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
     if "widgets" not in nb.metadata:
         return False
+    if any(VIEW in output.get("data", {}) for cell in nb.cells for output in cell.get("outputs", [])):
+        return False  # a widget on show needs its state
     del nb.metadata["widgets"]
     nbformat.write(nb, path)
     return True

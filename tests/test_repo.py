@@ -74,15 +74,25 @@ def test_strip_widget_state_drops_only_the_widget_state(tmp_path):
     del nb.metadata["widgets"]
     assert stripped == nb
     assert subprocess.run(script, capture_output=True, text=True).stdout == ""  # nothing left to remove: file untouched
+    # an output that shows a widget needs the state: kept
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2}}
+    shown = nbformat.v4.new_output("display_data", {"application/vnd.jupyter.widget-view+json": {"model_id": "m1"}, "text/plain": "IntSlider()"})
+    next(c for c in nb.cells if c.cell_type == "code").outputs.append(shown)
+    nbformat.write(nb, path)
+    assert subprocess.run(script, capture_output=True, text=True).stdout == ""
+    assert "widgets" in nbformat.read(path, 4).metadata
 
 
 def test_make_outputs_refreshes_the_committed_chapters_as_nbval_runs_them():
-    """make outputs executes in nbval's environment (static widgets, no progress bars) and strips widget state."""
+    """make outputs executes in nbval's environment (static widgets, no progress bars) and strips widget state;
+    make render strips it from the book's copies (the HTML would load a widget manager from CDNs for nothing)."""
     recipe = (ROOT / "Makefile").read_text().split("\noutputs:", 1)[1].split("\n\n", 1)[0]
     nbval = (ROOT / "Makefile").read_text().split("\ntest-nbval:", 1)[1].split("\n\n", 1)[0]
     for setting in ("MI_STATIC_WIDGETS=1", "MI_PROGRESS=0", "MPLBACKEND=module://matplotlib_inline.backend_inline"):
         assert setting in recipe and setting in nbval, setting
     assert "scripts/strip_widget_state.py" in recipe and "-p scale" not in recipe  # no injected-parameters cell
+    render = (ROOT / "Makefile").read_text().split("\nrender:", 1)[1].split("\n\n", 1)[0]
+    assert render.index("cp $(EXECUTED)") < render.index("scripts/strip_widget_state.py $(SRC_DIR)") < render.index("$(JB) build")
 
 
 def test_readme_tables_are_up_to_date():
