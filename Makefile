@@ -50,6 +50,11 @@ export PYTHONHASHSEED := 0
 # One on-disk cache (trained models, samples) for nbval and papermill, whatever their working directory:
 # the book build after nbval reuses what nbval computed. Keys hash the config and mi_lib's source.
 export MI_CACHE_DIR ?= $(abspath .mi_cache)
+# How every headless run of a chapter (papermill, nbval, make outputs) is set up: inline figures;
+# MI_STATIC_WIDGETS=1: mi.interact draws its default view as plain output (nbclient can deadlock on widget output,
+# jupyter/nbclient#312); MI_PROGRESS=0: no progress bars (a stored bar is a frozen '0%' widget in the committed
+# notebook). Live kernels (Jupyter, Colab) keep both.
+HEADLESS := MPLBACKEND=module://matplotlib_inline.backend_inline MI_STATIC_WIDGETS=1 MI_PROGRESS=0
 
 .PHONY: venv executed book render gpu-wheels book-paper paper-cache test test-unit test-nbval outputs results-table bench clean FORCE
 
@@ -69,14 +74,11 @@ $(STAMP): requirements.txt pyproject.toml $(wildcard mi_lib/__init__.py)
 executed: $(EXECUTED)
 
 # Always re-executed (FORCE): a chapter depends on mi_lib, data and caches, not just on itself.
-# MI_STATIC_WIDGETS=1: mi.interact draws its default view as plain output (nbclient can deadlock on widget
-# output, jupyter/nbclient#312); MI_PROGRESS=0: no progress bars (a stored bar is a frozen '0%' widget in the
-# committed notebook); the same two are set for nbval below. Live kernels (Jupyter, Colab) keep their bars.
 # papermill exits non-zero on any cell error, which fails make.
 $(EXEC_DIR)/chapters/%.ipynb: chapters/%.ipynb $(STAMP) FORCE
 	@mkdir -p $(@D) $(RESULTS_DIR)
 	@echo "papermill $< (scale=$(SCALE))"
-	MI_RESULTS_DIR=$(RESULTS_DIR) MPLBACKEND=module://matplotlib_inline.backend_inline MI_STATIC_WIDGETS=1 MI_PROGRESS=0 \
+	MI_RESULTS_DIR=$(RESULTS_DIR) $(HEADLESS) \
 	  $(PY) -m papermill $< $@ -p scale $(SCALE) -k python3 --cwd chapters --no-progress-bar
 
 # ---------------------------------------------------------------- book
@@ -126,25 +128,24 @@ test-unit: $(STAMP)
 # Re-runs chapters/*.ipynb and compares against their committed outputs (text only; images skipped).
 test-nbval: $(STAMP)
 	rm -rf $(NBVAL_RESULTS) && mkdir -p $(NBVAL_RESULTS)
-	MI_RESULTS_DIR=$(NBVAL_RESULTS) MPLBACKEND=module://matplotlib_inline.backend_inline MI_STATIC_WIDGETS=1 MI_PROGRESS=0 \
+	MI_RESULTS_DIR=$(NBVAL_RESULTS) $(HEADLESS) \
 	  $(PY) -m pytest --nbval $(CHAPTERS) --nbval-current-env \
 	    --nbval-sanitize-with nbval_sanitize.cfg --nbval-cell-timeout 1800 \
 	    -p no:cacheprovider --ignore=_build --ignore=.venv
 
 # The committed CI-scale outputs, which nbval compares against, refreshed after a chapter is edited: each chapter is
 # executed in nbval's environment into _build/outputs/ and copied over the committed one only if it ran through
-# (a failed run stays in _build/outputs/ to read); then the orphaned widget state papermill stores is dropped.
+# (a failed run stays in _build/outputs/ to read), without the orphaned widget state papermill stores.
 # One chapter: make outputs CHAPTERS=chapters/06_detection.ipynb. Review with git diff, then run make test.
 outputs: $(STAMP)
 	@mkdir -p _build/outputs $(abspath _build/results/ci)
 	@for nb in $(CHAPTERS); do \
 	  echo "papermill $$nb (scale=ci, in place)"; \
-	  MI_RESULTS_DIR=$(abspath _build/results/ci) MPLBACKEND=module://matplotlib_inline.backend_inline MI_STATIC_WIDGETS=1 MI_PROGRESS=0 \
+	  MI_RESULTS_DIR=$(abspath _build/results/ci) $(HEADLESS) \
 	    $(PY) -m papermill $$nb _build/outputs/$$(basename $$nb) -k python3 --cwd chapters --no-progress-bar \
 	    || { echo "$$nb failed: its run is in _build/outputs/, the committed notebook is unchanged"; exit 1; }; \
-	  cp _build/outputs/$$(basename $$nb) $$nb; \
+	  $(PY) scripts/strip_widget_state.py _build/outputs/$$(basename $$nb) && cp _build/outputs/$$(basename $$nb) $$nb || exit 1; \
 	done
-	$(PY) scripts/strip_widget_state.py $(CHAPTERS)
 
 # The results tables of README.md and the book's results.md, rebuilt from results/*.json (tests fail if either is out of date).
 results-table: $(STAMP)

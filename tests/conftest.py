@@ -1,5 +1,6 @@
 import importlib.util
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,17 @@ def results_table(tmp_path, monkeypatch):
     (tmp_path / "results").mkdir(exist_ok=True)
     monkeypatch.setattr(table, "ROOT", tmp_path)
     return table
+
+
+@pytest.fixture
+def make_n():
+    """``make_n(target, *args)``: the commands ``make -n`` prints for a target of the repository's Makefile."""
+
+    def run(*args: str) -> str:
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "SCALE")}  # not the calling make's
+        out = subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=Path(__file__).resolve().parents[1], env=env,
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    return run

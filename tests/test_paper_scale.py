@@ -19,13 +19,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import gpu_wheels  # noqa: E402
 
 
-def _make_n(*args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "SCALE")}  # not the calling make's
-    out = subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
-
-
 def test_paper_scale_script_is_valid_bash():
     subprocess.run(["bash", "-n", str(ROOT / "scripts" / "paper_scale.sh")], check=True)
 
@@ -36,17 +29,19 @@ def test_paper_scale_rejects_an_unknown_chapter_before_installing(tmp_path):
     assert out.returncode == 2 and "no single chapter matches 'no_such_chapter'" in out.stderr
 
 
-def test_book_paper_renders_without_executing():
-    steps = _make_n("book-paper", "FROM=some/run.tar.gz")
+def test_book_paper_renders_without_executing(make_n):
+    steps = make_n("book-paper", "FROM=some/run.tar.gz")
     assert "scripts/paper_unpack.py some/run.tar.gz" in steps
     assert "jupyter-book build _build/src/paper" in steps and "cp -r _build/jb/paper/_build/html _build/html-paper" in steps
     # the tables are rewritten before the render: the book's results page shows the new numbers
     assert steps.index("scripts/results_table.py --write README.md results.md") < steps.index("jupyter-book build _build/src/paper")
     assert "papermill" not in steps
+    # the book's copies lose their orphaned widget state before the render (else a page loads a widget manager for nothing)
+    assert steps.index("scripts/strip_widget_state.py _build/src/paper/chapters/") < steps.index("jupyter-book build _build/src/paper")
 
 
-def test_book_still_executes_then_renders():
-    steps = _make_n("book")
+def test_book_still_executes_then_renders(make_n):
+    steps = make_n("book")
     assert steps.index("papermill") < steps.index("jupyter-book build _build/src/ci")
     assert "cp -r _build/jb/ci/_build/html _build/html" in steps
 

@@ -83,16 +83,16 @@ def test_strip_widget_state_drops_only_the_widget_state(tmp_path):
     assert "widgets" in nbformat.read(path, 4).metadata
 
 
-def test_make_outputs_refreshes_the_committed_chapters_as_nbval_runs_them():
-    """make outputs executes in nbval's environment (static widgets, no progress bars) and strips widget state;
-    make render strips it from the book's copies (the HTML would load a widget manager from CDNs for nothing)."""
-    recipe = (ROOT / "Makefile").read_text().split("\noutputs:", 1)[1].split("\n\n", 1)[0]
-    nbval = (ROOT / "Makefile").read_text().split("\ntest-nbval:", 1)[1].split("\n\n", 1)[0]
-    for setting in ("MI_STATIC_WIDGETS=1", "MI_PROGRESS=0", "MPLBACKEND=module://matplotlib_inline.backend_inline"):
-        assert setting in recipe and setting in nbval, setting
-    assert "scripts/strip_widget_state.py" in recipe and "-p scale" not in recipe  # no injected-parameters cell
-    render = (ROOT / "Makefile").read_text().split("\nrender:", 1)[1].split("\n\n", 1)[0]
-    assert render.index("cp $(EXECUTED)") < render.index("scripts/strip_widget_state.py $(SRC_DIR)") < render.index("$(JB) build")
+def test_make_outputs_refreshes_the_committed_chapters_as_nbval_runs_them(make_n):
+    """make outputs runs each chapter as nbval does (static widgets, no progress bars, no injected parameters),
+    strips the widget state from the run and only then copies it over the committed notebook."""
+    nb = "chapters/01_forward_process.ipynb"
+    steps = make_n("outputs", f"CHAPTERS={nb}")
+    nbval = make_n("test-nbval")
+    for setting in ("MPLBACKEND=module://matplotlib_inline.backend_inline", "MI_STATIC_WIDGETS=1", "MI_PROGRESS=0"):
+        assert setting in steps and setting in nbval, setting
+    assert f"for nb in {nb};" in steps and "papermill $nb _build/outputs/$(basename $nb)" in steps and "-p scale" not in steps
+    assert steps.index("papermill") < steps.index("scripts/strip_widget_state.py _build/outputs/") < steps.index(f"cp _build/outputs/")
 
 
 def test_readme_tables_are_up_to_date():
