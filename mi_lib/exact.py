@@ -32,17 +32,19 @@ class ExactDenoiser:
         mixture: the data distribution (its noised marginals give the score at every t).
         schedule: the forward process; alpha_bar comes from its float64 table.
         smoothing: Gaussian smoothing width h >= 0 of the score, in x_t units (0: the exact score; 1D only).
+        device: where :func:`mi_lib.sample` runs it (its ``device`` attribute; the score follows its input).
 
     x: (B, D) float32 or float64; t: (B,) long. The score is evaluated in float64 and eps is returned in
     x's dtype. ``sample_shape`` is (D,), so :func:`mi_lib.sample` needs no ``shape``."""
 
-    def __init__(self, mixture: GaussianMixture, schedule: NoiseSchedule, smoothing: float = 0.0):
+    def __init__(self, mixture: GaussianMixture, schedule: NoiseSchedule, smoothing: float = 0.0, device: torch.device | str = "cpu"):
         if not isinstance(mixture, GaussianMixture):
             raise TypeError(f"mixture must be a GaussianMixture, got {type(mixture).__name__}")
         smoothing = float(smoothing)
         if not (smoothing >= 0 and math.isfinite(smoothing)):
             raise ValueError(f"smoothing must be a finite width >= 0, got {smoothing}")
         self.mixture, self.schedule, self.smoothing = mixture, schedule, smoothing
+        self.device = torch.device(device)
         self.sample_shape: tuple[int, ...] = (mixture.dim,)
         if smoothing > 0 and mixture.dim != 1:
             raise ValueError(f"smoothing is implemented for 1D mixtures, got D={mixture.dim}")

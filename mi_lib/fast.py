@@ -22,7 +22,8 @@ The runs mi_lib starts itself -- the trainings and sampling runs behind :func:`m
 :func:`~mi_lib.image_model`, their ``*_samples`` and :func:`~mi_lib.recursive_training` -- take their fast
 paths from two environment variables, so a paper-scale run can switch them on without touching a chapter or
 the library (which would invalidate every cache entry): ``MI_FAST_TRAIN`` (``precision``, ``compile``,
-``fused``) and ``MI_FAST_SAMPLE`` (``precision``, ``compile``), each a comma-separated list such as
+``fused``, ``graph``: :func:`mi_lib.train`'s CUDA-graph step) and ``MI_FAST_SAMPLE`` (``precision``, ``compile``,
+``fused``: the one-kernel sampler of :mod:`mi_lib.fused`, for the MLP's runs only), each a comma-separated list such as
 ``precision=bf16,compile=reduce-overhead,fused=1`` (:func:`env_fast_options`). Unset, they are all off. What
 they ask for enters the cache keys of what those runs produce (a model trained in bf16 is another model) and
 the results files of the chapter (:func:`mi_lib.save_results`).
@@ -62,16 +63,18 @@ def _compile_mode(compile: bool | str) -> str | None:
 
 #: The environment variables of :func:`env_fast_options`, per kind of run.
 FAST_ENV = {"train": "MI_FAST_TRAIN", "sample": "MI_FAST_SAMPLE"}
-_FAST_KEYS = {"train": ("precision", "compile", "fused"), "sample": ("precision", "compile")}
+_FAST_KEYS = {"train": ("precision", "compile", "fused", "graph"), "sample": ("precision", "compile", "fused")}
 _TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no", "")
 
 
-def env_fast_options(kind: str) -> dict[str, Any]:
+def env_fast_options(kind: str, *, fusable: bool = True) -> dict[str, Any]:
     """The fast paths ``$MI_FAST_TRAIN`` (``kind="train"``) or ``$MI_FAST_SAMPLE`` (``kind="sample"``) asks for,
     as keyword arguments of :func:`mi_lib.train` / :func:`mi_lib.sample`, holding only what differs from the
     default (so ``precision=float32`` is the same as unset: ``{}``). The value is a comma-separated list of
     ``key=value``: ``precision`` (one of :data:`PRECISIONS`), ``compile`` (0/1 or a mode of
-    :data:`COMPILE_MODES`) and, for training, ``fused`` (0/1). Anything else is one ValueError naming the
+    :data:`COMPILE_MODES`), ``fused`` (0/1: for training, Adam's fused kernel; for sampling, the fused
+    sampler of :mod:`mi_lib.fused`) and, for training, ``graph`` (0/1). ``fusable=False`` (a sampling run of
+    a network the fused sampler cannot run, a UNet) leaves ``fused`` out. Anything else is one ValueError naming the
     variable; whether the options suit the device is checked where they are used (:func:`check_fast_options`)."""
     if kind not in FAST_ENV:
         raise ValueError(f"kind must be one of {sorted(FAST_ENV)}, got {kind!r}")
@@ -96,11 +99,13 @@ def env_fast_options(kind: str) -> dict[str, Any]:
                 options[key] = True if value == "default" else value
             else:
                 raise ValueError(f"${name}={text!r}: compile must be 0, 1 or one of {COMPILE_MODES}, got {value!r}")
-        else:  # fused
+        else:  # fused, graph
             if low not in _TRUE + _FALSE:
-                raise ValueError(f"${name}={text!r}: fused must be 0 or 1, got {value!r}")
+                raise ValueError(f"${name}={text!r}: {key} must be 0 or 1, got {value!r}")
             options[key] = low in _TRUE
-    defaults = {"precision": "float32", "compile": False, "fused": False}
+    defaults = {"precision": "float32", "compile": False, "fused": False, "graph": False}
+    if kind == "sample" and not fusable:
+        options.pop("fused", None)
     return {key: value for key, value in options.items() if value != defaults[key]}
 
 
@@ -133,8 +138,8 @@ def precision_flags(precision: str, device: torch.device | str) -> Iterator[None
 
 
 def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision == "bf16":  # no cast cache: it would hold tensors of one run inside a captured CUDA graph
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()
 
 

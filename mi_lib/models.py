@@ -368,7 +368,7 @@ def _samples(
         config["record_steps"] = record_steps
     if clip_x0 is not None:  # likewise
         config["clip_x0"] = float(clip_x0)
-    fast = env_fast_options("sample")
+    fast = env_fast_options("sample", fusable=isinstance(trained.model, MLPDenoiser))
     if fast:  # likewise ($MI_FAST_SAMPLE)
         config["fast"] = fast
 

@@ -388,7 +388,7 @@ def recursive_training(
             }
             if config.clip_x0 is not None:  # in the key only when set
                 samples_config["clip_x0"] = float(config.clip_x0)
-            fast = env_fast_options("sample")
+            fast = env_fast_options("sample", fusable=isinstance(model, MLPDenoiser))
             if fast:  # likewise ($MI_FAST_SAMPLE)
                 samples_config["fast"] = fast
             drawn = []

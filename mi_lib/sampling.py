@@ -82,10 +82,11 @@ def _check_clip(clip_x0: float | None) -> None:
 
 
 def _model_device(model: nn.Module | Denoiser) -> torch.device:
+    """A module's parameters' device; else the denoiser's ``device`` attribute, if any; else the CPU."""
     if isinstance(model, nn.Module):
         for p in model.parameters():
             return p.device
-    return torch.device("cpu")
+    return torch.device(getattr(model, "device", "cpu"))
 
 
 @torch.inference_mode()
@@ -179,6 +180,7 @@ def sample(
     precision: str = "float32",
     compile: bool | str = False,
     clip_x0: float | None = None,
+    fused: bool = False,
 ) -> SampleResult:
     """Draw ``n`` samples from the reverse process, ``chunk_size`` at a time (all at once if None).
 
@@ -190,8 +192,9 @@ def sample(
     independently of the batch size. CPU BLAS and convolution kernels do not for a ragged or tiny batch, so
     the network always sees whole blocks of 16 rows (checked on the CPU; ``tests/test_gpu.py`` checks
     CUDA). ``precision`` ("float32", "tf32", "bf16") and ``compile`` are the network's fast paths
-    (:mod:`mi_lib.fast`). ``clip_x0`` clamps x0_hat at every step (see :func:`reverse_process`; Hal is then
-    the variance of the clamped estimates). Runs on the model's device, holding O(chunk_size) there; the outputs are gathered
+    (:mod:`mi_lib.fast`). ``fused=True`` runs the whole reverse process of each chunk as one Triton kernel
+    (:mod:`mi_lib.fused`: the official MLP, DDPM, no ``record_steps``; ``precision`` is then the kernel's). ``clip_x0`` clamps x0_hat at every step (see :func:`reverse_process`; Hal is then
+    the variance of the clamped estimates). Runs on the model's device (a module's parameters', else its ``device`` attribute, else the CPU), holding O(chunk_size) there; the outputs are gathered
     on the CPU. Leaves the model in eval mode."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
@@ -218,6 +221,10 @@ def sample(
     device = _model_device(model)
     if isinstance(model, nn.Module):
         model.eval()
+    if not isinstance(fused, bool):
+        raise TypeError(f"fused must be a bool, got {fused!r}")
+    if fused:
+        return _sample_fused(model, schedule, n, chunk, sampler, variance, seed, hal_window, record_steps, progress, precision, compile, clip_x0)
     net = FastDenoiser(model, precision=precision, compile=compile, device=device)  # compiled once for all chunks
     # Outputs are filled on the CPU chunk by chunk (the device holds one chunk at a time).
     out: dict[str, Tensor] = {}
@@ -252,6 +259,34 @@ def sample(
     return SampleResult(
         x0=out["x0"], hal=out.get("hal"), records={t: (out[f"xt{t}"], out[f"x0_hat{t}"]) for t in record_steps}
     )
+
+
+def _sample_fused(model: Denoiser, schedule: NoiseSchedule, n: int, chunk: int, sampler: str, variance: str, seed: int,
+                  hal_window: tuple[int, int] | None, record_steps: Sequence[int], progress: bool, precision: str,
+                  compile: bool | str, clip_x0: float | None) -> SampleResult:
+    """:func:`sample` through :func:`mi_lib.fused.fused_ddpm_sample`, chunk by chunk (checks first, then work)."""
+    from .fused import fused_ddpm_sample  # Triton is imported only when asked for
+
+    if sampler != "ddpm":
+        raise ValueError(f"fused=True runs DDPM ancestral sampling, not sampler={sampler!r}")
+    if variance not in _VARIANCES:
+        raise ValueError(f"unknown variance {variance!r}; choose one of {_VARIANCES}")
+    if record_steps:
+        raise ValueError("fused=True keeps every step on the chip: it cannot record_steps (use fused=False)")
+    if compile is not False:
+        raise ValueError("fused=True is its own compiled kernel: it does not combine with compile")
+    out: dict[str, Tensor] = {}
+    n_chunks = -(-n // chunk)
+    with progress_bar(total=n, desc=f"sampling {n:,} (fused)", disable=not progress) as bar:
+        for c in range(n_chunks):
+            lo, hi = c * chunk, min(n, (c + 1) * chunk)
+            x0, hal = fused_ddpm_sample(model, schedule, hi - lo, seed=seed, sample_offset=lo, variance=variance, hal_window=hal_window,
+                                        precision=precision, clip_x0=clip_x0)
+            _store(out, "x0", n, lo, x0)
+            if hal is not None:
+                _store(out, "hal", n, lo, hal)
+            bar.update(hi - lo)
+    return SampleResult(x0=out["x0"], hal=out.get("hal"))
 
 
 def _store(out: dict[str, Tensor], name: str, n: int, lo: int, value: Tensor) -> None:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from .cache import _store
 from .fast import FastDenoiser, precision_flags
-from .runtime import progress_bar
+from .runtime import progress_bar, require_cuda
 from .schedule import NoiseSchedule
 
 __all__ = ["TrainConfig", "TrainResult", "StaleTrainingState", "diffusion_loss", "train", "data_fingerprint", "weights_fingerprint"]
@@ -93,6 +93,7 @@ def train(
     precision: str = "float32",
     compile: bool | str = False,
     fused: bool = False,
+    graph: bool = False,
     resume: str | os.PathLike[str] | None = None,
     save_every_s: float = 120.0,
 ) -> TrainResult:
@@ -104,7 +105,11 @@ def train(
     Fast paths, all off by default (then results are bit-identical run to run on one device):
     ``precision`` ("float32", "tf32", "bf16": the forward pass under bf16 autocast, the loss and optimizer
     in float32) and ``compile`` as in :mod:`mi_lib.fast`; ``fused=True`` uses Adam's fused CUDA kernel on a
-    GPU and the default Adam elsewhere (on the CPU the results are those of ``fused=False``).
+    GPU and the default Adam elsewhere (on the CPU the results are those of ``fused=False``). ``graph=True``
+    (CUDA only) captures the whole step -- forward, backward, Adam and the EMA update -- once as a CUDA graph
+    and replays it: the host then launches five kernels a step instead of a few hundred. Its random draws
+    are the reference's, made outside the graph in the same order into the buffers the graph reads, so it
+    trains the reference's model up to Adam's on-device bias correction (``capturable=True``: the last bits).
 
     ``resume``: a file for the training state (see the module docstring). It is written (atomically) every
     ``save_every_s`` seconds of training, and once more at the end if it was written at all, so that a kill
@@ -118,6 +123,12 @@ def train(
         raise TypeError(f"data must be floating point, got {data.dtype}")
     if not isinstance(fused, bool):
         raise TypeError(f"fused must be a bool, got {fused!r}")
+    if not isinstance(graph, bool):
+        raise TypeError(f"graph must be a bool, got {graph!r}")
+    if graph and compile is not False:
+        raise ValueError("graph=True captures the eager step as a CUDA graph; it does not combine with compile (choose one)")
+    if graph and data.device.type != "cuda":
+        require_cuda(f"graph=True (CUDA graphs) with data on {data.device}")
     if isinstance(save_every_s, bool) or not isinstance(save_every_s, (int, float)) or not save_every_s >= 0:
         raise ValueError(f"save_every_s must be a number >= 0, got {save_every_s!r}")
     device = data.device
@@ -126,7 +137,7 @@ def train(
     sched = schedule.to(device)
     gen = torch.Generator(device=device).manual_seed(config.seed)
     fused_kw = {"fused": True} if fused and device.type == "cuda" else {}
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.adam_betas, **fused_kw)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.adam_betas, capturable=graph, **fused_kw)
     ema = copy.deepcopy(model).eval().requires_grad_(False) if config.ema_decay is not None else None
     n, b = data.shape[0], min(config.batch_size, data.shape[0])
     per_epoch = n // b
@@ -135,7 +146,7 @@ def train(
     state_path = Path(resume) if resume is not None else None
     first_step, earlier_s = 0, 0.0
     if state_path is not None:
-        fingerprint = _fingerprint(model, data, schedule, config, precision, compile, fused)
+        fingerprint = _fingerprint(model, data, schedule, config, precision, compile, fused, graph)
         if state_path.exists():
             state = torch.load(state_path, map_location="cpu", weights_only=True)
             if state.get("fingerprint") != fingerprint:
@@ -161,22 +172,38 @@ def train(
         torch.save(state, buffer)
         _store(state_path, state_path.stem, buffer.getvalue())
 
+    # The step reads its batch from fixed buffers, which draw() fills: what lets graph=True replay one capture.
+    x0_b = torch.empty((b, *data.shape[1:]), dtype=data.dtype, device=device)
+    t_b = torch.empty(b, dtype=torch.long, device=device)
+    eps_b = torch.empty_like(x0_b)
+
+    def draw(step: int) -> None:  # the reference's random draws, in its order
+        nonlocal order
+        k = step % per_epoch
+        if k == 0:
+            order = torch.randperm(n, generator=gen, device=device)
+        torch.index_select(data, 0, order[k * b : (k + 1) * b], out=x0_b)
+        torch.randint(0, sched.T, (b,), generator=gen, device=device, out=t_b)
+        torch.randn(x0_b.shape, generator=gen, device=device, dtype=x0_b.dtype, out=eps_b)
+
+    def update() -> Tensor:  # one optimizer step on the buffers' batch; the mean loss
+        loss = diffusion_loss(net, sched, x0_b, t_b, eps_b).mean()
+        loss.backward()
+        opt.step()
+        if ema is not None:
+            with torch.no_grad():
+                torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - config.ema_decay)
+        return loss.detach()
+
     with progress_bar(total=config.steps, desc="training", disable=not progress, initial=first_step) as bar, precision_flags(precision, device):
+        replay = _capture(update, model, opt, ema, (x0_b, t_b, eps_b), data, sched.T) if graph and first_step < config.steps else None
         for step in range(first_step, config.steps):
-            k = step % per_epoch
-            if k == 0:
-                order = torch.randperm(n, generator=gen, device=device)
-            x0 = data[order[k * b : (k + 1) * b]]
-            t = torch.randint(0, sched.T, (b,), generator=gen, device=device)
-            eps = torch.randn(x0.shape, generator=gen, device=device, dtype=x0.dtype)
-            loss = diffusion_loss(net, sched, x0, t, eps).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses[step] = loss.detach()
-            if ema is not None:
-                with torch.no_grad():
-                    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - config.ema_decay)
+            draw(step)
+            if replay is None:
+                opt.zero_grad(set_to_none=True)
+                losses[step] = update()
+            else:
+                losses[step] = replay()
             if (step + 1) % 100 == 0 or step + 1 == config.steps:
                 bar.update(step + 1 - bar.n)
                 bar.set_postfix(loss=f"{losses[step].item():.4f}", refresh=False)
@@ -213,8 +240,51 @@ def _sha(tensors: list[Tensor]) -> str:
     return h.hexdigest()
 
 
+def _capture(update: Callable[[], Tensor], model: nn.Module, opt: torch.optim.Optimizer, ema: nn.Module | None,
+             buffers: tuple[Tensor, Tensor, Tensor], data: Tensor, T: int) -> Callable[[], Tensor]:
+    """``update`` captured once as a CUDA graph; returns a function that replays it and returns its loss.
+
+    Capture needs a few real steps first (cuBLAS workspaces, Adam's lazily made state), run on a side stream
+    as torch's recipe says; they would change the training, so the weights, the EMA and Adam's state are
+    saved before them and restored after. The buffers hold a valid dummy batch meanwhile (not the
+    generator's draws, which belong to the training)."""
+    x0_b, t_b, eps_b = buffers
+    x0_b.copy_(data[: len(x0_b)])
+    t_b.copy_(torch.arange(len(t_b), device=t_b.device) % T)
+    eps_b.zero_()
+    tensors = [*model.parameters(), *(ema.parameters() if ema is not None else ())]
+    saved = [p.detach().clone() for p in tensors]
+    saved_opt = {id(v): v.clone() for st in opt.state.values() for v in st.values() if isinstance(v, Tensor)}
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            update()
+    torch.cuda.current_stream().wait_stream(side)
+    with torch.no_grad():
+        for p, v in zip(tensors, saved):
+            p.copy_(v)
+        for st in opt.state.values():  # Adam's state as it was: restored, or zero where it was made just now
+            for v in st.values():
+                if isinstance(v, Tensor) and id(v) in saved_opt:
+                    v.copy_(saved_opt[id(v)])
+                elif isinstance(v, Tensor):
+                    v.zero_()
+    opt.zero_grad(set_to_none=True)  # the graph's backward then makes .grad in its own memory pool
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        loss = update()
+
+    def replay() -> Tensor:
+        g.replay()
+        return loss
+
+    return replay
+
+
 def _fingerprint(model: nn.Module, data: Tensor, schedule: NoiseSchedule, config: TrainConfig, precision: str, compile: bool | str,
-                 fused: bool) -> str:
+                 fused: bool, graph: bool = False) -> str:
     """What a saved training state must match to be resumed: the config, the data and the initial weights (by
     content), the schedule's betas, the device type and the fast paths."""
     return json.dumps({
@@ -223,5 +293,5 @@ def _fingerprint(model: nn.Module, data: Tensor, schedule: NoiseSchedule, config
         "initial_weights": [type(model).__name__, _sha(list(model.state_dict().values()))],
         "betas": _sha([schedule.beta_64]),
         "device": data.device.type,
-        "fast": [precision, repr(compile), fused],
+        "fast": [precision, repr(compile), fused] + (["graph"] if graph else []),
     }, sort_keys=True)

@@ -212,7 +212,10 @@ def test_initial_model_dispatches_on_the_config_type():
     ("", "train", {}),
     ("precision=float32, compile=0, fused=0", "train", {}),  # the defaults: no key change at all
     ("precision=bf16,compile=reduce-overhead,fused=1", "train", {"precision": "bf16", "compile": "reduce-overhead", "fused": True}),
+    ("graph=1,fused=1", "train", {"graph": True, "fused": True}),
+    ("graph=0", "train", {}),
     ("compile=1", "sample", {"compile": True}),
+    ("fused=1,precision=bf16", "sample", {"fused": True, "precision": "bf16"}),
     ("compile=default,precision=tf32", "sample", {"compile": True, "precision": "tf32"}),
 ])
 def test_env_fast_options_parse(monkeypatch, text, kind, expected):
@@ -222,11 +225,21 @@ def test_env_fast_options_parse(monkeypatch, text, kind, expected):
     assert env_fast_options(kind) == expected
 
 
+def test_env_fused_sampler_only_for_runs_it_can_take(monkeypatch):
+    """MI_FAST_SAMPLE=fused=1 reaches the MLP's sampling runs; a UNet's run (fusable=False) samples without it."""
+    from mi_lib.fast import env_fast_options
+
+    monkeypatch.setenv("MI_FAST_SAMPLE", "fused=1,precision=bf16")
+    assert env_fast_options("sample", fusable=False) == {"precision": "bf16"}
+    assert env_fast_options("sample") == {"fused": True, "precision": "bf16"}
+
+
 @pytest.mark.parametrize("kind, text, match", [
-    ("sample", "fused=1", "not one of precision=..., compile=..."),
     ("train", "precision=fp16", "precision must be one of"),
     ("train", "compile=fast", "compile must be 0, 1 or one of"),
     ("train", "fused=maybe", "fused must be 0 or 1"),
+    ("train", "graph=yes please", "graph must be 0 or 1"),
+    ("sample", "graph=1", "not one of precision=..., compile=..."),
     ("train", "precision=bf16,precision=tf32", "given twice"),
     ("train", "bf16", "not one of"),
 ])

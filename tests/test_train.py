@@ -109,6 +109,9 @@ def test_compile_path_reproduces_eager_training(monkeypatch):
         (dict(precision="half"), ValueError, "unknown precision 'half'"),
         (dict(compile="turbo"), ValueError, "compile must be True, False or one of"),
         (dict(compile="reduce-overhead"), RuntimeError, "needs a CUDA GPU"),
+        (dict(graph=True), RuntimeError, "needs a CUDA GPU"),
+        (dict(graph=True, compile=True), ValueError, "does not combine with compile"),
+        (dict(graph=1), TypeError, "graph must be a bool"),
     ],
 )
 def test_bad_fast_options(options, error, match):
