@@ -4,7 +4,8 @@
 #   make book     [SCALE=ci]  make executed, then make render
 #   make render   [SCALE=ci]  render _build/executed/$(SCALE)/ with Jupyter Book 1.x (-W -n), executing nothing
 #   make gpu-wheels           .whl/: the wheels the lent GPU machine lacks (carry it; see scripts/paper_scale.sh)
-#   make book-paper FROM=...  paper-scale run(s) brought back from that machine -> results/, _build/html-paper,
+#   make book-paper FROM=...  paper-scale run(s) brought back from that machine -> results/ (numbers, and the executed
+#                             notebooks in results/executed/), benchmarks/results/, _build/html-paper,
 #                             README results table (FROM: tarball(s) or folder(s); several: FROM="a b")
 #   make paper-cache FROM=... between device calls: the models and training states a run brought back -> .whl/cache/ (carried)
 #   make test                 pytest tests/ + nbval on chapters/ + make book SCALE=ci
@@ -109,7 +110,8 @@ gpu-wheels: $(STAMP)
 FROM ?=
 book-paper: $(STAMP)
 	$(if $(strip $(FROM)),,$(error book-paper needs FROM=<tarball(s) or folder(s) from scripts/paper_scale.sh>))
-	$(PY) scripts/paper_unpack.py $(FROM) --results $(abspath results) --executed _build/executed/paper/chapters --cache .whl/cache
+	$(PY) scripts/paper_unpack.py $(FROM) --results $(abspath results) --executed results/executed --cache .whl/cache
+	mkdir -p _build/executed/paper/chapters && cp results/executed/*.ipynb _build/executed/paper/chapters/
 	$(PY) scripts/results_table.py --write README.md results.md
 	@$(MAKE) --no-print-directory render SCALE=paper
 

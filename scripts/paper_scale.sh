@@ -5,6 +5,14 @@
 #   bash scripts/paper_scale.sh [CHAPTER...]            # from the repo root, with .whl carried (make gpu-wheels)
 #   bash scripts/paper_scale.sh --detach [CHAPTER...]   # the same run in its own process session, then --follow
 #   bash scripts/paper_scale.sh --follow                # wait for the detached run, bring back its latest tarball
+#   bash scripts/paper_scale.sh [--detach] --window N   # window N of the GPU campaign (scripts/window_plan.py): the
+#                                                       # short benchmark first, then the window's chapters
+#
+# A window (issue 20) first runs benchmarks/bench.py --short (with the official code timed beside it if .peer/ holds
+# shared/peer, carried): its tail-equivalence check and its check of the captured training step choose MI_FAST_SAMPLE
+# and MI_FAST_TRAIN (unless the caller set them), and scripts/window_plan.py sizes the chapters to the time left (chapter
+# 2's sample count). The benchmark's JSON and log come back in the tarball (bench.json, logs/bench.log); after the
+# chapters, if time is left, the GPU tests of the fast paths run (logs/gpu-tests.log).
 #
 # Detached: a device command lasts at most 10 minutes, but a process that starts its own session runs on until
 # the machine goes back (30 minutes held at most, and 30 s after a call returns if no other call comes). So
@@ -53,6 +61,15 @@ cd "$(dirname "$0")/.." || exit 2
 REPO=$PWD
 MODE=run
 case ${1:-} in --detach | --follow) MODE=${1#--}; shift ;; esac
+WINDOW=${WINDOW:-}
+if [[ ${1:-} == --window ]]; then
+    [[ ${2:-} =~ ^[0-9]+$ ]] || { echo "[paper_scale] --window takes a window number" >&2; exit 2; }
+    WINDOW=$2; shift 2
+    (($# == 0)) || { echo "[paper_scale] --window takes no chapters (the window names them)" >&2; exit 2; }
+    read -ra WINDOW_CHAPTERS <<<"$(python3 -c 'import sys; sys.path.insert(0, "scripts"); import window_plan as w; print(" ".join(w.WINDOWS[int(sys.argv[1])]))' "$WINDOW" 2>/dev/null)" \
+        && ((${#WINDOW_CHAPTERS[@]})) || { echo "[paper_scale] window $WINDOW is not prepared (scripts/window_plan.py WINDOWS)" >&2; exit 2; }
+    set -- "${WINDOW_CHAPTERS[@]}"
+fi
 LIVE=${LIVE:-/tmp/paper-scale-live}
 SCALE=${SCALE:-paper}
 if [[ $MODE == detach ]]; then BUDGET_S=${BUDGET_S:-1440}; else BUDGET_S=${BUDGET_S:-560}; fi
@@ -156,7 +173,7 @@ if [[ $MODE == detach ]]; then  # the same script, in its own process session: i
         echo "[paper_scale] a detached run is already going in $LIVE: --follow it" >&2; exit 2
     fi
     rm -rf "$LIVE" && mkdir -p "$LIVE/out" || exit 2
-    OUT=$LIVE/out BUDGET_S=$BUDGET_S PAPER_SCALE_LIVE=$LIVE \
+    OUT=$LIVE/out BUDGET_S=$BUDGET_S PAPER_SCALE_LIVE=$LIVE WINDOW=$WINDOW \
         python3 -c 'import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])' bash "$REPO/scripts/paper_scale.sh" "${CHAPTERS[@]}" \
         >"$LIVE/log" 2>&1 </dev/null &
     echo "[paper_scale] detached: ${CHAPTERS[*]} (budget ${BUDGET_S}s, log $LIVE/log)"
@@ -247,16 +264,45 @@ if ! err=$(python3 -c 'from mi_lib.fast import env_fast_options as f; f("train")
 fi
 FAILED=()
 
+# 3b. a window: the short benchmark picks the fast paths and sizes the chapters to the time left
+if [[ -n $WINDOW ]]; then
+    official=()
+    [[ -f .peer/time_official.py ]] && official=(--official .peer/time_official.py)
+    say "window $WINDOW: the short benchmark${official:+ (with the official code timed beside it)}"
+    t0=$SECONDS
+    timeout --kill-after=15 "${BENCH_S:-240}" python3 benchmarks/bench.py --short "${official[@]}" --json "$PACK/bench.json" \
+        --env-out "$WORK/fast.env" >"$PACK/logs/bench.log" 2>&1
+    rc=$?
+    printf 'bench\t%s\t%d\n' "$( ((rc == 0)) && echo ok || echo "failed($rc)")" $((SECONDS - t0)) >>"$PACK/timing.tsv"
+    grep -E '^(official figures|\(a\)|\(b\)|\(c\)|    |chosen)' "$PACK/logs/bench.log" | tee -a "$PACK/run.txt"
+    if ((rc == 0)); then
+        if [[ -z ${MI_FAST_SAMPLE:-}${MI_FAST_TRAIN:-} ]]; then
+            # shellcheck source=/dev/null
+            source "$WORK/fast.env"
+            say "fast paths from the benchmark: MI_FAST_TRAIN='$MI_FAST_TRAIN' MI_FAST_SAMPLE='$MI_FAST_SAMPLE'"
+        else
+            say "fast paths kept as the caller set them: MI_FAST_TRAIN='${MI_FAST_TRAIN:-}' MI_FAST_SAMPLE='${MI_FAST_SAMPLE:-}'"
+        fi
+    else
+        tail -n 25 "$PACK/logs/bench.log"; say "the benchmark failed ($rc): chapters with the caller's fast paths and their defaults"
+    fi
+    python3 scripts/window_plan.py "$WINDOW" --bench "$PACK/bench.json" --left $((BUDGET_S - (SECONDS - START))) \
+        --params "$WORK/params" --scale "$SCALE" 2>&1 >/dev/null | tee -a "$PACK/run.txt"
+    pack
+fi
+
 # 4. the chapters, one after the other
 for ch in "${CHAPTERS[@]}"; do
     left=$((BUDGET_S - (SECONDS - START)))
     if ((left < 20)); then
         printf '%s\tskipped\t0\n' "$ch" >>"$PACK/timing.tsv"; FAILED+=("$ch(skipped)"); say "$ch: skipped, budget spent"; continue
     fi
-    say "$ch: papermill -p scale $SCALE (at most ${left}s)"
+    extra=()
+    [[ -s ${WORK}/params/$ch ]] && mapfile -t extra <"$WORK/params/$ch"
+    say "$ch: papermill -p scale $SCALE ${extra[*]} (at most ${left}s)"
     t0=$SECONDS
     MI_STATIC_WIDGETS=1 timeout --kill-after=15 "$left" python3 -m papermill "chapters/$ch.ipynb" "$PACK/executed/$ch.ipynb" \
-        -p scale "$SCALE" -k python3 --cwd chapters --no-progress-bar --log-output >"$PACK/logs/$ch.log" 2>&1
+        -p scale "$SCALE" "${extra[@]}" -k python3 --cwd chapters --no-progress-bar --log-output >"$PACK/logs/$ch.log" 2>&1
     rc=$?
     dt=$((SECONDS - t0))
     case $rc in
@@ -268,6 +314,18 @@ for ch in "${CHAPTERS[@]}"; do
     say "$ch: $status in ${dt}s"
     pack
 done
+
+# 5. a window with time left: the GPU tests of the fast paths (what the benchmark checked, as tests)
+left=$((BUDGET_S - (SECONDS - START)))
+if [[ -n $WINDOW ]] && ((left > 60)); then
+    say "GPU tests of the fast paths (at most ${left}s)"
+    t0=$SECONDS
+    timeout --kill-after=10 "$left" python3 -m pytest tests/test_gpu.py tests/test_fused.py -q -p no:cacheprovider -x \
+        -k "graph or fused or noise or chunk" >"$PACK/logs/gpu-tests.log" 2>&1
+    rc=$?
+    printf 'gpu-tests\t%s\t%d\n' "$( ((rc == 0)) && echo ok || echo "failed($rc)")" $((SECONDS - t0)) >>"$PACK/timing.tsv"
+    tail -n 3 "$PACK/logs/gpu-tests.log" | tee -a "$PACK/run.txt"
+fi
 
 printf 'total\t%s\t%d\n' "$( ((${#FAILED[@]} == 0)) && echo ok || echo failed)" $((SECONDS - START)) >>"$PACK/timing.tsv"
 pack

@@ -1,6 +1,6 @@
 """Take what scripts/paper_scale.sh brought back from the GPU machine into this checkout (make book-paper).
 
-    python scripts/paper_unpack.py FROM [FROM ...] [--results results] [--executed _build/executed/paper/chapters]
+    python scripts/paper_unpack.py FROM [FROM ...] [--results results] [--executed results/executed] [--bench benchmarks/results]
     python scripts/paper_unpack.py FROM [FROM ...] --cache-only [--cache .whl/cache]   # make paper-cache
 
 FROM is a tarball paper-scale-*.tar.gz (or any of its parts, paper-scale-*.tar.gz.part-00-of-NN, ...: a tarball
@@ -12,7 +12,8 @@ AssertionError after it wrote its results (a scientific claim that did not hold 
 merged with the assertion's message under "claim_failed", which the README's table shows, so a claim that fails
 on the GPU is reported, not lost. A notebook that did not run ok is used only when no FROM has it "ok" (the book
 then shows the error). Later FROMs win over earlier ones. The total and
-per-chapter times of every run are printed. The cache entries a run brought back (trained models, and the
+per-chapter times of every run are printed. A window's short benchmark (bench.json, scripts/paper_scale.sh --window)
+goes to --bench as <device>-short.json (the README's performance table reads it). The cache entries a run brought back (trained models, and the
 saved state of a training cut off mid-way: *.partial.pt) go to --cache, which the next device call carries
 inside .whl, so a chapter -- or a training -- longer than one call can go on. Of two states of one training the
 one further on is kept; one whose model has come back is dropped.
@@ -91,9 +92,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sources", nargs="+", type=Path, metavar="FROM")
     parser.add_argument("--results", type=Path, default=ROOT / "results")
-    parser.add_argument("--executed", type=Path, default=ROOT / "_build" / "executed" / "paper" / "chapters")
+    parser.add_argument("--executed", type=Path, default=ROOT / "results" / "executed", help="where executed notebooks go (committed)")
     parser.add_argument("--cache", type=Path, default=ROOT / ".whl" / "cache", help="where brought-back cache entries go")
     parser.add_argument("--cache-only", action="store_true", help="take only the cache entries (between device calls)")
+    parser.add_argument("--bench", type=Path, default=ROOT / "benchmarks" / "results", help="where a window's benchmark JSON goes")
     args = parser.parse_args()
     args.executed.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
@@ -112,6 +114,13 @@ def main() -> None:
                         shutil.copy2(entry, args.cache / entry.name)
                         print(f"cache:    {args.cache / entry.name} ({entry.stat().st_size / 2**20:.1f} MiB)")
                 info = (run / "run.txt").read_text() if (run / "run.txt").exists() else ""
+                if (run / "bench.json").exists() and not args.cache_only:
+                    bench = json.loads((run / "bench.json").read_text())
+                    slug = "".join(c if c.isalnum() else "-" for c in bench["info"]["device"].lower()).strip("-")
+                    target = args.bench / f"{slug}{'-short' if bench['info'].get('short') else ''}.json"
+                    args.bench.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(run / "bench.json", target)
+                    print(f"bench:    {target} (chosen: {bench.get('chosen')})")
                 scale = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("scale:")), "?")
                 print(f"{source}: {' | '.join(line for line in info.splitlines() if line.startswith(('date:', 'commit:')))}")
                 if scale != "paper":
@@ -142,7 +151,9 @@ def main() -> None:
             return
         for chapter, (ok, nb) in sorted(notebooks.items()):
             shutil.copy2(nb, args.executed / nb.name)
-            print(f"executed: {args.executed / nb.name}" + ("" if ok else "  (WARNING: did not run ok: the book shows its error)"))
+            mib = nb.stat().st_size / 2**20
+            print(f"executed: {args.executed / nb.name} ({mib:.1f} MiB)" + ("" if ok else "  (WARNING: did not run ok: the book shows its error)")
+                  + ("  (WARNING: over 5 MiB)" if mib > 5 else ""))
         for chapter, path, claim in results:  # in order: later runs overwrite earlier ones, scale by scale
             target = args.results / path.name
             merged = json.loads(target.read_text()) if target.exists() else {}

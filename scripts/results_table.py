@@ -143,14 +143,27 @@ def results_table() -> str:
 
 
 def performance_table() -> str:
+    """One row per figure of each benchmarks/results/*.json. A file from today's bench.py carries its rows, each with the
+    official code's figure it was compared with (measured in the same run with --official, else the H100 figure of
+    shared/REFERENCE.md, as the file's info says); an older file gives the four figures of PERF."""
     runs = sorted((ROOT / "benchmarks" / "results").glob("*.json"))
     lines = [
-        "| device | work | ours | official code (H100) | ratio to official (H100) |",
+        "| device | work | ours | official code | ratio to official |",
         "|---|---|---|---|---|",
     ]
     for path in runs:
         data = json.loads(path.read_text())
         info, figures = data["info"], data["figures"]
+        device = f"{info['device']} (torch {info['torch']}{', --short' if info.get('short') else ''})"
+        if "rows" in data:
+            where = info.get("official", {}).get("where", "H100, shared/REFERENCE.md")
+            same_run = "measured in this run" in where
+            for row in data["rows"]:
+                off = "—" if row["official"] is None else f"{_perf_number(row['official'])} {row['unit']}" + ("" if same_run else " (H100)")
+                ratio = "—" if row["ratio"] is None else f"{row['ratio']:.2f}×"
+                peak = "" if row.get("peak_gib") is None else f", peak {row['peak_gib']:.2f} GiB"
+                lines.append(f"| {device} | {row['label']} | {_perf_number(row['value'])} {row['unit']}{peak} | {off} | {ratio} |")
+            continue
         for key, (what, official, unit) in PERF.items():
             ours = figures[key]
             if official is None:
@@ -159,9 +172,13 @@ def performance_table() -> str:
                 ratio = f"{official / ours:.2f}×"
             else:
                 ratio = f"{ours / official:.2f}×"
-            off = "—" if official is None else f"{official:g} {unit}"
-            lines.append(f"| {info['device']} (torch {info['torch']}) | {what} | {ours:,.1f} {unit} | {off} | {ratio} |")
+            off = "—" if official is None else f"{official:g} {unit} (H100)"
+            lines.append(f"| {device} | {what} | {ours:,.1f} {unit} | {off} | {ratio} |")
     return "\n".join(lines)
+
+
+def _perf_number(value: float) -> str:
+    return f"{value:,.1f}" if value >= 10 else f"{value:.3g}"
 
 
 def render(readme: str, name: str = "README") -> str:

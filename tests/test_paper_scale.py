@@ -13,6 +13,7 @@ import tarfile
 from pathlib import Path
 
 import nbformat
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -288,3 +289,96 @@ def test_pack_brings_back_the_oldest_models_first_when_room_runs_out(tmp_path):
     with tarfile.open(tarball) as tar:
         models = sorted(Path(name).name for name in tar.getnames() if "-model-" in name)
     assert models == ["recursion-model-first.pt", "recursion-model-second.pt"]
+
+
+# ------------------------------------------------------------------------------------------- campaign windows
+def _window_plan():
+    import window_plan  # scripts/, on sys.path above
+
+    return window_plan
+
+
+def _bench_json(per_million_s: float, steps_per_s: float) -> dict:
+    """The parts of bench.py's JSON that window_plan reads: the chosen fast paths and their measured figures."""
+    return {"info": {"tail_samples": 1_000_000},
+            "chosen": {"MI_FAST_SAMPLE": "fused=1,precision=bf16", "MI_FAST_TRAIN": "fused=1,graph=1"},
+            "tail_check": [{"options": {}, "seconds": 20.0}, {"options": {"fused": True, "precision": "bf16"}, "seconds": per_million_s}],
+            "figures": {"train_steps_per_s[float32]": 250.0, "train_steps_per_s[float32 + fused Adam + CUDA graph]": steps_per_s}}
+
+
+def test_window_plan_gives_chapter_2_the_samples_that_fit():
+    plan = _window_plan().plan
+    fast = _bench_json(per_million_s=0.3, steps_per_s=5_000)
+    assert plan(1, fast, left_s=600)[0] == {"02_mode_interpolation_1d": ["-p", "n_samples", "100000000"]}  # 150 s of sampling
+    assert plan(1, fast, left_s=400)[0] == {"02_mode_interpolation_1d": ["-p", "n_samples", "50000000"]}
+    params, reasons = plan(1, _bench_json(per_million_s=3.0, steps_per_s=250), left_s=400)  # too slow: the default 10 M
+    assert params == {} and "10,000,000 samples per model" in reasons[0]
+    assert plan(1, None, left_s=600) == ({}, ["no benchmark figures: every chapter at its paper-scale defaults"])
+    with pytest.raises(SystemExit, match="window 9 is not prepared"):
+        plan(9, fast, left_s=600)
+
+
+def test_window_chapters_exist():
+    names = {p.stem for p in (ROOT / "chapters").glob("*.ipynb")}
+    for window, chapters in _window_plan().WINDOWS.items():
+        assert set(chapters) <= names, (window, set(chapters) - names)
+
+
+def test_paper_scale_window_arguments_are_checked_first(tmp_path):
+    for args, message in ((["--window", "9"], "window 9 is not prepared"), (["--window", "1", "02"], "takes no chapters"),
+                          (["--window", "x"], "takes a window number")):
+        out = _paper_scale(ROOT, tmp_path, *args, OUT=str(tmp_path / "out"))
+        assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_a_window_runs_the_benchmark_then_its_chapters_with_the_planned_parameters(tmp_path):
+    """The runner's window path end to end on a CPU, at tiny sizes: a stand-in benchmark (the real one is
+    tested below) chooses the fast paths, the plan sizes the chapter, papermill gets the extra parameter, and
+    bench.json comes back in the tarball."""
+    repo = _tiny_repo(tmp_path, sleep_s=0)
+    nb = nbformat.read(repo / "chapters" / "00_tiny.ipynb", 4)
+    nb.cells[0].source = 'scale = "ci"\nn_samples = None'
+    nb.cells[1].source = "import os\nprint('n_samples', n_samples, 'fast', os.environ.get('MI_FAST_SAMPLE'))"
+    nbformat.write(nb, repo / "chapters" / "00_tiny.ipynb")
+    plan = (ROOT / "scripts" / "window_plan.py").read_text().replace(
+        '1: ["02_mode_interpolation_1d", "03_mode_interpolation_2d", "04_score_smoothness"]', '1: ["00_tiny"]'
+    ).replace('params["02_mode_interpolation_1d"]', 'params["00_tiny"]')
+    (repo / "scripts" / "window_plan.py").write_text(plan)
+    (repo / "benchmarks").mkdir()
+    bench = _bench_json(per_million_s=0.3, steps_per_s=5_000)
+    (repo / "benchmarks" / "bench.py").write_text(
+        "import json, sys\nargs = sys.argv\n"
+        f"open(args[args.index('--json') + 1], 'w').write({json.dumps(json.dumps(bench))})\n"
+        "open(args[args.index('--env-out') + 1], 'w').write(\"export MI_FAST_SAMPLE='fused=1,precision=bf16'\\nexport MI_FAST_TRAIN='fused=1,graph=1'\\n\")\n"
+        "print('chosen: stand-in')\n"
+    )
+    out = _paper_scale(repo, tmp_path, "--window", "1", OUT=str(tmp_path / "out"), SCALE="paper", BUDGET_S="600")
+    assert out.returncode in (0, 1), out.stdout + out.stderr  # 1: the GPU tests (none in the tiny repo) failed
+    assert "fast paths from the benchmark: MI_FAST_TRAIN='fused=1,graph=1' MI_FAST_SAMPLE='fused=1,precision=bf16'" in out.stdout
+    (tarball,) = (tmp_path / "out").glob("paper-scale-*.tar.gz")
+    with tarfile.open(tarball) as tar:
+        executed = nbformat.reads(tar.extractfile("paper-scale/executed/00_tiny.ipynb").read().decode(), 4)
+        assert json.loads(tar.extractfile("paper-scale/bench.json").read()) == bench
+        timing = tar.extractfile("paper-scale/timing.tsv").read().decode()
+    assert "n_samples 100000000 fast fused=1,precision=bf16" in executed.cells[-1].outputs[0]["text"]
+    assert "bench\tok" in timing and "00_tiny\tok" in timing
+
+
+def test_the_short_benchmark_runs_on_a_cpu_and_writes_its_choice(tmp_path):
+    """bench.py --short at tiny sizes: the tail check and the choice it writes (the window runner sources it)."""
+    env = {**os.environ, "MI_CACHE_DIR": str(tmp_path / "cache"), "MI_PROGRESS": "0"}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--short", "--samples", "32", "--tail-samples", "64", "--hal-samples", "32",
+           "--train-steps", "2", "--unet-steps", "1", "--unet-samples", "16", "--json", str(tmp_path / "b.json"), "--env-out", str(tmp_path / "b.env")]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert result["tail_check"][0]["options"] == {} and result["tail_check"][0]["passes"]
+    assert set(result["chosen"]) == {"MI_FAST_SAMPLE", "MI_FAST_TRAIN"}
+    assert (tmp_path / "b.env").read_text().startswith("export MI_FAST_SAMPLE=")
+    # what the runner sources must parse as the fast-path variables mi_lib reads
+    from mi_lib.fast import env_fast_options
+    os.environ["MI_FAST_SAMPLE"] = result["chosen"]["MI_FAST_SAMPLE"]
+    try:
+        env_fast_options("sample")
+    finally:
+        del os.environ["MI_FAST_SAMPLE"]
