@@ -31,7 +31,7 @@ from .metrics import (
     true_gap_mass,
     wilson_interval,
 )
-from .models import IMAGE_DATASETS, IMAGE_SCALES, ImageModelSpec, image_model_spec, MixtureModelSpec, TrainedModel, image_model, image_samples, mixture_model, mixture_samples
+from .models import IMAGE_DATASETS, IMAGE_SCALES, ImageModelSpec, image_model_spec, MixtureModelSpec, TrainedModel, image_model, image_samples, mixture_model, mixture_models, mixture_samples
 from .nets import MLPConfig, MLPDenoiser, shared_timestep, sinusoidal_embedding
 from .recursion import RECURSION_PRESETS, RecursionConfig, RecursionResult, mixture_report, recursive_training
 from .results import Stopwatch, print_results, save_results
@@ -41,7 +41,7 @@ from .sampling import initial_noise
 from . import noise
 from .fast import PRECISIONS, FastDenoiser
 from .schedule import COSINE, OFFICIAL, SCHEDULE_PRESETS, STANDARD, NoiseSchedule, ScheduleConfig, broadcast_to
-from .train import TrainConfig, TrainResult, diffusion_loss, train
+from .train import TrainConfig, TrainResult, diffusion_loss, train, train_many
 from .unet import UNET_PRESETS, UNetConfig, UNetDenoiser
 
 __version__ = "0.1.0"
@@ -53,10 +53,10 @@ __all__ = [
     "TrainResult", "TrainedModel", "UNetConfig", "UNetDenoiser", "WindowVariance",
     "broadcast_to", "cached", "config_key", "default_device", "describe_device", "diamond_2d",
     "detection", "diffusion_loss", "gap_mass", "grid_2d", "hands", "make_dataset", "mean_var_zscores", "mixture_1d",
-    "mixture_model", "mixture_samples", "mode_segments", "nearest_segment", "out_of_support",
+    "mixture_model", "mixture_models", "mixture_samples", "mode_segments", "nearest_segment", "out_of_support",
     "out_of_support_mass", "print_results", "progress_bar", "require_cuda", "reverse_process", "sample",
     "save_results", "seed_everything", "shapes", "shared_timestep", "sinusoidal_embedding", "timesteps",
-    "train", "true_gap_mass", "DensityRatio", "density_ratio", "gap_lengths", "wilson_interval",
+    "train", "train_many", "true_gap_mass", "DensityRatio", "density_ratio", "gap_lengths", "wilson_interval",
     "noise", "initial_noise", "PRECISIONS", "FastDenoiser",
     "IMAGE_DATASETS", "IMAGE_SCALES", "ImageModelSpec", "image_model", "image_model_spec", "image_samples", "interact",
     "RECURSION_PRESETS", "RecursionConfig", "RecursionResult", "mixture_report", "recursive_training",

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["cache_dir", "config_key", "cached", "code_fingerprint", "partial_path"]
+__all__ = ["cache_dir", "config_key", "cache_path", "cached", "code_fingerprint", "partial_path"]
 
 T = TypeVar("T")
 
@@ -89,6 +89,12 @@ def cached(name: str, config: Any, compute: Callable[[], T], *, root: Path | str
         raise TypeError(f"cached values must be tensors, numbers, strings, lists or dicts of them: {err}") from err
     _store(path, key, buffer.getvalue())
     return entry["value"]  # what a later hit returns (CPU tensors), so a hit and a miss behave the same
+
+
+def cache_path(name: str, config: Any, *, root: Path | str | None = None) -> Path:
+    """The file :func:`cached` keeps the entry (``name``, ``config``) in (it may not exist yet)."""
+    folder = Path(root) if root is not None else cache_dir()
+    return folder / f"{config_key(name, config)}.pt"
 
 
 def partial_path(name: str, config: Any, *, root: Path | str | None = None) -> Path:

@@ -22,7 +22,8 @@ The runs mi_lib starts itself -- the trainings and sampling runs behind :func:`m
 :func:`~mi_lib.image_model`, their ``*_samples`` and :func:`~mi_lib.recursive_training` -- take their fast
 paths from two environment variables, so a paper-scale run can switch them on without touching a chapter or
 the library (which would invalidate every cache entry): ``MI_FAST_TRAIN`` (``precision``, ``compile``,
-``fused``, ``graph``: :func:`mi_lib.train`'s CUDA-graph step) and ``MI_FAST_SAMPLE`` (``precision``, ``compile``,
+``fused``, ``graph``: :func:`mi_lib.train`'s CUDA-graph step, ``batch``: :func:`mi_lib.mixture_models` trains
+together what it can) and ``MI_FAST_SAMPLE`` (``precision``, ``compile``,
 ``fused``: the one-kernel sampler of :mod:`mi_lib.fused`, for the MLP's runs only), each a comma-separated list such as
 ``precision=bf16,compile=reduce-overhead,fused=1`` (:func:`env_fast_options`). Unset, they are all off. What
 they ask for enters the cache keys of what those runs produce (a model trained in bf16 is another model) and
@@ -41,7 +42,8 @@ from torch import Tensor
 
 from .runtime import require_cuda
 
-__all__ = ["PRECISIONS", "COMPILE_MODES", "FAST_ENV", "check_fast_options", "env_fast_options", "precision_flags", "FastDenoiser"]
+__all__ = ["PRECISIONS", "COMPILE_MODES", "FAST_ENV", "check_fast_options", "env_fast_options", "trainer_options", "precision_flags",
+           "FastDenoiser"]
 
 PRECISIONS = ("float32", "tf32", "bf16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -63,7 +65,7 @@ def _compile_mode(compile: bool | str) -> str | None:
 
 #: The environment variables of :func:`env_fast_options`, per kind of run.
 FAST_ENV = {"train": "MI_FAST_TRAIN", "sample": "MI_FAST_SAMPLE"}
-_FAST_KEYS = {"train": ("precision", "compile", "fused", "graph"), "sample": ("precision", "compile", "fused")}
+_FAST_KEYS = {"train": ("precision", "compile", "fused", "graph", "batch"), "sample": ("precision", "compile", "fused")}
 _TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no", "")
 
 
@@ -73,7 +75,9 @@ def env_fast_options(kind: str, *, fusable: bool = True) -> dict[str, Any]:
     default (so ``precision=float32`` is the same as unset: ``{}``). The value is a comma-separated list of
     ``key=value``: ``precision`` (one of :data:`PRECISIONS`), ``compile`` (0/1 or a mode of
     :data:`COMPILE_MODES`), ``fused`` (0/1: for training, Adam's fused kernel; for sampling, the fused
-    sampler of :mod:`mi_lib.fused`) and, for training, ``graph`` (0/1). ``fusable=False`` (a sampling run of
+    sampler of :mod:`mi_lib.fused`) and, for training, ``graph`` (0/1: :func:`mi_lib.train`'s CUDA-graph step)
+    and ``batch`` (0/1: :func:`mi_lib.mixture_models` trains the models it is asked for together, with
+    :func:`mi_lib.train_many`; :func:`trainer_options` leaves it out of a trainer's keywords). ``fusable=False`` (a sampling run of
     a network the fused sampler cannot run, a UNet) leaves ``fused`` out. Anything else is one ValueError naming the
     variable; whether the options suit the device is checked where they are used (:func:`check_fast_options`)."""
     if kind not in FAST_ENV:
@@ -99,14 +103,20 @@ def env_fast_options(kind: str, *, fusable: bool = True) -> dict[str, Any]:
                 options[key] = True if value == "default" else value
             else:
                 raise ValueError(f"${name}={text!r}: compile must be 0, 1 or one of {COMPILE_MODES}, got {value!r}")
-        else:  # fused, graph
+        else:  # fused, graph, batch
             if low not in _TRUE + _FALSE:
                 raise ValueError(f"${name}={text!r}: {key} must be 0 or 1, got {value!r}")
             options[key] = low in _TRUE
-    defaults = {"precision": "float32", "compile": False, "fused": False, "graph": False}
+    defaults = {"precision": "float32", "compile": False, "fused": False, "graph": False, "batch": False}
     if kind == "sample" and not fusable:
         options.pop("fused", None)
     return {key: value for key, value in options.items() if value != defaults[key]}
+
+
+def trainer_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The keywords of :func:`mi_lib.train` / :func:`mi_lib.train_many` among ``options``
+    (:func:`env_fast_options`'s): all but ``batch``, which says whether to batch, not how to train."""
+    return {key: value for key, value in options.items() if key != "batch"}
 
 
 def check_fast_options(precision: str, compile: bool | str, device: torch.device | str) -> None:

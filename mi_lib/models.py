@@ -25,13 +25,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .cache import _canonical, cached, partial_path
+from .cache import _canonical, cache_path, cached, partial_path
 from .data import DATASETS, GaussianMixture, make_dataset
-from .fast import env_fast_options
+from .fast import env_fast_options, trainer_options
 from .nets import MLPConfig, MLPDenoiser
 from .sampling import SampleResult, sample
 from .schedule import OFFICIAL, STANDARD, NoiseSchedule, ScheduleConfig
-from .train import TrainConfig, train
+from .train import TrainConfig, TrainResult, train, train_many
 from .unet import UNET_PRESETS, UNetConfig, UNetDenoiser
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "MixtureModelSpec",
     "TrainedModel",
     "mixture_model",
+    "mixture_models",
     "mixture_samples",
     "spec_key",
     "load_manifest",
@@ -252,13 +253,18 @@ def train_payload(spec: ModelSpec, device: torch.device | str, progress: bool = 
     weights when ``spec.train.ema_decay`` is set). ``resume``: :func:`mi_lib.train.train`'s training-state file."""
     model = initial_model(spec.model, spec.train.seed)
     result = train(model, spec.training_data().to(device), NoiseSchedule(spec.schedule), spec.train, progress=progress, resume=resume,
-                   **env_fast_options("train"))
+                   **trainer_options(env_fast_options("train")))
+    return _payload(spec, result)
+
+
+def _payload(spec: ModelSpec, result: TrainResult, **extra: Any) -> dict[str, Any]:
     final = result.ema_model if result.ema_model is not None else result.model
     return {
         "spec": _spec_json(spec),
         "state_dict": {k: v.detach().cpu() for k, v in final.state_dict().items()},
         "losses": result.losses,
         "wall_time_s": result.wall_time_s,
+        **extra,
     }
 
 
@@ -277,6 +283,44 @@ def mixture_model(
     if not isinstance(spec, MixtureModelSpec):
         raise TypeError(f"spec must be a MixtureModelSpec, got {type(spec).__name__}")
     return _trained_model("mixture-model", spec, device, progress, checkpoints, refresh)
+
+
+def mixture_models(
+    specs: Sequence[MixtureModelSpec],
+    *,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    checkpoints: Path | str | None = CHECKPOINT_DIR,
+) -> list[TrainedModel]:
+    """:func:`mixture_model` of each spec, in order, with the models that must be trained trained together
+    when ``$MI_FAST_TRAIN`` holds ``batch=1``: those of one network, schedule and optimiser settings (seeds
+    and data may differ) go through :func:`mi_lib.train_many` as one stacked network, and each is cached
+    under the key :func:`mixture_model` looks up, so a later call of either finds it. Shipped and cached
+    models are loaded as :func:`mixture_model` loads them; without ``batch=1`` this is that function in a loop.
+    A batched model's ``wall_time_s`` is its whole batch's."""
+    specs = list(specs)
+    for spec in specs:
+        if not isinstance(spec, MixtureModelSpec):
+            raise TypeError(f"specs must be MixtureModelSpecs, got {type(spec).__name__}")
+    device = torch.device(device)
+    if env_fast_options("train").get("batch"):
+        key_of = lambda spec: {"spec": spec, **training_device_key(device)}  # noqa: E731  (mixture_model's key)
+        pending = [spec for spec in specs
+                   if (checkpoints is None or _load_shipped(spec, Path(checkpoints)) is None)
+                   and not cache_path("mixture-model", key_of(spec)).exists()]
+        groups: dict[str, list[MixtureModelSpec]] = {}
+        for spec in dict.fromkeys(pending):  # one training per distinct spec
+            together = (spec.model, spec.schedule, dataclasses.replace(spec.train, seed=0), min(spec.train.batch_size, spec.n_train))
+            groups.setdefault(json.dumps(_canonical(list(together)), sort_keys=True), []).append(spec)
+        for group in groups.values():
+            if len(group) < 2:
+                continue  # mixture_model trains it alone below
+            results = train_many([initial_model(spec.model, spec.train.seed) for spec in group],
+                                 [spec.training_data().to(device) for spec in group], NoiseSchedule(group[0].schedule),
+                                 [spec.train for spec in group], progress=progress, **trainer_options(env_fast_options("train")))
+            for spec, result in zip(group, results):
+                cached("mixture-model", key_of(spec), lambda: _payload(spec, result, trained_with=len(group)))
+    return [mixture_model(spec, device=device, progress=progress, checkpoints=checkpoints) for spec in specs]
 
 
 def image_model(

@@ -46,7 +46,7 @@ from torch import Tensor
 
 from .cache import cached, config_key, partial_path
 from .data import GaussianMixture
-from .fast import env_fast_options
+from .fast import env_fast_options, trainer_options
 from .metrics import DEFAULT_K, _check_k
 from .models import ImageModelSpec, MixtureModelSpec, image_model, initial_model, mixture_model, training_device_key
 from .nets import MLPConfig, MLPDenoiser
@@ -348,7 +348,7 @@ def recursive_training(
                     net = initial_model(config.model, seeds.train)
                     if init is not None:
                         net.load_state_dict(init.state_dict())
-                    return train(net, data.to(device), schedule, train_config, progress=progress, resume=resume, **env_fast_options("train"))
+                    return train(net, data.to(device), schedule, train_config, progress=progress, resume=resume, **trainer_options(env_fast_options("train")))
 
                 def fit() -> dict[str, Any]:
                     computed.append(True)

@@ -22,19 +22,20 @@ import io
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
 
 from .cache import _store
 from .fast import FastDenoiser, precision_flags
 from .runtime import progress_bar, require_cuda
 from .schedule import NoiseSchedule
 
-__all__ = ["TrainConfig", "TrainResult", "StaleTrainingState", "diffusion_loss", "train", "data_fingerprint", "weights_fingerprint"]
+__all__ = ["TrainConfig", "TrainResult", "StaleTrainingState", "diffusion_loss", "train", "train_many", "data_fingerprint", "weights_fingerprint"]
 
 
 class StaleTrainingState(ValueError):
@@ -135,14 +136,11 @@ def train(
     model.to(device).train()
     net = FastDenoiser(model, precision=precision, compile=compile, device=device)
     sched = schedule.to(device)
-    gen = torch.Generator(device=device).manual_seed(config.seed)
     fused_kw = {"fused": True} if fused and device.type == "cuda" else {}
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.adam_betas, capturable=graph, **fused_kw)
     ema = copy.deepcopy(model).eval().requires_grad_(False) if config.ema_decay is not None else None
-    n, b = data.shape[0], min(config.batch_size, data.shape[0])
-    per_epoch = n // b
+    draws = _Draws(data, config, sched.T)
     losses = torch.empty(config.steps, device=device)
-    order = torch.empty(0, dtype=torch.long, device=device)
     state_path = Path(resume) if resume is not None else None
     first_step, earlier_s = 0, 0.0
     if state_path is not None:
@@ -156,8 +154,8 @@ def train(
             opt.load_state_dict(state["optimizer"])
             if ema is not None:
                 ema.load_state_dict(state["ema"])
-            gen.set_state(state["generator"])
-            order = state["order"].to(device)
+            draws.gen.set_state(state["generator"])
+            draws.order = state["order"].to(device)
             first_step, earlier_s = int(state["step"]), float(state["wall_time_s"])
             losses[:first_step] = state["losses"].to(device)
     start = last_save = time.perf_counter()
@@ -166,25 +164,15 @@ def train(
         state = {
             "fingerprint": fingerprint, "step": next_step, "wall_time_s": earlier_s + time.perf_counter() - start,
             "model": model.state_dict(), "optimizer": opt.state_dict(), "ema": ema.state_dict() if ema is not None else {},
-            "generator": gen.get_state(), "order": order.cpu(), "losses": losses[:next_step].cpu(),
+            "generator": draws.gen.get_state(), "order": draws.order.cpu(), "losses": losses[:next_step].cpu(),
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)
         _store(state_path, state_path.stem, buffer.getvalue())
 
-    # The step reads its batch from fixed buffers, which draw() fills: what lets graph=True replay one capture.
-    x0_b = torch.empty((b, *data.shape[1:]), dtype=data.dtype, device=device)
-    t_b = torch.empty(b, dtype=torch.long, device=device)
-    eps_b = torch.empty_like(x0_b)
-
-    def draw(step: int) -> None:  # the reference's random draws, in its order
-        nonlocal order
-        k = step % per_epoch
-        if k == 0:
-            order = torch.randperm(n, generator=gen, device=device)
-        torch.index_select(data, 0, order[k * b : (k + 1) * b], out=x0_b)
-        torch.randint(0, sched.T, (b,), generator=gen, device=device, out=t_b)
-        torch.randn(x0_b.shape, generator=gen, device=device, dtype=x0_b.dtype, out=eps_b)
+    # The step reads its batch from fixed buffers, which draws fills: what lets graph=True replay one capture.
+    x0_b, t_b, eps_b = buffers = _buffers(data, draws.b, 1)
+    x0_b, t_b, eps_b = x0_b[0], t_b[0], eps_b[0]
 
     def update() -> Tensor:  # one optimizer step on the buffers' batch; the mean loss
         loss = diffusion_loss(net, sched, x0_b, t_b, eps_b).mean()
@@ -196,9 +184,10 @@ def train(
         return loss.detach()
 
     with progress_bar(total=config.steps, desc="training", disable=not progress, initial=first_step) as bar, precision_flags(precision, device):
-        replay = _capture(update, model, opt, ema, (x0_b, t_b, eps_b), data, sched.T) if graph and first_step < config.steps else None
+        live = [*model.parameters(), *(ema.parameters() if ema is not None else ())]
+        replay = _capture(update, live, opt, buffers, [data], sched.T) if graph and first_step < config.steps else None
         for step in range(first_step, config.steps):
-            draw(step)
+            draws.draw(step, x0_b, t_b, eps_b)
             if replay is None:
                 opt.zero_grad(set_to_none=True)
                 losses[step] = update()
@@ -218,6 +207,125 @@ def train(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return TrainResult(model, losses.cpu(), ema, earlier_s + time.perf_counter() - start)
+
+
+def train_many(
+    models: Sequence[nn.Module],
+    datas: Sequence[Tensor],
+    schedule: NoiseSchedule,
+    configs: TrainConfig | Sequence[TrainConfig] = TrainConfig(),
+    *,
+    progress: bool = True,
+    precision: str = "float32",
+    compile: bool | str = False,
+    fused: bool = False,
+    graph: bool = False,
+) -> list[TrainResult]:
+    """Fit K networks of one architecture at once, as one stacked network: model i on ``datas[i]`` (N_i, ...)
+    with ``configs[i]`` (one config: the same for all), each in place, on the data's device.
+
+    Each model keeps exactly what :func:`train` gives it alone -- its data, its epoch order (models of
+    different N have epochs of different lengths), its t and noise draws (its own generator, seeded with its
+    config's seed) and its initial weights -- and Adam, being elementwise, updates each model's slice of the
+    stacked weights as it would update that model alone. So model i's losses and weights are :func:`train`'s
+    up to the rounding of a batched matrix product (``tests/test_train.py`` checks 1e-5 after 200 steps).
+    The per-step cost is one network's kernels on K times the rows: on a GPU, where a 10k-row step of the
+    official MLP is launch-bound, K models cost little more than one.
+
+    The configs may differ in ``seed`` only, and every model must draw batches of the same size
+    (``min(batch_size, N_i)``); the fast paths are :func:`train`'s. No resume file: a batched run is sized to
+    finish within one call. Returns one :class:`TrainResult` per model (``wall_time_s``: the whole run's)."""
+    models, datas = list(models), list(datas)
+    k = len(models)
+    if k < 1 or len(datas) != k:
+        raise ValueError(f"train_many needs as many data sets as models (at least one), got {k} models and {len(datas)} data sets")
+    configs = [configs] * k if isinstance(configs, TrainConfig) else list(configs)
+    if len(configs) != k or not all(isinstance(c, TrainConfig) for c in configs):
+        raise ValueError(f"configs must be one TrainConfig or one per model ({k}), got {len(configs)}")
+    for name in ("steps", "batch_size", "lr", "adam_betas", "ema_decay"):
+        values = {getattr(c, name) for c in configs}
+        if len(values) > 1:
+            raise ValueError(f"the models of one batched run share {name} (one optimizer, one loop); got {sorted(values, key=repr)}")
+    kinds = {(type(m), getattr(m, "config", None)) for m in models}
+    if len(kinds) > 1:
+        raise ValueError(f"train_many stacks networks of one architecture; got {len(kinds)} different ones")
+    for data in datas:
+        if not isinstance(data, Tensor) or data.dim() < 2 or data.shape[0] < 1 or not data.is_floating_point():
+            raise ValueError(f"each data set must be a floating-point tensor (N, ...) with N >= 1, got {getattr(data, 'shape', type(data))}")
+    if len({(d.device, d.dtype, d.shape[1:]) for d in datas}) > 1:
+        raise ValueError("the data sets must share device, dtype and sample shape")
+    config, device, T = configs[0], datas[0].device, schedule.T
+    draws = [_Draws(d, c, T) for d, c in zip(datas, configs)]
+    if len({dr.b for dr in draws}) > 1:
+        raise ValueError(f"every model must draw batches of one size, min(batch_size, N): got {[dr.b for dr in draws]}")
+    if not isinstance(graph, bool) or not isinstance(fused, bool):
+        raise TypeError(f"graph and fused must be bools, got {graph!r}, {fused!r}")
+    if graph and compile is not False:
+        raise ValueError("graph=True captures the eager step as a CUDA graph; it does not combine with compile (choose one)")
+    if graph and device.type != "cuda":
+        require_cuda(f"graph=True (CUDA graphs) with data on {device}")
+    for m in models:
+        m.to(device).train()
+    params, buffers = stack_module_state(models)  # {name: (K, ...)} leaves that require grad
+    base = copy.deepcopy(models[0]).to("meta")
+
+    def stacked(x: Tensor, t: Tensor) -> Tensor:  # x (K, b, ...), t (K, b) -> eps (K, b, ...)
+        return vmap(lambda p, bf, xi, ti: functional_call(base, (p, bf), (xi, ti)))(params, buffers, x, t)
+
+    net = FastDenoiser(stacked, precision=precision, compile=compile, device=device)
+    sched = schedule.to(device)
+    fused_kw = {"fused": True} if fused and device.type == "cuda" else {}
+    weights = list(params.values())
+    opt = torch.optim.Adam(weights, lr=config.lr, betas=config.adam_betas, capturable=graph, **fused_kw)
+    ema = [w.detach().clone() for w in weights] if config.ema_decay is not None else None
+    b = draws[0].b
+    x0_b, t_b, eps_b = bufs = _buffers(datas[0], b, k)
+    sample_shape = tuple(x0_b.shape[2:])
+    losses = torch.empty((k, config.steps), device=device)
+
+    def flat_net(xt: Tensor, t: Tensor) -> Tensor:  # the stacked network seen as one (K*b, ...) denoiser
+        return net(xt.view(k, b, *sample_shape), t.view(k, b)).reshape(k * b, *sample_shape)
+
+    def update() -> Tensor:  # one optimizer step of every model; their mean losses (K,)
+        per_sample = diffusion_loss(flat_net, sched, x0_b.view(k * b, *sample_shape), t_b.view(-1), eps_b.view(k * b, *sample_shape))
+        loss = per_sample.view(k, b).mean(1)
+        loss.sum().backward()  # model i's weights get model i's gradient alone
+        opt.step()
+        if ema is not None:
+            with torch.no_grad():
+                torch._foreach_lerp_(ema, weights, 1 - config.ema_decay)
+        return loss.detach()
+
+    start = time.perf_counter()
+    with progress_bar(total=config.steps, desc=f"training {k} models", disable=not progress) as bar, precision_flags(precision, device):
+        replay = _capture(update, weights + (ema or []), opt, bufs, datas, T) if graph else None
+        for step in range(config.steps):
+            for i, dr in enumerate(draws):
+                dr.draw(step, x0_b[i], t_b[i], eps_b[i])
+            if replay is None:
+                opt.zero_grad(set_to_none=True)
+                losses[:, step] = update()
+            else:
+                losses[:, step] = replay()
+            if (step + 1) % 100 == 0 or step + 1 == config.steps:
+                bar.update(step + 1 - bar.n)
+                bar.set_postfix(loss=f"{losses[:, step].mean().item():.4f}", refresh=False)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wall = time.perf_counter() - start
+    results = []
+    with torch.no_grad():
+        for i, model in enumerate(models):
+            for (name, w) in params.items():
+                model.get_parameter(name).copy_(w[i])
+            ema_model = None
+            if ema is not None:
+                ema_model = copy.deepcopy(model).eval().requires_grad_(False)
+                for name, e in zip(params, ema):
+                    ema_model.get_parameter(name).copy_(e[i])
+            model.eval()
+            results.append(TrainResult(model, losses[i].cpu(), ema_model, wall))
+    return results
 
 
 def data_fingerprint(data: Tensor) -> str:
@@ -240,19 +348,47 @@ def _sha(tensors: list[Tensor]) -> str:
     return h.hexdigest()
 
 
-def _capture(update: Callable[[], Tensor], model: nn.Module, opt: torch.optim.Optimizer, ema: nn.Module | None,
-             buffers: tuple[Tensor, Tensor, Tensor], data: Tensor, T: int) -> Callable[[], Tensor]:
+class _Draws:
+    """One model's random draws, the reference's, in its order: each epoch a fresh permutation of ``data``
+    (N, ...), ``b = min(batch_size, N)`` samples a step (the last N mod b of an epoch unused), t uniform on
+    0..T-1, eps standard normal; all from one generator seeded with ``config.seed`` on ``data``'s device."""
+
+    def __init__(self, data: Tensor, config: TrainConfig, T: int):
+        self.data, self.T = data, T
+        self.n, self.b = data.shape[0], min(config.batch_size, data.shape[0])
+        self.per_epoch = self.n // self.b
+        self.gen = torch.Generator(device=data.device).manual_seed(config.seed)
+        self.order = torch.empty(0, dtype=torch.long, device=data.device)
+
+    def draw(self, step: int, x0: Tensor, t: Tensor, eps: Tensor) -> None:
+        """Step ``step``'s batch into the buffers x0 (b, ...), t (b,), eps (b, ...)."""
+        k = step % self.per_epoch
+        if k == 0:
+            self.order = torch.randperm(self.n, generator=self.gen, device=self.data.device)
+        torch.index_select(self.data, 0, self.order[k * self.b : (k + 1) * self.b], out=x0)
+        torch.randint(0, self.T, (self.b,), generator=self.gen, device=self.data.device, out=t)
+        torch.randn(x0.shape, generator=self.gen, device=self.data.device, dtype=x0.dtype, out=eps)
+
+
+def _buffers(data: Tensor, b: int, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The batch buffers of k models: x0 (k, b, ...), t (k, b), eps (k, b, ...)."""
+    x0 = torch.empty((k, b, *data.shape[1:]), dtype=data.dtype, device=data.device)
+    return x0, torch.empty((k, b), dtype=torch.long, device=data.device), torch.empty_like(x0)
+
+
+def _capture(update: Callable[[], Tensor], tensors: list[Tensor], opt: torch.optim.Optimizer,
+             buffers: tuple[Tensor, Tensor, Tensor], datas: list[Tensor], T: int) -> Callable[[], Tensor]:
     """``update`` captured once as a CUDA graph; returns a function that replays it and returns its loss.
 
     Capture needs a few real steps first (cuBLAS workspaces, Adam's lazily made state), run on a side stream
-    as torch's recipe says; they would change the training, so the weights, the EMA and Adam's state are
-    saved before them and restored after. The buffers hold a valid dummy batch meanwhile (not the
-    generator's draws, which belong to the training)."""
+    as torch's recipe says; they would change the training, so ``tensors`` (the weights and the EMA's) and
+    Adam's state are saved before them and restored after. The buffers (k, b, ...) hold a valid dummy batch
+    meanwhile (model i's first rows of ``datas[i]``, not the generators' draws, which belong to the training)."""
     x0_b, t_b, eps_b = buffers
-    x0_b.copy_(data[: len(x0_b)])
-    t_b.copy_(torch.arange(len(t_b), device=t_b.device) % T)
+    for i, data in enumerate(datas):
+        x0_b[i].copy_(data[: x0_b.shape[1]])
+    t_b.copy_(torch.arange(t_b.numel(), device=t_b.device).view_as(t_b) % T)
     eps_b.zero_()
-    tensors = [*model.parameters(), *(ema.parameters() if ema is not None else ())]
     saved = [p.detach().clone() for p in tensors]
     saved_opt = {id(v): v.clone() for st in opt.state.values() for v in st.values() if isinstance(v, Tensor)}
     side = torch.cuda.Stream()

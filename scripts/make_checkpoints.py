@@ -1,10 +1,19 @@
-"""Train the CI-scale models (mixtures and images) with mi_lib and ship them in data/checkpoints with a manifest.
+"""Train the CI-scale models (mixtures and images) with mi_lib and ship them in data/checkpoints with a manifest;
+adopt the paper-scale models a GPU window trained.
 
     python scripts/make_checkpoints.py              # (re)train every checkpoint in CI_SPECS
     python scripts/make_checkpoints.py 1d-123-n2k   # only these
     python scripts/make_checkpoints.py --list       # names, spec keys and whether each is shipped
     python scripts/make_checkpoints.py --stats-only # keep the weights, re-record the sample statistics
                                                     # (after a deliberate change to the sampler)
+    python scripts/make_checkpoints.py --adopt FROM # ship the models of PAPER_SPECS that a GPU window brought
+                                                    # back (FROM: its tarball, or an unpacked paper-scale/ folder)
+
+Paper-scale models (PAPER_SPECS: the official training, 20k-100k steps at batch 10k) are trained on the lent GPU
+by the chapters themselves (scripts/paper_scale.sh); --adopt takes them from what a window brought back, records
+where, when and by which commit they were trained (run.txt), their first losses, and the statistics of the fixed
+batch of samples drawn here, on the CPU, from the shipped weights. Their first losses were drawn by the GPU's
+generator (CUDA's random streams are not the CPU's), so tests/test_models.py retrains them only on a GPU.
 
 Each manifest entry records the spec (and its key), how the model was made (commit, device, torch, steps,
 training wall time), the first losses of training and the statistics of a fixed batch of samples from it.
@@ -48,6 +57,13 @@ CI_SPECS: dict[str, MixtureModelSpec] = {
 #: EMA, about 55 minutes on one core.
 for _dataset in ("shapes", "hands"):
     CI_SPECS[f"{_dataset}-ci"] = mi.models.image_model_spec(_dataset, "ci")
+#: Paper-scale models the GPU windows train and --adopt ships (chapter 2's; chapter 4's model is its N = 500k one).
+PAPER_SPECS: dict[str, MixtureModelSpec] = {
+    **{f"1d-123-n{n // 1000}k-paper": MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=n, train=mi.TrainConfig())
+       for n in (25_000, 50_000, 100_000, 500_000)},
+    "1d-124-n500k-paper": MixtureModelSpec("1d", (1.0, 2.0, 4.0), n_train=500_000, train=mi.TrainConfig()),
+}
+ALL_SPECS = {**CI_SPECS, **PAPER_SPECS}
 #: The fixed batch whose statistics each manifest entry records (and the tests reproduce).
 STATS_N, STATS_SEED, LOSS_HEAD = 2_000, 0, 20
 #: Image models record a smaller batch (sampling a UNet on the CPU is slow).
@@ -102,11 +118,57 @@ def make(name: str, spec: MixtureModelSpec) -> dict:
     }
 
 
+def adopt(sources: list[Path], commit: str | None = None) -> dict[str, dict]:
+    """Manifest entries (and files in data/checkpoints) for the PAPER_SPECS models among the cache entries that
+    paper-scale runs brought back (tarballs or unpacked paper-scale/ folders). ``commit``: the code's commit, where
+    the run's run.txt names a wrong one (its note says why)."""
+    import tarfile
+    import tempfile
+
+    by_json = {json.dumps(_canonical(spec), sort_keys=True): name for name, spec in PAPER_SPECS.items()}  # what a payload records
+    entries: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for source in sources:
+            run = source
+            if source.is_file():
+                with tarfile.open(source) as tar:
+                    tar.extractall(Path(tmp) / source.name, filter="data")
+                run = Path(tmp) / source.name / "paper-scale"
+            lines = (run / "run.txt").read_text().splitlines()
+            info = dict(line.split(": ", 1) for line in lines if ": " in line and not line.startswith(("[", "torch ")))
+            for entry_file in sorted((run / "cache").glob("mixture-model-*.pt")):
+                payload = torch.load(entry_file, map_location="cpu", weights_only=True)["value"]
+                name = by_json.get(payload["spec"])
+                if name is None:
+                    print(f"{entry_file.name}: not a model of PAPER_SPECS, left out")
+                    continue
+                spec = PAPER_SPECS[name]
+                path = CHECKPOINT_DIR / f"{name}.pt"
+                torch.save({k: payload[k] for k in ("spec", "state_dict", "losses", "wall_time_s")}, path)
+                model = mi.models.initial_model(spec.model, 0)
+                model.load_state_dict(payload["state_dict"])
+                torch_line = next((line for line in lines if line.startswith("torch ")), "torch ? | cuda: ?")  # "torch 2.11.0+cu130 | cuda: NVIDIA H200 | ..."
+                torch_version, device = torch_line.split(" | ")[0].split(" ")[1], torch_line.split("cuda: ")[-1].split(" | ")[0]
+                entries[name] = {
+                    "name": name, "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size,
+                    "spec_key": spec_key(spec), "spec": _canonical(spec), "commit": commit or info.get("commit", "unknown").split(" ")[0],
+                    "device": device, "torch": torch_version, "date": info.get("date", "")[:8], "train_device": "cuda",
+                    "trained_by": f"scripts/paper_scale.sh, run {info.get('date', '?')}", "train_steps": spec.train.steps,
+                    "train_wall_time_s": round(float(payload["wall_time_s"]), 1),
+                    "final_loss_mean_last_500": float(payload["losses"][-500:].mean()),
+                    "loss_head": payload["losses"][:LOSS_HEAD].tolist(),
+                    "sample_stats": sample_stats(model, spec), "stats_commit": _git_commit(),
+                }
+                print(f"{name}: adopted from {entry_file.name} ({entries[name]['device']}, {entries[name]['train_wall_time_s']} s), "
+                      f"stats {entries[name]['sample_stats']}", flush=True)
+    return entries
+
+
 def write_manifest(entries: dict[str, dict]) -> None:
-    """Write the manifest, in CI_SPECS order. Entries made by another run since this one started (two
+    """Write the manifest, in ALL_SPECS order. Entries made by another run since this one started (two
     checkpoints trained in parallel) are kept."""
     entries = {**{e["name"]: e for e in load_manifest()}, **entries}
-    ordered = [entries[n] for n in CI_SPECS if n in entries]
+    ordered = [entries[n] for n in ALL_SPECS if n in entries]
     (CHECKPOINT_DIR / "manifest.json").write_text(json.dumps({"checkpoints": ordered}, indent=1) + "\n")
 
 
@@ -115,10 +177,21 @@ def main() -> None:
     parser.add_argument("names", nargs="*", help=f"checkpoints to (re)make; default all of {list(CI_SPECS)}")
     parser.add_argument("--list", action="store_true", help="list the checkpoints and exit")
     parser.add_argument("--stats-only", action="store_true", help="re-record sample statistics of the shipped weights; no training")
+    parser.add_argument("--adopt", nargs="+", type=Path, metavar="FROM", help="ship the PAPER_SPECS models these GPU runs brought back")
+    parser.add_argument("--commit", default=None, help="with --adopt: the commit the run's code was (when its run.txt is wrong)")
+    parser.add_argument("--note", default=None, help="with --adopt: a note recorded in each adopted entry")
     args = parser.parse_args()
+    if args.adopt:
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+        entries = adopt(args.adopt, args.commit)
+        for entry in entries.values():
+            if args.note:
+                entry["note"] = args.note
+        write_manifest(entries)
+        return
     shipped = {e["name"]: e for e in load_manifest()}
     if args.list:
-        for name, spec in CI_SPECS.items():
+        for name, spec in ALL_SPECS.items():
             e = shipped.get(name)
             state = "missing" if e is None else ("shipped" if e["spec_key"] == spec_key(spec) else "STALE (spec changed)")
             print(f"{name:16s} {spec_key(spec)}  {state}")

@@ -233,11 +233,11 @@ python3 -m ipykernel install --prefix "$WORK/jupyter" --name python3 >/dev/null 
 KERNEL=$(python3 -c 'from jupyter_client.kernelspec import KernelSpecManager as K; print(" ".join(K().get_kernel_spec("python3").argv[:3]))') \
     || { say "kernel python3 does not resolve"; exit 2; }
 
-# 3. the commit, for results/*.json: if the tree came without .git, mi_lib's `git rev-parse` gets the stamp
-# that make gpu-wheels wrote into the wheel folder (so run that right before the device calls).
-if git rev-parse HEAD >/dev/null 2>&1; then
-    COMMIT="$(git rev-parse --short=12 HEAD) (git)"
-elif [[ -s $WHEELS/COMMIT ]]; then
+# 3. the commit, for results/*.json: the stamp that make gpu-wheels wrote into the wheel folder (run it right before
+# the device calls) wins over a .git that came along: the device tool's copy of .git was seen (2026-12-04) to hold the
+# session's first commit, not the tree's. mi_lib's `git rev-parse` then gets the stamp from a stand-in git.
+git_head=$(git rev-parse --short=12 HEAD 2>/dev/null)
+if [[ -s $WHEELS/COMMIT ]]; then
     c=$(head -n1 "$WHEELS/COMMIT")
     mkdir -p "$WORK/bin"
     { echo '#!/bin/sh'
@@ -246,7 +246,9 @@ elif [[ -s $WHEELS/COMMIT ]]; then
       echo 'exit 0'; } >"$WORK/bin/git"
     chmod +x "$WORK/bin/git"
     export PATH=$WORK/bin:$PATH
-    COMMIT="$c (stamp from $WHEELS/COMMIT: the tree came without .git)"
+    COMMIT="$c (stamp from $WHEELS/COMMIT${git_head:+; the .git here says $git_head})"
+elif [[ -n $git_head ]]; then
+    COMMIT="$git_head (git)"
 else
     COMMIT="unknown (no .git and no $WHEELS/COMMIT)"
 fi
