@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -75,7 +76,7 @@ def env_fast_options(kind: str, *, fusable: bool = True) -> dict[str, Any]:
     default (so ``precision=float32`` is the same as unset: ``{}``). The value is a comma-separated list of
     ``key=value``: ``precision`` (one of :data:`PRECISIONS`), ``compile`` (0/1 or a mode of
     :data:`COMPILE_MODES`), ``fused`` (0/1: for training, Adam's fused kernel; for sampling, the fused
-    sampler of :mod:`mi_lib.fused`) and, for training, ``graph`` (0/1: :func:`mi_lib.train`'s CUDA-graph step)
+    sampler of :mod:`mi_lib.fused`, or its launch configuration ROWSxWARPS, which implies 1) and, for training, ``graph`` (0/1: :func:`mi_lib.train`'s CUDA-graph step)
     and ``batch`` (0/1: :func:`mi_lib.mixture_models` trains the models it is asked for together, with
     :func:`mi_lib.train_many`; :func:`trainer_options` leaves it out of a trainer's keywords). ``fusable=False`` (a sampling run of
     a network the fused sampler cannot run, a UNet) leaves ``fused`` out. Anything else is one ValueError naming the
@@ -103,9 +104,12 @@ def env_fast_options(kind: str, *, fusable: bool = True) -> dict[str, Any]:
                 options[key] = True if value == "default" else value
             else:
                 raise ValueError(f"${name}={text!r}: compile must be 0, 1 or one of {COMPILE_MODES}, got {value!r}")
+        elif key == "fused" and kind == "sample" and re.fullmatch(r"\d+x\d+", low):  # the kernel's launch configuration
+            options[key] = low
         else:  # fused, graph, batch
             if low not in _TRUE + _FALSE:
-                raise ValueError(f"${name}={text!r}: {key} must be 0 or 1, got {value!r}")
+                more = " or a launch configuration ROWSxWARPS such as 128x8" if key == "fused" and kind == "sample" else ""
+                raise ValueError(f"${name}={text!r}: {key} must be 0 or 1{more}, got {value!r}")
             options[key] = low in _TRUE
     defaults = {"precision": "float32", "compile": False, "fused": False, "graph": False, "batch": False}
     if kind == "sample" and not fusable:

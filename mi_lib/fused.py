@@ -34,10 +34,14 @@ from . import noise
 from .nets import MLPDenoiser, sinusoidal_embedding
 from .schedule import NoiseSchedule
 
-__all__ = ["FUSED_PRECISIONS", "fused_available", "fused_ddpm_sample"]
+__all__ = ["FUSED_PRECISIONS", "DEFAULT_CONFIG", "FUSED_CONFIGS", "fused_available", "fused_ddpm_sample", "parse_config"]
 
 FUSED_PRECISIONS = ("float32", "tf32", "bf16")
-_BLOCK_ROWS = 64  # samples per program
+#: (samples per program, warps per program): what the kernel runs with unless told otherwise. Measured on the
+#: H200 in window 1 at (64, 4): bf16 1.67 s per million samples x 1000 steps (benchmarks/results/nvidia-h200-short.json);
+#: bench.py --short times the others of FUSED_CONFIGS beside it.
+DEFAULT_CONFIG = (64, 4)
+FUSED_CONFIGS = ((64, 4), (128, 4), (128, 8), (256, 8))
 
 try:  # Triton is optional: torch's CUDA wheels ship it, the CPU wheel does not
     import triton
@@ -77,9 +81,13 @@ if triton is not None:
         return tl.where(a > 0, a, a * slope)
 
     @triton.jit
-    def _matmul(a, w_ptr, rows_k, cols, W: tl.constexpr, PRECISION: tl.constexpr, EMULATE_BF16: tl.constexpr):
-        """a (BM, W) float32 @ the (W, W) matrix at w_ptr (row-major, already transposed: x @ w_t)."""
-        w = tl.load(w_ptr + rows_k[:, None] * W + cols[None, :])
+    def _load_matrix(w_ptr, cols, W: tl.constexpr):
+        """The (W, W) matrix at w_ptr (row-major, already transposed: x @ w)."""
+        return tl.load(w_ptr + cols[:, None] * W + cols[None, :])
+
+    @triton.jit
+    def _matmul(a, w, PRECISION: tl.constexpr, EMULATE_BF16: tl.constexpr):
+        """a (BM, W) float32 @ w (W, W), accumulated in float32."""
         if PRECISION == "bf16" and EMULATE_BF16:  # the interpreter's bfloat16 dot is wrong: round, multiply in float32
             return tl.dot(a.to(tl.bfloat16).to(tl.float32), w.to(tl.bfloat16).to(tl.float32), input_precision="ieee", out_dtype=tl.float32)
         elif PRECISION == "bf16":
@@ -134,12 +142,19 @@ if triton is not None:
             for d in tl.static_range(D):  # input projection: sum over the D coordinates
                 x_d = tl.sum(tl.where(dims[None, :] == d, x, 0.0), axis=1)
                 h += x_d[:, None] * tl.load(w_in + d * W + cols)[None, :]
+            if N_UNIQUE == 1:  # tied blocks (the official network): one load of each matrix a step, not DEPTH
+                w1_tied = _load_matrix(w1, cols, W)
+                w2_tied = _load_matrix(w2, cols, W)
             for i in tl.static_range(DEPTH):
                 blk = i % N_UNIQUE
+                if N_UNIQUE == 1:
+                    w1_i, w2_i = w1_tied, w2_tied
+                else:
+                    w1_i, w2_i = _load_matrix(w1 + blk * W * W, cols, W), _load_matrix(w2 + blk * W * W, cols, W)
                 a = _leaky(_layer_norm(h, ln1_w + blk * W, ln1_b + blk * W, cols, W), slope)
-                z = _matmul(a, w1 + blk * W * W, cols, cols, W, PRECISION, EMULATE_BF16) + tl.load(tproj + (t * N_UNIQUE + blk) * W + cols)[None, :]
+                z = _matmul(a, w1_i, PRECISION, EMULATE_BF16) + tl.load(tproj + (t * N_UNIQUE + blk) * W + cols)[None, :]
                 z = _leaky(_layer_norm(z, ln2_w + blk * W, ln2_b + blk * W, cols, W), slope)
-                h = h + _matmul(z, w2 + blk * W * W, cols, cols, W, PRECISION, EMULATE_BF16)
+                h = h + _matmul(z, w2_i, PRECISION, EMULATE_BF16)
             o = _layer_norm(h, lno_w, lno_b, cols, W)
             eps = tl.zeros((BM, DP), dtype=tl.float32) + b_o[None, :]  # output projection, one coordinate at a time
             for d in tl.static_range(D):
@@ -176,10 +191,29 @@ def _stream_tables(seed: int, T: int, device: torch.device) -> tuple[Tensor, Ten
     return keys, gammas
 
 
+def parse_config(config: bool | str | tuple[int, int]) -> tuple[int, int]:
+    """The kernel's (samples per program, warps) from ``sample(fused=...)``: True (:data:`DEFAULT_CONFIG`), a
+    pair, or "ROWSxWARPS" (as ``$MI_FAST_SAMPLE`` writes it: ``fused=128x8``). Rows a power of two from 16
+    to 512, warps 1, 2, 4, 8 or 16; anything else one ValueError."""
+    if config is True:
+        return DEFAULT_CONFIG
+    pair = config
+    if isinstance(config, str):
+        rows, sep, warps = config.partition("x")
+        if not (sep and rows.isdigit() and warps.isdigit()):
+            raise ValueError(f"a fused kernel config is ROWSxWARPS, e.g. '128x8', got {config!r}")
+        pair = (int(rows), int(warps))
+    if (not isinstance(pair, tuple) or len(pair) != 2 or pair[0] not in (16, 32, 64, 128, 256, 512)
+            or pair[1] not in (1, 2, 4, 8, 16)):
+        raise ValueError(f"a fused kernel config is (rows a power of two in 16..512, warps in 1, 2, 4, 8, 16), got {config!r}")
+    return pair
+
+
 @torch.no_grad()
-def _weights(model: MLPDenoiser, T: int, device: torch.device) -> dict[str, Tensor]:
-    """The network's weights in the kernel's layout (float32, contiguous), with each block's projection of
-    the time embedding precomputed for every t: tproj (T, n_unique, W)."""
+def _weights(model: MLPDenoiser, T: int, device: torch.device, matrix_dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
+    """The network's weights in the kernel's layout (float32, contiguous; the (W, W) matrices in
+    ``matrix_dtype``), with each block's projection of the time embedding precomputed for every t: tproj
+    (T, n_unique, W)."""
     c = model.config
     blocks = list(model.blocks)
     t = torch.arange(T, device=device)
@@ -194,9 +228,9 @@ def _weights(model: MLPDenoiser, T: int, device: torch.device) -> dict[str, Tens
         "w_in": f(model.in_proj.weight.t()),  # (D, W)
         "tproj": f(torch.stack([b.time_proj(t_emb) for b in blocks], dim=1)),  # (T, n_unique, W)
         "ln1_w": f(torch.stack([b.norm1.weight for b in blocks])), "ln1_b": f(torch.stack([b.norm1.bias for b in blocks])),
-        "w1": f(torch.stack([b.fc1.weight.t() for b in blocks])),  # (n_unique, W, W): x @ w1[i]
+        "w1": f(torch.stack([b.fc1.weight.t() for b in blocks])).to(matrix_dtype),  # (n_unique, W, W): x @ w1[i]
         "ln2_w": f(torch.stack([b.norm2.weight for b in blocks])), "ln2_b": f(torch.stack([b.norm2.bias for b in blocks])),
-        "w2": f(torch.stack([b.fc2.weight.t() for b in blocks])),
+        "w2": f(torch.stack([b.fc2.weight.t() for b in blocks])).to(matrix_dtype),
         "lno_w": f(model.out_norm.weight), "lno_b": f(model.out_norm.bias),
         "w_out": f(w_out), "b_out": f(b_out),
     }
@@ -213,11 +247,14 @@ def fused_ddpm_sample(
     hal_window: tuple[int, int] | None = None,
     precision: str = "float32",
     clip_x0: float | None = None,
+    config: bool | str | tuple[int, int] = True,
 ) -> tuple[Tensor, Tensor | None]:
     """Samples ``sample_offset .. sample_offset + n - 1`` of DDPM ancestral sampling from ``model`` on its
     device: (x0 (n, D) float32, Hal (n,) or None), both on that device. Sample k is the sample
     :func:`mi_lib.sample` draws as its k-th (same noise); see the module docstring for what differs.
-    Memory: the outputs only."""
+    Memory: the outputs only. ``config``: the kernel's (samples per program, warps), see :func:`parse_config`;
+    it changes the speed, not the samples."""
+    block_rows, num_warps = parse_config(config)
     if not isinstance(model, MLPDenoiser):
         raise TypeError(f"the fused sampler runs the official MLP (MLPDenoiser), got {type(model).__name__}")
     if precision not in FUSED_PRECISIONS:
@@ -239,11 +276,12 @@ def fused_ddpm_sample(
     )
     keys, gammas = _stream_tables(seed, T, device)
     angle = torch.tensor([2 * math.pi / 2**noise._ANGLE_BITS], dtype=torch.float64, device=device)
-    weights = _weights(model.eval(), T, device)
+    emulate = device.type == "cpu"
+    weights = _weights(model.eval(), T, device, torch.bfloat16 if precision == "bf16" and not emulate else torch.float32)
     x_out = torch.empty((n, c.data_dim), dtype=torch.float32, device=device)
     hal_out = torch.empty(n if hal_window is not None else 1, dtype=torch.float32, device=device)
     t_lo, t_hi = hal_window if hal_window is not None else (0, 0)
-    grid = (math.ceil(n / _BLOCK_ROWS),)
+    grid = (math.ceil(n / block_rows),)
     _ddpm_kernel[grid](
         x_out, hal_out, n, sample_offset, keys, gammas,
         weights["w_in"], weights["tproj"], weights["ln1_w"], weights["ln1_b"], weights["w1"], weights["ln2_w"], weights["ln2_b"],
@@ -251,6 +289,7 @@ def fused_ddpm_sample(
         tables["c_x0_x"], tables["c_x0_eps"], tables["c_mean_x0"], tables["c_mean_xt"], tables["std"],
         angle, t_lo, t_hi, float(c.negative_slope), float(clip_x0 or 0.0),
         T=T, D=c.data_dim, DP=1 << (c.data_dim - 1).bit_length(), W=c.width, DEPTH=c.depth, N_UNIQUE=len(model.blocks),
-        BM=_BLOCK_ROWS, PRECISION=precision, CLIP=clip_x0 is not None, HAL=hal_window is not None, EMULATE_BF16=device.type == "cpu",
+        BM=block_rows, PRECISION=precision, CLIP=clip_x0 is not None, HAL=hal_window is not None, EMULATE_BF16=emulate,
+        num_warps=num_warps,
     )
     return x_out, (hal_out if hal_window is not None else None)

@@ -180,7 +180,7 @@ def sample(
     precision: str = "float32",
     compile: bool | str = False,
     clip_x0: float | None = None,
-    fused: bool = False,
+    fused: bool | str = False,
 ) -> SampleResult:
     """Draw ``n`` samples from the reverse process, ``chunk_size`` at a time (all at once if None).
 
@@ -193,7 +193,8 @@ def sample(
     the network always sees whole blocks of 16 rows (checked on the CPU; ``tests/test_gpu.py`` checks
     CUDA). ``precision`` ("float32", "tf32", "bf16") and ``compile`` are the network's fast paths
     (:mod:`mi_lib.fast`). ``fused=True`` runs the whole reverse process of each chunk as one Triton kernel
-    (:mod:`mi_lib.fused`: the official MLP, DDPM, no ``record_steps``; ``precision`` is then the kernel's). ``clip_x0`` clamps x0_hat at every step (see :func:`reverse_process`; Hal is then
+    (:mod:`mi_lib.fused`: the official MLP, DDPM, no ``record_steps``; ``precision`` is then the kernel's; a
+    string "ROWSxWARPS" also sets the kernel's launch configuration, which changes its speed, not the samples). ``clip_x0`` clamps x0_hat at every step (see :func:`reverse_process`; Hal is then
     the variance of the clamped estimates). Runs on the model's device (a module's parameters', else its ``device`` attribute, else the CPU), holding O(chunk_size) there; the outputs are gathered
     on the CPU. Leaves the model in eval mode."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -221,10 +222,11 @@ def sample(
     device = _model_device(model)
     if isinstance(model, nn.Module):
         model.eval()
-    if not isinstance(fused, bool):
-        raise TypeError(f"fused must be a bool, got {fused!r}")
+    if not isinstance(fused, (bool, str)):
+        raise TypeError(f"fused must be a bool or a 'ROWSxWARPS' string, got {fused!r}")
     if fused:
-        return _sample_fused(model, schedule, n, chunk, sampler, variance, seed, hal_window, record_steps, progress, precision, compile, clip_x0)
+        return _sample_fused(model, schedule, n, chunk, sampler, variance, seed, hal_window, record_steps, progress, precision, compile, clip_x0,
+                             fused)
     net = FastDenoiser(model, precision=precision, compile=compile, device=device)  # compiled once for all chunks
     # Outputs are filled on the CPU chunk by chunk (the device holds one chunk at a time).
     out: dict[str, Tensor] = {}
@@ -263,10 +265,11 @@ def sample(
 
 def _sample_fused(model: Denoiser, schedule: NoiseSchedule, n: int, chunk: int, sampler: str, variance: str, seed: int,
                   hal_window: tuple[int, int] | None, record_steps: Sequence[int], progress: bool, precision: str,
-                  compile: bool | str, clip_x0: float | None) -> SampleResult:
+                  compile: bool | str, clip_x0: float | None, fused: bool | str) -> SampleResult:
     """:func:`sample` through :func:`mi_lib.fused.fused_ddpm_sample`, chunk by chunk (checks first, then work)."""
-    from .fused import fused_ddpm_sample  # Triton is imported only when asked for
+    from .fused import fused_ddpm_sample, parse_config  # Triton is imported only when asked for
 
+    config = parse_config(fused)
     if sampler != "ddpm":
         raise ValueError(f"fused=True runs DDPM ancestral sampling, not sampler={sampler!r}")
     if variance not in _VARIANCES:
@@ -281,7 +284,7 @@ def _sample_fused(model: Denoiser, schedule: NoiseSchedule, n: int, chunk: int, 
         for c in range(n_chunks):
             lo, hi = c * chunk, min(n, (c + 1) * chunk)
             x0, hal = fused_ddpm_sample(model, schedule, hi - lo, seed=seed, sample_offset=lo, variance=variance, hal_window=hal_window,
-                                        precision=precision, clip_x0=clip_x0)
+                                        precision=precision, clip_x0=clip_x0, config=config)
             _store(out, "x0", n, lo, x0)
             if hal is not None:
                 _store(out, "hal", n, lo, hal)

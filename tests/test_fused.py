@@ -97,3 +97,16 @@ def test_without_a_gpu_or_the_interpreter_it_says_so(monkeypatch):
     assert "CUDA GPU" in fused.fused_available("cpu") and "TRITON_INTERPRET" in fused.fused_available("cpu")
     monkeypatch.setattr(fused, "triton", None)
     assert "needs Triton" in fused.fused_available("cuda")
+
+
+def test_the_launch_configuration_changes_the_speed_not_the_samples(monkeypatch):
+    model = _model(2)
+    ref = sample(model, SHORT, 100, seed=6, hal_window=(0, 4), progress=False, fused=True)
+    other = sample(model, SHORT, 100, seed=6, hal_window=(0, 4), progress=False, fused="16x2")
+    torch.testing.assert_close(other.x0, ref.x0, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(other.hal, ref.hal, rtol=1e-5, atol=1e-9)
+    for bad in ("64", "100x4", "64x3", "axb"):
+        with pytest.raises(ValueError, match="ROWSxWARPS|fused kernel config"):
+            sample(model, SHORT, 4, progress=False, fused=bad)
+    monkeypatch.setenv("MI_FAST_SAMPLE", "fused=128x8,precision=bf16")
+    assert mi.fast.env_fast_options("sample") == {"fused": "128x8", "precision": "bf16"}
