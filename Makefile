@@ -1,14 +1,16 @@
 # Build / test toolchain for the Mode Interpolation book.
 #   make venv                 create/refresh .venv from requirements.txt (+ kernel "python3")
+#   make book     [SCALE=ci]  render the book from the committed chapters (their CI-scale outputs, which make test checks)
+#                             or, SCALE=paper, from the campaign's executed notebooks in results/executed/: executes nothing
 #   make executed [SCALE=ci]  execute chapters/*.ipynb with papermill -> _build/executed/$(SCALE)/
-#   make book     [SCALE=ci]  make executed, then make render
+#   make book-executed [SCALE=ci]  make executed, then make render (every chapter run again at SCALE)
 #   make render   [SCALE=ci]  render _build/executed/$(SCALE)/ with Jupyter Book 1.x (-W -n), executing nothing
 #   make gpu-wheels           .whl/: the wheels the lent GPU machine lacks (carry it; see scripts/paper_scale.sh)
 #   make book-paper FROM=...  paper-scale run(s) brought back from that machine -> results/ (numbers, and the executed
 #                             notebooks in results/executed/), benchmarks/results/, _build/html-paper,
 #                             README results table (FROM: tarball(s) or folder(s); several: FROM="a b")
 #   make paper-cache FROM=... between device calls: the models and training states a run brought back -> .whl/cache/ (carried)
-#   make test                 pytest tests/ + nbval on chapters/ + make book SCALE=ci
+#   make test                 pytest tests/ + nbval on chapters/ (each chapter re-executed, its outputs compared) + make book
 #   make outputs [CHAPTERS=.] after editing a chapter: re-execute it in place at CI scale (the outputs nbval checks)
 #   make results-table        rebuild the results tables (README.md, the book's results.md) from results/*.json
 #   make bench                trainer/sampler throughput on this machine
@@ -57,7 +59,7 @@ export MI_CACHE_DIR ?= $(abspath .mi_cache)
 # notebook). Live kernels (Jupyter, Colab) keep both.
 HEADLESS := MPLBACKEND=module://matplotlib_inline.backend_inline MI_STATIC_WIDGETS=1 MI_PROGRESS=0
 
-.PHONY: venv executed book render gpu-wheels book-paper paper-cache test test-unit test-nbval outputs results-table bench clean FORCE
+.PHONY: venv executed book book-executed render gpu-wheels book-paper paper-cache test test-unit test-nbval outputs results-table bench clean FORCE
 
 # ---------------------------------------------------------------- environment
 venv: $(STAMP)
@@ -83,7 +85,16 @@ $(EXEC_DIR)/chapters/%.ipynb: chapters/%.ipynb $(STAMP) FORCE
 	  $(PY) -m papermill $< $@ -p scale $(SCALE) -k python3 --cwd chapters --no-progress-bar
 
 # ---------------------------------------------------------------- book
-book: executed
+# The committed outputs (CI scale; nbval in make test re-executes every chapter and fails on one that differs), or the
+# paper-scale notebooks the GPU campaign landed: nothing is executed.
+BOOK_SOURCES := $(if $(filter paper,$(SCALE)),$(patsubst chapters/%,results/executed/%,$(CHAPTERS)),$(CHAPTERS))
+book: $(STAMP)
+	$(if $(filter ci paper,$(SCALE)),,$(error make book renders SCALE=ci or SCALE=paper; make book-executed SCALE=$(SCALE) runs the chapters))
+	rm -rf $(EXEC_DIR)/chapters && mkdir -p $(EXEC_DIR)/chapters
+	cp $(BOOK_SOURCES) $(EXEC_DIR)/chapters/
+	@$(MAKE) --no-print-directory render SCALE=$(SCALE)
+
+book-executed: executed
 	@$(MAKE) --no-print-directory render SCALE=$(SCALE)
 
 # The one render recipe: whatever lies in $(EXEC_DIR)/chapters/ (make executed, or make book-paper).

@@ -113,7 +113,26 @@ PERF: dict[str, tuple[str, float | None, str]] = {
 MARKERS = {
     "results": ("<!-- results-table:start -->", "<!-- results-table:end -->"),
     "performance": ("<!-- performance-table:start -->", "<!-- performance-table:end -->"),
+    "durations": ("<!-- durations:start -->", "<!-- durations:end -->"),
 }
+#: Sections a file may leave out (the book's results page has no durations).
+OPTIONAL = {"durations"}
+
+
+def durations_text() -> str:
+    """The README's durations of its two commands, from benchmarks/results/durations.json (written by
+    scripts/clean_clone_timings.sh): measured, never typed."""
+    path = ROOT / "benchmarks" / "results" / "durations.json"
+    entries = json.loads(path.read_text())["durations"] if path.exists() else {}
+    if not entries:
+        return "Not measured yet: `bash scripts/clean_clone_timings.sh` (then `make results-table`)."
+    lines = []
+    for command in sorted(entries):
+        e = entries[command]
+        minutes, seconds = divmod(int(e["seconds"]), 60)
+        lines.append(f"- `{command}`: {minutes} min {seconds:02d} s from a clean clone of `{e['commit']}` "
+                     f"(virtualenv included; {e['machine']}, {e['date']})")
+    return "\n".join(lines) + "\n\nMeasured by `bash scripts/clean_clone_timings.sh` (then `make results-table`)."
 
 
 def results_table() -> str:
@@ -182,8 +201,10 @@ def _perf_number(value: float) -> str:
 
 
 def render(readme: str, name: str = "README") -> str:
-    for section, table in (("results", results_table()), ("performance", performance_table())):
+    for section, table in (("results", results_table()), ("performance", performance_table()), ("durations", durations_text())):
         start, end = MARKERS[section]
+        if section in OPTIONAL and start not in readme and end not in readme:
+            continue
         if start not in readme or end not in readme:
             raise SystemExit(f"{name} lacks the markers {start} ... {end}")
         head, rest = readme.split(start, 1)

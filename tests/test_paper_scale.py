@@ -41,10 +41,15 @@ def test_book_paper_renders_without_executing(make_n):
     assert steps.index("scripts/strip_widget_state.py _build/src/paper/chapters/") < steps.index("jupyter-book build _build/src/paper")
 
 
-def test_book_still_executes_then_renders(make_n):
+def test_book_renders_the_committed_chapters_and_book_executed_runs_them_first(make_n):
     steps = make_n("book")
-    assert steps.index("papermill") < steps.index("jupyter-book build _build/src/ci")
+    assert "papermill" not in steps and "cp chapters/01_forward_process.ipynb" in steps
     assert "cp -r _build/jb/ci/_build/html _build/html" in steps
+    paper = make_n("book", "SCALE=paper")
+    assert "papermill" not in paper and "cp results/executed/01_forward_process.ipynb" in paper
+    executed = make_n("book-executed")
+    assert executed.index("papermill") < executed.index("jupyter-book build _build/src/ci")
+    assert "make book SCALE=ci" in make_n("test")  # the test command renders what nbval has just checked
 
 
 def _closure(roots: list[str]) -> set[str]:
