@@ -17,6 +17,7 @@ import io
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -77,8 +78,8 @@ def cached(name: str, config: Any, compute: Callable[[], T], *, root: Path | str
     path = folder / f"{key}.pt"
     expected = json.dumps(_canonical(config), sort_keys=True)
     if path.exists() and not refresh:
-        entry = torch.load(path, map_location="cpu", weights_only=True)
-        if entry.get("config") == expected and entry.get("code") == code_fingerprint():
+        entry = load_or_warn(path, "cache entry")
+        if entry is not None and entry.get("config") == expected and entry.get("code") == code_fingerprint():
             return entry["value"]
     value = compute()
     buffer = io.BytesIO()
@@ -95,6 +96,17 @@ def cache_path(name: str, config: Any, *, root: Path | str | None = None) -> Pat
     """The file :func:`cached` keeps the entry (``name``, ``config``) in (it may not exist yet)."""
     folder = Path(root) if root is not None else cache_dir()
     return folder / f"{config_key(name, config)}.pt"
+
+
+def load_or_warn(path: Path, what: str) -> Any:
+    """``torch.load(path)`` onto the CPU, or None with one warning naming the file if it cannot be read (a
+    truncated copy, say: torch's own error is about zip archives), so the caller computes it again."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # zip, pickle and EOF errors alike: the file is unusable
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        warnings.warn(f"{path}: this {what} cannot be read ({type(error).__name__}: {first_line}); computing it again", stacklevel=3)
+        return None
 
 
 def partial_path(name: str, config: Any, *, root: Path | str | None = None) -> Path:

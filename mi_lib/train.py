@@ -30,12 +30,40 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from .cache import _store
+from .cache import _store, load_or_warn
 from .fast import FastDenoiser, precision_flags
 from .runtime import progress_bar, require_cuda
 from .schedule import NoiseSchedule
 
-__all__ = ["TrainConfig", "TrainResult", "StaleTrainingState", "diffusion_loss", "train", "train_many", "data_fingerprint", "weights_fingerprint"]
+__all__ = ["TrainConfig", "TrainResult", "StaleTrainingState", "NonFiniteLoss", "check_finite", "diffusion_loss", "train", "train_many", "data_fingerprint", "weights_fingerprint"]
+
+
+class NonFiniteLoss(RuntimeError):
+    """A training's loss became NaN or infinite: it stops there, and nothing of it is returned, cached or shipped."""
+
+
+def check_finite(data: Tensor, name: str = "data") -> None:
+    """One ValueError if ``data`` holds NaN or infinite values, naming ``name`` and how many."""
+    bad = int((~torch.isfinite(data)).sum())
+    if bad:
+        raise ValueError(f"{name} holds {bad:,} non-finite values (NaN or inf) among its {data.numel():,}: clean it before training")
+
+
+def _check_losses(losses: Tensor, lo: int, hi: int) -> None:
+    """NonFiniteLoss naming the first step in lo..hi-1 whose loss (of any model: losses (..., steps)) is NaN or
+    infinite, and the last finite loss before it. One host sync (the caller reads the loss then anyway)."""
+    window = losses[..., lo:hi]
+    if bool(torch.isfinite(window).all()):
+        return
+    bad = (~torch.isfinite(window)).reshape(-1, hi - lo).any(0).nonzero()[0, 0].item() + lo
+    flat = losses.reshape(-1, losses.shape[-1])
+    model = int((~torch.isfinite(flat[:, bad])).nonzero()[0, 0])
+    before = flat[model, :bad]
+    finite = torch.isfinite(before).nonzero()
+    last = f"the last finite loss, {float(before[finite[-1, 0]]):.4g}, at step {int(finite[-1, 0]):,}" if len(finite) else "no finite loss before it"
+    which = f" of model {model}" if flat.shape[0] > 1 else ""
+    raise NonFiniteLoss(f"training diverged: the loss{which} is {float(flat[model, bad])} at step {bad:,} ({last}); the model is not kept. "
+                        "Lower the learning rate or check the data's scale.")
 
 
 class StaleTrainingState(ValueError):
@@ -122,6 +150,7 @@ def train(
         raise ValueError(f"data must be a tensor of shape (N, ...) with N >= 1, got {getattr(data, 'shape', type(data))}")
     if not data.is_floating_point():
         raise TypeError(f"data must be floating point, got {data.dtype}")
+    check_finite(data)
     if not isinstance(fused, bool):
         raise TypeError(f"fused must be a bool, got {fused!r}")
     if not isinstance(graph, bool):
@@ -145,8 +174,8 @@ def train(
     first_step, earlier_s = 0, 0.0
     if state_path is not None:
         fingerprint = _fingerprint(model, data, schedule, config, precision, compile, fused, graph)
-        if state_path.exists():
-            state = torch.load(state_path, map_location="cpu", weights_only=True)
+        state = load_or_warn(state_path, "training state") if state_path.exists() else None
+        if state is not None:
             if state.get("fingerprint") != fingerprint:
                 raise StaleTrainingState(f"{state_path} holds the state of another training (config, data, initial weights, schedule, "
                                  "device or fast paths differ); delete it to start this one from scratch")
@@ -186,6 +215,7 @@ def train(
     with progress_bar(total=config.steps, desc="training", disable=not progress, initial=first_step) as bar, precision_flags(precision, device):
         live = [*model.parameters(), *(ema.parameters() if ema is not None else ())]
         replay = _capture(update, live, opt, buffers, [data], sched.T) if graph and first_step < config.steps else None
+        checked = first_step  # losses before it were checked by the run that made them
         for step in range(first_step, config.steps):
             draws.draw(step, x0_b, t_b, eps_b)
             if replay is None:
@@ -194,6 +224,8 @@ def train(
             else:
                 losses[step] = replay()
             if (step + 1) % 100 == 0 or step + 1 == config.steps:
+                _check_losses(losses, checked, step + 1)
+                checked = step + 1
                 bar.update(step + 1 - bar.n)
                 bar.set_postfix(loss=f"{losses[step].item():.4f}", refresh=False)
             if state_path is not None and step + 1 < config.steps and time.perf_counter() - last_save >= save_every_s:
@@ -249,9 +281,10 @@ def train_many(
     kinds = {(type(m), getattr(m, "config", None)) for m in models}
     if len(kinds) > 1:
         raise ValueError(f"train_many stacks networks of one architecture; got {len(kinds)} different ones")
-    for data in datas:
+    for i, data in enumerate(datas):
         if not isinstance(data, Tensor) or data.dim() < 2 or data.shape[0] < 1 or not data.is_floating_point():
             raise ValueError(f"each data set must be a floating-point tensor (N, ...) with N >= 1, got {getattr(data, 'shape', type(data))}")
+        check_finite(data, f"data set {i}")
     if len({(d.device, d.dtype, d.shape[1:]) for d in datas}) > 1:
         raise ValueError("the data sets must share device, dtype and sample shape")
     config, device, T = configs[0], datas[0].device, schedule.T
@@ -299,6 +332,7 @@ def train_many(
     start = time.perf_counter()
     with progress_bar(total=config.steps, desc=f"training {k} models", disable=not progress) as bar, precision_flags(precision, device):
         replay = _capture(update, weights + (ema or []), opt, bufs, datas, T) if graph else None
+        checked = 0
         for step in range(config.steps):
             for i, dr in enumerate(draws):
                 dr.draw(step, x0_b[i], t_b[i], eps_b[i])
@@ -308,6 +342,8 @@ def train_many(
             else:
                 losses[:, step] = replay()
             if (step + 1) % 100 == 0 or step + 1 == config.steps:
+                _check_losses(losses, checked, step + 1)
+                checked = step + 1
                 bar.update(step + 1 - bar.n)
                 bar.set_postfix(loss=f"{losses[:, step].mean().item():.4f}", refresh=False)
     if device.type == "cuda":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Time the README's two commands as a new user meets them: each from its own clean clone of this checkout's HEAD
-# (virtualenv included), on this machine. Writes benchmarks/results/durations.json, which scripts/results_table.py
+# (virtualenv included), on this machine. Writes benchmarks/durations.json, which scripts/results_table.py
 # turns into the durations the README states (make results-table).
 #
 #   bash scripts/clean_clone_timings.sh            # make book, then make test (about 20 minutes on 2 cores)
@@ -10,7 +10,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGETS=("$@")
 ((${#TARGETS[@]})) || TARGETS=(book test)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/clean-clone.XXXXXX")
-OUT=$ROOT/benchmarks/results/durations.json
+OUT=$ROOT/benchmarks/durations.json
 COMMIT=$(git -C "$ROOT" rev-parse --short=12 HEAD)
 [[ -z $(git -C "$ROOT" status --porcelain --untracked-files=no) ]] || echo "note: uncommitted changes are not in the clone: timing $COMMIT"
 declare -A SECONDS_OF

@@ -120,9 +120,9 @@ OPTIONAL = {"durations"}
 
 
 def durations_text() -> str:
-    """The README's durations of its two commands, from benchmarks/results/durations.json (written by
+    """The README's durations of its two commands, from benchmarks/durations.json (written by
     scripts/clean_clone_timings.sh): measured, never typed."""
-    path = ROOT / "benchmarks" / "results" / "durations.json"
+    path = ROOT / "benchmarks" / "durations.json"
     entries = json.loads(path.read_text())["durations"] if path.exists() else {}
     if not entries:
         return "Not measured yet: `bash scripts/clean_clone_timings.sh` (then `make results-table`)."
@@ -131,7 +131,7 @@ def durations_text() -> str:
         e = entries[command]
         minutes, seconds = divmod(int(e["seconds"]), 60)
         lines.append(f"- `{command}`: {minutes} min {seconds:02d} s from a clean clone of `{e['commit']}` "
-                     f"(virtualenv included; {e['machine']}, {e['date']})")
+                     f"(virtualenv included, packages from that machine's pip cache; {e['machine']}, {e['date']})")
     return "\n".join(lines) + "\n\nMeasured by `bash scripts/clean_clone_timings.sh` (then `make results-table`)."
 
 

@@ -82,3 +82,44 @@ def test_save_results_keeps_each_scale(tmp_path, monkeypatch):
 @pytest.mark.parametrize("x, text", [(0.123456, "0.123"), (1234.5678, "1230"), (1.5e-7, "1.50e-07"), (3, "3"), (0.0, "0.0"), (12.0, "12.0")])
 def test_format_number(x, text):
     assert format_number(x) == text
+
+
+def test_an_unreadable_cache_entry_is_reported_and_computed_again(tmp_path):
+    """A truncated entry (as a cache copied back from the GPU machine can be) gives one warning naming the
+    file, not torch's zip-archive error, and is computed again and rewritten."""
+    calls = []
+    value = cached("thing", {"a": 1}, lambda: calls.append(1) or {"x": torch.arange(3)}, root=tmp_path)
+    (entry,) = tmp_path.glob("thing-*.pt")
+    entry.write_bytes(entry.read_bytes()[:100])
+    with pytest.warns(UserWarning, match=f"{entry.name}: this cache entry cannot be read"):
+        again = cached("thing", {"a": 1}, lambda: calls.append(1) or {"x": torch.arange(3)}, root=tmp_path)
+    assert len(calls) == 2 and torch.equal(again["x"], value["x"])
+    assert torch.equal(cached("thing", {"a": 1}, lambda: calls.append(1), root=tmp_path)["x"], value["x"]) and len(calls) == 2
+
+
+# ------------------------------------------------------------------------------------ chapter parameters
+@pytest.mark.parametrize("value, item, expected", [
+    ([1, 2.0, 4], float, (1.0, 2.0, 4.0)),            # papermill -y
+    ("[1, 2, 4]", float, (1.0, 2.0, 4.0)),            # papermill -p with a list's text
+    ("1,2,4", float, (1.0, 2.0, 4.0)),                # papermill -p, comma-separated
+    (20000, int, (20000,)),                           # one value
+    ("(0, 9)", int, (0, 9)),
+    ("none", str, ("none",)),
+    ("none,hal", str, ("none", "hal")),
+    (["none", "random"], str, ("none", "random")),
+])
+def test_sequence_parameter_takes_what_papermill_gives(value, item, expected):
+    from mi_lib import sequence_parameter
+
+    assert sequence_parameter(value, "p", item) == expected
+
+
+@pytest.mark.parametrize("value, item, length", [
+    ("[1, 2, oops]", float, None), ([1, "a"], float, None), ([0, 9.5], int, 2), ([0, 1, 2], int, 2), (None, int, 2),
+    ([], float, None), ({"a": 1}, float, None), ([True, 2], int, None), ([1, 2], str, None),
+])
+def test_sequence_parameter_rejects_the_rest_naming_the_parameter(value, item, length):
+    from mi_lib import sequence_parameter
+
+    with pytest.raises(ValueError, match=r"means must be .* \(from papermill: -y \"means: "):
+        sequence_parameter(value, "means", item, length=length)

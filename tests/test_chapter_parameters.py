@@ -57,7 +57,29 @@ def test_a_bad_parameter_is_one_clear_error_in_the_setup_cell(chapter, parameter
         setup_namespace(chapter, **parameters)
 
 
+@pytest.mark.parametrize("chapter, parameters", [
+    ("02_mode_interpolation_1d", dict(means="[1, 2, oops]")),
+    ("02_mode_interpolation_1d", dict(n_train_list=[20_000, 2.5])),
+    ("04_score_smoothness", dict(score_times="0,2,x")),
+    ("05_shapes_hands", dict(hal_window="0")),
+    ("06_detection", dict(window=[0.5, 9])),
+    ("07_recursive_training", dict(filters=[1, 2])),
+    ("07b_recursive_digits", dict(digits_seeds="three")),
+])
+def test_a_malformed_list_names_the_parameter_and_the_command_that_works(chapter, parameters):
+    """papermill's -p passes a string: a list parameter given one that is no list is one ValueError naming the
+    parameter and showing the -y / -p forms that work (not a TypeError from deep inside the chapter)."""
+    (name,) = parameters
+    with pytest.raises(ValueError, match=rf"{name} must be .*from papermill: -y"):
+        setup_namespace(chapter, **parameters)
+
+
 def test_harmless_variants_are_accepted_as_papermill_passes_them():
+    # -p passes strings: the text of a list, or comma-separated values
+    ns = setup_namespace("02_mode_interpolation_1d", means="[1, 2, 4, 5]", moved_means="1,2,5", n_train_list="2000, 20000")
+    assert ns["means"] == [1.0, 2.0, 4.0, 5.0] and ns["moved_means"] == [1.0, 2.0, 5.0] and ns["n_train_list"] == [2_000, 20_000]
+    assert setup_namespace("06_detection", window="(0, 19)")["window"] == (0, 19)
+    assert setup_namespace("07_recursive_training", filters="none,random,hal")["filters"] == ("none", "random", "hal")
     assert setup_namespace("05_shapes_hands", hal_window=[0, 19])["hal_window"] == (0, 19)  # papermill: a list
     ns = setup_namespace("06_detection", window=[0, 149])
     assert ns["window"] == (0, 149) and min(ns["record_up_to"].values()) == 150  # recorded deep enough for the window

@@ -13,6 +13,7 @@ import tarfile
 from pathlib import Path
 
 import nbformat
+import torch
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -387,3 +388,54 @@ def test_the_short_benchmark_runs_on_a_cpu_and_writes_its_choice(tmp_path):
         env_fast_options("sample")
     finally:
         del os.environ["MI_FAST_SAMPLE"]
+
+
+def test_a_window_killed_at_any_point_leaves_only_whole_files_and_the_next_run_goes_on(tmp_path):
+    """The device tool kills a command's process group at its time limit, at no point of our choosing. Killed at
+    several points of a run whose chapter writes a results file and a cache entry (as mi_lib does: atomically),
+    every file left behind is whole (each JSON parses, each tarball reads, no temporary file is mistaken for an
+    entry), and the same command run again finishes, reusing the entry the killed run completed."""
+    import signal
+    import time
+
+    repo = _tiny_repo(tmp_path, sleep_s=0)
+    nb = nbformat.read(repo / "chapters" / "00_tiny.ipynb", 4)
+    nb.cells[1].source = (
+        "import json, os, time\nfrom pathlib import Path\nimport torch\n"
+        "cache = Path(os.environ['MI_CACHE_DIR']); cache.mkdir(parents=True, exist_ok=True)\n"
+        "entry = cache / 'mixture-model-tiny.pt'\n"
+        "existed = entry.exists()\n"
+        "if not existed:\n"
+        "    time.sleep(1.5)\n"
+        "    tmp = cache / '.mixture-model-tiny.tmp'; torch.save({'w': torch.zeros(100_000)}, tmp); os.replace(tmp, entry)\n"
+        "    time.sleep(1.5)\n"
+        "out = Path(os.environ['MI_RESULTS_DIR']) / '00_tiny.json'; tmp = out.with_suffix('.json.tmp')\n"
+        "tmp.write_text(json.dumps({scale: {'numbers': {'x': 1.0}}})); tmp.replace(out)\n"
+        "print('chapter done at scale', scale, 'reused' if existed and torch.load(entry)['w'].numel() else 'made')"
+    )
+    nbformat.write(nb, repo / "chapters" / "00_tiny.ipynb")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "TMPDIR": str(tmp_path), "SCALE": "ci",
+           "WHEELS": str(tmp_path / "no-wheels"), "MI_CACHE_DIR": str(tmp_path / "cache"), "OUT": str(tmp_path / "out")}
+    for kill_after in (1.0, 4.0, 7.0, 15.0):  # the last one late enough for the entry, even on a slow machine
+        call = subprocess.Popen(["bash", str(repo / "scripts" / "paper_scale.sh"), "00"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(kill_after)
+        try:
+            os.killpg(call.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        call.wait()
+        for path in (tmp_path / "cache").glob("*.pt"):
+            torch.load(path, weights_only=True)  # whole, or absent
+        for tarball in (tmp_path / "out").glob("paper-scale-*.tar.gz"):
+            with tarfile.open(tarball) as tar:
+                tar.getnames()
+        for result in tmp_path.glob("paper-scale.*/paper-scale/results/*.json"):
+            json.loads(result.read_text())
+    assert (tmp_path / "cache" / "mixture-model-tiny.pt").exists()
+    out = _paper_scale(repo, tmp_path, "00", OUT=str(tmp_path / "out-last"), MI_CACHE_DIR=str(tmp_path / "cache"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    (tarball,) = (tmp_path / "out-last").glob("paper-scale-*.tar.gz")
+    with tarfile.open(tarball) as tar:
+        executed = nbformat.reads(tar.extractfile("paper-scale/executed/00_tiny.ipynb").read().decode(), 4)
+    assert "chapter done at scale ci reused" in executed.cells[-1].outputs[0]["text"]

@@ -245,3 +245,53 @@ def test_train_many_refuses_what_it_cannot_stack(kwargs, error, match):
     options = {k: args.pop(k) for k in ("graph",) if k in args}
     with pytest.raises(error, match=match):
         mi.train_many(args["models"], args["datas"], NoiseSchedule("official"), args["configs"], progress=False, **options)
+
+
+# ------------------------------------------------------------------------------------------ faults
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_data_is_refused_before_training(bad):
+    data = _data().clone()
+    data[[3, 70, 71]] = bad
+    for call in (lambda: train(MLPDenoiser(SMALL), data, NoiseSchedule("official"), TrainConfig(steps=5, batch_size=256), progress=False),
+                 lambda: mi.train_many([MLPDenoiser(SMALL)] * 2, [_data(), data], NoiseSchedule("official"), TrainConfig(steps=5, batch_size=256),
+                                       progress=False)):
+        with pytest.raises(ValueError, match="3 non-finite values"):
+            call()
+
+
+class _Diverging(torch.nn.Module):
+    """A denoiser that returns NaN from its ``at``-th call on."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.net, self.calls, self.at = MLPDenoiser(SMALL), 0, at
+
+    def forward(self, x, t):
+        self.calls += 1
+        eps = self.net(x, t)
+        return eps * float("nan") if self.calls > self.at else eps
+
+
+def test_a_diverging_training_stops_naming_the_step():
+    with pytest.raises(mi.NonFiniteLoss, match=r"loss is nan at step 150 \(the last finite loss, [0-9.]+, at step 149\)"):
+        train(_Diverging(150), _data(), NoiseSchedule("official"), TrainConfig(steps=300, batch_size=256), progress=False)
+    with pytest.raises(mi.NonFiniteLoss, match="at step 0 .no finite loss before it."):
+        train(MLPDenoiser(SMALL), _data() * 1e30, NoiseSchedule("official"), TrainConfig(steps=3, batch_size=256), progress=False)
+
+
+def test_a_diverged_model_is_not_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path))
+    spec = mi.MixtureModelSpec("1d", n_train=64, sigma=1e30, model=MLPConfig(width=16, time_dim=16),
+                               train=TrainConfig(steps=3, batch_size=32), schedule=ScheduleConfig("linear", 20, 1e-3, 0.2))
+    with pytest.raises(mi.NonFiniteLoss):
+        mi.mixture_model(spec, progress=False, checkpoints=None)
+    assert not list(tmp_path.glob("*.pt"))
+
+
+def test_an_unreadable_training_state_is_reported_and_training_starts_over(tmp_path):
+    state = tmp_path / "state.partial.pt"
+    state.write_bytes(b"PK\x03\x04 a copy cut short")
+    s, config = NoiseSchedule("official"), TrainConfig(steps=20, batch_size=256)
+    with pytest.warns(UserWarning, match=f"{state.name}: this training state cannot be read"):
+        out = train(_fresh_model(), _data(), s, config, progress=False, resume=state)
+    assert torch.equal(out.losses, train(_fresh_model(), _data(), s, config, progress=False).losses)
