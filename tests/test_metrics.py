@@ -223,3 +223,31 @@ def test_matching_width_interpolates_on_log_log_axes():
         match([0.1, 0.2], [1e-3], 1e-2)
     with pytest.raises(ValueError):
         match([0.1, 0.2], [1e-3, 1e-2], 0.0)
+
+
+def test_rotation_null_keeps_each_point_at_its_distance_from_its_mode():
+    grid = mi.grid_2d()
+    x = grid.means[[0, 12, 24]] + torch.tensor([[0.1, 0.0], [0.0, -0.15], [0.05, 0.05]], dtype=torch.float64)
+    turned = mi.rotated_about_nearest_mode(x, grid, torch.Generator().manual_seed(0))
+    d0, m0 = grid.nearest_mode_distance(x)
+    d1, m1 = grid.nearest_mode_distance(turned)
+    torch.testing.assert_close(d1, d0)
+    assert torch.equal(m0, m1) and not torch.allclose(turned, x)
+    with pytest.raises(ValueError, match="2D"):
+        mi.rotated_about_nearest_mode(torch.zeros(3, 1), mi.mixture_1d(), torch.Generator())
+
+
+def test_alignment_counts_points_along_neighbour_directions_against_the_isotropic_share():
+    """The grid's centre mode has four nearest neighbours (0, 90, 180, 270 degrees): four arcs of 45 degrees
+    cover half the circle. Points along those directions are aligned; points on the diagonals are not."""
+    grid = mi.grid_2d()
+    centre, spacing, sigma = grid.means[12], 0.7071, float(grid.sigma[0])
+    r = 15 * sigma
+    along = centre + r * torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.1], [0.1, -1.0]], dtype=torch.float64)
+    diagonal = centre + r * torch.tensor([[0.7071, 0.7071], [-0.7071, 0.7071]], dtype=torch.float64)
+    far = centre + torch.tensor([[0.5 * spacing, 0.5 * spacing]], dtype=torch.float64)  # a cell's centre, 28 sigma from every mode: outside
+    aligned, n, expected = mi.nearest_neighbour_alignment(torch.cat([along, diagonal, far]), grid)
+    assert (aligned, n) == (4, 6)
+    assert abs(expected - 0.5) < 0.01
+    corner = grid.means[0] + r * torch.tensor([[1.0, 0.0]], dtype=torch.float64)  # a corner mode: two neighbours, a quarter
+    assert abs(mi.nearest_neighbour_alignment(corner, grid)[2] - 0.25) < 0.01
