@@ -32,6 +32,8 @@ __all__ = [
     "gap_lengths",
     "true_gap_mass",
     "matching_width",
+    "gap_midpoint_share",
+    "within_mode_spread",
     "ModeSegments",
     "mode_segments",
     "nearest_segment",
@@ -239,6 +241,28 @@ def matching_width(widths: Sequence[float], masses: Sequence[float], target: flo
         if m0 == m1 == target:
             return h0
     return math.nan
+
+
+def gap_midpoint_share(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K, radius: float = 0.15) -> tuple[int, int]:
+    """Where a 1D sample's gap mass lies: (how many of the samples in the gaps of :func:`gap_mass` lie within
+    ``radius`` of their gap's midpoint, how many lie in the gaps). Samples spread evenly over a gap of length L
+    give 2 radius / L of them there; a stretched tail of each mode gives fewer. x: (N, 1)."""
+    lo, hi = _gap_bounds(mixture, _check_k(k))
+    if x.dim() != 2 or x.shape[1] != 1:
+        raise ValueError(f"x must have shape (N, 1), got {tuple(x.shape)}")
+    v = x[:, 0].to(torch.float64).cpu()[:, None]
+    inside = (v > lo) & (v < hi)  # (N, K-1)
+    near_mid = inside & ((v - (lo + hi) / 2).abs() <= radius)
+    return int(near_mid.sum()), int(inside.sum())
+
+
+def within_mode_spread(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K) -> float:
+    """The standard deviation of 1D samples about their nearest mode, over those within k sigma of it (a
+    normal of the modes' sigma, cut at k sigma, gives sigma times 0.9989 at k = 4): how wide the generated modes are."""
+    dist, mode = mixture.nearest_mode_distance(x.to(torch.float64).cpu())
+    near = dist <= _check_k(k)
+    offset = x[:, 0].to(torch.float64).cpu()[near] - mixture.means[mode[near], 0]
+    return float(offset.square().mean().sqrt())
 
 
 # ---------------------------------------------------------------------------------------- segments (2D)

@@ -58,7 +58,11 @@ CLAIMS: dict[str, list[tuple[str, str, str] | tuple[str, str, str, dict[str, obj
     "04_score_smoothness": [
         ("exact_gap_mass", "1D: gap mass sampling with the exact score (true: 4.2e-5)", "— (not run in the paper)"),
         ("learned_gap_mass", "1D: gap mass sampling with the learned score", "—"),
-        ("effective_smoothing_width", "width h of the smoothed exact score that matches the learned gap mass", "—"),
+        ("effective_smoothing_width", "width h* of the smoothed exact score that matches the learned gap mass", "—"),
+        ("learned_midpoint_share", "learned score: share of its gap samples within 0.15 of a gap's midpoint (an even spread: 0.5)", "—"),
+        ("matched_midpoint_share", "exact score smoothed by h*: the same share", "—"),
+        ("learned_mode_spread", "learned score: spread of the modes (true sigma 0.05)", "—"),
+        ("matched_mode_spread", "exact score smoothed by h*: spread of the modes", "—"),
         ("slope_ratio_true_over_learned_t0", "largest slope between modes at t = 0: true / learned", "— (Fig. 4, qualitative)"),
     ],
     "05_shapes_hands": [
