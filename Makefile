@@ -105,7 +105,7 @@ render: $(STAMP)
 	cp --parents $(TOC_MD) $(EXTRAS) $(SRC_DIR)/
 	$(if $(ASSETS),cp -r $(ASSETS) $(SRC_DIR)/)
 	cp $(EXECUTED) $(SRC_DIR)/chapters/
-	$(PY) scripts/strip_widget_state.py $(SRC_DIR)/chapters/*.ipynb  # else a page loads require.js and a widget manager for no widget
+	$(PY) scripts/strip_widget_state.py --book $(SRC_DIR)/chapters/*.ipynb  # no orphaned widget state, no injected-parameters cell
 	$(JB) build $(SRC_DIR) --path-output $(JB_OUT) --builder html -W -n --keep-going
 	rm -rf $(HTML_DIR)
 	cp -r $(JB_OUT)/_build/html $(HTML_DIR)

@@ -39,7 +39,7 @@ def test_book_paper_renders_without_executing(make_n):
     assert steps.index("scripts/results_table.py --write README.md results.md") < steps.index("jupyter-book build _build/src/paper")
     assert "papermill" not in steps
     # the book's copies lose their orphaned widget state before the render (else a page loads a widget manager for nothing)
-    assert steps.index("scripts/strip_widget_state.py _build/src/paper/chapters/") < steps.index("jupyter-book build _build/src/paper")
+    assert steps.index("scripts/strip_widget_state.py --book _build/src/paper/chapters/") < steps.index("jupyter-book build _build/src/paper")
 
 
 def test_book_renders_the_committed_chapters_and_book_executed_runs_them_first(make_n):

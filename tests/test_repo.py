@@ -154,3 +154,22 @@ def test_results_rows_name_the_fast_paths_of_their_run(tmp_path, results_table):
     path.write_text(json.dumps({"paper": entry}))
     rows = [line for line in table.results_table().splitlines() if line.startswith("| 06_detection")]
     assert all("| GPU (sample: precision=bf16; train: compile=reduce-overhead, fused=True), 1 s, `abc` |" in r for r in rows)
+
+
+def test_the_books_copies_hide_papermills_injected_parameters_and_show_the_setup_collapsed(tmp_path):
+    """A paper-scale run's notebook carries papermill's injected-parameters cell: --book tags it remove-cell (the
+    reader sees the chapter's own parameters cell once). The committed chapters collapse their Colab install and
+    setup cells (hide-input): prose, figures and numbers first, the plumbing one click away."""
+    nb = nbformat.read(ROOT / "chapters" / "01_forward_process.ipynb", 4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all("hide-input" in c.metadata.get("tags", []) for c in code[1:3]) and "hide-input" not in code[0].metadata.get("tags", [])
+    injected = nbformat.v4.new_code_cell('scale = "paper"', metadata={"tags": ["injected-parameters"]})
+    nb.cells.insert(nb.cells.index(code[0]) + 1, injected)
+    path = tmp_path / "01.ipynb"
+    nbformat.write(nb, path)
+    script = [sys.executable, str(ROOT / "scripts" / "strip_widget_state.py")]
+    assert subprocess.run([*script, str(path)], capture_output=True, text=True).stdout == ""  # without --book: untouched
+    out = subprocess.run([*script, "--book", str(path)], capture_output=True, text=True)
+    assert "injected parameters hidden" in out.stdout
+    tags = [c.metadata.get("tags", []) for c in nbformat.read(path, 4).cells if c.cell_type == "code"]
+    assert tags[1] == ["injected-parameters", "remove-cell"] and "remove-cell" not in tags[0]
