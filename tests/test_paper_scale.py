@@ -186,16 +186,17 @@ def test_unpack_joins_parts_keeps_the_furthest_training_state_and_drops_finished
         assert bad.returncode != 0 and "not all 3 of them" in bad.stderr
 
 
-def _tiny_repo(tmp_path: Path, sleep_s: float) -> Path:
-    """A copy of scripts/paper_scale.sh beside one tiny chapter that sleeps ``sleep_s`` seconds."""
+def _tiny_repo(tmp_path: Path, sleep_s: float = 0, body: str | None = None, parameters: str = 'scale = "ci"') -> Path:
+    """A copy of scripts/paper_scale.sh beside one tiny chapter: its ``parameters`` cell, then ``body`` (default:
+    sleep ``sleep_s`` seconds and print the scale)."""
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
     (repo / "chapters").mkdir()
     (repo / "scripts" / "paper_scale.sh").write_text((ROOT / "scripts" / "paper_scale.sh").read_text())
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell('scale = "ci"', metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell(f"import time\ntime.sleep({sleep_s})\nprint('chapter done at scale', scale)")]
+    body = body if body is not None else f"import time\ntime.sleep({sleep_s})\nprint('chapter done at scale', scale)"
+    nb.cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}), nbformat.v4.new_code_cell(body)]
     nbformat.write(nb, repo / "chapters" / "00_tiny.ipynb")
     return repo
 
@@ -277,9 +278,7 @@ def test_unpack_keeps_the_numbers_of_a_claim_that_failed_but_not_of_a_crash(tmp_
 def test_pack_brings_back_the_oldest_models_first_when_room_runs_out(tmp_path):
     """A recursion's early generations are what a later session needs first: with room for two of three new
     models, the two trained first come back."""
-    repo = _tiny_repo(tmp_path, sleep_s=0)
-    nb = nbformat.read(repo / "chapters" / "00_tiny.ipynb", 4)
-    nb.cells[1].source = (
+    repo = _tiny_repo(tmp_path, body=(
         "import os, time\nfrom pathlib import Path\n"
         "cache = Path(os.environ['MI_CACHE_DIR']); cache.mkdir(parents=True, exist_ok=True)\n"
         "for name, later in [('first', 1), ('third', 3), ('second', 2)]:\n"
@@ -287,8 +286,7 @@ def test_pack_brings_back_the_oldest_models_first_when_room_runs_out(tmp_path):
         "    path.write_bytes(os.urandom(1024 * 1024))\n"
         "    os.utime(path, (time.time() + later, time.time() + later))\n"
         "print('chapter done at scale', scale)"
-    )
-    nbformat.write(nb, repo / "chapters" / "00_tiny.ipynb")
+    ))
     out = _paper_scale(repo, tmp_path, "00", OUT=str(tmp_path / "out"), OUT_KB="2600")
     assert "not brought back (no room): recursion-model-third.pt" in out.stdout + out.stderr, out.stdout + out.stderr
     (tarball,) = (tmp_path / "out").glob("paper-scale-*.tar.gz")
@@ -341,11 +339,8 @@ def test_a_window_runs_the_benchmark_then_its_chapters_with_the_planned_paramete
     """The runner's window path end to end on a CPU, at tiny sizes: a stand-in benchmark (the real one is
     tested below) chooses the fast paths, the plan sizes the chapter, papermill gets the extra parameter, and
     bench.json comes back in the tarball."""
-    repo = _tiny_repo(tmp_path, sleep_s=0)
-    nb = nbformat.read(repo / "chapters" / "00_tiny.ipynb", 4)
-    nb.cells[0].source = 'scale = "ci"\nn_samples = None'
-    nb.cells[1].source = "import os\nprint('n_samples', n_samples, 'fast', os.environ.get('MI_FAST_SAMPLE'))"
-    nbformat.write(nb, repo / "chapters" / "00_tiny.ipynb")
+    repo = _tiny_repo(tmp_path, parameters='scale = "ci"\nn_samples = None',
+                      body="import os\nprint('n_samples', n_samples, 'fast', os.environ.get('MI_FAST_SAMPLE'))")
     plan = (ROOT / "scripts" / "window_plan.py").read_text().replace(
         '1: ["02_mode_interpolation_1d", "03_mode_interpolation_2d", "04_score_smoothness"]', '1: ["00_tiny"]'
     ).replace('params["02_mode_interpolation_1d"]', 'params["00_tiny"]')
@@ -398,9 +393,7 @@ def test_a_window_killed_at_any_point_leaves_only_whole_files_and_the_next_run_g
     import signal
     import time
 
-    repo = _tiny_repo(tmp_path, sleep_s=0)
-    nb = nbformat.read(repo / "chapters" / "00_tiny.ipynb", 4)
-    nb.cells[1].source = (
+    repo = _tiny_repo(tmp_path, body=(
         "import json, os, time\nfrom pathlib import Path\nimport torch\n"
         "cache = Path(os.environ['MI_CACHE_DIR']); cache.mkdir(parents=True, exist_ok=True)\n"
         "entry = cache / 'mixture-model-tiny.pt'\n"
@@ -412,8 +405,7 @@ def test_a_window_killed_at_any_point_leaves_only_whole_files_and_the_next_run_g
         "out = Path(os.environ['MI_RESULTS_DIR']) / '00_tiny.json'; tmp = out.with_suffix('.json.tmp')\n"
         "tmp.write_text(json.dumps({scale: {'numbers': {'x': 1.0}}})); tmp.replace(out)\n"
         "print('chapter done at scale', scale, 'reused' if existed and torch.load(entry)['w'].numel() else 'made')"
-    )
-    nbformat.write(nb, repo / "chapters" / "00_tiny.ipynb")
+    ))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "TMPDIR": str(tmp_path), "SCALE": "ci",
            "WHEELS": str(tmp_path / "no-wheels"), "MI_CACHE_DIR": str(tmp_path / "cache"), "OUT": str(tmp_path / "out")}
     for kill_after in (1.0, 4.0, 7.0, 15.0):  # the last one late enough for the entry, even on a slow machine
