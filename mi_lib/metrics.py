@@ -33,6 +33,7 @@ __all__ = [
     "true_gap_mass",
     "matching_width",
     "gap_midpoint_share",
+    "side_tails",
     "within_mode_spread",
     "ModeSegments",
     "mode_segments",
@@ -254,6 +255,22 @@ def gap_midpoint_share(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K
     inside = (v > lo) & (v < hi)  # (N, K-1)
     near_mid = inside & ((v - (lo + hi) / 2).abs() <= radius)
     return int(near_mid.sum()), int(inside.sum())
+
+
+def side_tails(x: Tensor, mixture: GaussianMixture, lo: float = DEFAULT_K, hi: float = DEFAULT_K + 2.0) -> Tensor:
+    """Samples lo..hi sigma from each mode of a 1D mixture, on its left and on its right: (K, 2) long, modes
+    sorted by position. A mode blurred symmetrically has as many on either side; one pulled towards a
+    neighbour has more on that side. x: (N, 1)."""
+    if mixture.dim != 1 or x.dim() != 2 or x.shape[1] != 1:
+        raise ValueError(f"side_tails needs 1D points (N, 1) and a 1D mixture, got x {tuple(x.shape)}, D = {mixture.dim}")
+    if not 0 <= lo < hi:
+        raise ValueError(f"need 0 <= lo < hi, got {lo}, {hi}")
+    order = torch.argsort(mixture.means[:, 0])
+    mu, s = mixture.means[order, 0], mixture.sigma[order]
+    d = (x[:, 0].to(torch.float64).cpu()[:, None] - mu[None, :]) / s[None, :]  # (N, K), in sigma
+    left = ((d <= -lo) & (d >= -hi)).sum(0)
+    right = ((d >= lo) & (d <= hi)).sum(0)
+    return torch.stack([left, right], dim=1)
 
 
 def within_mode_spread(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K) -> float:

@@ -38,6 +38,10 @@ CLAIMS: dict[str, list[tuple[str, str, str] | tuple[str, str, str, dict[str, obj
         ("moved_wide_over_narrow", "modes 1, 2, 4: mass in gap 2–4 / mass in gap 1–2", "— (Fig. 2: 'much smaller')"),
         ("moved_density_ratio", "modes 1, 2, 4: density per unit length, gap 2–4 / gap 1–2 (an even smear: 1)", "—"),
         ("moved_density_ratio_high", "… its upper 95% bound (asserted < 1)", "—"),
+        ("tails_inner", "1D, largest N: end modes' samples 4–6σ out on the side facing a neighbour", "—"),
+        ("tails_outer", "… on the side facing away (a symmetric blur: as many)", "—"),
+        ("moved_tail_near", "modes 1, 2, 4: mode 2's samples 4–6σ out facing its nearer neighbour", "—"),
+        ("moved_tail_far", "… facing its farther neighbour (asserted fewer at paper scale)", "—"),
     ],
     "03_mode_interpolation_2d": [
         ("grid_out_of_support", "2D grid: share of samples out of support (k = 4)", "— (Fig. 3, not counted)"),

@@ -259,3 +259,13 @@ def test_gap_midpoint_share_and_within_mode_spread_by_hand():
     assert mi.metrics.gap_midpoint_share(x, m) == (3, 5)  # 1.5, 1.64, 2.5 near a midpoint; 1.66, 1.21 farther; the rest outside
     on_modes = torch.tensor([[1.0 + 0.03], [1.0 - 0.03], [2.0 + 0.03], [3.0 - 0.03], [1.5]])  # 1.5 is 10 sigma out: left out
     assert abs(mi.metrics.within_mode_spread(on_modes, m) - 0.03) < 1e-6  # float32 inputs
+
+
+def test_side_tails_by_hand():
+    m = mi.mixture_1d((3.0, 1.0, 2.0))  # unsorted on purpose: rows follow the sorted modes 1, 2, 3
+    x = torch.tensor([[1.25], [0.75], [0.72], [1.1], [2.21], [2.79], [3.29]])
+    # mode 1: left 0.75 (5 sigma), 0.72 (5.6); right 1.25 (5); 1.1 is 2 sigma: not a tail. mode 2: right 2.21 (4.2).
+    # mode 3: left 2.79 (4.2), right 3.29 (5.8)
+    assert mi.metrics.side_tails(x, m).tolist() == [[2, 1], [0, 1], [1, 1]]
+    with pytest.raises(ValueError, match="1D"):
+        mi.metrics.side_tails(torch.zeros(2, 2), mi.grid_2d())
