@@ -21,7 +21,18 @@ import torch
 from .fast import FAST_ENV, env_fast_options
 from .runtime import describe_device
 
-__all__ = ["results_dir", "save_results", "format_number", "print_results", "Stopwatch"]
+__all__ = ["results_dir", "save_results", "format_number", "print_results", "Stopwatch", "seed_sweep"]
+
+#: The committed seed sweeps (``results/seeds/<chapter>.json``, written by the scripts in ``scripts/``), in the
+#: repository beside the package (absent when mi_lib is installed on its own, as in Colab).
+SEEDS_DIR = Path(__file__).resolve().parents[1] / "results" / "seeds"
+
+
+def seed_sweep(chapter: str) -> dict[str, Any] | None:
+    """The committed seed sweep of ``chapter`` (the figures its seed-to-seed statements rest on), or None where
+    the repository's results/seeds/ is not at hand."""
+    path = SEEDS_DIR / f"{chapter}.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def results_dir() -> Path:

@@ -11,6 +11,11 @@ least 1% of the samples, the classifier's mean confidence, and the training / sa
 reference floor is the same score for n_keep real training digits.
 
     OMP_NUM_THREADS=1 python scripts/digits_recursion.py --seeds 0 1
+    OMP_NUM_THREADS=2 python scripts/digits_recursion.py --seeds 0 1 2 3 --json results/seeds/07b_recursive_digits.json
+
+--json writes the per-seed figures (generation 0's and the last generation's FID-like score of every filter, the
+floor, the classifier's accuracy, the command and thread count) for chapter 7's section 7b, which prints them: its
+seed-to-seed statements are read from that file, not typed.
 
 Everything is cached by mi_lib.cache ($MI_CACHE_DIR, default ./.mi_cache); point MI_CACHE_DIR at an empty
 folder to time a run from scratch. Wall times of cached generations are those recorded when they were computed.
@@ -64,6 +69,7 @@ def main() -> None:
     parser.add_argument("--schedule", choices=sorted(mi.SCHEDULE_PRESETS), default="official")
     parser.add_argument("--from-scratch", action="store_true", help="retrain every generation from scratch (the paper); default: warm start")
     parser.add_argument("--n-test", type=int, default=497, help="held-out digits (FID reference, classifier accuracy)")
+    parser.add_argument("--json", default=None, help="write the per-seed figures to this file (chapter 7b reads it)")
     args = parser.parse_args()
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -77,6 +83,7 @@ def main() -> None:
     data = to_model_range(images[train_idx]).reshape(len(train_idx), -1)  # (1300, 64) in [-1, 1]
     n_eval = min(args.n_keep, len(train_idx))
     floor = digits.digits_report(data[:n_eval], clf, reference)
+    accuracy = digits.accuracy(clf, images[test_idx], labels[test_idx])
     print(f"reference floor: {n_eval} real training digits vs held-out: fid {floor['fid']:.2f}, "
           f"{floor['classes_present']} classes, confidence {floor['confidence']:.3f}")
 
@@ -91,6 +98,7 @@ def main() -> None:
     )
     print(f"config: {base}")
     final: dict[tuple[int, str], float] = {}
+    first: dict[int, float] = {}
     for seed in args.seeds:
         for f in args.filters:
             start = time.perf_counter()
@@ -104,10 +112,25 @@ def main() -> None:
                       f"classes {r['classes_present']:2d} conf {r['confidence']:.3f} hist% [{hist}] "
                       f"train {g.train_wall_time_s:5.1f} s sample {g.sample_wall_time_s:5.1f} s ({g.source})")
                 final[(seed, f)] = r["fid"]
+                if g.generation == 0:
+                    first[seed] = r["fid"]  # generation 0 is shared by every filter
             print(f"seed {seed} {f:>6}: run wall {elapsed:.1f} s", flush=True)
     for seed in args.seeds:
         print(f"seed {seed} last generation fid: " + ", ".join(f"{f} {final[(seed, f)]:.2f}" for f in args.filters))
     print(f"total: wall {time.perf_counter() - wall0:.1f} s, process CPU {time.process_time() - cpu0:.1f} s")
+    if args.json:
+        import json
+        import sys
+        from pathlib import Path
+
+        out = {
+            "command": " ".join(["python", *sys.argv]), "torch_threads": torch.get_num_threads(), "commit": mi.results._git_commit(),
+            "date": time.strftime("%Y-%m-%d"), "accuracy": accuracy, "floor_fid": floor["fid"], "generations": args.generations,
+            "seeds": {str(seed): {"fid_generation_0": first[seed], "fid_last": {f: final[(seed, f)] for f in args.filters}} for seed in args.seeds},
+        }
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":
