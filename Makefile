@@ -11,6 +11,7 @@
 #                             README results table (FROM: tarball(s) or folder(s); several: FROM="a b")
 #   make paper-cache FROM=... between device calls: the models and training states a run brought back -> .whl/cache/ (carried)
 #   make test                 pytest tests/ + nbval on chapters/ (each chapter re-executed, its outputs compared) + make book
+#                             + every page opened in headless Chromium (scripts/check_book.py; scripts/ensure_chromium.sh installs it)
 #   make outputs [CHAPTERS=.] after editing a chapter: re-execute it in place at CI scale (the outputs nbval checks)
 #   make results-table        rebuild the results tables (README.md, the book's results.md) from results/*.json
 #   make bench                trainer/sampler throughput on this machine
@@ -44,8 +45,8 @@ NBVAL_RESULTS := $(abspath _build/nbval-results)
 # Pages besides the notebooks: the .md files named in _toc.yml (plus intro.md), and references.bib.
 TOC_MD  := $(sort intro.md $(wildcard $(addsuffix .md,$(shell sed -n 's/^[ -]*\(file\|root\): *//p' _toc.yml 2>/dev/null))))
 EXTRAS  := $(wildcard references.bib)
-# Static assets the pages may reference (copied whole if present).
-ASSETS  := $(wildcard _static images figures)
+# Static assets the pages may reference, and _ext (the book's local Sphinx extension), copied whole if present.
+ASSETS  := $(wildcard _static images figures _ext)
 
 # The kernel "python3" must resolve to the venv's kernelspec, even if the user has one in ~/.local.
 export JUPYTER_PREFER_ENV_PATH := 1
@@ -134,6 +135,7 @@ paper-cache: $(STAMP)
 # ---------------------------------------------------------------- tests
 test: test-unit test-nbval
 	$(MAKE) book SCALE=ci
+	CHROMIUM=$$(bash scripts/ensure_chromium.sh) $(PY) scripts/check_book.py _build/html --screenshots _build/screenshots  # every page in headless Chromium
 
 test-unit: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest tests/ -p no:cacheprovider

@@ -1,0 +1,61 @@
+"""scripts/check_book.py, the browser check of the built book: each check fails on a page built to break it, and
+a clean page passes. Needs Chromium (.ci/run installs Debian's chromium when it is missing)."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("check_book", ROOT / "scripts" / "check_book.py")
+check_book = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(check_book)
+
+pytest.importorskip("websocket", reason="websocket-client (requirements.txt) drives Chromium")
+if not any(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")):
+    pytest.skip("no Chromium here (.ci/run installs it)", allow_module_level=True)
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c6360000002000105e00b5c8a0000000049454e44ae426082")  # 1x1 pixel
+
+
+def _page(folder: Path, name: str, body: str) -> Path:
+    (folder / "ok.png").write_bytes(PNG)
+    page = folder / f"{name}.html"
+    page.write_text(f"<!doctype html><html><head><meta charset='utf-8'></head><body><main><article style='width: 600px'>"
+                    f"<p>Some prose.</p>{body}</article></main></body></html>")
+    return page
+
+
+BROKEN = {
+    "console": ("<script>undefined_function_of_the_page();</script>", "console: ReferenceError"),
+    "image": ("<img src='missing.png'>", "image not loaded: missing.png"),
+    "math": ("<p>the score \\(\\nabla_x \\log q_t(x)\\) untypeset</p>", "left untypeset"),
+    "traceback": ("<pre>Traceback (most recent call last):\n  File ...\nValueError: bad</pre>", "error output"),
+    "wide": ("<div style='width: 3000px'>a table too wide for the page</div>", "wider than the main column"),
+}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    b = check_book.Browser(check_book.find_chromium())
+    yield b
+    b.close()
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_each_check_fails_on_a_page_built_to_break_it(browser, tmp_path, name):
+    body, expected = BROKEN[name]
+    problems = check_book.check_page(browser, _page(tmp_path, name, body), None)
+    assert any(expected in p for p in problems), problems
+
+
+def test_a_clean_page_passes_and_wide_code_may_scroll_in_its_own_box(browser, tmp_path):
+    body = ("<img src='ok.png'><div style='overflow-x: auto'><pre style='width: 3000px'>a long code line</pre></div>"
+            "<script>console.error('Got invalid theme mode: . Resetting to auto.');</script>")
+    page = _page(tmp_path, "clean", body)
+    assert check_book.check_page(browser, page, tmp_path) == []
+    assert (tmp_path / "clean.png").stat().st_size > 0  # the screenshot
