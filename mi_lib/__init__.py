@@ -35,7 +35,7 @@ from .metrics import (
 )
 from .models import IMAGE_DATASETS, IMAGE_SCALES, ImageModelSpec, image_model_spec, MixtureModelSpec, TrainedModel, image_model, image_samples, mixture_model, mixture_models, mixture_samples
 from .nets import MLPConfig, MLPDenoiser, shared_timestep, sinusoidal_embedding
-from .params import sequence_parameter
+from .params import choice_parameter, number_parameter, sequence_parameter
 from .recursion import RECURSION_PRESETS, RecursionConfig, RecursionResult, mixture_report, recursive_training
 from .results import Stopwatch, print_results, save_results
 from .runtime import default_device, describe_device, interact, progress_bar, require_cuda, seed_everything
@@ -59,7 +59,7 @@ __all__ = [
     "mixture_model", "mixture_models", "mixture_samples", "mode_segments", "nearest_segment", "out_of_support",
     "out_of_support_mass", "print_results", "progress_bar", "require_cuda", "reverse_process", "sample",
     "save_results", "seed_everything", "shapes", "shared_timestep", "sinusoidal_embedding", "timesteps",
-    "train", "train_many", "NonFiniteLoss", "rotated_about_nearest_mode", "nearest_neighbour_alignment", "true_gap_mass", "sequence_parameter", "DensityRatio", "density_ratio", "gap_lengths", "wilson_interval",
+    "train", "train_many", "NonFiniteLoss", "rotated_about_nearest_mode", "nearest_neighbour_alignment", "true_gap_mass", "sequence_parameter", "number_parameter", "choice_parameter", "DensityRatio", "density_ratio", "gap_lengths", "wilson_interval",
     "noise", "initial_noise", "PRECISIONS", "FastDenoiser",
     "IMAGE_DATASETS", "IMAGE_SCALES", "ImageModelSpec", "image_model", "image_model_spec", "image_samples", "interact",
     "RECURSION_PRESETS", "RecursionConfig", "RecursionResult", "mixture_report", "recursive_training",

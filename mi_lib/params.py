@@ -1,5 +1,5 @@
-"""A chapter's parameters as a reader, or papermill, passes them: one helper turns a list parameter into the
-tuple the chapter needs, or into one ValueError that names the parameter and shows a command that works.
+"""A chapter's parameters as a reader, or papermill, passes them: each helper returns the value the chapter needs,
+or raises one ValueError that names the parameter (and, for lists, shows a command that works), before any work.
 
 papermill's ``-y "means: [1, 2, 4]"`` gives a list, ``-p means "[1, 2, 4]"`` the string of one, ``-p means 1,2,4``
 a comma-separated string and ``-p n_train_list 20000`` a single number; all of these are accepted.
@@ -8,9 +8,10 @@ a comma-separated string and ``-p n_train_list 20000`` a single number; all of t
 from __future__ import annotations
 
 import ast
+import math
 from typing import Any
 
-__all__ = ["sequence_parameter"]
+__all__ = ["choice_parameter", "number_parameter", "sequence_parameter"]
 
 _EXAMPLES = {float: "[1.0, 2.0, 3.0]", int: "[0, 9]", str: "[none, hal]"}
 _NAMES = {float: "numbers", int: "integers", str: "names"}
@@ -57,6 +58,33 @@ def sequence_parameter(value: Any, name: str, item: type = float, *, length: int
         if not ok:
             raise ValueError(hint)
         out.append(x)
-    if not out or (length is not None and len(out) != length):
+    if not out or (length is not None and len(out) != length) or (item is float and not all(math.isfinite(x) for x in out)):
         raise ValueError(hint)
     return tuple(out)
+
+
+def number_parameter(value: Any, name: str, kind: type = float, *, at_least: float | None = None,
+                     above: float | None = None, below: float | None = None, at_most: float | None = None) -> Any:
+    """``value`` as a finite ``kind`` (float or int) within the bounds given, else one ValueError naming ``name``.
+
+    An int parameter takes only an int (``1e4`` is a float: write ``10_000``); a float parameter takes an int too.
+    A bool is neither (``True`` is no count), nor is a string: papermill's ``-p k 4`` already passes a number."""
+    if kind not in (float, int):
+        raise TypeError(f"kind must be float or int, got {kind!r}")
+    bounds = [f"{op} {bound:g}" for op, bound in ((">=", at_least), (">", above), ("<", below), ("<=", at_most))
+              if bound is not None]
+    wanted = ("an int" if kind is int else "a finite number") + (f" {' and '.join(bounds)}" if bounds else "")
+    ok = (isinstance(value, int) or (kind is float and isinstance(value, float) and math.isfinite(value))) \
+        and not isinstance(value, bool)
+    ok = ok and (at_least is None or value >= at_least) and (above is None or value > above) \
+        and (below is None or value < below) and (at_most is None or value <= at_most)
+    if not ok:
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    return float(value) if kind is float else value
+
+
+def choice_parameter(value: Any, name: str, choices: tuple) -> Any:
+    """``value`` if it is one of ``choices`` (compared by type and value: ``True`` is not ``1``), else one ValueError."""
+    if not any(type(value) is type(c) and value == c for c in choices):
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value

@@ -123,3 +123,22 @@ def test_sequence_parameter_rejects_the_rest_naming_the_parameter(value, item, l
 
     with pytest.raises(ValueError, match=r"means must be .* \(from papermill: -y \"means: "):
         sequence_parameter(value, "means", item, length=length)
+
+
+def test_number_and_choice_parameters_take_clean_values_and_refuse_the_rest_by_name():
+    from mi_lib import choice_parameter, number_parameter
+
+    assert number_parameter(4, "k") == 4.0 and type(number_parameter(4, "k")) is float
+    assert number_parameter(10_000, "n", int, at_least=1) == 10_000
+    assert number_parameter(0.5, "p", above=0, below=1) == 0.5
+    for value, kind, bounds in [(1e4, int, {}), (True, int, {}), ("4", float, {}), (float("nan"), float, {}),
+                                (float("inf"), float, {}), (None, float, {}), ([4], float, {}), (0, float, dict(above=0)),
+                                (1, float, dict(below=1)), (0, int, dict(at_least=1)), (11, int, dict(at_most=10))]:
+        with pytest.raises(ValueError, match=r"^x must be "):
+            number_parameter(value, "x", kind, **bounds)
+    assert choice_parameter("ci", "scale", ("ci", "paper")) == "ci" and choice_parameter(None, "d", (None, "8x8")) is None
+    for value in ("CI", ["ci"], None, 1):
+        with pytest.raises(ValueError, match=r"^scale must be one of 'ci', 'paper', got "):
+            choice_parameter(value, "scale", ("ci", "paper"))
+    with pytest.raises(ValueError, match="flag"):
+        choice_parameter(1, "flag", (False, True))  # 1 == True, but a count is no switch
