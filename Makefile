@@ -153,10 +153,10 @@ test-nbval: $(STAMP)
 # (a failed run stays in _build/outputs/ to read), without the orphaned widget state papermill stores.
 # One chapter: make outputs CHAPTERS=chapters/06_detection.ipynb. Review with git diff, then run make test.
 outputs: $(STAMP)
-	@mkdir -p _build/outputs $(abspath _build/results/ci)
+	@mkdir -p _build/outputs
 	@for nb in $(CHAPTERS); do \
 	  echo "papermill $$nb (scale=ci, in place)"; \
-	  MI_RESULTS_DIR=$(abspath _build/results/ci) $(HEADLESS) \
+	  MI_RESULTS_DIR=$(abspath results) $(HEADLESS) \
 	    $(PY) -m papermill $$nb _build/outputs/$$(basename $$nb) -k python3 --cwd chapters --no-progress-bar \
 	    || { echo "$$nb failed: its run is in _build/outputs/, the committed notebook is unchanged"; exit 1; }; \
 	  $(PY) scripts/strip_widget_state.py _build/outputs/$$(basename $$nb) && cp _build/outputs/$$(basename $$nb) $$nb || exit 1; \

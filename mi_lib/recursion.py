@@ -482,7 +482,9 @@ def mixture_report(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K, mi
     - ``tv``: total variation between the (K + 1)-cell histogram and its exact truth (:func:`true_cell_mass`):
       a distance to the real distribution that is exact for this partition and, by the data-processing
       inequality, a lower bound on the total variation between the model's and the true distribution;
-    - ``mean_distance``: mean distance to the nearest mode in sigma (sqrt(pi/2) = 1.2533 for true 2D data).
+    - ``mean_distance``: mean distance to the nearest mode in sigma (sqrt(pi/2) = 1.2533 for true 2D data);
+    - ``mode_spread``: root mean square distance of the in-support samples to their mode, in sigma per dimension
+      (just under 1 for true data, whose balls cut off the tails beyond k sigma; below 1: narrowed modes).
 
     ``true_cells`` may pass a precomputed :func:`true_cell_mass` (it costs K^2 chi-square CDFs)."""
     k = _check_k(k)
@@ -505,5 +507,6 @@ def mixture_report(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K, mi
         "mode_tv": 0.5 * float((in_hist - mixture.weights).abs().sum()) if inside > 0 else 1.0,
         "tv": 0.5 * float((share - truth).abs().sum()),
         "mean_distance": float(distance.mean()),
+        "mode_spread": float(distance[cell < K].square().mean().div(mixture.dim).sqrt()) if inside > 0 else float("nan"),
         "mode_mass": mode_mass,
     }

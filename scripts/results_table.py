@@ -5,7 +5,7 @@
     python scripts/results_table.py --check README.md results.md  # exit 1 if one of them is out of date
 
 Results come from ``results/<chapter>.json`` (written by each chapter; the ``paper`` entry is ours at paper
-scale), performance from ``benchmarks/results/<device>.json`` (written by ``benchmarks/bench.py --json``).
+scale, from the GPU campaign, the ``ci`` entry ours at CI scale, from ``make outputs``), performance from ``benchmarks/results/<device>.json`` (written by ``benchmarks/bench.py --json``).
 What the paper or the official code reports is listed below, with its source, never computed here.
 """
 
@@ -72,10 +72,14 @@ CLAIMS: dict[str, list[tuple[str, str, str] | tuple[str, str, str, dict[str, obj
     "05_shapes_hands": [
         ("shapes_repeated", "Simple Shapes: generated images with two shape-sized blobs in one column (training data: 0)", "— (Fig. 1, examples only)"),
         ("shapes_repeated_same_kind", "Simple Shapes: ... of which the two blobs are the same shape (a repeated shape)", "— (Fig. 1, examples only)"),
+        ("shapes_overpopulated", "Simple Shapes: generated images with more shape-sized blobs than columns (training data: 0)", "—"),
+        ("shapes_repeated_among_few_blobs", "Simple Shapes: crowded column among images with at most three blobs (over-population set aside)", "—"),
         ("shapes_hallucination_rate", "Simple Shapes: generated images the strict stencil counter does not call valid", "— (not counted)"),
         ("hands_hallucination_rate", "synthetic hands: generated hands whose finger count is not 5 (training data: 0)", "— (Fig. 5, 11k Hands, examples only)"),
     ],
     "06_detection": [
+        ("hallucinated_1d", "1D, official schedule: share of samples out of support (k = 4)", "—"),
+        ("hallucinated_1d_standard", "1D, standard schedule, same data and training: the same share", "— (not compared)"),
         ("auroc_hal_1d", "1D: AUROC of Hal (t = 0..9) against out-of-support labels (k = 4)", "— (Fig. 7, histograms only)"),
         ("removed_1d", "1D: hallucinations removed, threshold keeping 96% on a calibration batch", "> 95%"),
         ("kept_1d", "1D: in-support test samples kept at that threshold", "96%"),
@@ -84,10 +88,12 @@ CLAIMS: dict[str, list[tuple[str, str, str] | tuple[str, str, str, dict[str, obj
         ("kept_grid", "2D grid: in-support kept at that threshold", "96%"),
         ("auroc_eps_norm_grid", "2D grid: AUROC of the baseline ‖eps_hat‖ at t = 0", "— (not compared)"),
         ("auroc_hal_shapes", "Simple Shapes: AUROC of Hal against crowded-column labels (chapter 5's counter)", "—"),
+        ("auroc_hal_shapes_matched_window", "Simple Shapes: AUROC of Hal over the window matched to t = 0..9 in alpha_bar (no labels used)", "—"),
         ("auroc_eps_norm_shapes", "Simple Shapes: AUROC of the baseline ‖eps_hat‖ at t = 0", "— (not compared)"),
         ("removed_shapes", "Simple Shapes: crowded-column images removed, threshold keeping 96% on a calibration half", "> 95%"),
         ("kept_shapes", "Simple Shapes: other images kept at that threshold", "96%"),
         ("auroc_hal_hands", "synthetic hands: AUROC of Hal against finger count ≠ 5", "—"),
+        ("auroc_hal_hands_matched_window", "synthetic hands: AUROC of Hal over the window matched in alpha_bar", "—"),
         ("auroc_eps_norm_hands", "synthetic hands: AUROC of the baseline ‖eps_hat‖ at t = 0", "— (not compared)"),
         ("removed_hands", "synthetic hands: non-five hands removed at the calibrated threshold", "> 95%"),
         ("kept_hands", "synthetic hands: five-finger hands kept at that threshold", "96%"),
@@ -150,30 +156,56 @@ def durations_text() -> str:
     return "\n".join(lines) + "\n\nMeasured by `bash scripts/clean_clone_timings.sh` (then `make results-table`)."
 
 
+def _provenance(entry: dict) -> str:
+    fast = "; ".join(f"{kind}: " + ", ".join(f"{k}={v}" for k, v in sorted(opts.items())) for kind, opts in sorted(entry.get("fast", {}).items()))
+    return f"{entry['device']}{f' ({fast})' if fast else ''}, {entry['wall_time_s']:.0f} s, `{entry['commit']}`"
+
+
 def results_table() -> str:
+    """One row per claim: the paper's figure, ours at paper scale (where the GPU campaign has run it) and ours at CI
+    scale (the committed chapters' run, written by `make outputs`; tests/test_repo.py checks these numbers against
+    the ones each committed notebook prints, which nbval checks against a fresh run)."""
     lines = [
-        "| chapter | claim | ours (paper scale) | paper | device, wall time, commit |",
-        "|---|---|---|---|---|",
+        "| chapter | claim | paper | ours, paper scale | ours, CI scale | paper-scale run: device, wall time, commit |",
+        "|---|---|---|---|---|---|",
     ]
     for chapter, claims in CLAIMS.items():
         path = ROOT / "results" / f"{chapter}.json"
-        entry = json.loads(path.read_text()).get("paper") if path.exists() else None
+        entries = json.loads(path.read_text()) if path.exists() else {}
+        entry, ci = entries.get("paper"), entries.get("ci")
         for key, what, paper, *requires in claims:
             wanted = requires[0] if requires else {}
             if entry is None:
-                ours, prov = "not yet run at paper scale", "—"
+                ours, prov = "not yet run", "—"
             else:
                 ran = {k: entry.get("params", {}).get(k) for k in wanted}
                 if ran != wanted:  # e.g. chapter 7 run on 8x8 digits: its numbers are not what the label says
                     ours = "not run with " + ", ".join(f"{k}={v}" for k, v in wanted.items()) + " (ran " + ", ".join(f"{k}={v}" for k, v in ran.items()) + ")"
                 else:
                     ours = format_number(entry["numbers"][key])
-                fast = "; ".join(f"{kind}: " + ", ".join(f"{k}={v}" for k, v in sorted(opts.items())) for kind, opts in sorted(entry.get("fast", {}).items()))
-                prov = f"{entry['device']}{f' ({fast})' if fast else ''}, {entry['wall_time_s']:.0f} s, `{entry['commit']}`"
+                prov = _provenance(entry)
                 if entry.get("claim_failed"):  # the run stopped on an assertion after writing these numbers (paper_unpack.py)
                     prov += "; **claim failed**: " + " ".join(str(entry["claim_failed"]).split()).replace("|", "/")
-            lines.append(f"| {chapter} | {what} | {ours} | {paper} | {prov} |")
+            if ci is None:
+                at_ci = "not yet run (`make outputs`)"
+            elif key not in ci["numbers"]:
+                at_ci = "— (paper scale only)"
+            else:
+                ran = {k: ci.get("params", {}).get(k) for k in wanted}
+                at_ci = format_number(ci["numbers"][key]) + ("" if ran == wanted else " (" + ", ".join(f"{k}={v}" for k, v in ran.items()) + ")")
+            lines.append(f"| {chapter.split('_')[0]} | {what} | {paper} | {ours} | {at_ci} | {prov} |")
     return "\n".join(lines)
+
+
+def ci_provenance() -> str:
+    """Where the CI-scale column comes from: one line per chapter (device, wall time, commit of its committed run)."""
+    runs = []
+    for chapter in CLAIMS:
+        path = ROOT / "results" / f"{chapter}.json"
+        ci = json.loads(path.read_text()).get("ci") if path.exists() else None
+        runs.append(f"{chapter}: " + (_provenance(ci) if ci else "not yet run"))
+    return ("CI-scale column: the committed chapters, run by `make outputs` (the outputs nbval checks on every test run): "
+            + "; ".join(runs) + ".")
 
 
 def performance_table() -> str:
@@ -216,7 +248,8 @@ def _perf_number(value: float) -> str:
 
 
 def render(readme: str, name: str = "README") -> str:
-    for section, table in (("results", results_table()), ("performance", performance_table()), ("durations", durations_text())):
+    for section, table in (("results", results_table() + "\n\n" + ci_provenance()), ("performance", performance_table()),
+                           ("durations", durations_text())):
         start, end = MARKERS[section]
         if section in OPTIONAL and start not in readme and end not in readme:
             continue

@@ -356,6 +356,7 @@ def test_mixture_report_on_hand_built_points():
     assert r["mode_tv"] == pytest.approx(0.25)  # in-support histogram (3/4, 1/4) vs (1/2, 1/2)
     assert r["modes_covered"] == 2
     assert r["mean_distance"] == pytest.approx((0 + 0.5 + 0 + 5 + 3) / 5)
+    assert r["mode_spread"] == pytest.approx(math.sqrt((0 + 0.25 + 0 + 9) / 4))  # the four in support, in sigma
     p_out = out_of_support_mass(mix, 4.0)  # ~6.3e-5
     truth = torch.tensor([(1 - p_out) / 2, (1 - p_out) / 2, p_out], dtype=torch.float64)
     expected_tv = 0.5 * float((torch.tensor([0.6, 0.2, 0.2], dtype=torch.float64) - truth).abs().sum())
@@ -375,6 +376,7 @@ def test_true_cell_mass_is_exact_and_matches_the_truth_on_samples():
     r = mixture_report(x, mix, true_cells=cells)
     assert r["modes_covered"] == 25 and r["hallucination"] < 2e-3 and r["tv"] < 0.03
     assert r["mean_distance"] == pytest.approx(math.sqrt(math.pi / 2), rel=0.01)
+    assert r["mode_spread"] == pytest.approx(math.sqrt(1 - 9 * math.exp(-8)), rel=0.01)  # E[r^2 | r < 4] / 2, r^2 ~ chi2_2
     with pytest.raises(ValueError, match="overlap"):
         true_cell_mass(GaussianMixture([[0.0], [1.0]], 0.2))
 

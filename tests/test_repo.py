@@ -104,6 +104,39 @@ def test_readme_tables_are_up_to_date():
     assert "<!-- durations:start -->" in readme and "- `make test`: " in readme.split("<!-- durations:start -->")[1]
 
 
+def printed_results(path: Path) -> dict[str, str]:
+    """The ``name = value`` lines that mi.print_results printed in a committed notebook's outputs."""
+    cells = [c for c in nbformat.read(path, 4).cells if c.cell_type == "code" and "mi.print_results(" in c.source]
+    text = "".join(o.get("text", "") for c in cells for o in c.outputs if o.output_type == "stream")
+    return dict(re.findall(r"^(\S+) += (\S+)$", text, re.M))
+
+
+def test_the_ci_column_is_what_the_committed_chapters_print(results_table):
+    """The tables' CI-scale figures (results/<chapter>.json, entry "ci", written by `make outputs`) are the numbers
+    each committed notebook prints, which nbval compares with a fresh run on every test: the column cannot go stale
+    without a test failing. Every row shows a number at one scale at least."""
+    from mi_lib.results import format_number
+
+    for chapter, claims in results_table.CLAIMS.items():
+        entries = json.loads((ROOT / "results" / f"{chapter}.json").read_text())
+        assert "ci" in entries, f"results/{chapter}.json has no CI-scale entry: run `make outputs CHAPTERS=chapters/{chapter}.ipynb`"
+        printed, numbers = printed_results(ROOT / "chapters" / f"{chapter}.ipynb"), entries["ci"]["numbers"]
+        for key, *_ in claims:
+            assert key in numbers or "paper" in entries, f"{chapter}: {key} is measured at neither scale"
+            if key in numbers:
+                assert printed.get(key) == format_number(numbers[key]), (
+                    f"{chapter}: results/{chapter}.json says {key} = {format_number(numbers[key])}, the committed notebook "
+                    f"prints {printed.get(key)}: run `make outputs CHAPTERS=chapters/{chapter}.ipynb`")
+
+
+def test_the_ci_column_check_can_fail(tmp_path):
+    """printed_results reads what a chapter printed; a figure that differs from the JSON is caught above."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("mi.print_results(numbers)", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="tails_inner    = 49\nmoved_density_ratio = 0.0692\n")])])
+    nbformat.write(nb, tmp_path / "x.ipynb")
+    assert printed_results(tmp_path / "x.ipynb") == {"tails_inner": "49", "moved_density_ratio": "0.0692"}
+
+
 def test_results_rows_show_only_runs_with_the_parameters_they_describe(tmp_path, results_table):
     """Chapter 7's digits rows (section 07b) describe MNIST; a paper-scale run on the 8x8 digits must not fill them."""
     table = results_table
@@ -111,14 +144,14 @@ def test_results_rows_show_only_runs_with_the_parameters_they_describe(tmp_path,
     entry = {"numbers": {k: 0.25 for k in keys}, "device": "GPU", "wall_time_s": 1.0, "commit": "abc", "params": {"digits_data": "8x8"}}
     path = tmp_path / "results" / "07b_recursive_digits.json"
     path.write_text(json.dumps({"paper": entry}))
-    rows = [line for line in table.results_table().splitlines() if line.startswith("| 07b_recursive_digits")]
+    rows = [line for line in table.results_table().splitlines() if line.startswith("| 07b |")]
     n_mnist = sum(len(row) == 4 for row in table.CLAIMS["07b_recursive_digits"])
     assert n_mnist == 7 and len(rows) == len(keys)
     assert sum("not run with digits_data=mnist (ran digits_data=8x8)" in r for r in rows) == n_mnist
     assert sum("0.25" in r for r in rows) == len(rows) - n_mnist
     entry["params"]["digits_data"] = "mnist"
     path.write_text(json.dumps({"paper": entry}))
-    assert all("0.25" in line for line in table.results_table().splitlines() if line.startswith("| 07b_recursive_digits"))
+    assert all("0.25" in line for line in table.results_table().splitlines() if line.startswith("| 07b |"))
 
 
 def test_ci_runs_the_readme_test_command():
@@ -148,11 +181,11 @@ def test_results_rows_name_the_fast_paths_of_their_run(tmp_path, results_table):
     entry = {"numbers": {k: 0.5 for k in keys}, "device": "GPU", "wall_time_s": 1.0, "commit": "abc", "params": {}}
     path = tmp_path / "results" / "06_detection.json"
     path.write_text(json.dumps({"paper": entry}))
-    rows = [line for line in table.results_table().splitlines() if line.startswith("| 06_detection")]
+    rows = [line for line in table.results_table().splitlines() if line.startswith("| 06 |")]
     assert all("| GPU, 1 s, `abc` |" in r for r in rows)
     entry["fast"] = {"sample": {"precision": "bf16"}, "train": {"compile": "reduce-overhead", "fused": True}}
     path.write_text(json.dumps({"paper": entry}))
-    rows = [line for line in table.results_table().splitlines() if line.startswith("| 06_detection")]
+    rows = [line for line in table.results_table().splitlines() if line.startswith("| 06 |")]
     assert all("| GPU (sample: precision=bf16; train: compile=reduce-overhead, fused=True), 1 s, `abc` |" in r for r in rows)
 
 
