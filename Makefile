@@ -1,7 +1,9 @@
 # Build / test toolchain for the Mode Interpolation book.
 #   make venv                 create/refresh .venv from requirements.txt (+ kernel "python3")
-#   make book     [SCALE=ci]  render the book from the committed chapters (their CI-scale outputs, which make test checks)
-#                             or, SCALE=paper, from the campaign's executed notebooks in results/executed/: executes nothing
+#   make book     [SCALE=ci]  render the book: each chapter's paper-scale run (results/executed/) where it is current, else
+#                             the committed chapter (its CI-scale outputs, which make test checks), under a banner naming
+#                             the scale, device and commit (scripts/book_sources.py); SCALE=paper: the campaign's executed
+#                             notebooks only. Executes nothing
 #   make executed [SCALE=ci]  execute chapters/*.ipynb with papermill -> _build/executed/$(SCALE)/
 #   make book-executed [SCALE=ci]  make executed, then make render (every chapter run again at SCALE)
 #   make render   [SCALE=ci]  render _build/executed/$(SCALE)/ with Jupyter Book 1.x (-W -n), executing nothing
@@ -58,7 +60,15 @@ export MI_CACHE_DIR ?= $(abspath .mi_cache)
 # MI_STATIC_WIDGETS=1: mi.interact draws its default view as plain output (nbclient can deadlock on widget output,
 # jupyter/nbclient#312); MI_PROGRESS=0: no progress bars (a stored bar is a frozen '0%' widget in the committed
 # notebook). Live kernels (Jupyter, Colab) keep both.
-HEADLESS := MPLBACKEND=module://matplotlib_inline.backend_inline MI_STATIC_WIDGETS=1 MI_PROGRESS=0
+# CPU_NUMERICS, the aim: the same bits on any x86 CPU. Unpinned, torch picks its kernels by the CPU (AVX-512 on one machine,
+# AVX2 on another; MKL by vendor), so a chapter's last digits differ between two CI machines of the same kind, and a
+# recursion that trains on its own samples turns those bits into other numbers. ATen's vector kernels capped at AVX2,
+# oneDNN's (the UNet's convolutions) too, and MKL's conditional numerical reproducibility in its compatible mode
+# (the one documented for Intel and AMD alike; the three together are reported to give identical float32 results
+# across vendors, pytorch/pytorch#155552, Deep-MI/FastSurfer#892; not checked here, where only an Intel CPU was at hand); part of
+# every cache key (mi_lib.cache.cpu_numerics). Costs about 1.4x on an AVX-512 CPU (UNet training 1.35x, MLP 1.6x).
+CPU_NUMERICS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=COMPATIBLE
+HEADLESS := MPLBACKEND=module://matplotlib_inline.backend_inline MI_STATIC_WIDGETS=1 MI_PROGRESS=0 $(CPU_NUMERICS)
 
 .PHONY: venv executed book book-executed render gpu-wheels book-paper paper-cache test test-unit test-nbval outputs results-table bench clean FORCE
 
@@ -86,13 +96,14 @@ $(EXEC_DIR)/chapters/%.ipynb: chapters/%.ipynb $(STAMP) FORCE
 	  $(PY) -m papermill $< $@ -p scale $(SCALE) -k python3 --cwd chapters --no-progress-bar
 
 # ---------------------------------------------------------------- book
-# The committed outputs (CI scale; nbval in make test re-executes every chapter and fails on one that differs), or the
-# paper-scale notebooks the GPU campaign landed: nothing is executed.
+# Per chapter, the paper-scale notebook the GPU campaign landed where its code cells are the chapter's, else the committed
+# outputs (CI scale; nbval in make test re-executes every chapter and fails on one that differs), each under a banner
+# (scripts/book_sources.py); SCALE=paper: the landed notebooks only. Nothing is executed.
 BOOK_SOURCES := $(if $(filter paper,$(SCALE)),$(patsubst chapters/%,results/executed/%,$(CHAPTERS)),$(CHAPTERS))
 book: $(STAMP)
 	$(if $(filter ci paper,$(SCALE)),,$(error make book renders SCALE=ci or SCALE=paper; make book-executed SCALE=$(SCALE) runs the chapters))
 	rm -rf $(EXEC_DIR)/chapters && mkdir -p $(EXEC_DIR)/chapters
-	cp $(BOOK_SOURCES) $(EXEC_DIR)/chapters/
+	$(if $(filter paper,$(SCALE)),cp $(BOOK_SOURCES) $(EXEC_DIR)/chapters/,$(PY) scripts/book_sources.py $(EXEC_DIR)/chapters $(CHAPTERS))
 	@$(MAKE) --no-print-directory render SCALE=$(SCALE)
 
 book-executed: executed

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["cache_dir", "config_key", "cache_path", "cached", "code_fingerprint", "partial_path"]
+__all__ = ["CPU_NUMERICS_VARS", "cache_dir", "config_key", "cache_path", "cached", "code_fingerprint", "cpu_numerics", "partial_path"]
 
 T = TypeVar("T")
 
@@ -60,9 +60,23 @@ def code_fingerprint() -> str:
     return h.hexdigest()
 
 
+#: The settings that pin the CPU's floating-point kernels (see the Makefile's CPU_NUMERICS: the chapters' CI runs
+#: set them so that a run gives the same bits on any x86 CPU, Intel or AMD, with AVX-512 or without).
+CPU_NUMERICS_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
+
+
+def cpu_numerics() -> dict[str, str]:
+    """Those of :data:`CPU_NUMERICS_VARS` that are set: part of every cache key (a result computed under other
+    kernels differs in its last bits, and a recursion or a training amplifies them), absent when none is set."""
+    return {var: os.environ[var] for var in CPU_NUMERICS_VARS if os.environ.get(var)}
+
+
 def config_key(name: str, config: Any) -> str:
-    """The cache key of ``config`` under ``name``: ``name-<16 hex digits>``."""
-    payload = json.dumps({"name": name, "config": _canonical(config), "code": code_fingerprint()}, sort_keys=True)
+    """The cache key of ``config`` under ``name``: ``name-<16 hex digits>``. It also holds the library's source
+    (:func:`code_fingerprint`) and the CPU kernel settings (:func:`cpu_numerics`) where any is set."""
+    numerics = cpu_numerics()
+    payload = json.dumps({"name": name, "config": _canonical(config), "code": code_fingerprint(),
+                          **({"cpu_numerics": numerics} if numerics else {})}, sort_keys=True)
     return f"{name}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
 
 

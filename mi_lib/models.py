@@ -17,6 +17,9 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import os
+import urllib.request
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .cache import _canonical, cache_path, cached, partial_path
+from .cache import _canonical, cache_dir, cache_path, cached, partial_path
 from .data import DATASETS, GaussianMixture, make_dataset
 from .fast import env_fast_options, trainer_options
 from .nets import MLPConfig, MLPDenoiser
@@ -50,10 +53,16 @@ __all__ = [
     "spec_key",
     "load_manifest",
     "CHECKPOINT_DIR",
+    "CHECKPOINT_URL",
 ]
 
 #: The shipped checkpoints (``data/checkpoints`` at the repository root).
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
+#: Where ``mi_lib`` installed without the repository's ``data/`` folder (``pip install`` from git, as on Colab)
+#: fetches the shipped checkpoints from, on first use: the same folder of the repository. Each file is checked
+#: against the sha256 of the manifest fetched with it and kept in ``$MI_CACHE_DIR/checkpoints``. Nothing is
+#: fetched where ``data/checkpoints`` is present (a clone, the CI machines).
+CHECKPOINT_URL = "https://raw.githubusercontent.com/mode-interpolation/mode-interpolation-book/main/data/checkpoints/"
 
 
 @dataclass(frozen=True)
@@ -210,7 +219,48 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _fetch(url: str, path: Path) -> None:
+    """Download ``url`` to ``path`` whole or not at all (a temporary file, renamed when complete)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            tmp.write_bytes(response.read())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+_fetched_manifest: set[Path] = set()  # mirrors whose manifest this process has fetched (once per process)
+
+
+def _fetched_checkpoints(spec: ModelSpec, mirror: Path) -> dict[str, Any] | None:
+    """The shipped checkpoint of ``spec`` fetched from :data:`CHECKPOINT_URL` into ``mirror`` (see there);
+    None, with one warning, where the repository cannot be reached (the model is then trained)."""
+    try:
+        if mirror not in _fetched_manifest:
+            try:
+                _fetch(CHECKPOINT_URL + "manifest.json", mirror / "manifest.json")
+            except OSError:
+                if not (mirror / "manifest.json").is_file():
+                    raise
+                # offline: the manifest fetched before still names the files (each is checked against it)
+            _fetched_manifest.add(mirror)
+        entry = next((e for e in load_manifest(mirror) if e["spec_key"] == spec_key(spec)), None)
+        if entry is not None and not ((mirror / entry["file"]).is_file() and _file_sha256(mirror / entry["file"]) == entry["sha256"]):
+            _fetch(CHECKPOINT_URL + entry["file"], mirror / entry["file"])
+            if _file_sha256(mirror / entry["file"]) != entry["sha256"]:
+                (mirror / entry["file"]).unlink()
+                raise RuntimeError(f"{CHECKPOINT_URL + entry['file']} does not match the sha256 of its manifest entry: not used")
+    except OSError as error:  # no network, a missing file on the server: train instead, as without shipped files
+        warnings.warn(f"the shipped checkpoints could not be fetched from {CHECKPOINT_URL} ({error}); training instead", stacklevel=4)
+        return None
+    return _load_shipped(spec, mirror)
+
+
 def _load_shipped(spec: ModelSpec, folder: Path) -> dict[str, Any] | None:
+    if folder == CHECKPOINT_DIR and not folder.is_dir():  # installed without the repository's data/ (Colab): fetch them
+        return _fetched_checkpoints(spec, cache_dir() / "checkpoints")
     key = spec_key(spec)
     for entry in load_manifest(folder):
         if entry["spec_key"] == key:

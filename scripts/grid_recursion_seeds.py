@@ -25,6 +25,12 @@ import sys
 import time
 from pathlib import Path
 
+# The chapters' pinned CPU kernels (the Makefile's CPU_NUMERICS, set before torch loads), so that seed s here is
+# the chapter's run with seed = s, on this CPU or another (tests/test_repo.py checks the two lists agree).
+CPU_NUMERICS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"}
+for _var, _value in CPU_NUMERICS.items():
+    os.environ.setdefault(_var, _value)
+
 import torch
 
 import mi_lib as mi

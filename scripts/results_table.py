@@ -123,6 +123,12 @@ CLAIMS: dict[str, list[tuple[str, str, str] | tuple[str, str, str, dict[str, obj
     ],
 }
 
+#: Rows measured at paper scale only: the CI-scale run of the chapter does not compute them (tests/test_repo.py fails
+#: on a row that is missing from a chapter's CI entry without being listed here).
+PAPER_SCALE_ONLY: dict[str, set[str]] = {
+    "02_mode_interpolation_1d": {"gap_mass_1-2_N500000"},  # the CI run trains N = 2k and 20k only
+}
+
 # benchmark key -> (what, the official code's figure on one H100 from shared/REFERENCE.md, unit)
 PERF: dict[str, tuple[str, float | None, str]] = {
     "train_steps_per_s_tied": ("training, official MLP, batch 10k", 235.0, "steps/s"),
@@ -189,7 +195,7 @@ def results_table() -> str:
             if ci is None:
                 at_ci = "not yet run (`make outputs`)"
             elif key not in ci["numbers"]:
-                at_ci = "— (paper scale only)"
+                at_ci = "— (paper scale only)" if key in PAPER_SCALE_ONLY.get(chapter, set()) else "not measured (`make outputs`)"
             else:
                 ran = {k: ci.get("params", {}).get(k) for k in wanted}
                 at_ci = format_number(ci["numbers"][key]) + ("" if ran == wanted else " (" + ", ".join(f"{k}={v}" for k, v in ran.items()) + ")")

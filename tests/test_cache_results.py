@@ -40,6 +40,23 @@ def test_cache_is_invalidated_by_code_change(tmp_path, monkeypatch):
     assert cached("x", {"a": 1}, lambda: 2, root=tmp_path) == 2
 
 
+def test_cache_keys_hold_the_pinned_cpu_kernels(tmp_path, monkeypatch):
+    """A result computed under other CPU kernels (the chapters' pinned ones, or the CPU's own) is another entry:
+    `make outputs` must never commit what an unpinned run left in the cache."""
+    for var in cache_mod.CPU_NUMERICS_VARS:
+        monkeypatch.delenv(var, raising=False)
+    plain = config_key("x", {"a": 1})
+    assert cached("x", {"a": 1}, lambda: 1, root=tmp_path) == 1
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    assert cache_mod.cpu_numerics() == {"MKL_CBWR": "COMPATIBLE"} and config_key("x", {"a": 1}) != plain
+    assert cached("x", {"a": 1}, lambda: 2, root=tmp_path) == 2
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert cached("x", {"a": 1}, lambda: 3, root=tmp_path) == 3
+    for var in cache_mod.CPU_NUMERICS_VARS:
+        monkeypatch.delenv(var, raising=False)
+    assert config_key("x", {"a": 1}) == plain and cached("x", {"a": 1}, lambda: 4, root=tmp_path) == 1
+
+
 def test_cache_rejects_a_mismatched_entry(tmp_path):
     cached("x", {"a": 1}, lambda: 1, root=tmp_path)
     (path,) = tmp_path.glob("x-*.pt")

@@ -90,6 +90,41 @@ def test_shipped_checkpoint_is_used_only_for_its_exact_spec(tmp_path, monkeypatc
         mixture_model(TINY, checkpoints=folder, progress=False)
 
 
+def test_installed_without_data_the_shipped_checkpoints_are_fetched_and_checked(tmp_path, monkeypatch):
+    """Colab: mi_lib pip-installed from git has no data/checkpoints, so a chapter fetches the shipped file it needs
+    from CHECKPOINT_URL (here a file:// copy of the repository's folder: urllib's real path, no network), checks it
+    against the fetched manifest and keeps it in the cache. A mismatched file is an error; an unreachable server
+    a warning, and the model is trained as without shipped files."""
+    server, missing = tmp_path / "server", tmp_path / "site-packages" / "data" / "checkpoints"
+    server.mkdir()
+    payload = mi.models.train_payload(TINY, "cpu", progress=False)
+    torch.save(payload, server / "tiny.pt")
+    entry = {"name": "tiny", "file": "tiny.pt", "spec_key": spec_key(TINY), "sha256": hashlib.sha256((server / "tiny.pt").read_bytes()).hexdigest()}
+    (server / "manifest.json").write_text(json.dumps({"checkpoints": [entry]}))
+    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(mi.models, "CHECKPOINT_DIR", missing)
+    monkeypatch.setattr(mi.models, "CHECKPOINT_URL", server.as_uri() + "/")
+    monkeypatch.setattr(mi.models, "_fetched_manifest", set())
+    model = mixture_model(TINY, checkpoints=missing, progress=False)
+    assert model.source == "shipped" and (tmp_path / "cache" / "checkpoints" / "tiny.pt").read_bytes() == (server / "tiny.pt").read_bytes()
+    assert all(torch.equal(a, b) for a, b in zip(model.model.state_dict().values(), payload["state_dict"].values()))
+    assert mixture_model(TINY.replace(data_seed=5), checkpoints=missing, progress=False).source == "trained"  # not shipped
+
+    (tmp_path / "cache" / "checkpoints" / "tiny.pt").unlink()
+    (server / "tiny.pt").write_bytes((server / "tiny.pt").read_bytes() + b"x")  # the server's bytes disagree with its manifest
+    with pytest.raises(RuntimeError, match="tiny.pt does not match the sha256"):
+        mixture_model(TINY, checkpoints=missing, progress=False)
+    assert not (tmp_path / "cache" / "checkpoints" / "tiny.pt").exists()
+
+    monkeypatch.setattr(mi.models, "CHECKPOINT_URL", (tmp_path / "nowhere").as_uri() + "/")
+    monkeypatch.setattr(mi.models, "_fetched_manifest", set())
+    with pytest.warns(UserWarning, match="could not be fetched .* training instead"):
+        assert mixture_model(TINY, checkpoints=missing, progress=False).source == "trained"
+    # the repository's own folder, present, is never fetched from
+    monkeypatch.setattr(mi.models, "CHECKPOINT_DIR", CHECKPOINT_DIR)
+    assert mi.models._load_shipped(TINY, CHECKPOINT_DIR) is None
+
+
 MANIFEST = load_manifest()
 
 

@@ -44,7 +44,7 @@ def test_book_paper_renders_without_executing(make_n):
 
 def test_book_renders_the_committed_chapters_and_book_executed_runs_them_first(make_n):
     steps = make_n("book")
-    assert "papermill" not in steps and "cp chapters/01_forward_process.ipynb" in steps
+    assert "papermill" not in steps and "scripts/book_sources.py _build/executed/ci/chapters chapters/01_forward_process.ipynb" in steps
     assert "cp -r _build/jb/ci/_build/html _build/html" in steps
     paper = make_n("book", "SCALE=paper")
     assert "papermill" not in paper and "cp results/executed/01_forward_process.ipynb" in paper
