@@ -61,7 +61,7 @@ def code_fingerprint() -> str:
 
 
 #: The settings that pin the CPU's floating-point kernels (see the Makefile's CPU_NUMERICS: the chapters' CI runs
-#: set them so that a run gives the same bits on any x86 CPU, Intel or AMD, with AVX-512 or without).
+#: set them, aiming at the same bits on any x86 CPU; reported across vendors, checked here on one Intel CPU only).
 CPU_NUMERICS_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
 
 
