@@ -7,7 +7,12 @@ steps) without storing trajectories.
 
 Samplers: ``"ddpm"`` ancestral sampling over all T steps with ``variance="large"`` (sigma_t^2 = beta_t, the
 official code's choice) or ``"small"`` (sigma_t^2 = beta tilde_t); ``"ddim"`` over ``steps`` evenly spaced
-timesteps with stochasticity ``eta`` (0 = deterministic).
+timesteps with stochasticity ``eta`` (0 = deterministic), at every step or, with ``eta_steps=k``, only at the
+last k steps that add noise (deterministic before them: a few stochastic steps at the end, Ashiq et al. 2026).
+``start`` (DDIM only) begins the reverse process at timestep ``start`` < T-1 from the same N(0, I) x_T: right
+where q_start is pure noise to within what the sampler resolves. Under a schedule whose alpha_bar_{T-1} is far
+below that (the official one: 1.3e-47), DDIM's step sqrt(alpha_bar_prev / alpha_bar) (x_t - sqrt(1 - alpha_bar)
+eps) multiplies the network's error in eps by up to ~1e20 before the data has any say, and its samples blow up.
 
 Noise is per sample (:mod:`mi_lib.noise`): sample k's x_T is ``normal(seed, step=T)`` and the noise added when
 leaving timestep t is ``normal(seed, step=t)``, both at sample index k. So sample k is the same whatever the
@@ -61,19 +66,34 @@ class SampleResult:
     records: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict)
 
 
-def timesteps(T: int, sampler: str = "ddpm", steps: int | None = None) -> list[int]:
-    """The timesteps visited, in reverse order: all of T-1..0 for DDPM, ``steps`` evenly spaced ones for DDIM."""
+def timesteps(T: int, sampler: str = "ddpm", steps: int | None = None, start: int | None = None) -> list[int]:
+    """The timesteps visited, in reverse order: all of T-1..0 for DDPM; for DDIM ``steps`` evenly spaced ones
+    from ``start`` (default T-1; at most start + 1 of them) down to 0."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
     if sampler == "ddpm":
         if steps not in (None, T):
             raise ValueError(f"ddpm visits all T={T} steps; use sampler='ddim' for steps={steps}")
+        if start not in (None, T - 1):
+            raise ValueError(f"ddpm starts at t = T-1 = {T - 1}; use sampler='ddim' for start={start}")
         return list(range(T - 1, -1, -1))
-    steps = T if steps is None else steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
-        raise ValueError(f"steps must be an int in 1..T={T}, got {steps!r}")
-    grid = torch.linspace(T - 1, 0, steps, dtype=torch.float64).round().long().unique_consecutive()
+    start = T - 1 if start is None else start
+    if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= T - 1:
+        raise ValueError(f"start must be an int in 0..T-1={T - 1}, got {start!r}")
+    steps = start + 1 if steps is None else steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= start + 1:
+        raise ValueError(f"steps must be an int in 1..{start + 1} (start + 1), got {steps!r}")
+    grid = torch.linspace(start, 0, steps, dtype=torch.float64).round().long().unique_consecutive()
     return grid.tolist()
+
+
+def _check_eta_steps(eta_steps: int | None, sampler: str) -> None:
+    if eta_steps is None:
+        return
+    if isinstance(eta_steps, bool) or not isinstance(eta_steps, int) or eta_steps < 0:
+        raise ValueError(f"eta_steps must be None (eta at every step) or an int >= 0, got {eta_steps!r}")
+    if sampler != "ddim":
+        raise ValueError("eta_steps applies to sampler='ddim' only")
 
 
 def _check_clip(clip_x0: float | None) -> None:
@@ -98,7 +118,9 @@ def reverse_process(
     sampler: str = "ddpm",
     variance: str = "large",
     steps: int | None = None,
+    start: int | None = None,
     eta: float = 0.0,
+    eta_steps: int | None = None,
     seed: int = 0,
     sample_offset: int = 0,
     precision: str = "float32",
@@ -111,7 +133,7 @@ def reverse_process(
     timestep t is :func:`mi_lib.noise.normal` with (seed, step=t) at that sample index, on x_T's device; no
     noise is added at the final step. ``precision`` and ``compile`` choose the network's fast path
     (:mod:`mi_lib.fast`); x_t, x0_hat and the step arithmetic stay in x_T's dtype. See the module docstring
-    for samplers. ``clip_x0=c`` clamps x0_hat to [-c, c] before the step uses it (and yields the clamped
+    for samplers and ``eta_steps``. ``clip_x0=c`` clamps x0_hat to [-c, c] before the step uses it (and yields the clamped
     value), as DDPM and ADM do for images in [-1, 1]; DDIM then uses the eps implied by the clamped x0_hat."""
     _check_clip(clip_x0)
     if variance not in _VARIANCES:
@@ -120,9 +142,12 @@ def reverse_process(
         raise ValueError(f"eta must be >= 0, got {eta}")
     if sampler == "ddpm" and eta != 0.0:
         raise ValueError("eta applies to sampler='ddim' only")
+    _check_eta_steps(eta_steps, sampler)
     if sampler == "ddim" and variance != "large":
         raise ValueError("variance applies to sampler='ddpm' only (DDIM's noise is set by eta)")
-    ts = timesteps(schedule.T, sampler, steps)
+    ts = timesteps(schedule.T, sampler, steps, start)
+    # the first step at which eta applies: the last eta_steps of the len(ts) - 1 steps that can add noise
+    first_noisy = 0 if eta_steps is None else max(0, len(ts) - 1 - eta_steps)
     net = FastDenoiser(model, precision=precision, compile=compile, device=x_T.device)
     sched = schedule.to(x_T.device)
     var_table = sched.beta if variance == "large" else sched.posterior_variance
@@ -142,7 +167,8 @@ def reverse_process(
             # float64 host scalars: the official schedule's alpha_bar underflows float32 near t = T-1
             ab = float(schedule.alpha_bar_64[t])
             ab_prev = float(schedule.alpha_bar_64[ts[i + 1]]) if i + 1 < len(ts) else 1.0
-            sigma = eta * math.sqrt(max(0.0, (1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)))
+            step_eta = eta if i >= first_noisy else 0.0
+            sigma = step_eta * math.sqrt(max(0.0, (1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)))
             mean = math.sqrt(ab_prev) * x0_hat + math.sqrt(max(0.0, 1 - ab_prev - sigma**2)) * eps
             std = sigma if (i + 1 < len(ts) and sigma > 0) else None
         if std is None:
@@ -171,7 +197,9 @@ def sample(
     sampler: str = "ddpm",
     variance: str = "large",
     steps: int | None = None,
+    start: int | None = None,
     eta: float = 0.0,
+    eta_steps: int | None = None,
     seed: int = 0,
     chunk_size: int | None = None,
     hal_window: tuple[int, int] | None = None,
@@ -208,7 +236,8 @@ def sample(
     if chunk < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     _check_clip(clip_x0)
-    ts = timesteps(schedule.T, sampler, steps)
+    _check_eta_steps(eta_steps, sampler)
+    ts = timesteps(schedule.T, sampler, steps, start)
     if hal_window is not None:
         t_lo, t_hi = hal_window
         if not 0 <= t_lo <= t_hi < schedule.T:
@@ -243,7 +272,8 @@ def sample(
             x_T = initial_noise((rows, *shape), schedule, seed=seed, sample_offset=lo, device=device)
             window = WindowVariance(*hal_window) if hal_window is not None else None
             loop = reverse_process(
-                net, schedule, x_T, sampler=sampler, variance=variance, steps=steps, eta=eta, seed=seed, sample_offset=lo,
+                net, schedule, x_T, sampler=sampler, variance=variance, steps=steps, start=start, eta=eta, eta_steps=eta_steps,
+                seed=seed, sample_offset=lo,
                 clip_x0=clip_x0,
             )
             for k, step in enumerate(loop, start=1):

@@ -52,6 +52,11 @@ CI_SPECS: dict[str, MixtureModelSpec] = {
     "diamond-n20k": MixtureModelSpec("diamond", n_train=20_000, model=mi.MLPConfig(data_dim=2), train=CI_TRAIN_2D),
     # chapter 6 compares Hal under the official and the standard (1e-4 -> 0.02) beta schedule
     "1d-123-n20k-standard": MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=20_000, train=CI_TRAIN, schedule=mi.STANDARD),
+    # chapter 8's training-time baselines beside 1d-123-n20k: four times the steps, and the untied network (3x parameters)
+    "1d-123-n20k-20ksteps": MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=20_000,
+                                             train=mi.TrainConfig(steps=20_000, batch_size=2_000)),
+    "1d-123-n20k-untied": MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=20_000, model=mi.MLPConfig(tied_blocks=False),
+                                           train=CI_TRAIN),
 }
 #: Chapter 5's CPU-trainable image models (mi_lib.models.IMAGE_SCALES["ci"]): 6,000 steps at batch 64 with
 #: EMA, about 55 minutes on one core.

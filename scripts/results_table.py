@@ -121,6 +121,20 @@ CLAIMS: dict[str, list[tuple[str, str, str] | tuple[str, str, str, dict[str, obj
         ("shapes_crowded_random_last", "same, random filter", "—"),
         ("shapes_crowded_hal_last", "same, Hal filter", "— (Fig. 8: lower with the Hal filter)"),
     ],
+    "08_mitigations": [
+        ("grid_ddpm", "2D grid, DDPM (1000 steps): share of samples out of support (k = 4)", "— (not in the paper)"),
+        ("grid_ddim25", "same, deterministic DDIM, 25 steps (asserted above DDPM's)", "— (Ashiq et al. 2026: DDIM > DDPM)"),
+        ("grid_ddim100", "same, deterministic DDIM, 100 steps", "—"),
+        ("grid_ddim_all", "same, deterministic DDIM to every step from pure noise (asserted not above DDPM's)", "— (Ashiq et al.: DDIM > DDPM)"),
+        ("grid_ddim100_last5", "same, 100 DDIM steps with eta = 1 in the last 5 (asserted below 100 deterministic steps)", "— (Ashiq et al.: a few stochastic steps fix it)"),
+        ("grid_sharpening_0.003", "same, DDPM with Laplacian score sharpening, strength 0.003", "— (Chandran et al. 2025: fewer)"),
+        ("grid_hal_auroc_ddpm", "Hal's AUROC under DDPM", "—"),
+        ("grid_hal_auroc_ddim_all", "Hal's AUROC under DDIM to every step", "—"),
+        ("1d_base", "1D (1, 2, 3), CI model: share of samples out of support", "—"),
+        ("1d_4x_steps", "same, four times the training steps (asserted below the CI model's)", "—"),
+        ("1d_untied", "same, the untied network (3x parameters)", "—"),
+        ("1d_2k_points", "same, 2,000 training points instead of 20,000", "—"),
+    ],
 }
 
 #: Rows measured at paper scale only: the CI-scale run of the chapter does not compute them (tests/test_repo.py fails

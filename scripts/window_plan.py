@@ -13,7 +13,8 @@ benchmark's training rate (two batched models' rate when it chose batch=1), and 
 benchmark's chosen sampler at its measured seconds per sample; what is left of the command's time after
 those, per-chapter overheads and a margin goes to chapter 2's histograms: the paper's 100 M samples per
 model if that fits, else the largest of 50 M, 20 M, 10 M (the chapter's own default) that does.
-Window 2 runs chapter 6 and chapter 7's grid page at their paper-scale defaults.
+Window 2 runs chapter 6 and chapter 7's grid page at their paper-scale defaults; window 7 chapter 8 at its
+paper-scale default, once window 1 has shipped chapter 3's grid model.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 WINDOWS = {
     1: ["02_mode_interpolation_1d", "03_mode_interpolation_2d", "04_score_smoothness"],
     2: ["06_detection", "07_recursive_training"],
+    7: ["08_mitigations"],  # needs chapter 3's paper-scale grid model shipped (window 1)
 }
 #: Chapter 2's sample counts per model, best first (the paper's Fig. 2 draws 100 M).
 CH2_COUNTS = (100_000_000, 50_000_000, 20_000_000, 10_000_000)

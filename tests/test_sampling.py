@@ -202,6 +202,12 @@ def test_timesteps():
         (dict(chunk_size=0), "chunk_size"),
         (dict(eta=-1.0, sampler="ddim", steps=5), "eta"),
         (dict(eta=0.5), "eta applies"),
+        (dict(eta_steps=2), "eta_steps applies"),
+        (dict(start=10), "ddpm starts"),
+        (dict(sampler="ddim", start=30), "start must be"),
+        (dict(sampler="ddim", start=5, steps=7), "steps must be"),
+        (dict(sampler="ddim", steps=5, eta=1.0, eta_steps=-1), "eta_steps must be"),
+        (dict(sampler="ddim", steps=5, eta=1.0, eta_steps=2.0), "eta_steps must be"),
         (dict(sampler="ddim", steps=5, variance="small"), "variance applies"),
         (dict(clip_x0=0.0), "clip_x0"),
         (dict(clip_x0=True), "clip_x0"),
@@ -344,3 +350,33 @@ def test_real_torch_compile_matches_eager(two_mode_model):
     ref = sample(two_mode_model, s, 64, seed=4, chunk_size=40, progress=False)
     out = sample(two_mode_model, s, 64, seed=4, chunk_size=40, progress=False, compile=True)
     torch.testing.assert_close(out.x0, ref.x0, rtol=1e-3, atol=1e-3)
+
+
+def test_eta_steps_makes_only_the_last_steps_stochastic():
+    """eta_steps=k: the trajectory is DDIM's deterministic one up to the last k noisy steps, then leaves it;
+    k = 0 is eta = 0 and k >= the number of noisy steps is eta at every step, bit for bit."""
+    s = NoiseSchedule(ScheduleConfig("linear", 40, 1e-3, 0.2))
+    model = _wrap(nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 2)))
+    x_T = initial_noise((16, 2), s, seed=5)
+    run = lambda **kw: [step.x_prev for step in reverse_process(model, s, x_T, sampler="ddim", steps=10, seed=5, **kw)]  # noqa: E731
+    deterministic, everywhere = run(eta=0.0), run(eta=1.0)
+    assert all(torch.equal(a, b) for a, b in zip(run(eta=1.0, eta_steps=0), deterministic))
+    assert all(torch.equal(a, b) for a, b in zip(run(eta=1.0, eta_steps=9), everywhere))
+    assert all(torch.equal(a, b) for a, b in zip(run(eta=1.0, eta_steps=50), everywhere))
+    last3 = run(eta=1.0, eta_steps=3)  # 10 visited steps, 9 can add noise: steps 6, 7, 8 do
+    assert all(torch.equal(a, b) for a, b in zip(last3[:6], deterministic[:6]))
+    assert not torch.equal(last3[6], deterministic[6])
+
+
+def test_ddim_start_begins_the_reverse_process_there():
+    """start=s: DDIM visits steps evenly spaced timesteps from s to 0 (all s + 1 by default), from the same x_T."""
+    assert timesteps(30, "ddim", 4, start=9) == [9, 6, 3, 0]
+    assert timesteps(30, "ddim", start=9) == list(range(9, -1, -1))
+    assert timesteps(30, "ddim", 5) == timesteps(30, "ddim", 5, start=29)
+    s = NoiseSchedule(ScheduleConfig("linear", 30, 1e-3, 0.2))
+    model = _wrap(nn.Linear(2, 2))
+    x_T = initial_noise((16, 2), s, seed=2)
+    first = next(reverse_process(model, s, x_T, sampler="ddim", steps=4, start=9, seed=2))
+    assert first.t == 9 and torch.equal(first.xt, x_T)
+    out = sample(model, s, 16, sampler="ddim", steps=4, start=9, seed=2, progress=False, record_steps=[9, 0])
+    assert sorted(out.records) == [0, 9]

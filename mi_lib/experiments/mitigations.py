@@ -1,0 +1,351 @@
+"""Chapter 8, *Can we stop it?*: samplers and mitigations side by side on the same models, seeds and labels.
+
+Three families of remedy, each scored by :func:`scoreboard` with the same measurements (:func:`measure`):
+
+- **samplers**: DDPM (ancestral) against DDIM at several step counts, DDIM with stochasticity ``eta`` at every
+  step, and DDIM with ``eta`` only in its last few steps (Ashiq et al. 2026: after a critical time the
+  deterministic ODE can stay between the two nearest modes; a few stochastic steps let samples escape);
+- **sampling-time sharpening** (Chandran, Anumasa & Liu 2025): the score Y replaced by R = Y - alpha Y'', with
+  the Laplacian Y'' estimated by finite differences along random sign vectors (Hutchinson's trace estimator),
+  :class:`SharpenedDenoiser`; :func:`laplacian_check` holds the estimate against the exact score's Laplacian;
+- **training-time baselines** a reader would try first: more training data, four times the training steps,
+  the untied network (three times the parameters), and the paper-scale models a GPU trained.
+
+Labels come from geometry alone (:func:`mi_lib.out_of_support`: farther than k sigma from every mode), never from
+Hal, so Hal's AUROC under each sampler is an honest question. In-support quality is scored beside the rate
+(total variation of the mode masses, the modes' spread against the true sigma), so that no method can win by
+collapsing or narrowing modes.
+
+Our reading of the sharpening paper, whose toy-scale code is not public: R = Y - alpha Y'' is applied to the
+network's eps (the score times -sqrt(1 - alpha_bar_t), the same correction at each t) at every reverse step;
+``alpha = strength * d**2`` and the finite-difference step ``delta = delta_rel * d`` are in units of the data's
+nearest-mode spacing d, so one strength means the same on the 1D mixture and the 2D grid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .. import detection
+from ..cache import cached
+from ..data import GaussianMixture
+from ..metrics import DEFAULT_K, out_of_support, wilson_interval
+from ..models import MixtureModelSpec, mixture_model
+from ..nets import MLPConfig, shared_timestep
+from ..recursion import mixture_report
+from ..runtime import progress_bar
+from ..sampling import sample, timesteps
+from ..schedule import NoiseSchedule
+from ..train import TrainConfig
+
+__all__ = [
+    "Method",
+    "Scale",
+    "SCALES",
+    "SharpenedDenoiser",
+    "fd_laplacian",
+    "exact_eps_laplacian",
+    "laplacian_check",
+    "mode_spacing",
+    "methods",
+    "measure",
+    "run_method",
+    "scoreboard",
+]
+
+Denoiser = Callable[[Tensor, Tensor], Tensor]
+FAMILIES = ("sampler", "sharpening", "training")
+
+
+# ------------------------------------------------------------------------------------------- sharpening
+def mode_spacing(mixture: GaussianMixture) -> float:
+    """The smallest distance between two modes: the unit of the sharpening strength and step."""
+    d = torch.cdist(mixture.means, mixture.means)
+    return float(d[~torch.eye(mixture.n_modes, dtype=torch.bool)].min())
+
+
+def fd_laplacian(f: Denoiser, x: Tensor, t: Tensor, *, delta: float, probes: int, generator: torch.Generator,
+                 f_x: Tensor | None = None) -> Tensor:
+    """The Laplacian in x of each output component of ``f(x, t)``, estimated as the mean over ``probes``
+    random sign vectors v of (f(x + delta v) - 2 f(x) + f(x - delta v)) / delta**2, whose expectation is
+    v^T H v -> trace H (Hutchinson) up to an O(delta**2) finite-difference error. In one dimension v = +-1
+    and the estimate is the plain second difference. The 2 * probes evaluations run as one batch.
+    ``f_x`` may pass f(x, t) when the caller has it. x: (B, ...) -> (B, ...)."""
+    if f_x is None:
+        f_x = f(x, t)
+    signs = torch.randint(0, 2, (probes, *x.shape), generator=generator).to(x.device, x.dtype) * 2 - 1
+    shifted = torch.cat([x + delta * signs, x - delta * signs]).flatten(0, 1)  # (2 * probes * B, ...)
+    out = f(shifted, t.repeat(2 * probes)).view(2, probes, *x.shape)
+    return ((out[0] + out[1] - 2 * f_x) / delta**2).mean(0)
+
+
+class SharpenedDenoiser:
+    """``model``'s eps with the score sharpened, R = Y - alpha Y'' (Chandran et al. 2025), Y'' estimated by
+    :func:`fd_laplacian` with sign vectors drawn from (``seed``, t); a :func:`mi_lib.sample` denoiser.
+
+    With ``t_max`` set, steps at larger t are left alone (where q_t is pure noise the exact score is linear and
+    its Laplacian ~0; this saves the 2 * probes extra evaluations there). The probes drawn at a step depend on
+    the batch, so samples depend on the chunk they are drawn in: sample with one chunk (``chunk_size=None``)
+    to reproduce a run. ``alpha = 0`` returns ``model``'s eps unchanged."""
+
+    def __init__(self, model: Denoiser, alpha: float, *, delta: float, probes: int = 1, seed: int = 0,
+                 t_max: int | None = None):
+        for name, value in (("alpha", alpha), ("delta", delta)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if alpha < 0 or delta <= 0:
+            raise ValueError(f"need alpha >= 0 and delta > 0, got alpha={alpha!r}, delta={delta!r}")
+        if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
+            raise ValueError(f"probes must be a positive int, got {probes!r}")
+        self.model, self.alpha, self.delta, self.probes, self.seed = model, float(alpha), float(delta), probes, seed
+        self.t_max = t_max
+        self.sample_shape = getattr(model, "sample_shape", None)
+        params = list(model.parameters()) if isinstance(model, nn.Module) else []
+        self.device = params[0].device if params else torch.device(getattr(model, "device", "cpu"))
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        eps = self.model(x, t)
+        if self.alpha == 0.0 or (self.t_max is not None and int(t[0]) > self.t_max):
+            return eps
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(t[0]))
+        lap = fd_laplacian(self.model, x, t, delta=self.delta, probes=self.probes, generator=generator, f_x=eps)
+        return eps - self.alpha * lap
+
+
+def exact_eps_laplacian(mixture: GaussianMixture, schedule: NoiseSchedule, x: Tensor, t: int) -> Tensor:
+    """The exact Laplacian in x of the ideal eps, -sqrt(1 - alpha_bar_t) * grad log q_t(x), by automatic
+    differentiation of the closed-form score in float64. x: (B, D) -> (B, D)."""
+    q = mixture.noised(float(schedule.alpha_bar_64[t]))
+    x = x.detach().to(torch.float64).requires_grad_(True)
+    score = q.score(x)
+    lap = torch.zeros_like(x)
+    for i in range(x.shape[1]):
+        grad_i = torch.autograd.grad(score[:, i].sum(), x, create_graph=True)[0]
+        for j in range(x.shape[1]):
+            lap[:, i] += torch.autograd.grad(grad_i[:, j].sum(), x, retain_graph=True)[0][:, j]
+    return -math.sqrt(1.0 - float(schedule.alpha_bar_64[t])) * lap.detach()
+
+
+def laplacian_check(mixture: GaussianMixture, schedule: NoiseSchedule, ts: Sequence[int], *, n: int = 2_000,
+                    probes: Sequence[int] = (1, 4, 16), delta_rel: float = 0.02, seed: int = 0) -> list[dict[str, Any]]:
+    """The sampler's finite-difference Laplacian of the *exact* eps (:class:`mi_lib.ExactDenoiser`) against its
+    exact value (:func:`exact_eps_laplacian`), at ``n`` points spread uniformly over the box that holds q_t's
+    modes (where hallucinations live: on the modes the score is nearly linear and its Laplacian nearly 0), for
+    each t in ``ts``: one row per (t, probes) with the relative error ||estimate - exact|| / ||exact|| over the
+    points, in float64, and the Laplacian's root mean square."""
+    from ..exact import ExactDenoiser  # noqa: PLC0415  (only the check needs it)
+
+    exact_model = ExactDenoiser(mixture, schedule)
+    delta = delta_rel * mode_spacing(mixture)
+    rows = []
+    for t in ts:
+        q = mixture.noised(float(schedule.alpha_bar_64[t]))
+        lo, hi = q.means.min(0).values - 3 * q.sigma.max(), q.means.max(0).values + 3 * q.sigma.max()
+        x = lo + (hi - lo) * torch.rand(n, mixture.dim, generator=torch.Generator().manual_seed(seed + t), dtype=torch.float64)
+        tt = shared_timestep(t, n, "cpu")
+        truth = exact_eps_laplacian(mixture, schedule, x, t)
+        for m in probes:
+            est = fd_laplacian(exact_model, x, tt, delta=delta, probes=m, generator=torch.Generator().manual_seed(seed))
+            rows.append({"t": t, "probes": m, "rel_error": float((est - truth).norm() / truth.norm()),
+                         "exact_rms": float(truth.square().mean().sqrt())})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- methods
+#: DDIM starts at the last timestep whose alpha_bar is at least this (q_t is pure noise there to ~sqrt of it):
+#: the official schedule's alpha_bar falls to 1.3e-47 at t = 999, where DDIM's deterministic step would
+#: multiply the network's error in eps by up to ~1e20 (see :mod:`mi_lib.sampling`). DDPM runs all 1000 steps.
+DDIM_START_ALPHA_BAR = 1e-5
+
+
+def ddim_start(schedule: NoiseSchedule) -> int:
+    """The timestep DDIM starts from under ``schedule`` (:data:`DDIM_START_ALPHA_BAR`)."""
+    return int((schedule.alpha_bar_64 >= DDIM_START_ALPHA_BAR).nonzero().max())
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way of sampling a mixture model: which model (``spec``), which sampler (``sampler``, ``steps``,
+    ``eta``, ``eta_steps``: see :func:`mi_lib.sample`) and how much sharpening (``strength``, in units of the
+    squared mode spacing; 0: none). ``name`` is what the scoreboard prints, ``family`` one of
+    ``"sampler"``, ``"sharpening"``, ``"training"``."""
+
+    name: str
+    family: str
+    spec: MixtureModelSpec
+    sampler: str = "ddpm"
+    steps: int | None = None
+    eta: float = 0.0
+    eta_steps: int | None = None
+    strength: float = 0.0
+    probes: int = 1
+    delta_rel: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
+        self.visited()  # raises on a bad sampler or step count
+
+    def start(self) -> int | None:
+        """The timestep DDIM starts from (:func:`ddim_start`); None for DDPM (all T steps)."""
+        return ddim_start(NoiseSchedule(self.spec.schedule)) if self.sampler == "ddim" else None
+
+    def visited(self) -> list[int]:
+        """The timesteps this method's sampler visits, in order."""
+        return timesteps(NoiseSchedule(self.spec.schedule).T, self.sampler, self.steps, self.start())
+
+    def nfe(self) -> int:
+        """Network evaluations per sample."""
+        sharpened = sum(t <= self.sharpen_until() for t in self.visited()) if self.strength > 0 else 0
+        return len(self.visited()) + 2 * self.probes * sharpened
+
+    def sharpen_until(self) -> int:
+        """The largest timestep sharpening acts at: :func:`ddim_start`, where q_t stops being pure noise."""
+        return ddim_start(NoiseSchedule(self.spec.schedule))
+
+    def hal_window(self) -> tuple[int, int]:
+        """Hal over the last 10 steps this sampler takes (the paper's window, (0, 9), for DDPM)."""
+        ts = self.visited()
+        return 0, ts[-min(10, len(ts))]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """What a scale runs: ``n_samples`` per method and data set; the base model of each data set (``specs``);
+    the training-time baselines (``training``: name -> spec, on the 1D mixture); DDIM's step counts
+    (``ddim_steps``; None: every step from :func:`ddim_start`); the stochastic variants at ``stochastic_steps`` steps (``etas`` at every step,
+    ``last_steps``: eta = 1 only in that many last steps); the sharpening ``strengths`` with ``probes`` sign
+    vectors per step; ``families``: which families run on which data set."""
+
+    n_samples: dict[str, int]
+    specs: dict[str, MixtureModelSpec]
+    training: dict[str, MixtureModelSpec]
+    families: dict[str, tuple[str, ...]]
+    ddim_steps: tuple[int | None, ...] = (25, 100, None)
+    stochastic_steps: int = 100
+    etas: tuple[float, ...] = (0.5, 1.0)
+    last_steps: tuple[int, ...] = (5, 20)
+    strengths: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
+    probes: int = 1
+
+
+_CI_1D = MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=20_000, train=TrainConfig(steps=5_000, batch_size=2_000))
+_CI_GRID = MixtureModelSpec("grid", n_train=20_000, model=MLPConfig(data_dim=2), train=TrainConfig(steps=30_000, batch_size=2_000))
+_PAPER_TRAIN = TrainConfig(steps=20_000, batch_size=10_000)
+_PAPER_1D = MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=500_000, train=_PAPER_TRAIN)
+_PAPER_GRID = MixtureModelSpec("grid", n_train=100_000, model=MLPConfig(data_dim=2), train=TrainConfig(steps=100_000))
+
+#: The chapter's two scales. CI: the shipped CPU-trained models (data/checkpoints; "paper-trained" is chapter 2's
+#: N = 500k model, 20,000 steps at batch 10,000 on a GPU), a few thousand samples per method. Paper: the paper's
+#: models (chapter 2's N = 500k model, chapter 3's grid, which GPU window 1 trains) and 100,000 samples per method;
+#: what it trains itself (the untied network, twice the steps: ~5 minutes on an H100) fits GPU window 7.
+SCALES: dict[str, Scale] = {
+    "ci": Scale(
+        n_samples={"1d": 4_096, "grid": 2_048},
+        specs={"1d": _CI_1D, "grid": _CI_GRID},
+        training={
+            "2,000 training points": replace(_CI_1D, n_train=2_000),
+            "4x the training steps": replace(_CI_1D, train=TrainConfig(steps=20_000, batch_size=2_000)),
+            "untied network (3x parameters)": replace(_CI_1D, model=MLPConfig(tied_blocks=False)),
+            "paper-trained, 500,000 points": _PAPER_1D,
+        },
+        families={"grid": ("sampler", "sharpening"), "1d": ("training",)},
+    ),
+    "paper": Scale(
+        n_samples={"1d": 100_000, "grid": 100_000},
+        specs={"1d": _PAPER_1D, "grid": _PAPER_GRID},
+        training={
+            "25,000 training points": replace(_PAPER_1D, n_train=25_000),
+            "untied network (3x parameters)": replace(_PAPER_1D, model=MLPConfig(tied_blocks=False)),
+            "2x the training steps": replace(_PAPER_1D, train=TrainConfig(steps=40_000, batch_size=10_000)),
+        },
+        families={"grid": ("sampler", "sharpening"), "1d": FAMILIES},
+        strengths=(1e-3, 3e-3, 1e-2, 3e-2),
+        probes=4,
+    ),
+}
+
+
+def methods(scale: Scale, dataset: str) -> list[Method]:
+    """Every method of ``scale`` on ``dataset`` ("1d" or "grid"), DDPM on the base model first."""
+    if dataset not in scale.specs:
+        raise ValueError(f"dataset must be one of {sorted(scale.specs)}, got {dataset!r}")
+    base, s, families = scale.specs[dataset], scale.stochastic_steps, scale.families.get(dataset, ())
+    out = [Method("DDPM, 1000 steps", "sampler", base)]
+    if "sampler" in families:
+        ddim = [Method("DDIM eta=0", "sampler", base, "ddim", n) for n in scale.ddim_steps]
+        out += [replace(m, name=f"DDIM eta=0, {len(m.visited())} steps") for m in ddim]
+        out += [Method(f"DDIM eta={eta:g}, {s} steps", "sampler", base, "ddim", s, eta) for eta in scale.etas]
+        out += [Method(f"DDIM, eta=1 in the last {k} of {s} steps", "sampler", base, "ddim", s, 1.0, k)
+                for k in scale.last_steps]
+    if "sharpening" in families:
+        out += [Method(f"DDPM + sharpening {a:g}", "sharpening", base, strength=a, probes=scale.probes)
+                for a in scale.strengths]
+    if "training" in families:
+        out += [Method(f"DDPM, {name}", "training", spec) for name, spec in scale.training.items()]
+    return out
+
+
+# ------------------------------------------------------------------------------------------- measuring
+def measure(x0: Tensor, hal: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K) -> dict[str, Any]:
+    """The scoreboard's columns for samples ``x0`` (N, D) with Hal scores ``hal`` (N,): the hallucination
+    count, rate and Wilson 95% interval; the in-support quality (``mode_tv``: total variation of the mode
+    masses from the true weights; ``mode_spread``: the in-support samples' RMS distance to their mode per
+    dimension in sigma, just under 1 for true data); ``tv``, the total variation over the modes' balls and the
+    rest; and Hal's AUROC for the labels (NaN when one class is empty)."""
+    labels = out_of_support(x0, mixture, k)
+    n, n_out = int(x0.shape[0]), int(labels.sum())
+    lo, hi = wilson_interval(n_out, n)
+    report = mixture_report(x0, mixture, k)
+    auroc = detection.auroc(hal.double(), labels) if 0 < n_out < n else float("nan")
+    return {"n": n, "hallucinated": n_out, "rate": n_out / n, "rate_lo": lo, "rate_hi": hi,
+            "mode_tv": report["mode_tv"], "mode_spread": report["mode_spread"], "tv": report["tv"], "hal_auroc": auroc}
+
+
+_SOURCE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]  # in every cache key of this module
+
+
+def run_method(method: Method, n: int, *, seed: int = 0, device: torch.device | str = "cpu", k: float = DEFAULT_K,
+               progress: bool = True) -> dict[str, Any]:
+    """Sample ``n`` points with ``method`` (one chunk, ``seed``) and :func:`measure` them; cached on disk
+    (the key holds the method, the model's origin, this module's source and the library's)."""
+    trained = mixture_model(method.spec, device=device, progress=progress)
+    config = {"method": method, "origin": trained.origin, "n": n, "seed": seed, "k": k,
+              "device": torch.device(device).type, "module": _SOURCE}
+
+    def compute() -> dict[str, Any]:
+        model: Denoiser = trained.model
+        if method.strength > 0:
+            d = mode_spacing(method.spec.mixture())
+            model = SharpenedDenoiser(trained.model, method.strength * d**2, delta=method.delta_rel * d,
+                                      probes=method.probes, seed=seed, t_max=method.sharpen_until())
+        result = sample(model, NoiseSchedule(method.spec.schedule), n, shape=(method.spec.mixture().dim,),
+                        sampler=method.sampler, steps=method.steps, start=method.start(), eta=method.eta,
+                        eta_steps=method.eta_steps,
+                        seed=seed, hal_window=method.hal_window(), progress=False)
+        return {"x0": result.x0, **measure(result.x0, result.hal, method.spec.mixture(), k)}
+
+    return cached("mitigation-run", config, compute)
+
+
+def scoreboard(scale: Scale, datasets: Sequence[str] = ("grid", "1d"), *, seed: int = 0,
+               device: torch.device | str = "cpu", k: float = DEFAULT_K, progress: bool = True) -> list[dict[str, Any]]:
+    """One row per (data set, method) of ``scale``: the method's settings, its network evaluations per sample
+    and :func:`measure`'s columns, all on the same ``seed`` (so every method starts from the same x_T)."""
+    jobs = [(ds, m) for ds in datasets for m in methods(scale, ds)]
+    rows = []
+    with progress_bar(total=sum(m.nfe() for _, m in jobs), desc="scoreboard", disable=not progress) as bar:
+        for dataset, method in jobs:
+            run = run_method(method, scale.n_samples[dataset], seed=seed, device=device, k=k, progress=progress)
+            rows.append({"dataset": dataset, "method": method.name, "family": method.family, "nfe": method.nfe(),
+                         **{c: v for c, v in run.items() if c != "x0"}, "x0": run["x0"]})
+            bar.update(method.nfe())
+    return rows
