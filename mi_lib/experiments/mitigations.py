@@ -160,7 +160,8 @@ def laplacian_check(mixture: GaussianMixture, schedule: NoiseSchedule, ts: Seque
 
 
 # ------------------------------------------------------------------------------------------- methods
-#: DDIM starts at the last timestep whose alpha_bar is at least this (q_t is pure noise there to ~sqrt of it):
+#: DDIM starts at the last timestep whose alpha_bar is at least this (the data's share of x_t, sqrt(alpha_bar), is
+#: about 0.003 there: x_t is pure noise as far as the sampler can tell):
 #: the official schedule's alpha_bar falls to 1.3e-47 at t = 999, where DDIM's deterministic step would
 #: multiply the network's error in eps by up to ~1e20 (see :mod:`mi_lib.sampling`). DDPM runs all 1000 steps.
 DDIM_START_ALPHA_BAR = 1e-5
