@@ -24,9 +24,13 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["CPU_NUMERICS_VARS", "cache_dir", "config_key", "cache_path", "cached", "code_fingerprint", "cpu_numerics", "partial_path"]
+__all__ = ["CPU_NUMERICS_VARS", "KEY_OMITS_DEFAULT", "cache_dir", "config_key", "cache_path", "cached", "code_fingerprint", "cpu_numerics", "partial_path"]
 
 T = TypeVar("T")
+
+#: Field metadata for a config field added after keys were recorded (shipped checkpoints, cached results): at its
+#: default the field is left out of the canonical form, so every key made before it existed still stands.
+KEY_OMITS_DEFAULT = {"key": "omit_default"}
 
 
 def cache_dir() -> Path:
@@ -37,7 +41,9 @@ def cache_dir() -> Path:
 def _canonical(obj: Any) -> Any:
     """A JSON-able, order-independent form of a configuration."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {"__type__": type(obj).__name__, **{f.name: _canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)}}
+        fields = [f for f in dataclasses.fields(obj)
+                  if not (f.metadata.get("key") == "omit_default" and getattr(obj, f.name) == f.default)]
+        return {"__type__": type(obj).__name__, **{f.name: _canonical(getattr(obj, f.name)) for f in fields}}
     if isinstance(obj, dict):
         return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
     if isinstance(obj, (list, tuple)):

@@ -257,6 +257,8 @@ def fused_ddpm_sample(
     block_rows, num_warps = parse_config(config)
     if not isinstance(model, MLPDenoiser):
         raise TypeError(f"the fused sampler runs the official MLP (MLPDenoiser), got {type(model).__name__}")
+    if model.config.learn_sigma:
+        raise ValueError("the fused sampler runs the official MLP, not a learned-variance one (use fused=False)")
     if precision not in FUSED_PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {FUSED_PRECISIONS}")
     device = next(model.parameters()).device

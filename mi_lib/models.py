@@ -98,6 +98,8 @@ class MixtureModelSpec:
             raise ValueError(f"n_train must be a positive int, got {self.n_train!r}")
         if self.model.data_dim != self.mixture().dim:
             raise ValueError(f"model.data_dim={self.model.data_dim} but dataset {self.dataset!r} is {self.mixture().dim}-D")
+        if self.train.rho and not self.model.learn_sigma:
+            raise ValueError(f"train.rho={self.train.rho!r} (VSM's penalty) needs model=MLPConfig(learn_sigma=True)")
 
     def mixture(self) -> GaussianMixture:
         """The data distribution."""

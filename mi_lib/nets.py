@@ -5,15 +5,22 @@
 a sinusoidal time embedding, residual blocks that each add a projection of the time embedding, and an
 output projection. The official code builds its blocks as ``[block] * 3`` -- one block applied three
 times, sharing weights. ``tied_blocks=True`` reproduces that; ``False`` gives independent blocks.
+
+A network that also learns its reverse-step variance (Improved DDPM's "learned range", ``learn_sigma=True``)
+returns twice x's channels, guided-diffusion's convention: eps, then v in roughly [-1, 1], which places the
+log-variance between log beta tilde_t (v = -1) and log beta_t (v = 1) (:meth:`NoiseSchedule.learned_log_variance`).
+The sampler and the loss split such an output; nothing else takes one.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+
+from .cache import KEY_OMITS_DEFAULT
 
 __all__ = ["MLPConfig", "MLPDenoiser", "sinusoidal_embedding", "shared_timestep"]
 
@@ -38,7 +45,7 @@ def shared_timestep(t: int, batch_size: int, device: torch.device | str) -> Tens
 @dataclass(frozen=True)
 class MLPConfig:
     """Architecture of :class:`MLPDenoiser`. Defaults are the official code's (width 128, 3 tied blocks,
-    LeakyReLU slope 0.02)."""
+    LeakyReLU slope 0.02). ``learn_sigma``: also output the reverse-step variance (see the module docstring)."""
 
     data_dim: int = 1
     width: int = 128
@@ -46,8 +53,11 @@ class MLPConfig:
     tied_blocks: bool = True
     time_dim: int = 128
     negative_slope: float = 0.02
+    learn_sigma: bool = field(default=False, metadata=KEY_OMITS_DEFAULT)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.learn_sigma, bool):
+            raise TypeError(f"MLPConfig.learn_sigma must be a bool, got {self.learn_sigma!r}")
         for name in ("data_dim", "width", "depth", "time_dim"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -70,7 +80,8 @@ class _ResidualBlock(nn.Module):
 
 
 class MLPDenoiser(nn.Module):
-    """The official low-dimensional denoiser; ``model(x, t) -> eps`` with x: (B, data_dim), t: (B,).
+    """The official low-dimensional denoiser; ``model(x, t) -> eps`` with x: (B, data_dim), t: (B,)
+    (with ``learn_sigma``: (B, 2 * data_dim), eps then v).
 
     When all samples share one timestep (``t`` built by :func:`shared_timestep`), the time embedding and
     its per-block projections are computed for one row and broadcast."""
@@ -87,7 +98,7 @@ class MLPDenoiser(nn.Module):
         n_unique = 1 if c.tied_blocks else c.depth
         self.blocks = nn.ModuleList(_ResidualBlock(c.width, c.time_dim, c.negative_slope) for _ in range(n_unique))
         self.out_norm = nn.LayerNorm(c.width)
-        self.out_proj = nn.Linear(c.width, c.data_dim)
+        self.out_proj = nn.Linear(c.width, c.data_dim * (2 if c.learn_sigma else 1))
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)

@@ -6,7 +6,8 @@ in the same pass, record chosen steps and accumulate the Hal statistic (variance
 steps) without storing trajectories.
 
 Samplers: ``"ddpm"`` ancestral sampling over all T steps with ``variance="large"`` (sigma_t^2 = beta_t, the
-official code's choice) or ``"small"`` (sigma_t^2 = beta tilde_t); ``"ddim"`` over ``steps`` evenly spaced
+official code's choice), ``"small"`` (sigma_t^2 = beta tilde_t) or, for a network that learns it (its output has
+twice x's channels, :mod:`mi_lib.nets`), ``"learned"``; ``"ddim"`` over ``steps`` evenly spaced
 timesteps with stochasticity ``eta`` (0 = deterministic), at every step or, with ``eta_steps=k``, only at the
 last k steps that add noise (deterministic before them: a few stochastic steps at the end, Ashiq et al. 2026).
 ``start`` (DDIM only) begins the reverse process at timestep ``start`` < T-1 from the same N(0, I) x_T: right
@@ -40,7 +41,7 @@ __all__ = ["ReverseStep", "SampleResult", "initial_noise", "reverse_process", "s
 
 SAMPLERS = ("ddpm", "ddim")
 _ROW_BLOCK = 16  # sample() runs the network on a multiple of this many rows
-_VARIANCES = ("large", "small")
+_VARIANCES = ("large", "small", "learned")
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 
@@ -155,6 +156,11 @@ def reverse_process(
     B = x.shape[0]
     for i, t in enumerate(ts):
         eps = net(x, shared_timestep(t, B, x.device))
+        v = None
+        if eps.shape != x.shape:  # a learned-variance network: eps, then v
+            eps, v = eps.chunk(2, dim=1)
+        if variance == "learned" and v is None:
+            raise ValueError("variance='learned' needs a network that learns it (MLPConfig(learn_sigma=True))")
         x0_hat = sched.x0_from_eps(x, t, eps)
         if clip_x0 is not None:
             x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
@@ -162,7 +168,12 @@ def reverse_process(
                 eps = (x - sched.sqrt_alpha_bar[t] * x0_hat) / sched.sqrt_one_minus_alpha_bar[t]
         if sampler == "ddpm":
             mean = sched.posterior_mean(x0_hat, x, t)
-            std = var_table[t].sqrt() if t > 0 else None
+            if t == 0:
+                std = None
+            elif variance == "learned":
+                std = (0.5 * sched.learned_log_variance(v, t)).exp()
+            else:
+                std = var_table[t].sqrt()
         else:
             # float64 host scalars: the official schedule's alpha_bar underflows float32 near t = T-1
             ab = float(schedule.alpha_bar_64[t])
@@ -302,8 +313,8 @@ def _sample_fused(model: Denoiser, schedule: NoiseSchedule, n: int, chunk: int, 
     config = parse_config(fused)
     if sampler != "ddpm":
         raise ValueError(f"fused=True runs DDPM ancestral sampling, not sampler={sampler!r}")
-    if variance not in _VARIANCES:
-        raise ValueError(f"unknown variance {variance!r}; choose one of {_VARIANCES}")
+    if variance not in ("large", "small"):
+        raise ValueError(f"fused=True samples with variance 'large' or 'small', not {variance!r}")
     if record_steps:
         raise ValueError("fused=True keeps every step on the chip: it cannot record_steps (use fused=False)")
     if compile is not False:

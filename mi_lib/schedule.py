@@ -88,7 +88,8 @@ class NoiseSchedule:
     """The forward-process constants for one :class:`ScheduleConfig`, on one device.
 
     Attributes are 1-D tensors of length T indexed by t: ``beta, alpha, alpha_bar, alpha_bar_prev,
-    posterior_variance`` (beta tilde), ``posterior_mean_coef_x0``, ``posterior_mean_coef_xt``, in float32
+    posterior_variance`` (beta tilde), ``posterior_log_variance_clipped, log_beta``, ``posterior_mean_coef_x0``,
+    ``posterior_mean_coef_xt``, in float32
     on ``device``; the ``*_64`` twins are float64 on the CPU for analysis. Use :meth:`to` to get the same
     schedule on another device; each device's copy is built once and reused.
     """
@@ -120,6 +121,10 @@ class NoiseSchedule:
             "sqrt_recip_alpha_bar": alpha_bar.rsqrt(),
             "sqrt_recip_alpha_bar_minus_one": (1 / alpha_bar - 1).sqrt(),
             "posterior_variance": posterior_variance,
+            # beta tilde_0 = 0: Improved DDPM's clipped log uses beta tilde_1 at t = 0
+            "posterior_log_variance_clipped": torch.cat([posterior_variance[1:2], posterior_variance[1:]]).log()
+            if config.T > 1 else beta.log(),
+            "log_beta": beta.log(),
             "posterior_mean_coef_x0": beta * alpha_bar_prev.sqrt() / (1 - alpha_bar),
             "posterior_mean_coef_xt": (1 - alpha_bar_prev) * alpha.sqrt() / (1 - alpha_bar),
         }
@@ -174,6 +179,13 @@ class NoiseSchedule:
     def posterior_mean(self, x0: Tensor, xt: Tensor, t: Tensor | int) -> Tensor:
         """Mean of q(x_{t-1} | x_t, x_0)."""
         return self._coef(self.posterior_mean_coef_x0, t, xt) * x0 + self._coef(self.posterior_mean_coef_xt, t, xt) * xt
+
+    def learned_log_variance(self, v: Tensor, t: Tensor | int) -> Tensor:
+        """The reverse step's log-variance a learned-variance network chooses with ``v`` (Improved DDPM's
+        "learned range"): frac log beta_t + (1 - frac) log beta tilde_t with frac = (v + 1) / 2, beta tilde
+        clipped at t = 0 (where it is 0) to its t = 1 value. ``v``: (B, ...); ``t``: (B,) or int."""
+        frac = (v + 1) / 2
+        return frac * self._coef(self.log_beta, t, v) + (1 - frac) * self._coef(self.posterior_log_variance_clipped, t, v)
 
     def snr_64(self) -> Tensor:
         """Signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t) in float64, shape (T,)."""

@@ -20,22 +20,23 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from .cache import _store, load_or_warn
+from .cache import KEY_OMITS_DEFAULT, _store, load_or_warn
 from .fast import FastDenoiser, precision_flags
 from .runtime import progress_bar, require_cuda
-from .schedule import NoiseSchedule
+from .schedule import NoiseSchedule, broadcast_to
 
-__all__ = ["TrainConfig", "TrainResult", "StaleTrainingState", "NonFiniteLoss", "check_finite", "diffusion_loss", "train", "train_many", "data_fingerprint", "weights_fingerprint"]
+__all__ = ["TrainConfig", "TrainResult", "StaleTrainingState", "NonFiniteLoss", "check_finite", "diffusion_loss", "loss_terms", "train", "train_many", "data_fingerprint", "weights_fingerprint"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -74,7 +75,8 @@ class StaleTrainingState(ValueError):
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings. Defaults are the official code's: Adam lr 1e-3, betas (0.9, 0.999), batch
-    10,000, no EMA, seed 1234. ``steps`` is the number of optimizer steps."""
+    10,000, no EMA, seed 1234. ``steps`` is the number of optimizer steps. ``rho``: the weight of VSM's
+    smoothness penalty, for a learned-variance network only (:func:`diffusion_loss`; 0: none)."""
 
     steps: int = 20_000
     batch_size: int = 10_000
@@ -82,6 +84,7 @@ class TrainConfig:
     adam_betas: tuple[float, float] = (0.9, 0.999)
     ema_decay: float | None = None
     seed: int = 1234
+    rho: float = field(default=0.0, metadata=KEY_OMITS_DEFAULT)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size"):
@@ -90,6 +93,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be a positive int, got {v!r}")
         if not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or not 0 <= self.rho < math.inf:
+            raise ValueError(f"TrainConfig.rho must be a finite number >= 0, got {self.rho!r}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"TrainConfig.ema_decay must be in (0, 1) or None, got {self.ema_decay}")
 
@@ -105,11 +110,46 @@ class TrainResult:
     wall_time_s: float
 
 
-def diffusion_loss(model: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSchedule, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+def diffusion_loss(model: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSchedule, x0: Tensor, t: Tensor, eps: Tensor,
+                   rho: float = 0.0) -> Tensor:
     """Unweighted epsilon-prediction MSE per sample: mean over non-batch dims of (model(x_t, t) - eps)^2.
-    x0, eps: (B, ...); t: (B,) -> (B,)."""
+    x0, eps: (B, ...); t: (B,) -> (B,). For a learned-variance network, the hybrid loss of :func:`loss_terms`."""
+    return loss_terms(model, schedule, x0, t, eps, rho)["loss"]
+
+
+def loss_terms(model: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSchedule, x0: Tensor, t: Tensor, eps: Tensor,
+               rho: float = 0.0) -> dict[str, Tensor]:
+    """The per-sample (B,) terms of :func:`diffusion_loss`: ``mse`` and ``loss``, and for a learned-variance
+    network ``vb`` and ``smooth`` too.
+
+    A learned-variance network (its output has twice x's channels: eps, then v; :mod:`mi_lib.nets`) is trained
+    with Improved DDPM's hybrid loss, MSE + VB, where VB (in bits per dimension, times T / 1000 as in Improved
+    DDPM) is KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) for t > 0 and the Gaussian negative log-likelihood of
+    x_0 at t = 0 (continuous data: no 8-bit discretisation), with eps held fixed in it, so that VB trains the
+    variance and MSE the mean. ``rho > 0`` adds VSM's penalty in the official VSM code's time-aware form,
+    rho / sqrt(1 - alpha_bar_t) * smooth with smooth = mean(1 / (1 + J^2)) and J = -1 / sigma_theta^2, its
+    diagonal proxy of the score's Jacobian. Like VB, the penalty reaches the network only through v."""
     xt = schedule.q_sample(x0, t, eps)
-    return (model(xt, t) - eps).square().flatten(1).mean(1)
+    out = model(xt, t)
+    if out.shape == x0.shape:
+        if rho:
+            raise ValueError(f"rho={rho!r} needs a learned-variance network (MLPConfig(learn_sigma=True))")
+        mse = (out - eps).square().flatten(1).mean(1)
+        return {"mse": mse, "loss": mse}
+    eps_hat, v = out.chunk(2, dim=1)
+    mse = (eps_hat - eps).square().flatten(1).mean(1)
+    log_var = schedule.learned_log_variance(v, t)
+    mean = schedule.posterior_mean(schedule.x0_from_eps(xt, t, eps_hat.detach()), xt, t)
+    true_mean = schedule.posterior_mean(x0, xt, t)
+    true_log_var = broadcast_to(schedule.posterior_log_variance_clipped[t], x0)
+    kl = 0.5 * (-1 + log_var - true_log_var + (true_log_var - log_var).exp() + (true_mean - mean).square() * (-log_var).exp())
+    nll = 0.5 * (math.log(2 * math.pi) + log_var + (x0 - mean).square() * (-log_var).exp())
+    vb = torch.where(broadcast_to(t == 0, x0), nll, kl).flatten(1).mean(1) / math.log(2.0) * (schedule.T / 1000)
+    smooth = torch.sigmoid(2 * log_var).flatten(1).mean(1)  # 1 / (1 + J^2) with J = -exp(-log_var)
+    loss = mse + vb
+    if rho:
+        loss = loss + rho / schedule.sqrt_one_minus_alpha_bar[t] * smooth
+    return {"mse": mse, "vb": vb, "smooth": smooth, "loss": loss}
 
 
 def train(
@@ -204,7 +244,7 @@ def train(
     x0_b, t_b, eps_b = x0_b[0], t_b[0], eps_b[0]
 
     def update() -> Tensor:  # one optimizer step on the buffers' batch; the mean loss
-        loss = diffusion_loss(net, sched, x0_b, t_b, eps_b).mean()
+        loss = diffusion_loss(net, sched, x0_b, t_b, eps_b, config.rho).mean()
         loss.backward()
         opt.step()
         if ema is not None:
@@ -274,7 +314,7 @@ def train_many(
     configs = [configs] * k if isinstance(configs, TrainConfig) else list(configs)
     if len(configs) != k or not all(isinstance(c, TrainConfig) for c in configs):
         raise ValueError(f"configs must be one TrainConfig or one per model ({k}), got {len(configs)}")
-    for name in ("steps", "batch_size", "lr", "adam_betas", "ema_decay"):
+    for name in ("steps", "batch_size", "lr", "adam_betas", "ema_decay", "rho"):
         values = {getattr(c, name) for c in configs}
         if len(values) > 1:
             raise ValueError(f"the models of one batched run share {name} (one optimizer, one loop); got {sorted(values, key=repr)}")
@@ -317,10 +357,12 @@ def train_many(
     losses = torch.empty((k, config.steps), device=device)
 
     def flat_net(xt: Tensor, t: Tensor) -> Tensor:  # the stacked network seen as one (K*b, ...) denoiser
-        return net(xt.view(k, b, *sample_shape), t.view(k, b)).reshape(k * b, *sample_shape)
+        out = net(xt.view(k, b, *sample_shape), t.view(k, b))
+        return out.reshape(k * b, *out.shape[2:])  # eps (and v, for a learned-variance network)
 
     def update() -> Tensor:  # one optimizer step of every model; their mean losses (K,)
-        per_sample = diffusion_loss(flat_net, sched, x0_b.view(k * b, *sample_shape), t_b.view(-1), eps_b.view(k * b, *sample_shape))
+        per_sample = diffusion_loss(flat_net, sched, x0_b.view(k * b, *sample_shape), t_b.view(-1), eps_b.view(k * b, *sample_shape),
+                                    config.rho)
         loss = per_sample.view(k, b).mean(1)
         loss.sum().backward()  # model i's weights get model i's gradient alone
         opt.step()

@@ -24,6 +24,7 @@ The chapters' CI-scale parameters build exactly these specs; change one there an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
@@ -57,6 +58,12 @@ CI_SPECS: dict[str, MixtureModelSpec] = {
                                              train=mi.TrainConfig(steps=20_000, batch_size=2_000)),
     "1d-123-n20k-untied": MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=20_000, model=mi.MLPConfig(tied_blocks=False),
                                            train=CI_TRAIN),
+    # chapter 8's VSM sweep: the network with a learned-variance head, trained with Improved DDPM's hybrid loss
+    # plus VSM's penalty at weight rho (rho = 0: the learned-variance baseline)
+    **{f"1d-123-n20k-vsm-rho{rho:g}": MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=20_000,
+                                                       model=mi.MLPConfig(learn_sigma=True),
+                                                       train=dataclasses.replace(CI_TRAIN, rho=rho))
+       for rho in (0.0, 0.1, 1.0, 10.0)},
 }
 #: Chapter 5's CPU-trainable image models (mi_lib.models.IMAGE_SCALES["ci"]): 6,000 steps at batch 64 with
 #: EMA, about 55 minutes on one core.

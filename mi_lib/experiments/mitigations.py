@@ -8,8 +8,13 @@ Three families of remedy, each scored by :func:`scoreboard` with the same measur
 - **sampling-time sharpening** (Chandran, Anumasa & Liu 2025): the score Y replaced by R = Y - alpha Y'', with
   the Laplacian Y'' estimated by finite differences along random sign vectors (Hutchinson's trace estimator),
   :class:`SharpenedDenoiser`; :func:`laplacian_check` holds the estimate against the exact score's Laplacian;
-- **training-time baselines** a reader would try first: more training data, four times the training steps,
-  the untied network (three times the parameters), and the paper-scale models a GPU trained.
+- **training-time**: Variance-guided Score Modulation (VSM; Bhosale et al. 2026), ported from its official
+  code to the MLP: a learned-variance head trained with Improved DDPM's hybrid loss plus
+  rho / sqrt(1 - alpha_bar_t) * mean(1 / (1 + J^2)), J = -1 / sigma_theta^2 (:func:`mi_lib.train.loss_terms`),
+  swept over rho (rho = 0 is the learned-variance baseline), sampled with the learned variance;
+  :func:`vsm_terms` shows what the penalty weighs against the rest of the loss. Beside it the baselines a
+  reader would try first: more training data, four times the training steps, the untied network (three times
+  the parameters), and the paper-scale models a GPU trained.
 
 Labels come from geometry alone (:func:`mi_lib.out_of_support`: farther than k sigma from every mode), never from
 Hal, so Hal's AUROC under each sampler is an honest question. In-support quality is scored beside the rate
@@ -44,7 +49,7 @@ from ..recursion import mixture_report
 from ..runtime import progress_bar
 from ..sampling import sample, timesteps
 from ..schedule import NoiseSchedule
-from ..train import TrainConfig
+from ..train import TrainConfig, loss_terms
 
 __all__ = [
     "Method",
@@ -56,6 +61,8 @@ __all__ = [
     "laplacian_check",
     "mode_spacing",
     "methods",
+    "vsm_spec",
+    "vsm_terms",
     "measure",
     "run_method",
     "scoreboard",
@@ -174,8 +181,8 @@ def ddim_start(schedule: NoiseSchedule) -> int:
 
 @dataclass(frozen=True)
 class Method:
-    """One way of sampling a mixture model: which model (``spec``), which sampler (``sampler``, ``steps``,
-    ``eta``, ``eta_steps``: see :func:`mi_lib.sample`) and how much sharpening (``strength``, in units of the
+    """One way of sampling a mixture model: which model (``spec``), which sampler (``sampler``, ``variance``,
+    ``steps``, ``eta``, ``eta_steps``: see :func:`mi_lib.sample`) and how much sharpening (``strength``, in units of the
     squared mode spacing; 0: none). ``name`` is what the scoreboard prints, ``family`` one of
     ``"sampler"``, ``"sharpening"``, ``"training"``."""
 
@@ -189,10 +196,13 @@ class Method:
     strength: float = 0.0
     probes: int = 1
     delta_rel: float = 0.02
+    variance: str = "large"
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
+        if self.variance == "learned" and not self.spec.model.learn_sigma:
+            raise ValueError(f"{self.name}: variance='learned' needs a learned-variance model (MLPConfig(learn_sigma=True))")
         self.visited()  # raises on a bad sampler or step count
 
     def start(self) -> int | None:
@@ -224,7 +234,8 @@ class Scale:
     the training-time baselines (``training``: name -> spec, on the 1D mixture); DDIM's step counts
     (``ddim_steps``; None: every step from :func:`ddim_start`); the stochastic variants at ``stochastic_steps`` steps (``etas`` at every step,
     ``last_steps``: eta = 1 only in that many last steps); the sharpening ``strengths`` with ``probes`` sign
-    vectors per step; ``families``: which families run on which data set."""
+    vectors per step; VSM's weights ``vsm_rhos`` (on the 1D base model, :func:`vsm_spec`); ``families``: which
+    families run on which data set."""
 
     n_samples: dict[str, int]
     specs: dict[str, MixtureModelSpec]
@@ -236,6 +247,7 @@ class Scale:
     last_steps: tuple[int, ...] = (5, 20)
     strengths: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
     probes: int = 1
+    vsm_rhos: tuple[float, ...] = (0.0, 0.1, 1.0, 10.0)
 
 
 _CI_1D = MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=20_000, train=TrainConfig(steps=5_000, batch_size=2_000))
@@ -245,9 +257,10 @@ _PAPER_1D = MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=500_000, train=_PAPE
 _PAPER_GRID = MixtureModelSpec("grid", n_train=100_000, model=MLPConfig(data_dim=2), train=TrainConfig(steps=100_000))
 
 #: The chapter's two scales. CI: the shipped CPU-trained models (data/checkpoints; "paper-trained" is chapter 2's
-#: N = 500k model, 20,000 steps at batch 10,000 on a GPU), a few thousand samples per method. Paper: the paper's
-#: models (chapter 2's N = 500k model, chapter 3's grid, which GPU window 1 trains) and 100,000 samples per method;
-#: what it trains itself (the untied network, twice the steps: ~5 minutes on an H100) fits GPU window 7.
+#: N = 500k model, 20,000 steps at batch 10,000 on a GPU; the four VSM models), a few thousand samples per method.
+#: Paper: the paper's models (chapter 2's N = 500k model, chapter 3's grid, which GPU window 1 trains) and 100,000
+#: samples per method; what it trains itself (the untied network, twice the steps, three VSM models: ~8 minutes on
+#: an H100) fits GPU window 7.
 SCALES: dict[str, Scale] = {
     "ci": Scale(
         n_samples={"1d": 4_096, "grid": 2_048},
@@ -258,7 +271,7 @@ SCALES: dict[str, Scale] = {
             "untied network (3x parameters)": replace(_CI_1D, model=MLPConfig(tied_blocks=False)),
             "paper-trained, 500,000 points": _PAPER_1D,
         },
-        families={"grid": ("sampler", "sharpening"), "1d": ("training",)},
+        families={"grid": ("sampler", "sharpening"), "1d": ("sampler", "training")},
     ),
     "paper": Scale(
         n_samples={"1d": 100_000, "grid": 100_000},
@@ -271,6 +284,7 @@ SCALES: dict[str, Scale] = {
         families={"grid": ("sampler", "sharpening"), "1d": FAMILIES},
         strengths=(1e-3, 3e-3, 1e-2, 3e-2),
         probes=4,
+        vsm_rhos=(0.0, 0.1, 1.0),
     ),
 }
 
@@ -282,6 +296,7 @@ def methods(scale: Scale, dataset: str) -> list[Method]:
     base, s, families = scale.specs[dataset], scale.stochastic_steps, scale.families.get(dataset, ())
     out = [Method("DDPM, 1000 steps", "sampler", base)]
     if "sampler" in families:
+        out.append(Method("DDPM, sigma^2 = beta tilde", "sampler", base, variance="small"))
         ddim = [Method("DDIM eta=0", "sampler", base, "ddim", n) for n in scale.ddim_steps]
         out += [replace(m, name=f"DDIM eta=0, {len(m.visited())} steps") for m in ddim]
         out += [Method(f"DDIM eta={eta:g}, {s} steps", "sampler", base, "ddim", s, eta) for eta in scale.etas]
@@ -292,7 +307,44 @@ def methods(scale: Scale, dataset: str) -> list[Method]:
                 for a in scale.strengths]
     if "training" in families:
         out += [Method(f"DDPM, {name}", "training", spec) for name, spec in scale.training.items()]
+        out += [Method(f"DDPM, learned variance, VSM rho={rho:g}", "training", vsm_spec(base, rho), variance="learned")
+                for rho in scale.vsm_rhos]
+        if 0.1 in scale.vsm_rhos:  # VSM's recommended weight, its mean alone: the same network with sigma^2 = beta
+            out.append(Method("DDPM, VSM rho=0.1 network, sigma^2 = beta", "training", vsm_spec(base, 0.1)))
     return out
+
+
+def vsm_spec(base: MixtureModelSpec, rho: float) -> MixtureModelSpec:
+    """``base`` with a learned-variance head, trained with VSM's penalty at weight ``rho`` (0: Improved DDPM's
+    hybrid loss alone)."""
+    return replace(base, model=replace(base.model, learn_sigma=True), train=replace(base.train, rho=float(rho)))
+
+
+@torch.no_grad()
+def vsm_terms(scale: Scale, *, n: int = 20_000, seed: int = 0, device: torch.device | str = "cpu",
+              progress: bool = True) -> list[dict[str, Any]]:
+    """What VSM's penalty weighs in each model of the rho sweep: the loss terms of :func:`mi_lib.train.loss_terms`
+    averaged over ``n`` training draws (x_0 from the training set, t uniform, eps normal; ``seed``): ``mse``, ``vb``
+    and ``penalty`` = mean(rho / sqrt(1 - alpha_bar_t) * smooth), its share of the loss, and where the learned
+    variance sits between beta tilde (0) and beta (1) at t < 50 and over all t (``frac_low_t``, ``frac``)."""
+    base = scale.specs["1d"]
+    schedule = NoiseSchedule(base.schedule).to(device)
+    g = torch.Generator().manual_seed(seed)
+    data = base.training_data()
+    x0 = data[torch.randint(0, len(data), (n,), generator=g)].to(device)
+    t = torch.randint(0, schedule.T, (n,), generator=g).to(device)
+    eps = torch.randn(x0.shape, generator=g).to(device)
+    rows = []
+    for rho in scale.vsm_rhos:
+        model = mixture_model(vsm_spec(base, rho), device=device, progress=progress).model
+        terms = loss_terms(model, schedule, x0, t, eps, rho)
+        v = model(schedule.q_sample(x0, t, eps), t).chunk(2, dim=1)[1].squeeze(1)
+        frac = ((v + 1) / 2).cpu()
+        penalty = rho / schedule.sqrt_one_minus_alpha_bar[t] * terms["smooth"]
+        rows.append({"rho": rho, "mse": float(terms["mse"].mean()), "vb": float(terms["vb"].mean()),
+                     "penalty": float(penalty.mean()), "penalty_share": float(penalty.mean() / terms["loss"].mean()),
+                     "frac_low_t": float(frac[t.cpu() < 50].mean()), "frac": float(frac.mean())})
+    return rows
 
 
 # ------------------------------------------------------------------------------------------- measuring
@@ -329,7 +381,7 @@ def run_method(method: Method, n: int, *, seed: int = 0, device: torch.device | 
             model = SharpenedDenoiser(trained.model, method.strength * d**2, delta=method.delta_rel * d,
                                       probes=method.probes, seed=seed, t_max=method.sharpen_until())
         result = sample(model, NoiseSchedule(method.spec.schedule), n, shape=(method.spec.mixture().dim,),
-                        sampler=method.sampler, steps=method.steps, start=method.start(), eta=method.eta,
+                        sampler=method.sampler, variance=method.variance, steps=method.steps, start=method.start(), eta=method.eta,
                         eta_steps=method.eta_steps,
                         seed=seed, hal_window=method.hal_window(), progress=False)
         return {"x0": result.x0, **measure(result.x0, result.hal, method.spec.mixture(), k)}
