@@ -128,12 +128,18 @@ CLAIMS: dict[str, list[tuple[str, str, str] | tuple[str, str, str, dict[str, obj
         ("grid_ddim_all", "same, deterministic DDIM to every step from pure noise (asserted not above DDPM's)", "— (Ashiq et al.: DDIM > DDPM)"),
         ("grid_ddim100_last5", "same, 100 DDIM steps with eta = 1 in the last 5 (asserted below 100 deterministic steps)", "— (Ashiq et al.: a few stochastic steps fix it)"),
         ("grid_sharpening_0.003", "same, DDPM with Laplacian score sharpening, strength 0.003", "— (Chandran et al. 2025: fewer)"),
+        ("grid_ddpm_small_variance", "same, DDPM with sigma^2 = beta tilde (asserted below sigma^2 = beta)", "—"),
         ("grid_hal_auroc_ddpm", "Hal's AUROC under DDPM", "—"),
         ("grid_hal_auroc_ddim_all", "Hal's AUROC under DDIM to every step", "—"),
         ("1d_base", "1D (1, 2, 3), CI model: share of samples out of support", "—"),
         ("1d_4x_steps", "same, four times the training steps (asserted below the CI model's)", "—"),
         ("1d_untied", "same, the untied network (3x parameters)", "—"),
         ("1d_2k_points", "same, 2,000 training points instead of 20,000", "—"),
+        ("1d_ddim_all", "same, deterministic DDIM to every step (asserted above DDPM's)", "— (Ashiq et al.: DDIM > DDPM)"),
+        ("1d_ddim100_last5", "same, 100 DDIM steps with eta = 1 in the last 5 (asserted below 100 deterministic steps)", "— (Ashiq et al.: a few stochastic steps fix it)"),
+        ("1d_vsm_rho0", "same, learned variance (Improved DDPM's hybrid loss), VSM rho = 0", "—"),
+        ("1d_vsm_rho0.1", "same, VSM rho = 0.1 (asserted not below rho = 0, nor any other weight)", "up to ~25% fewer (VSM, image scale, rho = 0.1)"),
+        ("1d_vsm_rho0_seed1235", "same, rho = 0 from another training seed (the yardstick between recipes)", "—"),
     ],
 }
 

@@ -234,7 +234,8 @@ class Scale:
     the training-time baselines (``training``: name -> spec, on the 1D mixture); DDIM's step counts
     (``ddim_steps``; None: every step from :func:`ddim_start`); the stochastic variants at ``stochastic_steps`` steps (``etas`` at every step,
     ``last_steps``: eta = 1 only in that many last steps); the sharpening ``strengths`` with ``probes`` sign
-    vectors per step; VSM's weights ``vsm_rhos`` (on the 1D base model, :func:`vsm_spec`); ``families``: which
+    vectors per step; VSM's weights ``vsm_rhos`` (on the 1D base model, :func:`vsm_spec`) and the rho = 0 recipe
+    again from the training seeds ``vsm_null_seeds`` (how far apart equal recipes land); ``families``: which
     families run on which data set."""
 
     n_samples: dict[str, int]
@@ -248,6 +249,7 @@ class Scale:
     strengths: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
     probes: int = 1
     vsm_rhos: tuple[float, ...] = (0.0, 0.1, 1.0, 10.0)
+    vsm_null_seeds: tuple[int, ...] = (1235,)
 
 
 _CI_1D = MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=20_000, train=TrainConfig(steps=5_000, batch_size=2_000))
@@ -309,6 +311,9 @@ def methods(scale: Scale, dataset: str) -> list[Method]:
         out += [Method(f"DDPM, {name}", "training", spec) for name, spec in scale.training.items()]
         out += [Method(f"DDPM, learned variance, VSM rho={rho:g}", "training", vsm_spec(base, rho), variance="learned")
                 for rho in scale.vsm_rhos]
+        out += [Method(f"DDPM, learned variance, VSM rho=0 (seed {s})", "training",
+                       replace(vsm_spec(base, 0.0), train=replace(base.train, seed=s)), variance="learned")
+                for s in scale.vsm_null_seeds]
         if 0.1 in scale.vsm_rhos:  # VSM's recommended weight, its mean alone: the same network with sigma^2 = beta
             out.append(Method("DDPM, VSM rho=0.1 network, sigma^2 = beta", "training", vsm_spec(base, 0.1)))
     return out
