@@ -53,6 +53,12 @@ ASSETS  := $(wildcard _static images figures _ext)
 # The kernel "python3" must resolve to the venv's kernelspec, even if the user has one in ~/.local.
 export JUPYTER_PREFER_ENV_PATH := 1
 export PYTHONHASHSEED := 0
+# glibc's malloc hands every tensor of 128 KiB or more straight back to the kernel when it is freed, so the next one
+# page-faults its memory in again: a width-128 MLP on 10,000 samples spends about an eighth of each reverse step
+# doing so (benchmarks/cpu_allocator.py). Kept instead (never trimmed), the same values come out faster. Only where the
+# Makefile runs Python (tests, chapters); a value already in the environment wins.
+export MALLOC_MMAP_THRESHOLD_ ?= 1073741824
+export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 # One on-disk cache (trained models, samples) for nbval and papermill, whatever their working directory:
 # the book build after nbval reuses what nbval computed. Keys hash the config and mi_lib's source.
 export MI_CACHE_DIR ?= $(abspath .mi_cache)

@@ -445,8 +445,8 @@ def image_samples(
     """``n`` images (N, 1, 64, 64) in the model's range [-1, 1] (and Hal, records) from the model of
     ``spec``, cached on disk; as :func:`mixture_samples`, DDPM ancestral sampling over all T steps, here
     with x0_hat clamped to [-1, 1] at every step (``clip_x0``, as DDPM and ADM sample images; without it the
-    small CI-scale UNets drift far outside the data range). ``chunk_size`` bounds memory and does not
-    change the samples."""
+    small CI-scale UNets drift far outside the data range). ``chunk_size`` bounds memory; it changes no
+    sample and is not in the cache key."""
     trained = image_model(spec, device=device, progress=progress)
     return _samples(
         "image-samples", spec, trained, n, seed, device, chunk_size, hal_window, record_steps, progress, clip_x0
@@ -458,7 +458,9 @@ def _samples(
     chunk_size: int | None, hal_window: tuple[int, int] | None, record_steps: Sequence[int], progress: bool,
     clip_x0: float | None,
 ) -> SampleResult:
-    config = {"spec": spec, "origin": trained.origin, "n": n, "seed": seed, "chunk_size": chunk_size, "hal_window": hal_window, "device": torch.device(device).type}
+    # chunk_size is not in the key: it bounds memory and changes no sample (mi_lib.sampling), so one entry serves
+    # every chunk size
+    config = {"spec": spec, "origin": trained.origin, "n": n, "seed": seed, "hal_window": hal_window, "device": torch.device(device).type}
     record_steps = sorted({int(t) for t in record_steps})
     if record_steps:  # a key change only when asked for, so earlier cached samples stay valid
         config["record_steps"] = record_steps

@@ -233,9 +233,15 @@ def test_image_model_trains_caches_samples_and_keeps_the_ema_weights(tmp_path, m
         torch.testing.assert_close(v, plain.ema_model.state_dict()[k])
     assert any(not torch.equal(v, plain.model.state_dict()[k]) for k, v in payload["state_dict"].items())
     out = mi.image_samples(TINY_IMAGE, 5, seed=1, hal_window=(0, 2), progress=False)
+    entries = sorted(tmp_path.glob("image-samples-*.pt"))
     again = mi.image_samples(TINY_IMAGE, 5, seed=1, hal_window=(0, 2), chunk_size=2, progress=False)
+    assert sorted(tmp_path.glob("image-samples-*.pt")) == entries  # chunk_size is not in the key: one entry
+    drawn = mi.sample(first.model, mi.NoiseSchedule(TINY_IMAGE.schedule), 5, seed=1, hal_window=(0, 2), chunk_size=2,
+                      clip_x0=mi.models.IMAGE_CLIP_X0, progress=False)
     assert out.x0.shape == (5, 1, 64, 64) and out.hal.shape == (5,)
-    torch.testing.assert_close(out.x0, again.x0, rtol=0, atol=0)
+    for served in (again, drawn):  # and rightly so: drawn 2 at a time, the samples are the same bits
+        torch.testing.assert_close(out.x0, served.x0, rtol=0, atol=0)
+        torch.testing.assert_close(out.hal, served.hal, rtol=0, atol=0)
     assert out.x0.abs().max() <= mi.models.IMAGE_CLIP_X0  # x0_hat is clamped at every step, the last included
     free = mi.image_samples(TINY_IMAGE, 5, seed=1, hal_window=(0, 2), clip_x0=None, progress=False)
     assert free.x0.abs().max() > 1.0  # a separate cache entry: the 3-step model strays outside [-1, 1]
