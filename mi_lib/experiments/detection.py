@@ -1,0 +1,403 @@
+"""Chapter 6, *Diffusion models know when they hallucinate*: the Hal metric as a detector, measured.
+
+Each model of the chapter (the 1D mixture under the official and the standard beta schedule, the 5x5 grid, and
+chapter 5's two image models) becomes a :class:`Measured`: a test batch (and, for the mixtures, a calibration
+batch drawn with the next seed), its labels from geometry or from chapter 5's counters alone, and four scores
+per sample (:func:`mi_lib.detection.detection_scores`: Hal, the variance of x_t over the same window, the norm
+of the predicted noise at the last step, a random score). The rest are measurements on those: AUROCs, a
+threshold fitted on the calibration batch and applied to the test batch (:func:`threshold_rates`), the grid's
+hallucinations split by where they lie (:func:`grid_split`), and AUROC over a grid of windows
+(:func:`window_sweep`). :func:`claimed_numbers` gathers what ``results/06_detection.json`` records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from torch import Tensor, nn
+
+from .. import detection as det
+from .. import hands, shapes
+from ..metrics import mode_segments, out_of_support, segment_of
+from ..models import MixtureModelSpec, image_model, image_model_spec, image_samples, mixture_model, mixture_samples
+from ..nets import MLPConfig
+from ..params import choice_parameter, number_parameter, sequence_parameter
+from ..sampling import SampleResult
+from ..schedule import OFFICIAL, STANDARD, NoiseSchedule
+from ..train import TrainConfig
+
+__all__ = [
+    "SCALES", "IMAGE_NAMES", "Setup", "Measured", "setup", "mixture_specs", "sample_mixtures", "measure_mixtures",
+    "measure_images", "score_images",
+    "auroc_vs_radius", "threshold_rates", "grid_split", "window_sweep", "claimed_numbers", "plot_hal_histograms",
+    "plot_rocs", "plot_window_grids", "plot_threshold", "print_auroc_table", "print_rates", "print_summary",
+]
+
+#: Per scale: test and calibration samples per mixture model, images per image model (one batch: calibration
+#: and test halves), and how the mixture models are trained (at CI scale: the checkpoints that ship).
+SCALES: dict[str, dict[str, Any]] = {
+    "ci": dict(n_samples=10_000, n_calibration=5_000, n_images=128,
+               train_1d=TrainConfig(steps=5_000, batch_size=2_000), n_train_1d=20_000,
+               train_2d=TrainConfig(steps=30_000, batch_size=2_000), n_train_2d=20_000),
+    "paper": dict(n_samples=100_000, n_calibration=100_000, n_images=2_000,
+                  train_1d=TrainConfig(steps=20_000), n_train_1d=20_000,
+                  train_2d=TrainConfig(steps=100_000), n_train_2d=100_000),
+}
+OFFICIAL_1D, STANDARD_1D, GRID = "1D, official schedule", "1D, standard schedule", "2D grid"
+IMAGE_NAMES = {"shapes": "Simple Shapes", "hands": "synthetic hands"}
+#: What the two classes are called, per model: (hallucinated, the others).
+CLASS_NAMES = {"Simple Shapes": ("crowded column", "no crowded column"),
+               "synthetic hands": ("not five fingers", "five fingers")}
+MIN_PER_CLASS = 5  # fewer images of one kind than this in either half: nothing to measure a detector on
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The chapter's parameters, checked, with the sizes its scale gives where a parameter is None."""
+
+    scale: str
+    seed: int
+    k: float
+    window: tuple[int, int]
+    kept_target: float
+    n_samples: int
+    n_calibration: int
+    n_images: int
+
+    @property
+    def keep_rule(self) -> str:
+        return f"keep {self.kept_target:.0%} (calibration)"
+
+
+def setup(scale: str, seed: int, k: float, window: Sequence[int], kept_target: float, n_samples: int | None,
+          n_calibration: int | None, n_images: int | None) -> Setup:
+    """Check the notebook's parameters (one clear error, before any work) and fill in the sizes of ``scale``."""
+    scale = choice_parameter(scale, "scale", tuple(SCALES))
+    size = SCALES[scale]
+    window = sequence_parameter(window, "window", int, length=2)  # a list, or a -p string, from papermill
+    if not 0 <= window[0] < window[1] < 1000:
+        raise ValueError("window must be two step indices (t_lo, t_hi) with 0 <= t_lo < t_hi < 1000 "
+                         f"(a variance needs two steps), got {window!r}")
+
+    def size_of(value: int | None, name: str, at_least: int) -> int:
+        return size[name] if value is None else number_parameter(value, name, int, at_least=at_least)
+
+    return Setup(
+        scale, number_parameter(seed, "seed", int, at_least=0, at_most=2**32 - 1), number_parameter(k, "k", above=0),
+        tuple(window), number_parameter(kept_target, "kept_target", above=0, below=1),
+        size_of(n_samples, "n_samples", 1), size_of(n_calibration, "n_calibration", 1),
+        size_of(n_images, "n_images", 2),  # calibration and test halves
+    )
+
+
+def mixture_specs(s: Setup) -> dict[str, MixtureModelSpec]:
+    """The three mixture models: the 1D mixture at 1, 2, 3 under the official and the standard schedule, the grid."""
+    size = SCALES[s.scale]
+    one_d = MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=size["n_train_1d"], data_seed=s.seed, train=size["train_1d"])
+    return {
+        OFFICIAL_1D: one_d,
+        STANDARD_1D: one_d.replace(schedule=STANDARD),
+        GRID: MixtureModelSpec("grid", n_train=size["n_train_2d"], data_seed=s.seed, model=MLPConfig(data_dim=2),
+                               train=size["train_2d"]),
+    }
+
+
+@dataclass
+class Measured:
+    """One model's test batch (the image models: the whole batch), its labels and scores, and their AUROCs; the
+    mixtures also carry a calibration batch (seed + 1)."""
+
+    name: str
+    schedule: NoiseSchedule
+    test: SampleResult
+    labels: Tensor
+    scores: dict[str, Tensor] = field(default_factory=dict)
+    calibration: SampleResult | None = None
+    labels_cal: Tensor | None = None
+    scores_cal: dict[str, Tensor] | None = None
+    model: nn.Module | None = None
+
+    @property
+    def aurocs(self) -> dict[str, float]:
+        return {score: det.auroc(s, self.labels) for score, s in self.scores.items()}
+
+
+def record_up_to(spec: MixtureModelSpec, window: tuple[int, int]) -> int:
+    """How many last steps to record: the window sweep needs x_t and x0_hat at every step it may use, deeper
+    for the gentler standard schedule."""
+    return max(300 if spec.schedule == STANDARD else 100, window[1] + 1)
+
+
+def sample_mixtures(s: Setup, specs: Mapping[str, MixtureModelSpec], device: torch.device | str) -> dict[str, tuple[SampleResult, SampleResult]]:
+    """Each model's test (seed) and calibration (seed + 1) batches, recording the last steps (cached on disk)."""
+    out = {}
+    for name, spec in specs.items():
+        steps = range(record_up_to(spec, s.window))
+        out[name] = tuple(mixture_samples(spec, n, seed=seed, device=device, record_steps=steps)
+                          for n, seed in ((s.n_samples, s.seed), (s.n_calibration, s.seed + 1)))
+    return out
+
+
+def measure_mixtures(s: Setup, specs: Mapping[str, MixtureModelSpec], samples: Mapping[str, tuple[SampleResult, SampleResult]],
+                     device: torch.device | str) -> dict[str, Measured]:
+    """Label both batches of each model (farther than k sigma from every mode) and score them. Raises if a batch
+    holds one kind only."""
+    runs = {}
+    for name, spec in specs.items():
+        model, schedule = mixture_model(spec, device=device).model, NoiseSchedule(spec.schedule)
+        batches = samples[name]
+        labels = [out_of_support(b.x0, spec.mixture(), s.k) for b in batches]
+        scores = [det.detection_scores(model, b.records, schedule, s.window, seed=s.seed) for b in batches]
+        runs[name] = Measured(name, schedule, batches[0], labels[0], scores[0], batches[1], labels[1], scores[1], model)
+    for name, r in runs.items():
+        print(f"{name:>22}: {int(r.labels.sum()):>5} of {s.n_samples:,} test samples hallucinated ({r.labels.float().mean():.2%}), "
+              f"{int(r.labels_cal.sum()):>4} of {s.n_calibration:,} calibration")
+    for name, r in runs.items():  # an AUROC and a fitted threshold need samples of both kinds in both batches
+        fewest = min(int(y.sum()) for y in (r.labels, r.labels_cal))
+        if fewest == 0 or min(int((~y).sum()) for y in (r.labels, r.labels_cal)) == 0:
+            raise ValueError(f"{name}: a batch holds samples of one kind only at k = {s.k:g} (nothing to measure a detector on); "
+                             "use a smaller k or larger n_samples / n_calibration")
+        if fewest < 5:
+            print(f"{name}: only {fewest} hallucinated samples in a batch; read this model's figures as noise")
+    return runs
+
+
+def image_labels(dataset: str, x0: Tensor) -> Tensor:
+    """Chapter 5's counters, which never see Hal: a crowded column (shapes), not five fingers (hands)."""
+    images = shapes.from_model_range(x0)
+    return shapes.repeated_shapes(images) if dataset == "shapes" else hands.count_fingers(images) != 5
+
+
+def matched_window_end(schedule: NoiseSchedule, window: tuple[int, int]) -> int:
+    """The rule found on the mixtures, which needs no labels: a window carries over in alpha_bar, not in steps.
+    The matched window ends at the last step whose alpha_bar is at least the official schedule's at the end of
+    ``window``."""
+    official = float(NoiseSchedule(OFFICIAL).alpha_bar_64[window[1]])
+    return max(window[0] + 1, int((schedule.alpha_bar_64 >= official).nonzero().max()))
+
+
+def measure_images(s: Setup, device: torch.device | str) -> dict[str, Measured]:
+    """Chapter 5's image models: one batch of ``n_images`` each (the same cached batch as chapter 5's at CI scale),
+    recording the last steps the windows below need; labelled by the counters. A model with fewer than
+    :data:`MIN_PER_CLASS` images of one kind in either half gets no scores (said in the output)."""
+    specs = {dataset: image_model_spec(dataset, s.scale, n_train=5_000, data_seed=s.seed) for dataset in IMAGE_NAMES}
+    schedules = {dataset: NoiseSchedule(spec.schedule) for dataset, spec in specs.items()}
+    up_to = max(20, s.window[1] + 1, *(matched_window_end(sch, s.window) + 1 for sch in schedules.values()))
+    runs = {}
+    for dataset, name in IMAGE_NAMES.items():
+        model = image_model(specs[dataset], device=device).model
+        batch = image_samples(specs[dataset], s.n_images, seed=s.seed, device=device, chunk_size=512, hal_window=s.window,
+                              record_steps=range(up_to))
+        runs[dataset] = Measured(name, schedules[dataset], batch, image_labels(dataset, batch.x0), model=model)
+    return runs
+
+
+def score_images(s: Setup, runs: Mapping[str, Measured]) -> None:
+    """Score the image batches that hold enough of both kinds (in place), printing the counts."""
+    for r in runs.values():
+        print(f"{r.name:>22}: {int(r.labels.sum()):>5} of {s.n_images:,} images hallucinated ({r.labels.float().mean():.1%})")
+        if min(min(int(h.sum()), int((~h).sum())) for h in (r.labels[0::2], r.labels[1::2])) < MIN_PER_CLASS:
+            print(f"{'':>22}  too few of one kind in a half to measure a detector: its detection figures are recorded as NaN")
+            continue
+        r.scores = det.detection_scores(r.model, r.test.records, r.schedule, s.window, seed=s.seed)
+        # the records reproduce the sampler's own streaming Hal (to float rounding: on a GPU the sampler reduced there)
+        torch.testing.assert_close(det.hal_from_records(r.test.records, s.window), r.test.hal, rtol=1e-4, atol=1e-12)
+
+
+def print_auroc_table(runs: Sequence[Measured]) -> None:
+    """The AUROC of every score per model, and which score is best."""
+    aurocs = {r.name: r.aurocs for r in runs}
+    print(f"{'AUROC':>22} | " + " | ".join(f"{score:>16}" for score in runs[0].scores))
+    for name, a in aurocs.items():
+        print(f"{name:>22} | " + " | ".join(f"{v:16.3f}" for v in a.values()))
+    print("best score: " + "; ".join(f"{name}: {max(a, key=a.get)}" for name, a in aurocs.items()))
+
+
+def hal_standard_error(r: Measured) -> float:
+    """Hanley-McNeil's standard error of Hal's AUROC: chance alone moves an AUROC about this much."""
+    return det.auroc_standard_error(r.aurocs["Hal"], int(r.labels.sum()), int((~r.labels).sum()))
+
+
+def auroc_vs_radius(spec: MixtureModelSpec, r: Measured, k_values: Sequence[float]) -> dict[float, float]:
+    """Hal's AUROC with the labelling radius moved (the scores never move): radii leaving 5 or more samples
+    of each kind."""
+    distance = spec.mixture().nearest_mode_distance(r.test.x0)[0]  # in units of sigma
+    hal = r.scores["Hal"]
+    return {float(kk): det.auroc(hal, distance > kk) for kk in k_values if 5 <= int((distance > kk).sum()) < len(hal)}
+
+
+def threshold_rates(s: Setup, scores: Tensor, labels: Tensor, scores_cal: Tensor, labels_cal: Tensor) -> dict[str, det.FilterRates]:
+    """Removed and kept on the test scores at the thresholds two rules fit on the calibration scores: keep
+    ``kept_target`` of the in-support ones, or maximise removed + kept (Youden's J)."""
+    rules: dict[str, Callable[[Tensor, Tensor], float]] = {
+        s.keep_rule: lambda x, y: det.threshold_keeping(x, y, s.kept_target),
+        "Youden (calibration)": det.youden_threshold,
+    }
+    return {rule: det.filter_rates(scores, labels, fit(scores_cal, labels_cal)) for rule, fit in rules.items()}
+
+
+def print_rates(rates: Mapping[str, Mapping[str, det.FilterRates]], batch: str, others: str) -> None:
+    print(f"{batch:>22} | {'threshold rule':>24} | {'threshold':>9} | hallucinations removed | {others:>15}")
+    for name, by_rule in rates.items():
+        for rule, r in by_rule.items():
+            print(f"{name:>22} | {rule:>24} | {r.threshold:9.2e} | {r.removed:22.1%} | {r.kept:15.1%}")
+    print(f"{'paper (synthetic data)':>22} | {'not published':>24} | {'':>9} | {'> 95%':>22} | {'96%':>15}")
+
+
+def grid_split(s: Setup, spec: MixtureModelSpec, r: Measured, keep_threshold: float) -> tuple[dict[str, dict[str, float]], float]:
+    """The grid's hallucinations split by where they lie: on a segment between two neighbouring modes, or near a
+    mode / elsewhere; each group's AUROC against the in-support samples, for every score and, for Hal, among
+    the samples at least 8 sigma from every mode. Also the share of between-mode samples the threshold removes."""
+    grid = spec.mixture()
+    segs = mode_segments(grid, clearance=s.k).up_to(2)
+    on_segment = segment_of(r.test.x0, grid, segs, s.k, end_margin=0.25 * float(segs.length.min())) >= 0
+    groups = {"between two modes": r.labels & on_segment, "near a mode / elsewhere": r.labels & ~on_segment}
+    split = {}
+    for group, mask in groups.items():
+        keep = mask | ~r.labels
+        split[group] = {score: det.auroc(x[keep], mask[keep]) for score, x in r.scores.items()}
+        print(f"{group:>24} ({int(mask.sum()):>4} samples) vs in support: " + ", ".join(f"{x} {a:.3f}" for x, a in split[group].items()))
+    far = grid.nearest_mode_distance(r.test.x0)[0] >= 8  # in units of sigma
+    for group, mask in groups.items():
+        m = mask & far
+        keep = m | ~r.labels
+        a = det.auroc(r.scores["Hal"][keep], m[keep]) if m.any() else float("nan")
+        split[group]["Hal, at least 8 sigma out"] = a
+        se = det.auroc_standard_error(a, int(m.sum()), int((~r.labels).sum())) if m.any() else float("nan")
+        print(f"{group:>24}, at least 8 sigma from every mode ({int(m.sum()):>4} samples): Hal {a:.3f} (standard error {se:.3f})")
+    removed_between = float((r.scores["Hal"][groups["between two modes"]] > keep_threshold).double().mean())
+    return split, removed_between
+
+
+def window_sweep(r: Measured, t_los: Sequence[int], t_his: Sequence[int]) -> tuple[Tensor, tuple[int, int, float]]:
+    """Hal's AUROC for every window [T1, T2] of the grid (NaN where T1 > T2), and the best cell: picked on the
+    test labels, an upper bound, not a result."""
+    grid = det.window_auroc_grid(r.test.records, r.labels, t_los, t_his)
+    i, j = np.unravel_index(np.nanargmax(grid.numpy()), grid.shape)
+    return grid, (t_los[i], t_his[j], float(grid[i, j]))
+
+
+def plot_hal_histograms(axes: Sequence[Axes], runs: Sequence[Measured], window: tuple[int, int], bins: int = 60) -> None:
+    """log10 Hal of the two kinds of samples, each normalised to its own area, one panel per model."""
+    for ax, r in zip(axes, runs):
+        hal, y = r.scores["Hal"].clamp(min=1e-12).log10().numpy(), r.labels.numpy()
+        edges = np.linspace(hal.min(), hal.max(), bins)
+        bad, good = CLASS_NAMES.get(r.name, ("hallucinated", "in support"))
+        ax.hist(hal[~y], bins=edges, density=True, alpha=0.6, color="C0", label=f"{good} ({(~y).sum():,})")
+        ax.hist(hal[y], bins=edges, density=True, alpha=0.6, color="C3",
+                label=f"{bad + ': hallucinated' if r.name in CLASS_NAMES else bad} ({y.sum():,})")
+        ax.set(title=r.name, xlabel=r"$\log_{10}$ Hal (variance of $\hat x_0$, t = %d..%d)" % window, ylabel="density")
+        ax.legend(fontsize=8)
+
+
+def plot_rocs(axes: Sequence[Axes], runs: Sequence[Measured]) -> None:
+    """Every score's ROC curve, one panel per model, its AUROC in the legend."""
+    for ax, r in zip(axes, runs):
+        bad, good = CLASS_NAMES.get(r.name, ("hallucinations", "in-support samples"))
+        for score, (s, a) in {x: (r.scores[x], v) for x, v in r.aurocs.items()}.items():
+            fpr, tpr, _ = det.roc_curve(s, r.labels)
+            ax.plot(fpr, tpr, label=f"{score} ({a:.3f})", lw=1.5 if score == "Hal" else 1.0)
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.5, ls=":")
+        ax.set(title=r.name, xlabel=f"{good}: share removed (false-positive rate)",
+               ylabel=f"{bad}: share removed\n(true-positive rate)")
+        ax.legend(fontsize=7, loc="lower right", title="score (AUROC)", title_fontsize=7)
+
+
+def plot_window_grids(axes: Sequence[Axes], sweeps: Mapping[str, Tensor], t_los: Mapping[str, Sequence[int]],
+                      t_his: Mapping[str, Sequence[int]], schedules: Mapping[str, NoiseSchedule]) -> Any:
+    """One heat map of Hal's AUROC over the windows [T1, T2] per model, alpha_bar under each T2; returns the image
+    for a colour bar."""
+    for ax, (name, sweep) in zip(axes, sweeps.items()):
+        grid = sweep.numpy()
+        im = ax.imshow(grid, vmin=0.5, vmax=1.0, cmap="viridis", origin="lower", aspect="auto")
+        for (i, j), v in np.ndenumerate(grid):
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6.5, color="white" if v < 0.8 else "black")
+        ab = schedules[name].alpha_bar_64
+        ax.set_xticks(range(len(t_his[name])), [f"{t}\n({float(ab[t]):.4g})" for t in t_his[name]], fontsize=7, rotation=45, ha="right")
+        ax.set_yticks(range(len(t_los[name])), t_los[name], fontsize=7)
+        ax.set(title=name, xlabel=r"$T_2$ (and $\bar\alpha_{T_2}$)", ylabel=r"$T_1$")
+    return im
+
+
+def claimed_numbers(s: Setup, mixtures: Mapping[str, Measured], images: Mapping[str, Measured],
+                    rates: Mapping[str, Mapping[str, det.FilterRates]], best_window: Mapping[str, tuple[int, int, float]],
+                    split: Mapping[str, Mapping[str, float]], removed_between: float, auroc_vs_k: Mapping[str, Mapping[float, float]],
+                    matched: Mapping[str, tuple[int, float]]) -> dict[str, float]:
+    """What ``results/06_detection.json`` records (NaN for an image model with too few of one kind to measure)."""
+    a = {name: r.aurocs for name, r in (*mixtures.items(), *((r.name, r) for r in images.values()))}
+    keep, youden = s.keep_rule, "Youden (calibration)"
+    share = {name: float(r.labels.float().mean()) for name, r in mixtures.items()}
+    grid_far = max(auroc_vs_k[GRID])
+    numbers = {
+        "hallucinated_1d": share[OFFICIAL_1D], "hallucinated_1d_standard": share[STANDARD_1D],
+        "auroc_hal_1d": a[OFFICIAL_1D]["Hal"], "auroc_random_1d": a[OFFICIAL_1D]["random"],
+        "auroc_eps_norm_1d": a[OFFICIAL_1D]["|eps_hat| at t=0"], "auroc_xt_var_1d": a[OFFICIAL_1D]["x_t variance"],
+        "auroc_hal_1d_standard": a[STANDARD_1D]["Hal"], "auroc_hal_grid": a[GRID]["Hal"],
+        "auroc_eps_norm_grid": a[GRID]["|eps_hat| at t=0"], "auroc_random_grid": a[GRID]["random"],
+        "auroc_hal_grid_between_modes": split["between two modes"]["Hal"],
+        "auroc_hal_grid_near_mode": split["near a mode / elsewhere"]["Hal"],
+        "auroc_hal_grid_near_mode_8sigma": split["near a mode / elsewhere"]["Hal, at least 8 sigma out"],
+        "grid_k_far": float(grid_far), "auroc_hal_grid_k_far": auroc_vs_k[GRID][grid_far],
+        "removed_grid_between_modes": removed_between,
+    }
+    for suffix, name in (("1d", OFFICIAL_1D), ("1d_standard", STANDARD_1D), ("grid", GRID)):
+        numbers[f"removed_{suffix}"], numbers[f"kept_{suffix}"] = rates[name][keep].removed, rates[name][keep].kept
+    for suffix, name in (("1d", OFFICIAL_1D), ("grid", GRID)):
+        numbers[f"removed_{suffix}_youden"], numbers[f"kept_{suffix}_youden"] = rates[name][youden].removed, rates[name][youden].kept
+    for suffix, name in (("1d", OFFICIAL_1D), ("1d_standard", STANDARD_1D), ("grid", GRID)):
+        numbers[f"best_window_auroc_{suffix}"] = best_window[name][2]
+    numbers["n_hallucinated_1d"], numbers["n_hallucinated_grid"] = int(mixtures[OFFICIAL_1D].labels.sum()), int(mixtures[GRID].labels.sum())
+    for dataset, r in images.items():
+        numbers[f"n_hallucinated_{dataset}"] = int(r.labels.sum())
+        if not r.scores:  # too few of one kind to measure (said above): NaN, not a number that means nothing
+            for key in ("auroc_hal", "auroc_xt_var", "auroc_eps_norm", "auroc_random", "removed", "kept", "best_window_auroc"):
+                numbers[f"{key}_{dataset}"] = float("nan")
+            numbers[f"removed_{dataset}_youden"] = numbers[f"kept_{dataset}_youden"] = float("nan")
+            continue
+        for score, key in (("Hal", "hal"), ("x_t variance", "xt_var"), ("|eps_hat| at t=0", "eps_norm"), ("random", "random")):
+            numbers[f"auroc_{key}_{dataset}"] = a[r.name][score]
+        numbers[f"removed_{dataset}"], numbers[f"kept_{dataset}"] = rates[r.name][keep].removed, rates[r.name][keep].kept
+        numbers[f"removed_{dataset}_youden"] = rates[r.name][youden].removed
+        numbers[f"kept_{dataset}_youden"] = rates[r.name][youden].kept
+        numbers[f"best_window_auroc_{dataset}"] = best_window[r.name][2]
+    numbers["n_images"] = s.n_images
+    for dataset in images:  # the window matched in alpha_bar (no labels), beside the fixed one
+        t2, auroc = matched.get(dataset, (matched_window_end(images[dataset].schedule, s.window), float("nan")))
+        numbers[f"auroc_hal_{dataset}_matched_window"] = auroc
+        numbers[f"matched_window_t2_{dataset}"] = t2
+    return numbers
+
+
+def print_summary(s: Setup, runs: Sequence[Measured], rates: Mapping[str, Mapping[str, det.FilterRates]]) -> None:
+    """One line per measured model: its hallucinations, Hal's AUROC, the best baseline's, and removed / kept at the
+    calibrated "keep" threshold; the paper's figures last."""
+    print(f"{'data set':>22} | {'hallucinated':>15} | {'AUROC Hal':>9} | {'best baseline':>24} | {'removed':>7} | {'kept':>6}   "
+          f"(keep {s.kept_target:.0%} rule)")
+    for r in runs:
+        a = r.aurocs
+        best = max((x for x in a if x != "Hal"), key=a.get)
+        kept = rates[r.name][s.keep_rule]
+        print(f"{r.name:>22} | {int(r.labels.sum()):>5} of {len(r.labels):>6,} | {a['Hal']:9.3f} | "
+              f"{best + f' {a[best]:.3f}':>24} | {kept.removed:7.1%} | {kept.kept:6.1%}")
+    print(f"{'paper (synthetic data)':>22} | {'':>15} | {'—':>9} | {'—':>24} | {'> 95%':>7} | {'96%':>6}")
+
+
+def plot_threshold(ax: Axes, r: Measured, log10_threshold: float) -> None:
+    """The two kinds' log10 Hal and one threshold, with what it removes and keeps in the title (the widget)."""
+    hal, y = r.scores["Hal"], r.labels
+    rates = det.filter_rates(hal, y, 10.0**log10_threshold)
+    lh, y = hal.clamp(min=1e-12).log10().numpy(), y.numpy()
+    edges = np.linspace(lh.min(), lh.max(), 60)
+    bad, good = CLASS_NAMES.get(r.name, ("hallucinated", "in support"))
+    ax.hist(lh[~y], bins=edges, density=True, alpha=0.6, color="C0", label=good)
+    ax.hist(lh[y], bins=edges, density=True, alpha=0.6, color="C3", label=bad)
+    ax.axvline(log10_threshold, color="black", lw=1)
+    ax.set(title=f"{r.name}: removed {rates.removed:.1%} of '{bad}', kept {rates.kept:.1%} of '{good}'",
+           xlabel=r"$\log_{10}$ Hal", ylabel="density")
+    ax.legend(fontsize=8)
