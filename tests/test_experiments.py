@@ -1,0 +1,40 @@
+"""The chapter modules' own checks (their experiments run in the chapters, under nbval)."""
+
+from __future__ import annotations
+
+import pytest
+
+import mi_lib as mi
+from mi_lib.experiments import detection as ch6
+from mi_lib.experiments import recursive_training as ch7
+
+
+def test_chapter6_setup_fills_sizes_from_the_scale_and_refuses_bad_input_by_name():
+    s = ch6.setup("ci", 0, 4.0, "0,9", 0.96, None, 1_000, None)
+    assert (s.n_samples, s.n_calibration, s.n_images) == (10_000, 1_000, 128) and s.window == (0, 9)
+    assert s.keep_rule == "keep 96% (calibration)"
+    with pytest.raises(ValueError, match="window"):
+        ch6.setup("ci", 0, 4.0, (9, 9), 0.96, None, None, None)
+    with pytest.raises(ValueError, match="n_images"):
+        ch6.setup("ci", 0, 4.0, (0, 9), 0.96, None, None, 1)
+    with pytest.raises(ValueError, match="kept_target"):
+        ch6.setup("paper", 0, 4.0, (0, 9), 1.0, None, None, None)
+
+
+def test_chapter6_matched_window_ends_where_alpha_bar_passes_the_official_schedules():
+    official = mi.NoiseSchedule(mi.OFFICIAL)
+    assert ch6.matched_window_end(official, (0, 9)) == 9  # the official schedule matches itself
+    standard = mi.NoiseSchedule(mi.STANDARD)
+    t2 = ch6.matched_window_end(standard, (0, 9))
+    assert standard.alpha_bar_64[t2] >= official.alpha_bar_64[9] > standard.alpha_bar_64[t2 + 1]
+
+
+def test_chapter7_setup_needs_the_three_filters_and_reads_a_sweeps_keep_ratio():
+    s = ch7.setup("ci", 0, "none,random,hal", 4.0, None, None, 1.025)
+    assert s.filters == ("none", "random", "hal") and s.config.oversample == 1.025 and s.last == s.config.generations - 1
+    with pytest.raises(ValueError, match="filters"):
+        ch7.setup("ci", 0, ("none", "hal"), 4.0, None, None, None)
+    sweep = mi.results.seed_sweep("07_recursive_training_keep976")
+    assert sweep is not None and ch7._oversample(sweep) == 1.025
+    with pytest.raises(ValueError, match="oversample"):
+        ch7._oversample({"config": "RecursionConfig(generations=3)"})
