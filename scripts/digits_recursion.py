@@ -20,23 +20,12 @@ seed-to-seed statements are read from that file, not typed.
 Everything is cached by mi_lib.cache ($MI_CACHE_DIR, default ./.mi_cache); point MI_CACHE_DIR at an empty
 folder to time a run from scratch. Wall times of cached generations are those recorded when they were computed.
 
-Measured with the defaults of the time (3 filters: --filters none random hal; 3 generations, 1,000 kept of 1,250, 2,000 warm-started steps at batch 128, lr 1e-3,
-official schedule) on the 2-core CI machine kind, `OMP_NUM_THREADS=2 python scripts/digits_recursion.py --seeds 0 1 2 3`
-(397 s wall, 788 CPU-s, from an empty cache): classifier held-out accuracy 0.970; floor fid 2.08 (the first 1,000
-training digits; chapter 7 takes a random 1,000, 2.46); generation-0 fid 21.0 / 42.7 / 28.2 / 15.9 for seeds 0-3;
-last-generation fid none / random / hal: seed 0 47.75 / 43.64 / 32.68 (chapter 7's CI-scale run, which is the same
-run on the same thread count), seed 1 46.66 / 45.24 / 32.25, seed 2 47.76 / 37.73 / 38.00, seed 3 22.16 / 22.77 /
-22.25. All 10 digits stay present (>= 1%) in every generation. On one thread the numbers differ (CPU training is
-not bitwise the same across thread counts): an earlier one-thread run gave seed 0 49.0 / 43.9 / 41.5, and an
-exploratory one-thread run at batch 256 (seed 0) none 34.3 / random 31.3 / hal 41.2 -- the ordering is not robust
-to settings, and the seed-to-seed spread is large.
-
-The control ("real": each generation fine-tuned on 1,000 real training digits drawn afresh instead of on samples),
-`OMP_NUM_THREADS=2 python scripts/digits_recursion.py --seeds 0 1 2 3 --filters none real` (259 s wall from a cache
-holding nothing of this library version): last-generation fid none / real 47.75 / 19.01, 46.66 / 12.76,
-47.76 / 21.40, 22.16 / 17.92 for seeds 0-3; section 7b's drift bar (none worse than real by 2) sits below the
-smallest gap, 4.2 (chapter 7's section 7b). For the control the 'kept' figures are its plain output, which it
-does not train on.
+The committed sweep (results/seeds/07b_recursive_digits.json, from the second command above under the chapters'
+pinned CPU kernels, so that its seed 0 is section 7b's CI-scale run) is printed by section 7b, which sets its drift
+bar (no filter worse than the real-data control by 2) below the smallest gap the sweep measured. CPU training is
+not bitwise the same across thread counts, so a one-thread run gives other numbers. For the control ("real": each
+generation fine-tuned on 1,000 real training digits drawn afresh instead of on samples) the 'kept' figures are its
+plain output, which it does not train on.
 """
 
 from __future__ import annotations

@@ -38,3 +38,18 @@ def test_chapter7_setup_needs_the_three_filters_and_reads_a_sweeps_keep_ratio():
     assert sweep is not None and ch7._oversample(sweep) == 1.025
     with pytest.raises(ValueError, match="oversample"):
         ch7._oversample({"config": "RecursionConfig(generations=3)"})
+
+
+def test_chapter7b_setup_picks_the_digits_by_scale_and_needs_the_control():
+    from mi_lib.experiments import recursive_digits as ch7b
+
+    ci = ch7b.setup("ci", 5, ("none", "random", "hal", "real"), None, None, None)
+    assert (ci.kind, ci.seeds, ci.generations, ci.smoke) == ("8x8", (5,), 3, False)
+    paper_8x8 = ch7b.setup("paper", 5, "none,real", "8x8", None, None)
+    assert paper_8x8.seeds == (5, 6, 7) and paper_8x8.generations == 5
+    smoke = ch7b.setup("ci", 0, ("hal",), "mnist", None, (3, 4))
+    assert smoke.smoke and smoke.seeds == (3, 4) and smoke.config.n_keep == 32  # a smoke run needs no control
+    with pytest.raises(ValueError, match="filters must include 'none' and 'real'"):
+        ch7b.setup("ci", 0, ("none", "hal"), None, None, None)
+    with pytest.raises(ValueError, match="digits_generations"):
+        ch7b.setup("ci", 0, ("none", "real"), None, 1, None)

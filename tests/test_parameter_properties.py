@@ -168,7 +168,11 @@ def test_the_property_fails_on_a_missing_check(monkeypatch):
     check_one("02_mode_interpolation_1d", "sigma", 0.07)  # accepted
     import mi_lib
 
-    monkeypatch.setattr(mi_lib, "number_parameter", lambda value, name, kind=float, **bounds: value)
+    from mi_lib.experiments import shapes_hands  # chapter 5 checks its parameters in its module
+
+    unchecked = lambda value, name, kind=float, **bounds: value  # noqa: E731
+    monkeypatch.setattr(mi_lib, "number_parameter", unchecked)
+    monkeypatch.setattr(shapes_hands, "number_parameter", unchecked)
     with pytest.raises(AssertionError, match="sigma='0.05' raised TypeError"):
         check_one("02_mode_interpolation_1d", "sigma", "0.05")
     with pytest.raises(AssertionError, match="passed the checks as True"):

@@ -1,8 +1,10 @@
 """One module per chapter: the chapter's experiment code, its ``SCALES`` and its analysis, one hop from the
 notebook that calls it:
 
+- ``chapters/05_shapes_hands.ipynb`` -> :mod:`mi_lib.experiments.shapes_hands`
 - ``chapters/06_detection.ipynb`` -> :mod:`mi_lib.experiments.detection`
 - ``chapters/07_recursive_training.ipynb`` -> :mod:`mi_lib.experiments.recursive_training`
+- ``chapters/07b_recursive_digits.ipynb`` -> :mod:`mi_lib.experiments.recursive_digits`
 - ``chapters/08_mitigations.ipynb`` -> :mod:`mi_lib.experiments.mitigations`
 
 Imported on demand (``from mi_lib.experiments import mitigations``); the diffusion core does not import it.
