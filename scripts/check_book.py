@@ -163,8 +163,14 @@ def check_page(browser: Browser, page: Path, screenshots: Path | None) -> list[s
         problems.append(f"wider than the main column (a horizontal scrollbar): {', '.join(probe['wide'])}")
     if screenshots is not None:
         height = browser.call("Runtime.evaluate", expression="document.documentElement.scrollHeight", returnByValue=True)["result"]["value"]
-        shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                            clip={"x": 0, "y": 0, "width": 1280, "height": min(int(height), 12000), "scale": 0.5})
+        # the whole page (up to 12,000 px) as one tall viewport at half scale: captureBeyondViewport on a page taller
+        # than that drew long chapters shifted left, with their sidebars cut off
+        browser.call("Emulation.setDeviceMetricsOverride", width=1280, height=min(int(height), 12000), deviceScaleFactor=0.5,
+                     mobile=False)
+        try:
+            shot = browser.call("Page.captureScreenshot", format="png")
+        finally:
+            browser.call("Emulation.clearDeviceMetricsOverride")
         target = screenshots / (page.stem + ".png")
         target.write_bytes(base64.b64decode(shot["data"]))
     return problems
