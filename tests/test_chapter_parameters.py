@@ -77,8 +77,8 @@ def test_a_malformed_list_names_the_parameter_and_the_command_that_works(chapter
 
 def test_harmless_variants_are_accepted_as_papermill_passes_them():
     # -p passes strings: the text of a list, or comma-separated values
-    ns = setup_namespace("02_mode_interpolation_1d", means="[1, 2, 4, 5]", moved_means="1,2,5", n_train_list="2000, 20000")
-    assert ns["means"] == [1.0, 2.0, 4.0, 5.0] and ns["moved_means"] == [1.0, 2.0, 5.0] and ns["n_train_list"] == [2_000, 20_000]
+    s = setup_namespace("02_mode_interpolation_1d", means="[1, 2, 4, 5]", moved_means="1,2,5", n_train_list="2000, 20000")["setup"]
+    assert s.means == [1.0, 2.0, 4.0, 5.0] and s.moved_means == [1.0, 2.0, 5.0] and s.n_train_list == [2_000, 20_000]
     # chapters 5-7b check their parameters in their module (mi_lib.experiments): the checked values are `setup`'s
     assert setup_namespace("06_detection", window="(0, 19)")["setup"].window == (0, 19)
     assert setup_namespace("07_recursive_training", filters="none,random,hal")["setup"].filters == ("none", "random", "hal")
@@ -86,7 +86,7 @@ def test_harmless_variants_are_accepted_as_papermill_passes_them():
     ns = setup_namespace("06_detection", window=[0, 149])
     depths = [ns["ch6"].record_up_to(spec, ns["setup"].window) for spec in ns["specs"].values()]
     assert ns["setup"].window == (0, 149) and min(depths) == 150  # recorded deep enough for the window
-    assert setup_namespace("02_mode_interpolation_1d", n_train_list=20_000)["n_train_list"] == [20_000]
-    assert setup_namespace("02_mode_interpolation_1d", n_train_list=[20_000, 2_000])["n_train_list"] == [2_000, 20_000]
+    assert setup_namespace("02_mode_interpolation_1d", n_train_list=20_000)["setup"].n_train_list == [20_000]
+    assert setup_namespace("02_mode_interpolation_1d", n_train_list=[20_000, 2_000])["setup"].n_train_list == [2_000, 20_000]
     ns = setup_namespace("07b_recursive_digits", filters="none,real", digits_seeds=3)
     assert ns["setup"].filters == ("none", "real") and ns["setup"].seeds == (3,)

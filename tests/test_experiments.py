@@ -53,3 +53,16 @@ def test_chapter7b_setup_picks_the_digits_by_scale_and_needs_the_control():
         ch7b.setup("ci", 0, ("none", "hal"), None, None, None)
     with pytest.raises(ValueError, match="digits_generations"):
         ch7b.setup("ci", 0, ("none", "real"), None, 1, None)
+
+
+def test_chapter2_setup_reads_papermill_lists_and_refuses_a_gapless_mixture():
+    from mi_lib.experiments import mode_interpolation_1d as ch2
+
+    s = ch2.setup("ci", 0, "1,2,3", [1, 2, 4], 0.05, 4.0, "20000, 2000", None)
+    assert s.means == [1.0, 2.0, 3.0] and s.n_train_list == [2_000, 20_000] and s.n_samples == 10_000
+    assert list(s.specs) == [2_000, 20_000] and s.moved_spec.n_train == 20_000
+    assert ch2.gap_names([3, 1, 2]) == ["1-2", "2-3"]
+    with pytest.raises(ValueError, match="moved_means must hold at least two different modes"):
+        ch2.setup("ci", 0, [1, 2, 3], [2, 2], 0.05, 4.0, None, None)
+    with pytest.raises(ValueError, match="k must be at least 3"):
+        ch2.setup("ci", 0, [1, 2, 3], [1, 2, 4], 0.05, 2.0, None, None)
