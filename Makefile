@@ -54,7 +54,7 @@ ASSETS  := $(wildcard _static images figures _ext)
 export JUPYTER_PREFER_ENV_PATH := 1
 export PYTHONHASHSEED := 0
 # glibc's malloc hands every tensor of 128 KiB or more straight back to the kernel when it is freed, so the next one
-# page-faults its memory in again: a width-128 MLP on 10,000 samples spends about an eighth of each reverse step
+# page-faults its memory in again: a width-128 MLP on 10,000 samples spends about a tenth of each reverse step
 # doing so (benchmarks/cpu_allocator.py). Kept instead (never trimmed), the same values come out faster. Only where the
 # Makefile runs Python (tests, chapters); a value already in the environment wins.
 export MALLOC_MMAP_THRESHOLD_ ?= 1073741824

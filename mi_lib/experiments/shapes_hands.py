@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
-from .. import detection, hands, plotting, shapes
+from .. import detection, hands, shapes
 from ..params import choice_parameter, number_parameter, sequence_parameter
 
 __all__ = ["SCALES", "LABEL_COLORS", "KIND_COLORS", "Setup", "setup", "TrainingImages", "check_counters", "outline",
