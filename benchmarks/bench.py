@@ -435,7 +435,7 @@ def main() -> None:
         add(f"hal_102500_s[{_sample_name(options)}]", label, seconds * HAL_N / n_hal, "s", official["hal_102500_s"], peak)
     if not args.short:
         seconds, peak = bench_sampling(device, 2, n, chunk, {}, hal=False)
-        add("sample_2d_100m_s[float32]", f"    100M 2D samples, no Hal, float32" + (f" [from {n:,}]" if extrapolated else ""), seconds * PAPER_N / n, "s", official["sample_2d_s_per_million"] * PAPER_N / 1e6, peak)
+        add("sample_2d_100m_s[float32]", "    100M 2D samples, no Hal, float32" + (f" [from {n:,}]" if extrapolated else ""), seconds * PAPER_N / n, "s", official["sample_2d_s_per_million"] * PAPER_N / 1e6, peak)
 
     unet_options = [{}, {"precision": "bf16", "fused": True}] + ([{"precision": "bf16", "fused": True, "compile": mode}] if compile_on and not args.short else [])
     for options in unet_options:

@@ -39,13 +39,9 @@ __all__ = [
     "mode_segments",
     "nearest_segment",
     "segment_of",
-    "segment_order",
-    "tube_lengths",
     "wilson_interval",
     "DensityRatio",
     "density_ratio",
-    "rotated_about_nearest_mode",
-    "nearest_neighbour_alignment",
 ]
 
 #: Default support radius in units of sigma: a point farther than 4 sigma from every mode is out of
@@ -371,44 +367,6 @@ def segment_of(
     return torch.where(inside, idx, torch.full_like(idx, -1))
 
 
-def segment_order(
-    x: Tensor, mixture: GaussianMixture, segments: ModeSegments, k: float = DEFAULT_K, end_margin: float | None = None
-) -> Tensor:
-    """The order (1 = nearest neighbours, ...) of the segment each point lies on (:func:`segment_of`, same
-    arguments), 0 for a point on none. x: (N, D) -> (N,) long."""
-    on = segment_of(x, mixture, segments, k, end_margin)
-    return torch.where(on >= 0, segments.order[on.clamp(min=0)], torch.zeros_like(on))
-
-
-def tube_lengths(
-    segments: ModeSegments,
-    mixture: GaussianMixture,
-    k: float = DEFAULT_K,
-    end_margin: float | None = None,
-    *,
-    n_points: int = 500_000,
-    seed: int = 0,
-) -> Tensor:
-    """The effective length of each segment's tube (:func:`segment_of`, same ``k`` and ``end_margin``) in a 2D
-    mixture: the area of the plane that :func:`segment_of` assigns to the segment, divided by the tube's width
-    2 k sigma. A model that spread its between-mode samples evenly over the plane near the segments would put
-    them in proportion to these lengths, so they are the baseline for comparing segments of different length.
-    Where no other tube overlaps, this is the segment less ``end_margin`` at both ends; where tubes overlap
-    (diagonals crossing at a cell's centre, tubes meeting near a mode) each shared patch counts once, for the
-    segment :func:`segment_of` gives it. Measured with ``n_points`` uniform points (seeded) in the box the
-    tubes lie in: a relative error of about 1/sqrt(points in a tube). (M,) float64."""
-    if mixture.dim != 2:
-        raise ValueError(f"tube lengths are measured for 2D mixtures, got D={mixture.dim}")
-    if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 1:
-        raise ValueError(f"n_points must be a positive int, got {n_points!r}")
-    radius = _check_k(k) * float(mixture.sigma.max())
-    lo, hi = mixture.means.min(0).values - radius, mixture.means.max(0).values + radius  # every tube lies inside
-    x = lo + (hi - lo) * torch.rand(n_points, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    on = segment_of(x, mixture, segments, k, end_margin)
-    share = torch.bincount(on[on >= 0], minlength=len(segments.pairs)).to(torch.float64) / n_points
-    return share * float((hi - lo).prod()) / (2 * radius)
-
-
 # ---------------------------------------------------------------------------------------- counting statistics
 def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion k / n (z = 1.96: 95%). Unlike the normal approximation
@@ -456,49 +414,3 @@ def density_ratio(count_a: int, length_a: float, count_b: int, length_b: float, 
 
     lo, hi = wilson_interval(count_a, n, z)
     return DensityRatio(to_ratio(count_a / n), to_ratio(lo), to_ratio(hi))
-
-
-def rotated_about_nearest_mode(x: Tensor, mixture: GaussianMixture, generator: torch.Generator) -> Tensor:
-    """The isotropic-blur null of a 2D sample: each point turned about its nearest mode by an angle drawn
-    uniformly (``generator``), keeping its distance to that mode. A model that only blurred its modes, in no
-    preferred direction, would put its out-of-support samples where these land. x: (N, 2) -> (N, 2) float64."""
-    if mixture.dim != 2 or x.dim() != 2 or x.shape[1] != 2:
-        raise ValueError(f"rotated_about_nearest_mode needs 2D points and a 2D mixture, got x {tuple(x.shape)}, D = {mixture.dim}")
-    x64 = x.to(torch.float64).cpu()
-    _, mode = mixture.nearest_mode_distance(x64)
-    centre = mixture.means[mode]
-    theta = torch.rand(len(x64), generator=generator, dtype=torch.float64) * (2 * math.pi)
-    r = x64 - centre
-    c, s_ = torch.cos(theta), torch.sin(theta)
-    return centre + torch.stack([c * r[:, 0] - s_ * r[:, 1], s_ * r[:, 0] + c * r[:, 1]], dim=1)
-
-
-def nearest_neighbour_alignment(
-    x: Tensor, mixture: GaussianMixture, shell: tuple[float, float] = (10.0, 20.0), half_angle: float = 22.5
-) -> tuple[int, int, float]:
-    """How many 2D points at ``shell`` sigma from their nearest mode lie within ``half_angle`` degrees of a
-    direction from that mode to one of *its* nearest neighbours, of how many in the shell, and the share an
-    isotropic spread would give (each point's mode's arcs, a union of 2 x half_angle per neighbour direction,
-    over 360 degrees, averaged over the points). Returns (aligned, in_shell, expected share)."""
-    if mixture.dim != 2:
-        raise ValueError(f"nearest_neighbour_alignment needs a 2D mixture, got D = {mixture.dim}")
-    x64 = x.to(torch.float64).cpu()
-    dist, mode = mixture.nearest_mode_distance(x64)
-    sel = (dist >= shell[0]) & (dist <= shell[1])
-    x64, mode = x64[sel], mode[sel]
-    mu = mixture.means
-    gaps = torch.cdist(mu, mu)
-    gaps.fill_diagonal_(float("inf"))
-    nearest = gaps.min(1).values
-    grid = torch.arange(0.0, 360.0, 0.1, dtype=torch.float64)  # for each mode, the share of directions its arcs cover
-    covered, directions = [], []
-    for i in range(len(mu)):
-        nbr = (gaps[i] <= nearest[i] * (1 + 1e-6)).nonzero()[:, 0]
-        d = torch.rad2deg(torch.atan2(mu[nbr, 1] - mu[i, 1], mu[nbr, 0] - mu[i, 0]))
-        directions.append(d)
-        diff = (grid[:, None] - d[None, :] + 180.0) % 360.0 - 180.0
-        covered.append(float((diff.abs() <= half_angle).any(1).double().mean()))
-    angle = torch.rad2deg(torch.atan2(x64[:, 1] - mu[mode, 1], x64[:, 0] - mu[mode, 0]))
-    aligned = sum(bool((((a - directions[m] + 180.0) % 360.0 - 180.0).abs() <= half_angle).any()) for a, m in zip(angle.tolist(), mode.tolist()))
-    expected = float(np.mean([covered[m] for m in mode.tolist()])) if len(mode) else float("nan")
-    return aligned, int(sel.sum()), expected

@@ -51,7 +51,7 @@ class ScheduleConfig:
                 f"linear schedule needs 0 < beta_start <= beta_end < 1, got {self.beta_start}, {self.beta_end}"
             )
         if self.kind == "cosine" and not (self.cosine_s > 0 and 0 < self.max_beta < 1):
-            raise ValueError(f"cosine schedule needs cosine_s > 0 and 0 < max_beta < 1")
+            raise ValueError("cosine schedule needs cosine_s > 0 and 0 < max_beta < 1")
 
 
 #: The official code's schedule: linear 1e-3 -> 0.2 over 1000 steps (aggressive; see chapter 1).

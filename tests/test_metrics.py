@@ -6,6 +6,7 @@ import torch
 
 import mi_lib as mi
 from mi_lib import GaussianMixture, WindowVariance, grid_2d, mean_var_zscores, mixture_1d, out_of_support, out_of_support_mass
+from mi_lib.experiments import mode_interpolation_2d as ch3
 from mi_lib.metrics import gap_mass, mode_segments, nearest_segment, true_gap_mass
 
 
@@ -165,10 +166,10 @@ def test_segment_order_and_tube_lengths():
     a, b, c = g.means[0], g.means[1], g.means[6]  # (0, 0)-(0, 1) nearest neighbours; (0, 0)-(1, 1) a diagonal
     mid = lambda p, q: ((p + q) / 2)[None]  # noqa: E731
     x = torch.cat([mid(a, b), mid(a, c), a[None]])
-    assert mi.metrics.segment_order(x, g, segs).tolist() == [1, 2, 0]
+    assert ch3.segment_order(x, g, segs).tolist() == [1, 2, 0]
     spacing, s = float((b - a).norm()), float(g.sigma[0])
     r, margin = 4 * s, spacing / 4
-    lengths = mi.metrics.tube_lengths(segs, g, end_margin=margin)
+    lengths = ch3.tube_lengths(segs, g, end_margin=margin)
     near, diagonal = lengths[segs.order == 1], lengths[segs.order == 2]
     # nearest-neighbour tubes overlap nothing between their end margins: the segment less both margins
     assert float(near.sum()) == pytest.approx(40 * (spacing - 2 * margin), rel=0.01)
@@ -177,10 +178,10 @@ def test_segment_order_and_tube_lengths():
     # on average each diagonal loses half of it, i.e. a length of r
     assert float(diagonal.sum()) == pytest.approx(32 * (spacing * math.sqrt(2) - 2 * margin - r), rel=0.02)
     # the measurement is seeded, and a margin of half the spacing leaves nothing of a nearest-neighbour tube
-    assert torch.equal(lengths, mi.metrics.tube_lengths(segs, g, end_margin=margin))
-    assert (mi.metrics.tube_lengths(segs, g, end_margin=spacing / 2, n_points=100_000)[segs.order == 1] == 0).all()
+    assert torch.equal(lengths, ch3.tube_lengths(segs, g, end_margin=margin))
+    assert (ch3.tube_lengths(segs, g, end_margin=spacing / 2, n_points=100_000)[segs.order == 1] == 0).all()
     with pytest.raises(ValueError, match="2D"):
-        mi.metrics.tube_lengths(segs, mixture_1d())
+        ch3.tube_lengths(segs, mixture_1d())
 
 
 def test_density_ratio_by_hand():
@@ -228,13 +229,13 @@ def test_matching_width_interpolates_on_log_log_axes():
 def test_rotation_null_keeps_each_point_at_its_distance_from_its_mode():
     grid = mi.grid_2d()
     x = grid.means[[0, 12, 24]] + torch.tensor([[0.1, 0.0], [0.0, -0.15], [0.05, 0.05]], dtype=torch.float64)
-    turned = mi.rotated_about_nearest_mode(x, grid, torch.Generator().manual_seed(0))
+    turned = ch3.rotated_about_nearest_mode(x, grid, torch.Generator().manual_seed(0))
     d0, m0 = grid.nearest_mode_distance(x)
     d1, m1 = grid.nearest_mode_distance(turned)
     torch.testing.assert_close(d1, d0)
     assert torch.equal(m0, m1) and not torch.allclose(turned, x)
     with pytest.raises(ValueError, match="2D"):
-        mi.rotated_about_nearest_mode(torch.zeros(3, 1), mi.mixture_1d(), torch.Generator())
+        ch3.rotated_about_nearest_mode(torch.zeros(3, 1), mi.mixture_1d(), torch.Generator())
 
 
 def test_alignment_counts_points_along_neighbour_directions_against_the_isotropic_share():
@@ -246,11 +247,11 @@ def test_alignment_counts_points_along_neighbour_directions_against_the_isotropi
     along = centre + r * torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.1], [0.1, -1.0]], dtype=torch.float64)
     diagonal = centre + r * torch.tensor([[0.7071, 0.7071], [-0.7071, 0.7071]], dtype=torch.float64)
     far = centre + torch.tensor([[0.5 * spacing, 0.5 * spacing]], dtype=torch.float64)  # a cell's centre, 28 sigma from every mode: outside
-    aligned, n, expected = mi.nearest_neighbour_alignment(torch.cat([along, diagonal, far]), grid)
+    aligned, n, expected = ch3.nearest_neighbour_alignment(torch.cat([along, diagonal, far]), grid)
     assert (aligned, n) == (4, 6)
     assert abs(expected - 0.5) < 0.01
     corner = grid.means[0] + r * torch.tensor([[1.0, 0.0]], dtype=torch.float64)  # a corner mode: two neighbours, a quarter
-    assert abs(mi.nearest_neighbour_alignment(corner, grid)[2] - 0.25) < 0.01
+    assert abs(ch3.nearest_neighbour_alignment(corner, grid)[2] - 0.25) < 0.01
 
 
 def test_gap_midpoint_share_and_within_mode_spread_by_hand():

@@ -92,7 +92,7 @@ def test_make_outputs_refreshes_the_committed_chapters_as_nbval_runs_them(make_n
     for setting in ("MPLBACKEND=module://matplotlib_inline.backend_inline", "MI_STATIC_WIDGETS=1", "MI_PROGRESS=0", "MKL_CBWR=COMPATIBLE"):
         assert setting in steps and setting in nbval, setting
     assert f"for nb in {nb};" in steps and "papermill $nb _build/outputs/$(basename $nb)" in steps and "-p scale" not in steps
-    assert steps.index("papermill") < steps.index("scripts/strip_widget_state.py _build/outputs/") < steps.index(f"cp _build/outputs/")
+    assert steps.index("papermill") < steps.index("scripts/strip_widget_state.py _build/outputs/") < steps.index("cp _build/outputs/")
 
 
 def test_readme_tables_are_up_to_date():

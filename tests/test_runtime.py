@@ -1,5 +1,4 @@
 import ipywidgets
-import pytest
 
 import mi_lib as mi
 from mi_lib.runtime import STATIC_WIDGETS_ENV
