@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +30,6 @@ __all__ = [
     "gap_mass",
     "gap_lengths",
     "true_gap_mass",
-    "matching_width",
     "gap_midpoint_share",
     "side_tails",
     "within_mode_spread",
@@ -220,24 +218,6 @@ def true_gap_mass(mixture: GaussianMixture, k: float = DEFAULT_K) -> Tensor:
         for a, b in zip(lo.tolist(), hi.tolist())
     ]
     return torch.tensor(out, dtype=torch.float64)
-
-
-def matching_width(widths: Sequence[float], masses: Sequence[float], target: float) -> float:
-    """The smoothing width at which a measured curve of gap mass against width reaches ``target``, by
-    interpolation on log-log axes between the first two neighbouring widths (in increasing order) whose masses
-    bracket it; widths with zero mass are left out (no logarithm). NaN when no pair brackets ``target``."""
-    if len(widths) != len(masses):
-        raise ValueError(f"widths and masses must have the same length, got {len(widths)} and {len(masses)}")
-    if not target > 0:
-        raise ValueError(f"target must be a positive mass, got {target}")
-    points = sorted((float(h), float(m)) for h, m in zip(widths, masses) if h > 0 and m > 0)
-    for (h0, m0), (h1, m1) in zip(points, points[1:]):
-        if min(m0, m1) <= target <= max(m0, m1) and m0 != m1:
-            w = (math.log(target) - math.log(m0)) / (math.log(m1) - math.log(m0))
-            return math.exp(math.log(h0) + w * (math.log(h1) - math.log(h0)))
-        if m0 == m1 == target:
-            return h0
-    return math.nan
 
 
 def gap_midpoint_share(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K, radius: float = 0.15) -> tuple[int, int]:

@@ -3,6 +3,7 @@ notebook that calls it:
 
 - ``chapters/02_mode_interpolation_1d.ipynb`` -> :mod:`mi_lib.experiments.mode_interpolation_1d`
 - ``chapters/03_mode_interpolation_2d.ipynb`` -> :mod:`mi_lib.experiments.mode_interpolation_2d`
+- ``chapters/04_score_smoothness.ipynb`` -> :mod:`mi_lib.experiments.score_smoothness`
 - ``chapters/05_shapes_hands.ipynb`` -> :mod:`mi_lib.experiments.shapes_hands`
 - ``chapters/06_detection.ipynb`` -> :mod:`mi_lib.experiments.detection`
 - ``chapters/07_recursive_training.ipynb`` -> :mod:`mi_lib.experiments.recursive_training`

@@ -1,0 +1,286 @@
+"""Chapter 4, *Score smoothness*: the paper's Fig. 4 measured, and a control it implies.
+
+The true score of a 1D mixture jumps between modes; the learned one is smooth. :class:`Scores` gives both at
+any timestep; :func:`error_map` and :func:`max_slopes` measure where and how much they differ. The control:
+:func:`exact_score_samples` samples with the closed-form score smoothed by a Gaussian of width h, through the
+same sampler; :func:`matching_width` finds the width whose gap mass matches the learned model's, and
+:func:`matched_reading` checks where in the gaps that width puts its samples. :func:`claimed_numbers` gathers
+what ``results/04_score_smoothness.json`` records.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from torch import Tensor
+
+from ..cache import cached
+from ..data import GaussianMixture
+from ..exact import ExactDenoiser
+from ..metrics import gap_lengths, gap_mass, gap_midpoint_share, true_gap_mass, wilson_interval, within_mode_spread
+from ..models import MixtureModelSpec
+from ..nets import shared_timestep
+from ..params import choice_parameter, number_parameter, sequence_parameter
+from ..results import format_number as fmt
+from ..sampling import sample
+from ..schedule import NoiseSchedule
+from ..train import TrainConfig
+
+__all__ = ["SCALES", "SLOPE_TIMES", "Setup", "setup", "Scores", "plot_scores", "error_map", "max_slopes",
+           "print_slopes", "exact_score_samples", "GapMasses", "gap_masses", "plot_gap_masses", "print_gap_masses",
+           "matching_width", "MatchedReading",
+           "matched_reading", "claimed_numbers"]
+
+SCALES: dict[str, dict[str, Any]] = {
+    # CI: chapter 2's largest shipped checkpoint (scripts/make_checkpoints.py)
+    "ci": dict(n_train=20_000, n_samples=10_000, train=TrainConfig(steps=5_000, batch_size=2_000)),
+    # paper: the official training on N = 500,000 (shipped from the GPU campaign); a million samples per run
+    "paper": dict(n_train=500_000, n_samples=1_000_000, train=TrainConfig()),
+}
+SLOPE_TIMES = (0, 1, 2, 5, 10, 20, 50, 100, 200)  # timesteps of the slope table
+
+
+@dataclass(frozen=True)
+class Setup:
+    scale: str
+    seed: int
+    means: list[float]
+    sigma: float
+    k: float
+    smoothing_widths: list[float]
+    score_times: list[int]
+    n_samples: int
+    n_train: int
+    train: TrainConfig
+
+    @property
+    def spec(self) -> MixtureModelSpec:
+        """Chapter 2's model at the scale's largest N."""
+        return MixtureModelSpec("1d", tuple(self.means), self.sigma, n_train=self.n_train, data_seed=self.seed,
+                                train=self.train)
+
+
+def setup(scale: str, seed: int, means: Sequence[float] | str, sigma: float, k: float,
+          smoothing_widths: Sequence[float] | str, score_times: Sequence[int] | str, n_samples: int | None) -> Setup:
+    """Check the notebook's parameters (lists as papermill passes them, -y lists or -p strings), or one clear error
+    naming the parameter, before any work."""
+    scale = choice_parameter(scale, "scale", tuple(SCALES))
+    seed = number_parameter(seed, "seed", int, at_least=0, at_most=2**32 - 1)
+    means = list(sequence_parameter(means, "means"))
+    smoothing_widths = list(sequence_parameter(smoothing_widths, "smoothing_widths"))
+    score_times = list(sequence_parameter(score_times, "score_times", int))
+    if len(set(means)) < 2:
+        raise ValueError(f"means must hold at least two different modes (a gap lies between two), got {means!r}")
+    sigma = number_parameter(sigma, "sigma", above=0)
+    if min(smoothing_widths) < 0 or not all(0 <= t < 1000 for t in score_times):
+        raise ValueError(f"smoothing_widths must be >= 0 and score_times steps in 0..999, got {smoothing_widths!r} "
+                         f"and {score_times!r}")
+    size = SCALES[scale]
+    n_samples = size["n_samples"] if n_samples is None else n_samples
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2_500:
+        raise ValueError(f"n_samples must be an int of at least 2,500, got {n_samples!r}: claim 2's bar needs about 30 "
+                         "samples in the gaps, and the learned score puts about 1.8% of its samples there")
+    if number_parameter(k, "k") < 3:
+        raise ValueError(f"k must be at least 3, got {k!r}: closer in, the 'gap' is mostly the modes' own Gaussian "
+                         "tails (the claims' bar, 10x the true gap mass, was set at k = 4)")
+    if 0.0 not in smoothing_widths or max(smoothing_widths) < 0.1:
+        raise ValueError(f"smoothing_widths must hold 0.0 (the exact score itself) and a width of at least 0.1 (claim "
+                         f"3 compares the most smoothed score with the learned one), got {smoothing_widths!r}")
+    return Setup(scale, seed, means, sigma, float(k), smoothing_widths, score_times, n_samples, size["n_train"],
+                 size["train"])
+
+
+# ---------------------------------------------------------------------------------------- the two scores
+@dataclass(frozen=True)
+class Scores:
+    """The true and the learned score of the noised mixture at timestep t, on float64 CPU points (N, 1)."""
+
+    model: torch.nn.Module
+    mixture: GaussianMixture
+    schedule: NoiseSchedule
+    device: torch.device
+
+    def alpha_bar(self, t: int) -> float:
+        return float(self.schedule.alpha_bar_64[t])
+
+    def learned(self, x: Tensor, t: int) -> Tensor:
+        """-eps_theta(x, t) / sqrt(1 - alpha_bar_t)."""
+        with torch.no_grad():
+            eps = self.model(x.to(self.device, torch.float32), shared_timestep(t, len(x), self.device)).double().cpu()
+        return -eps / (1 - self.alpha_bar(t)) ** 0.5
+
+    def true(self, x: Tensor, t: int) -> Tensor:
+        """The closed-form score of the mixture noised to step t."""
+        return self.mixture.noised(self.alpha_bar(t)).score(x.double())
+
+
+def plot_scores(axes: np.ndarray, scores: Scores, means: Sequence[float], times: Sequence[int]) -> None:
+    """One panel per timestep: both scores against x_t, the noised modes dotted."""
+    for ax, t in zip(axes.flat, times):
+        ab = scores.alpha_bar(t)
+        x = torch.linspace(ab**0.5 * min(means) - 0.4, ab**0.5 * max(means) + 0.4, 1201, dtype=torch.float64)[:, None]
+        ax.plot(x[:, 0], scores.true(x, t)[:, 0], color="k", lw=1.0, label="true score")
+        ax.plot(x[:, 0], scores.learned(x, t)[:, 0], color="C1", lw=1.4, label="learned score")
+        for m in means:
+            ax.axvline(ab**0.5 * m, color="grey", ls=":", lw=0.8)
+        ax.set(title=f"t = {t}  ($\\bar\\alpha_t$ = {ab:.2f})", xlabel="$x_t$", ylabel="score")
+    axes.flat[0].legend()
+
+
+def error_map(scores: Scores, x_data: Tensor, t_grid: np.ndarray) -> np.ndarray:
+    """|eps_learned - eps_true| over data coordinates x (x_t / sqrt(alpha_bar_t)) and timesteps: (len(t), len(x))."""
+    error = np.empty((len(t_grid), len(x_data)))
+    for i, t in enumerate(t_grid):
+        ab = scores.alpha_bar(int(t))
+        xt = (ab**0.5 * x_data)[:, None]
+        eps_true = -((1 - ab) ** 0.5) * scores.true(xt, int(t))
+        eps_learned = -((1 - ab) ** 0.5) * scores.learned(xt, int(t))
+        error[i] = (eps_learned - eps_true).abs()[:, 0].numpy()
+    return error
+
+
+def max_slopes(scores: Scores, means: Sequence[float], times: Sequence[int] = SLOPE_TIMES) -> dict[str, list[float]]:
+    """The largest |d score / dx| between the outer modes per timestep, true and learned (finite differences on
+    20,001 points), printed side by side."""
+    slopes: dict[str, list[float]] = {"true": [], "learned": []}
+    for t in times:
+        ab = scores.alpha_bar(t)
+        x = torch.linspace(ab**0.5 * min(means), ab**0.5 * max(means), 20001, dtype=torch.float64)[:, None]
+        dx = float(x[1, 0] - x[0, 0])
+        slopes["true"].append(float((scores.true(x, t)[:, 0].diff() / dx).abs().max()))
+        slopes["learned"].append(float((scores.learned(x, t)[:, 0].diff() / dx).abs().max()))
+    return slopes
+
+
+def print_slopes(slopes: Mapping[str, Sequence[float]], times: Sequence[int] = SLOPE_TIMES) -> None:
+    for t, s_true, s_learned in zip(times, slopes["true"], slopes["learned"]):
+        print(f"t = {t:>3}: true {fmt(s_true):>9}, learned {fmt(s_learned):>9}, ratio {s_true / s_learned:8.1f}")
+
+
+# ---------------------------------------------------------------------------------------- the control
+def exact_score_samples(s: Setup, mixture: GaussianMixture, h: float, device: torch.device) -> Tensor:
+    """``s.n_samples`` samples (cached) from the exact score smoothed by width h (0: the exact score), through
+    the same sampler, seed and sample count as the learned model's run."""
+    schedule = NoiseSchedule(s.spec.schedule)
+    key = {"means": s.means, "sigma": s.sigma, "schedule": s.spec.schedule, "h": h, "n": s.n_samples,
+           "seed": s.seed, "device": device.type}
+    denoiser = ExactDenoiser(mixture, schedule, smoothing=h, device=device)
+    return cached("exact-score-samples", key,
+                  lambda: sample(denoiser, schedule, s.n_samples, seed=s.seed, chunk_size=1_000_000).x0)
+
+
+@dataclass(frozen=True)
+class GapMasses:
+    true: float
+    learned: float
+    smoothed: dict[float, float]  # per smoothing width, 0.0 the exact score
+
+
+def gap_masses(s: Setup, mixture: GaussianMixture, learned_x: Tensor, smoothed_x: Mapping[float, Tensor]) -> GapMasses:
+    """The share of samples in the gaps of every run, beside the true mixture's."""
+    return GapMasses(float(true_gap_mass(mixture, s.k).sum()), float(gap_mass(learned_x, mixture, s.k).sum()),
+                     {h: float(gap_mass(x, mixture, s.k).sum()) for h, x in smoothed_x.items()})
+
+
+def plot_gap_masses(ax: Axes, s: Setup, g: GapMasses) -> None:
+    """Gap mass against smoothing width (log-log), beside the exact, learned and true levels; a run with no
+    sample in the gaps is an open triangle at half the one-sample line."""
+    floor = 1 / s.n_samples  # one sample: the smallest non-zero share we can see
+    hs = [h for h in s.smoothing_widths if h > 0]
+    seen, empty = [h for h in hs if g.smoothed[h] > 0], [h for h in hs if g.smoothed[h] == 0]
+    ax.axhline(floor, color="grey", lw=5, alpha=0.3, label="one sample in the run")
+    ax.plot(seen, [g.smoothed[h] for h in seen], "o-", color="C0", label="exact score smoothed by h")
+    if empty:
+        ax.plot(empty, [floor / 2] * len(empty), "v", mfc="none", color="C0", label="smoothed by h: no sample in the gaps")
+    if 0.0 in g.smoothed:
+        ax.axhline(max(g.smoothed[0.0], floor / 2), color="C2", ls="--", label="exact score (h = 0)")
+    ax.axhline(g.learned, color="C1", lw=2, label="learned score")
+    ax.axhline(g.true, color="k", ls=":", label="true mixture")
+    ax.set(xscale="log", yscale="log", xlabel="smoothing width h", ylabel=f"share of samples in the gaps (k = {s.k:g})",
+           title="Gap mass vs smoothness of the score")
+    ax.set_xticks(hs, [f"{h:g}" for h in hs])
+    ax.minorticks_off()
+    ax.legend(fontsize=8)
+
+
+def print_gap_masses(g: GapMasses) -> None:
+    for h, m in g.smoothed.items():
+        print(f"h = {h:<5g}: gap mass {fmt(m):>9} ({m / g.true:9.1f} × true)")
+    print(f"learned  : gap mass {fmt(g.learned):>9} ({g.learned / g.true:9.1f} × true)")
+
+
+def matching_width(widths: Sequence[float], masses: Sequence[float], target: float) -> float:
+    """The smoothing width at which a measured curve of gap mass against width reaches ``target``, by
+    interpolation on log-log axes between the first two neighbouring widths (in increasing order) whose masses
+    bracket it; widths with zero mass are left out (no logarithm). NaN when no pair brackets ``target``."""
+    if len(widths) != len(masses):
+        raise ValueError(f"widths and masses must have the same length, got {len(widths)} and {len(masses)}")
+    if not target > 0:
+        raise ValueError(f"target must be a positive mass, got {target}")
+    points = sorted((float(h), float(m)) for h, m in zip(widths, masses) if h > 0 and m > 0)
+    for (h0, m0), (h1, m1) in zip(points, points[1:]):
+        if min(m0, m1) <= target <= max(m0, m1) and m0 != m1:
+            w = (math.log(target) - math.log(m0)) / (math.log(m1) - math.log(m0))
+            return math.exp(math.log(h0) + w * (math.log(h1) - math.log(h0)))
+        if m0 == m1 == target:
+            return h0
+    return math.nan
+
+
+@dataclass(frozen=True)
+class MatchedReading:
+    effective_h: float  # the width whose gap mass matches the learned model's (log-log interpolation)
+    h_star: float  # effective_h rounded to 3 decimals: the width of the matched run
+    matched_name: str  # the matched run's name in ``where`` and ``spread``
+    where: dict[str, tuple[int, int]]  # per run: (gap samples within 0.15 of a midpoint, gap samples)
+    spread: dict[str, float]  # per run: the spread of its modes
+    even: float  # the midpoint share an even spread over a gap gives
+
+
+def matched_reading(s: Setup, mixture: GaussianMixture, g: GapMasses, learned_x: Tensor,
+                    smoothed_x: Mapping[float, Tensor], device: torch.device) -> MatchedReading:
+    """The matching width h*, a run of the exact score smoothed by it, and where each run's gap samples lie (near
+    the midpoints or near the modes) and how wide its modes are, printed as a table."""
+    effective_h = matching_width(list(g.smoothed), list(g.smoothed.values()), g.learned)
+    print(f"the learned score behaves like the exact score smoothed by h ≈ {fmt(effective_h)}")
+    h_star = round(effective_h, 3)
+    matched_name = f"exact score smoothed by h* = {h_star:g}"
+    matched_x = exact_score_samples(s, mixture, h_star, device) if h_star > 0 else None
+    runs = {"learned score": learned_x, matched_name: matched_x, "exact score (h = 0)": smoothed_x.get(0.0)}
+    runs = {name: x for name, x in runs.items() if x is not None}
+    gap_length = float(gap_lengths(mixture, s.k).mean())
+    even = min(1.0, 2 * 0.15 / gap_length)  # the share an even spread over a gap puts within 0.15 of its midpoint
+    where = {name: gap_midpoint_share(x, mixture, s.k) for name, x in runs.items()}
+    spread = {name: within_mode_spread(x, mixture, s.k) for name, x in runs.items()}
+    print(f"{'run':<34} | gap samples | within 0.15 of a gap's midpoint (95% interval) | spread of the modes "
+          f"(true sigma {s.sigma:g})")
+    for name in runs:
+        near, total = where[name]
+        low, high = wilson_interval(near, total) if total else (float("nan"), float("nan"))
+        share = f"{near / total:6.1%} ({low:.1%} to {high:.1%})" if total else "     no gap samples"
+        print(f"{name:<34} | {total:>11,} | {share:<47} | {spread[name]:.4f}")
+    print(f"an even spread over a gap puts {even:.0%} of its samples within 0.15 of the midpoint")
+    return MatchedReading(effective_h, h_star, matched_name, where, spread, even)
+
+
+def claimed_numbers(g: GapMasses, m: MatchedReading, slopes: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    """What ``results/04_score_smoothness.json`` records."""
+    runs = {"learned": "learned score", "matched": m.matched_name, "exact": "exact score (h = 0)"}
+    return {
+        "true_gap_mass": g.true,
+        "exact_gap_mass": g.smoothed.get(0.0, float("nan")),
+        "learned_gap_mass": g.learned,
+        **{f"smoothed_gap_mass_h{h:g}": mass for h, mass in g.smoothed.items() if h > 0},
+        "effective_smoothing_width": m.effective_h,
+        **{f"{key}_midpoint_share": m.where[name][0] / max(m.where[name][1], 1)
+           for key, name in runs.items() if key != "exact" and name in m.where},
+        "even_spread_midpoint_share": m.even,
+        **{f"{key}_mode_spread": m.spread[name] for key, name in runs.items() if name in m.spread},
+        "slope_ratio_true_over_learned_t0": slopes["true"][0] / slopes["learned"][0],
+    }
