@@ -8,6 +8,7 @@ notebook that calls it:
 - ``chapters/06_detection.ipynb`` -> :mod:`mi_lib.experiments.detection`
 - ``chapters/07_recursive_training.ipynb`` -> :mod:`mi_lib.experiments.recursive_training`
 - ``chapters/07b_recursive_digits.ipynb`` -> :mod:`mi_lib.experiments.recursive_digits`
+- ``chapters/07c_recursive_shapes.ipynb`` -> :mod:`mi_lib.experiments.recursive_shapes`
 - ``chapters/08_mitigations.ipynb`` -> :mod:`mi_lib.experiments.mitigations`
 
 Imported on demand (``from mi_lib.experiments import mitigations``); the diffusion core does not import it.
