@@ -38,7 +38,7 @@ from mi_lib.models import MixtureModelSpec
 from mi_lib.recursion import RECURSION_PRESETS, recursive_training
 
 os.environ.setdefault("MI_PROGRESS", "0")
-#: Chapter 7's generation 0 at CI scale (its SIZES["ci"]): the shipped grid checkpoint's spec.
+#: Chapter 7's generation 0 at CI scale (mi_lib.experiments.recursive_training.SCALES["ci"]): the shipped grid checkpoint's spec.
 GENERATION_0 = MixtureModelSpec("grid", n_train=20_000, model=mi.MLPConfig(data_dim=2), train=mi.TrainConfig(steps=30_000, batch_size=2_000))
 
 #: The per-generation measures kept for each filter (mi_lib.recursion.mixture_report, of the samples and of the kept set).

@@ -102,3 +102,15 @@ def test_run_method_is_cached(tmp_path, monkeypatch):
     monkeypatch.setattr(M, "sample", lambda *a, **kw: (_ for _ in ()).throw(AssertionError("sampled again")))
     again = M.run_method(method, 64, progress=False)
     assert torch.equal(first["x0"], again["x0"]) and first["rate"] == again["rate"]
+
+
+def test_a_run_is_keyed_by_the_code_that_computes_it_not_by_the_chapters_tables(monkeypatch):
+    key = M._run_source()
+    monkeypatch.setattr(M, "print_board", lambda board, s: None)  # a table or a figure: reruns nothing
+    monkeypatch.setattr(M, "plot_board", lambda axes, board: None)
+    assert M._run_source() == key
+    monkeypatch.setattr(M, "measure", lambda x0, hal, mixture, k=4.0: {})  # the measurement: reruns
+    assert M._run_source() != key
+    monkeypatch.undo()
+    monkeypatch.setattr(M, "DDIM_START_ALPHA_BAR", 1e-4)  # where DDIM starts: reruns
+    assert M._run_source() != key

@@ -30,25 +30,28 @@ nearest-mode spacing d, so one strength means the same on the 1D mixture and the
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import torch
+from matplotlib.axes import Axes
 from torch import Tensor, nn
 
-from .. import detection
+from .. import detection, plotting
 from ..cache import cached
 from ..data import GaussianMixture
 from ..metrics import DEFAULT_K, out_of_support, wilson_interval
 from ..models import MixtureModelSpec, mixture_model
 from ..nets import MLPConfig, shared_timestep
+from ..params import choice_parameter, number_parameter, sequence_parameter
 from ..recursion import mixture_report
 from ..runtime import progress_bar
 from ..sampling import sample, timesteps
-from ..schedule import NoiseSchedule
+from ..schedule import OFFICIAL, NoiseSchedule
 from ..train import TrainConfig, loss_terms
 
 __all__ = [
@@ -66,6 +69,19 @@ __all__ = [
     "measure",
     "run_method",
     "scoreboard",
+    "Setup",
+    "setup",
+    "print_laplacian_check",
+    "by_method",
+    "print_board",
+    "plot_grid_samples",
+    "plot_board",
+    "print_vsm_terms",
+    "vsm_rows",
+    "plot_vsm",
+    "full_ddim_name",
+    "vsm_weights",
+    "claimed_numbers",
 ]
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
@@ -368,7 +384,12 @@ def measure(x0: Tensor, hal: Tensor, mixture: GaussianMixture, k: float = DEFAUL
             "mode_tv": report["mode_tv"], "mode_spread": report["mode_spread"], "tv": report["tv"], "hal_auroc": auroc}
 
 
-_SOURCE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]  # in every cache key of this module
+def _run_source() -> str:
+    """A hash of the code that computes a run -- not of this module's setup, tables and figures: in every
+    cache key of :func:`run_method`, so editing a figure reruns nothing and editing the sampling code reruns."""
+    code = [inspect.getsource(obj) for obj in (mode_spacing, fd_laplacian, SharpenedDenoiser, ddim_start, Method,
+                                               measure, run_method)]
+    return hashlib.sha256("".join([*code, repr(DDIM_START_ALPHA_BAR)]).encode()).hexdigest()[:16]
 
 
 def run_method(method: Method, n: int, *, seed: int = 0, device: torch.device | str = "cpu", k: float = DEFAULT_K,
@@ -377,7 +398,7 @@ def run_method(method: Method, n: int, *, seed: int = 0, device: torch.device | 
     (the key holds the method, the model's origin, this module's source and the library's)."""
     trained = mixture_model(method.spec, device=device, progress=progress)
     config = {"method": method, "origin": trained.origin, "n": n, "seed": seed, "k": k,
-              "device": torch.device(device).type, "module": _SOURCE}
+              "device": torch.device(device).type, "module": _run_source()}
 
     def compute() -> dict[str, Any]:
         model: Denoiser = trained.model
@@ -407,3 +428,185 @@ def scoreboard(scale: Scale, datasets: Sequence[str] = ("grid", "1d"), *, seed: 
                          **{c: v for c, v in run.items() if c != "x0"}, "x0": run["x0"]})
             bar.update(method.nfe())
     return rows
+
+
+# ------------------------------------------------------------------------------------------- the chapter
+@dataclass(frozen=True)
+class Setup:
+    """The chapter's parameters, checked; ``config`` is the scale with the reader's overrides."""
+
+    scale: str
+    seed: int
+    k: float
+    n_samples: int | None  # per method on each data set; None: from scale
+    strengths: tuple[float, ...] | None  # None: from scale
+    vsm_rhos: tuple[float, ...] | None  # None: from scale
+
+    @property
+    def config(self) -> Scale:
+        config = SCALES[self.scale]
+        if self.n_samples is not None:
+            config = replace(config, n_samples={name: self.n_samples for name in config.n_samples})
+        if self.strengths is not None:
+            config = replace(config, strengths=self.strengths)
+        if self.vsm_rhos is not None:
+            config = replace(config, vsm_rhos=self.vsm_rhos)
+        return config
+
+
+def setup(scale: str, seed: int, k: float, n_samples: int | None, strengths: Sequence[float] | str | None,
+          vsm_rhos: Sequence[float] | str | None) -> Setup:
+    """Check the notebook's parameters (lists as papermill passes them), or one clear error naming the parameter,
+    before any work."""
+    scale = choice_parameter(scale, "scale", tuple(SCALES))
+    seed = number_parameter(seed, "seed", int, at_least=0, at_most=2**32 - 1)
+    k = number_parameter(k, "k", above=0)
+    if n_samples is not None:
+        n_samples = number_parameter(n_samples, "n_samples", int, at_least=100)
+    if strengths is not None:
+        strengths = sequence_parameter(strengths, "strengths", float)
+        if not strengths or not all(0 < a <= 1 for a in strengths):
+            raise ValueError(f"strengths must be a non-empty list of numbers in (0, 1], got {strengths!r}")
+    if vsm_rhos is not None:
+        vsm_rhos = sequence_parameter(vsm_rhos, "vsm_rhos", float)
+        if not vsm_rhos or not all(0 <= r < 1e6 for r in vsm_rhos):
+            raise ValueError(f"vsm_rhos must be a non-empty list of numbers >= 0, got {vsm_rhos!r}")
+    return Setup(scale, seed, k, n_samples, strengths, vsm_rhos)
+
+
+def print_laplacian_check(check: dict[str, list[dict[str, Any]]]) -> None:
+    """:func:`laplacian_check`'s rows per mixture (probes 1 and 16), one line per t."""
+    print("finite-difference Laplacian of the exact eps against autograd's")
+    print(f"{'mixture':<8} {'t':>4} | {'relative error':^19} | {'Laplacian':>9}")
+    print(f"{'':<8} {'':>4} | {'1 vector':>9} {'16':>9} | {'RMS':>9}")
+    for name, rows in check.items():
+        for one, many in zip(rows[::2], rows[1::2]):
+            print(f"{name:<8} {one['t']:4d} | {one['rel_error']:9.1e} {many['rel_error']:9.1e} | "
+                  f"{one['exact_rms']:9.1e}")
+
+
+def by_method(board: Sequence[dict[str, Any]], dataset: str) -> dict[str, dict[str, Any]]:
+    """The scoreboard's rows on ``dataset``, by method name."""
+    return {r["method"]: r for r in board if r["dataset"] == dataset}
+
+
+def print_board(board: Sequence[dict[str, Any]], s: Setup) -> None:
+    """The scoreboard, one table per data set."""
+    print(f"seed {s.seed}; DDIM starts at t = {ddim_start(NoiseSchedule(OFFICIAL))}; "
+          f"hallucination = farther than {s.k:g} sigma from every mode")
+    for dataset in dict.fromkeys(r["dataset"] for r in board):
+        rows = [r for r in board if r["dataset"] == dataset]
+        print(f"\n{dataset}: {rows[0]['n']:,} samples per method")
+        print(f"{'method':<40} {'NFE':>5} | {'hallucinated (95% CI)':<21} | mode TV | spread | AUROC")
+        for r in rows:
+            interval = f"({100 * r['rate_lo']:.1f}-{100 * r['rate_hi']:.1f})"
+            name = r["method"].removeprefix("DDPM, ") if r["family"] == "training" else r["method"]
+            print(f"{name:<40} {r['nfe']:5d} | {r['rate']:6.2%} {interval:<13} | "
+                  f"{r['mode_tv']:7.3f} | {r['mode_spread']:6.2f} | {r['hal_auroc']:5.2f}")
+
+
+def plot_grid_samples(axes: Any, board: Sequence[dict[str, Any]], s: Setup) -> None:
+    """The grid's samples under the first four samplers, the last-5-steps noise and one sharpening strength, the
+    out-of-support ones in red."""
+    grid_board = [r for r in board if r["dataset"] == "grid"]
+    show = [r for r in grid_board if r["family"] == "sampler"][:4]
+    show += [r for r in grid_board if "last 5" in r["method"]]
+    show += [r for r in grid_board if r["family"] == "sharpening"][1:2]
+    grid = s.config.specs["grid"].mixture()
+    for ax in axes.flat[len(show):]:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, show):
+        out = out_of_support(r["x0"], grid, s.k)
+        title = f"{r['method']}\n{r['rate']:.1%} out of support (red)"
+        plotting.scatter_vs_modes(ax, r["x0"][~out], grid, lim=1.75, title=title)
+        ax.scatter(r["x0"][out, 0].numpy(), r["x0"][out, 1].numpy(), s=1.5, c="red", linewidths=0)
+
+
+def plot_board(axes: Sequence[Axes], board: Sequence[dict[str, Any]]) -> None:
+    """Per data set, every method's rate (with its interval) against its mode TV, shaded by family."""
+    colormaps = {"sampler": plt.cm.Blues, "sharpening": plt.cm.Oranges, "training": plt.cm.Greens}
+    markers = "osD^v<>ph*"
+    for ax, dataset in zip(axes, dict.fromkeys(r["dataset"] for r in board)):
+        rows = [r for r in board if r["dataset"] == dataset]
+        for i, r in enumerate(rows):
+            same = [q for q in rows if q["family"] == r["family"]]
+            shade = colormaps[r["family"]](0.45 + 0.5 * same.index(r) / max(1, len(same) - 1))
+            xerr = [[100 * (r["rate"] - r["rate_lo"])], [100 * (r["rate_hi"] - r["rate"])]]
+            ax.errorbar(100 * r["rate"], r["mode_tv"], xerr=xerr, fmt=markers[i % len(markers)],
+                        color=shade, ms=6, capsize=2, label=f"{r['method']} ({r['family']})")
+        ax.set(xlabel="hallucinated (%), 95% Wilson interval",
+               ylabel="mode TV (0 = as the truth)", title=f"{dataset}: every method, one seed")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def print_vsm_terms(terms: Sequence[dict[str, Any]]) -> None:
+    """:func:`vsm_terms` as a table."""
+    print("loss terms over 20,000 training draws (x_0, t, eps) of the 1D model")
+    print(f"{'rho':>5} | {'MSE':>7} {'VB':>8} {'penalty':>8} {'share':>6} | "
+          f"{'variance at t < 50':>18} {'all t':>6}")
+    for r in terms:
+        print(f"{r['rho']:5g} | {r['mse']:7.4f} {r['vb']:8.4f} {r['penalty']:8.4f} "
+              f"{r['penalty_share']:6.1%} | {r['frac_low_t']:18.2f} {r['frac']:6.2f}")
+
+
+def vsm_rows(board: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The 1D rows that bear on VSM: its weights, plain DDPM and the small fixed variance."""
+    return [r for r in board if r["dataset"] == "1d"
+            and ("VSM" in r["method"] or r["method"].startswith("DDPM, 1000") or "beta tilde" in r["method"])]
+
+
+def plot_vsm(ax: Axes, rows: Sequence[dict[str, Any]]) -> None:
+    for i, r in enumerate(rows):
+        ax.errorbar(100 * r["rate"], i, fmt="o", color="C2" if "VSM" in r["method"] else "C0",
+                    xerr=[[100 * (r["rate"] - r["rate_lo"])], [100 * (r["rate_hi"] - r["rate"])]], capsize=3)
+    ax.set_yticks(range(len(rows)), [r["method"].removeprefix("DDPM, ") for r in rows])
+    ax.invert_yaxis()
+    ax.set(xlabel="hallucinated (%), 95% Wilson interval",
+           title="1D mixture: VSM's weight against the variance the sampler uses")
+
+
+def full_ddim_name() -> str:
+    """The name of DDIM run to every step from its start under the official schedule."""
+    return f"DDIM eta=0, {ddim_start(NoiseSchedule(OFFICIAL)) + 1} steps"
+
+
+def claimed_numbers(board: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """What ``results/08_mitigations.json`` records: every claim's rates, the grid's Hal AUROCs and mode TV."""
+    grid_rows, one_d = by_method(board, "grid"), by_method(board, "1d")
+    ddpm, full_name = grid_rows["DDPM, 1000 steps"], full_ddim_name()
+    numbers = {
+        "grid_ddpm": ddpm["rate"],
+        "grid_ddim25": grid_rows["DDIM eta=0, 25 steps"]["rate"],
+        "grid_ddim100": grid_rows["DDIM eta=0, 100 steps"]["rate"],
+        "grid_ddim_all": grid_rows[full_name]["rate"],
+        "grid_ddim100_last5": grid_rows["DDIM, eta=1 in the last 5 of 100 steps"]["rate"],
+        "grid_hal_auroc_ddpm": ddpm["hal_auroc"],
+        "grid_hal_auroc_ddim_all": grid_rows[full_name]["hal_auroc"],
+        "grid_mode_tv_ddpm": ddpm["mode_tv"],
+    }
+    for r in grid_rows.values():
+        if r["family"] == "sharpening":
+            numbers[f"grid_sharpening_{r['method'].split()[-1]}"] = r["rate"]
+    numbers["grid_ddpm_small_variance"] = grid_rows["DDPM, sigma^2 = beta tilde"]["rate"]
+    vsm = vsm_weights(board)
+    for key, name in (("1d_base", "DDPM, 1000 steps"),
+                      ("1d_small_variance", "DDPM, sigma^2 = beta tilde"),
+                      ("1d_ddim25", "DDIM eta=0, 25 steps"),
+                      ("1d_ddim_all", full_name),
+                      ("1d_ddim100_last5", "DDIM, eta=1 in the last 5 of 100 steps"),
+                      ("1d_4x_steps", "DDPM, 4x the training steps"),
+                      ("1d_untied", "DDPM, untied network (3x parameters)"),
+                      ("1d_2k_points", "DDPM, 2,000 training points"),
+                      *((f"1d_vsm_rho{name.split('=')[-1]}", name) for name in vsm)):
+        if name in one_d:
+            numbers[key] = one_d[name]["rate"]
+    for r in one_d.values():
+        if "(seed" in r["method"]:  # the rho = 0 recipe again, from other training seeds
+            numbers[f"1d_vsm_rho0_seed{r['method'].split()[-1].rstrip(')')}"] = r["rate"]
+    return numbers
+
+
+def vsm_weights(board: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The 1D rows of VSM's weights (the training-seed replicates left out), by method name."""
+    return {name: r for name, r in by_method(board, "1d").items()
+            if "learned variance, VSM" in name and "(seed" not in name}
