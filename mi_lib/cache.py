@@ -1,7 +1,7 @@
 """On-disk cache for trained models and expensive results, keyed by a hash of their full configuration.
 
 The key hashes the configuration (dataclasses, dicts, numbers, strings, tensors) *and* the source code of
-``mi_lib``, so a changed config or a changed library never returns a stale entry; the stored config is also
+``mi_lib``'s computing modules (:func:`code_fingerprint`), so a changed config or a changed library never returns a stale entry; the stored config is also
 compared on load. Entries are written atomically (temporary file + rename) and always loaded onto the CPU,
 so the same entry serves CPU and GPU sessions; move what you load with ``.to(device)``. Whatever
 ``compute`` depends on (data seed, sizes, device-independent settings) must be in ``config``.
@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["CPU_NUMERICS_VARS", "KEY_OMITS_DEFAULT", "cache_dir", "config_key", "cache_path", "cached", "code_fingerprint", "cpu_numerics", "partial_path"]
+__all__ = ["CPU_NUMERICS_VARS", "KEY_OMITS_DEFAULT", "PRESENTATION", "cache_dir", "config_key", "cache_path", "cached", "code_fingerprint", "cpu_numerics", "partial_path"]
 
 T = TypeVar("T")
 
@@ -57,10 +57,19 @@ def _canonical(obj: Any) -> Any:
     raise TypeError(f"cannot hash a config value of type {type(obj).__name__}: {obj!r}")
 
 
-def code_fingerprint() -> str:
-    """SHA-256 of every ``mi_lib/*.py`` source file: any change to the library invalidates the cache."""
+#: Modules that change no computed result -- figures, the results files, the chapters' parameter checks -- and
+#: are left out of :func:`code_fingerprint`: editing them recomputes nothing. (``mi_lib/experiments``, the
+#: chapters' modules, is not hashed either; chapter 8's runs hash the code that computes them.)
+PRESENTATION = frozenset({"plotting.py", "results.py", "params.py"})
+
+
+def code_fingerprint(package: Path | str | None = None) -> str:
+    """SHA-256 of the source of the library's computing modules (``mi_lib/*.py`` less :data:`PRESENTATION`): a
+    change to any of them -- the trainer, the networks, the sampler, the data -- invalidates the cache."""
     h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in sorted(Path(package or Path(__file__).parent).glob("*.py")):
+        if path.name in PRESENTATION:
+            continue
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()

@@ -1,5 +1,7 @@
 import json
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -159,3 +161,23 @@ def test_number_and_choice_parameters_take_clean_values_and_refuse_the_rest_by_n
             choice_parameter(value, "scale", ("ci", "paper"))
     with pytest.raises(ValueError, match="flag"):
         choice_parameter(1, "flag", (False, True))  # 1 == True, but a count is no switch
+
+
+def test_the_code_fingerprint_follows_the_computing_modules_only(tmp_path):
+    """Editing a figure helper, the results files or the parameter checks retrains nothing; editing the trainer
+    or the network does."""
+    package = Path(cache_mod.__file__).parent
+    for path in package.glob("*.py"):
+        shutil.copy(path, tmp_path / path.name)
+    before = cache_mod.code_fingerprint(tmp_path)
+    assert before == cache_mod.code_fingerprint()  # the copy hashes as the package does
+    for name in sorted(cache_mod.PRESENTATION):
+        (tmp_path / name).write_text((tmp_path / name).read_text() + "\n# an edited figure\n")
+        assert cache_mod.code_fingerprint(tmp_path) == before, name
+    for name in ("train.py", "nets.py", "sampling.py"):
+        edited = tmp_path / name
+        original = edited.read_text()
+        edited.write_text(original + "\n# an edited trainer\n")
+        assert cache_mod.code_fingerprint(tmp_path) != before, name
+        edited.write_text(original)
+    assert cache_mod.code_fingerprint(tmp_path) == before
