@@ -76,7 +76,7 @@ def code_fingerprint(package: Path | str | None = None) -> str:
 
 
 #: The settings that pin the CPU's floating-point kernels (see the Makefile's CPU_NUMERICS: the chapters' CI runs
-#: set them, aiming at the same bits on any x86 CPU; reported across vendors, checked here on one Intel CPU only).
+#: set them, aiming at the same bits on any x86 CPU; an AMD EPYC and an Intel Xeon still differ in the last bits).
 CPU_NUMERICS_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
 
 

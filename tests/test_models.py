@@ -155,7 +155,10 @@ def test_shipped_checkpoint_reproduces_its_manifest(entry):
     if train_device == "cpu" or torch.cuda.is_available():
         head = spec.replace(train=mi.TrainConfig(**{**spec.train.__dict__, "steps": len(entry["loss_head"])}))
         losses = mi.models.train_payload(head, train_device, progress=False)["losses"]
-        torch.testing.assert_close(losses, torch.tensor(entry["loss_head"]), rtol=1e-4, atol=1e-6)
+        # rtol 1e-3, not 1e-4: the unit tests run on the CPU's own kernels, and twenty steps of the untied 1D
+        # network (recorded on an Intel CPU) came out 3.1e-4 apart on an AMD EPYC with AVX-512; a change to the
+        # trainer (batches, initialisation, learning rate) moves these losses by far more
+        torch.testing.assert_close(losses, torch.tensor(entry["loss_head"]), rtol=1e-3, atol=1e-6)
     is_image = isinstance(spec, mi.ImageModelSpec)
     trained = (mi.image_model if is_image else mixture_model)(spec, progress=False)
     assert trained.source == "shipped"

@@ -1,6 +1,7 @@
 """One module per chapter: the chapter's experiment code, its ``SCALES`` and its analysis, one hop from the
 notebook that calls it:
 
+- ``chapters/01_forward_process.ipynb`` -> :mod:`mi_lib.experiments.forward_process`
 - ``chapters/02_mode_interpolation_1d.ipynb`` -> :mod:`mi_lib.experiments.mode_interpolation_1d`
 - ``chapters/03_mode_interpolation_2d.ipynb`` -> :mod:`mi_lib.experiments.mode_interpolation_2d`
 - ``chapters/04_score_smoothness.ipynb`` -> :mod:`mi_lib.experiments.score_smoothness`

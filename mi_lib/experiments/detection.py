@@ -36,6 +36,8 @@ __all__ = [
     "measure_images", "score_images",
     "auroc_vs_radius", "threshold_rates", "grid_split", "window_sweep", "claimed_numbers", "plot_hal_histograms",
     "plot_rocs", "plot_window_grids", "plot_threshold", "print_auroc_table", "print_rates", "print_summary",
+    "radius_reading", "plot_auroc_vs_radius", "print_auroc_vs_radius", "WindowSweeps", "mixture_window_sweeps",
+    "print_schedule_reading", "print_image_aurocs", "print_image_sweeps", "matched_windows",
 ]
 
 #: Per scale: test and calibration samples per mixture model, images per image model (one batch: calibration
@@ -401,3 +403,116 @@ def plot_threshold(ax: Axes, r: Measured, log10_threshold: float) -> None:
     ax.set(title=f"{r.name}: removed {rates.removed:.1%} of '{bad}', kept {rates.kept:.1%} of '{good}'",
            xlabel=r"$\log_{10}$ Hal", ylabel="density")
     ax.legend(fontsize=8)
+
+
+# ---------------------------------------------------------------------------------------- the chapter's readings
+def radius_reading(s: Setup, specs: Mapping[str, MixtureModelSpec], mixtures: Mapping[str, Measured]
+                   ) -> dict[str, dict[float, float]]:
+    """Hal's AUROC per mixture over labelling radii from 3 to beyond ``s.k`` (every half sigma)."""
+    k_values = np.arange(3.0, max(8.0, s.k + 4.0) + 0.01, 0.5)
+    return {name: auroc_vs_radius(specs[name], r, k_values) for name, r in mixtures.items()}
+
+
+def plot_auroc_vs_radius(ax: Axes, s: Setup, auroc_vs_k: Mapping[str, Mapping[float, float]]) -> None:
+    """The radius reading's curves (the chapter's k dotted), and its values at k = 3, 4, 6, 8 printed."""
+    for name, curve in auroc_vs_k.items():
+        ax.plot(list(curve), list(curve.values()), marker="o", ms=3, label=name)
+    ax.axvline(s.k, color="grey", lw=0.5, ls=":")
+    ax.set(title="AUROC of Hal vs the labelling radius", ylabel="AUROC of Hal", ylim=(0.5, 1.0),
+           xlabel=r"labelling radius $k$ (hallucinated: beyond $k\sigma$ of every mode)")
+    ax.legend(fontsize=8)
+
+
+def print_auroc_vs_radius(auroc_vs_k: Mapping[str, Mapping[float, float]]) -> None:
+    for name, curve in auroc_vs_k.items():
+        shown = [(kk, a) for kk, a in curve.items() if kk in (3.0, 4.0, 6.0, 8.0)]
+        print(f"{name:>22}: " + ", ".join(f"k={kk:g}: {a:.3f}" for kk, a in shown))
+
+
+@dataclass
+class WindowSweeps:
+    """Hal's AUROC over grids of windows [T1, T2], per model, and the best cell of each (chosen on the test
+    labels: an upper bound, not a result)."""
+
+    t_los: dict[str, list[int]] = field(default_factory=dict)
+    t_his: dict[str, list[int]] = field(default_factory=dict)
+    grids: dict[str, Tensor] = field(default_factory=dict)
+    best: dict[str, tuple[int, int, float]] = field(default_factory=dict)
+    schedules: dict[str, NoiseSchedule] = field(default_factory=dict)
+
+    def add(self, r: Measured, t_los: list[int], t_his: list[int]) -> None:
+        self.t_los[r.name], self.t_his[r.name], self.schedules[r.name] = t_los, t_his, r.schedule
+        self.grids[r.name], self.best[r.name] = window_sweep(r, t_los, t_his)
+
+    def plot(self, fig: Any, axes: Any, names: Sequence[str]) -> None:
+        """One heat map per model in ``names``, with one colour bar."""
+        im = plot_window_grids(axes, {n: self.grids[n] for n in names}, {n: self.t_los[n] for n in names},
+                               {n: self.t_his[n] for n in names}, {n: self.schedules[n] for n in names})
+        fig.colorbar(im, ax=axes, label="AUROC of Hal", shrink=0.8)
+
+
+def mixture_window_sweeps(s: Setup, specs: Mapping[str, MixtureModelSpec], mixtures: Mapping[str, Measured]
+                          ) -> WindowSweeps:
+    """The mixtures' window sweeps: T1 from 0 to 50 and T2 from 1 to 99, deeper (to 200 and 299) where the
+    run recorded 300 steps."""
+    sweeps = WindowSweeps()
+    for name, r in mixtures.items():
+        deep = record_up_to(specs[name], s.window) >= 300
+        sweeps.add(r, [0, 1, 2, 5, 10, 20, 50] + ([100, 200] if deep else []),
+                   [1, 4, 9, 19, 49, 99] + ([199, 299] if deep else []))
+    return sweeps
+
+
+def print_schedule_reading(s: Setup, mixtures: Mapping[str, Measured], sweeps: WindowSweeps) -> None:
+    """Where the two schedules reach the same alpha_bar, how often each 1D model hallucinates, and each mixture's
+    AUROC at the chosen window beside the sweep's best."""
+    official_ab, standard_ab = NoiseSchedule(OFFICIAL).alpha_bar_64, NoiseSchedule(STANDARD).alpha_bar_64
+    for t in (9, 99):
+        t_std = int((standard_ab <= official_ab[t]).nonzero()[0])
+        print(f"alpha_bar = {float(official_ab[t]):.3f}: reached at t = {t} by the official schedule, at t = "
+              f"{t_std} by the standard one")
+    official, standard = (float(mixtures[name].labels.float().mean()) for name in (OFFICIAL_1D, STANDARD_1D))
+    print(f"the same data and training, two schedules: {official:.2%} of the official-schedule model's samples "
+          f"hallucinated, {standard:.2%} of the standard-schedule model's "
+          f"({official / max(standard, 1e-12):.0f}x fewer)")
+    for name, r in mixtures.items():
+        t_lo, t_hi, best = sweeps.best[name]
+        print(f"{name:>22}: AUROC {r.aurocs['Hal']:.3f} at the chosen window {s.window}; best in the sweep "
+              f"{best:.3f} at ({t_lo}, {t_hi}), alpha_bar at t=9: {float(r.schedule.alpha_bar_64[9]):.4f}")
+
+
+def print_image_aurocs(measured: Sequence[Measured]) -> None:
+    """The image models' AUROC table, Hal against random, and Hal against chance in standard errors."""
+    if not measured:
+        return
+    print_auroc_table(measured)
+    print("Hal minus random: " + "; ".join(f"{r.name}: {r.aurocs['Hal'] - r.aurocs['random']:+.3f}"
+                                           for r in measured))
+    chance = []
+    for r in measured:
+        se = hal_standard_error(r)
+        chance.append(f"{r.name}: " + (f"{(r.aurocs['Hal'] - 0.5) / se:+.1f}" if se > 0 else "perfect separation"))
+    print("Hal's AUROC minus 0.5 (chance), in standard errors: " + "; ".join(chance))
+
+
+def print_image_sweeps(s: Setup, measured: Sequence[Measured], sweeps: WindowSweeps) -> None:
+    for r in measured:
+        t_lo, t_hi, best = sweeps.best[r.name]
+        print(f"{r.name:>22}: AUROC {r.aurocs['Hal']:.3f} at the chosen window {s.window}; best in the sweep "
+              f"{best:.3f} at ({t_lo}, {t_hi})")
+
+
+def matched_windows(s: Setup, images: Mapping[str, Measured]) -> dict[str, tuple[int, float]]:
+    """Per image data set: the window carried over in alpha_bar (:func:`matched_window_end`, no labels used)
+    and Hal's AUROC there, printed."""
+    t_lo, t_end = s.window
+    official_end = float(NoiseSchedule(OFFICIAL).alpha_bar_64[t_end])
+    matched = {}
+    for dataset, r in images.items():
+        if r.scores:
+            t2 = matched_window_end(r.schedule, s.window)
+            matched[dataset] = (t2, det.auroc(det.hal_from_records(r.test.records, (t_lo, t2)), r.labels))
+            print(f"{r.name:>22}: AUROC {matched[dataset][1]:.3f} at the window matched in alpha_bar, "
+                  f"({t_lo}, {t2}): alpha_bar_{t2} = {float(r.schedule.alpha_bar_64[t2]):.4f}, the last step at or "
+                  f"above the official schedule's {official_end:.4f} at t = {t_end} (no labels used)")
+    return matched

@@ -21,12 +21,13 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
-from .. import detection, hands, shapes
+from .. import detection, hands, plotting, shapes
 from ..params import choice_parameter, number_parameter, sequence_parameter
 
 __all__ = ["SCALES", "LABEL_COLORS", "KIND_COLORS", "Setup", "setup", "TrainingImages", "check_counters", "outline",
            "made_up_examples", "ShapesCensus", "shapes_census", "BlobReading", "blob_reading", "HandsCensus",
-           "hands_census", "finger_color", "hal_aurocs", "claimed_numbers"]
+           "hands_census", "finger_color", "hal_aurocs", "claimed_numbers", "plot_losses", "hallucinated_picks",
+           "print_components", "plot_blobs", "plot_fingers", "browse_options"]
 
 SCALES: dict[str, dict[str, Any]] = {"ci": dict(n_samples=128), "paper": dict(n_samples=10_000)}  # models: IMAGE_SCALES
 LABEL_COLORS = {"valid": "#2ca02c", "misplaced": "#ff7f0e", "duplicated": "#d62728", "malformed": "#7f7f7f"}
@@ -318,3 +319,70 @@ def claimed_numbers(s: Setup, training: TrainingImages, sc: ShapesCensus, b: Blo
 def finger_color(fingers: int) -> str:
     """Green for five, red for more, orange for fewer."""
     return FINGER_COLORS["5 fingers" if fingers == 5 else ("more" if fingers > 5 else "fewer")]
+
+
+# ---------------------------------------------------------------------------------------- figures and tables
+def plot_losses(ax: Axes, models: Mapping[str, Any]) -> None:
+    """Each model's training loss (moving average over a hundredth of the run), and a line per model printed:
+    where it came from, its size, its steps, its final loss."""
+    for dataset, trained in models.items():
+        losses = trained.losses.numpy()
+        window = max(1, len(losses) // 100)
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(np.arange(len(smooth)) + window, smooth, label=dataset)
+        n_params = sum(p.numel() for p in trained.model.parameters())
+        print(f"{dataset:>6}: {trained.source} ({trained.origin}), {n_params:,} parameters, {len(losses):,} steps, "
+              f"trained in {trained.wall_time_s / 60:.0f} min; final loss {losses[-len(losses) // 20:].mean():.4f}")
+    ax.set(title="training loss (moving average)", xlabel="optimizer step", ylabel=r"$\epsilon$-prediction MSE",
+           yscale="log")
+    ax.legend()
+
+
+def hallucinated_picks(census: ShapesCensus, per_label: int = 4) -> list[int]:
+    """The first ``per_label`` images the strict counter calls duplicated, misplaced and malformed."""
+    return [i for label in ("duplicated", "misplaced", "malformed")
+            for i in [j for j, lab in enumerate(census.labels) if lab == label][:per_label]]
+
+
+def print_components(census: ShapesCensus) -> None:
+    kind_counts = {kind: sum(c.kind == kind for r in census.reports for c in r.components) for kind in KIND_COLORS}
+    print(f"components found in {len(census.reports):,} generated images: {kind_counts}")
+
+
+def plot_blobs(ax0: Axes, ax1: Axes, s: Setup, census: ShapesCensus, b: BlobReading) -> None:
+    """Left: each shape-sized blob's distance to the nearest stencil; right: the images with a crowded column."""
+    ax0.hist(np.minimum(b.mismatch, 40), bins=np.arange(0, 42) - 0.5, color="C0")
+    ax0.axvline(4.5, color="C3", ls="--", label="strict counter's tolerance (4 px)")
+    ax0.set(title="shape-sized blobs: distance to the nearest stencil", ylabel="blobs",
+            xlabel="pixels that differ (40: 40 or more)")
+    ax0.legend(fontsize=8)
+    flagged = torch.nonzero(census.repeated).flatten()[:s.n_show]
+    if len(flagged):
+        plotting.image_mosaic(ax1, census.images[flagged], ncols=12)
+        ax1.set_title(f"generated images with a crowded column (first {len(flagged)} of {census.k_rep})")
+    else:
+        ax1.set_axis_off()
+
+
+def plot_fingers(ax0: Axes, ax1: Axes, hc: HandsCensus, show: int) -> None:
+    """Left: the share of generated hands per finger count; right: the first ``show`` hands, framed by it."""
+    n = len(hc.fingers)
+    xs = np.arange(0, max(8, int(hc.fingers.max()) + 1) + 1)
+    ax0.bar(xs, [hc.histogram.get(int(x), 0) / n for x in xs], color=[finger_color(x) for x in xs])
+    ax0.set(title="fingers per generated hand", xlabel="fingers counted", ylabel="share of generated hands", xticks=xs)
+    plotting.image_mosaic(ax1, hc.images[:show], hc.colors[:show], ncols=12, legend=FINGER_COLORS)
+    ax1.set_title(f"generated hands (first {show}), framed by finger count")
+
+
+def browse_options(census: ShapesCensus, hc: HandsCensus) -> dict[str, tuple[Tensor, list[int]]]:
+    """The explorer's choices: a label -> (the images, the indices of those it picks out)."""
+    options = {}
+    if census.k_rep > 0:
+        options["shapes: crowded column"] = (census.images, torch.nonzero(census.repeated).flatten().tolist())
+    for label in shapes.LABELS:
+        if census.counts[label]:
+            options[f"shapes: {label}"] = (census.images, [i for i, lab in enumerate(census.labels) if lab == label])
+    fingers = hc.fingers.tolist()
+    for c in sorted(hc.histogram):
+        options[f"hands: {c} fingers"] = (hc.images, [i for i, f in enumerate(fingers) if f == c])
+    return options
