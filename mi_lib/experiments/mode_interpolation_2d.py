@@ -11,6 +11,7 @@ nulls: an even spread along the segments (:func:`tube_lengths`) and an isotropic
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -218,33 +219,36 @@ def segment_shares(s: Setup, mixture: GaussianMixture, samples: Tensor) -> dict[
 
 
 def print_shares(shares: Mapping[str, Mapping[str, float]]) -> None:
-    """The table of shares, then per layout the density ratio and the alignment, then the diamond's horizontal
-    segments, each beside its nulls."""
-    print(f"{'layout':>8} | out of support (true) | between two modes | of those: nearest neighbours (even spread) | "
-          f"second-nearest")
+    """The table of shares (of the samples between two modes: the share on nearest-neighbour segments, beside an
+    even spread's, and on second-nearest ones), then per layout the density ratio and the alignment, then the diamond's horizontal
+    segments, each beside its nulls (lines wrapped at 88 characters, the book's column)."""
+    print(f"{'layout':>8} | out of support (true) | between modes (n) | nearest (even) | 2nd-nearest")
     for name, s in shares.items():
-        print(f"{name:>8} | {fmt(s['out_of_support']):>6} ({fmt(s['true_out_of_support']):>7})      | "
-              f"{fmt(s['between_modes']):>10} ({s['n_between']:>4}) |"
-              f" {s['nearest_neighbour']:25.1%} ({s['nearest_neighbour_even_spread']:.1%})    | "
-              f"{s['second_nearest']:14.1%}")
+        print(f"{name:>8} | {fmt(s['out_of_support']):>6} ({fmt(s['true_out_of_support']):>8})     | "
+              f"{fmt(s['between_modes']):>10} ({s['n_between']:>4}) | "
+              f"{s['nearest_neighbour']:>6.1%} ({s['nearest_neighbour_even_spread']:.1%}) | "
+              f"{s['second_nearest']:>11.1%}")
+    lines = []
     for name, s in shares.items():
-        print(f"{name}: samples per unit tube length, nearest-neighbour / second-nearest segments: "
-              f"{fmt(s['density_ratio_nearest_vs_second'])} (95% interval from "
-              f"{fmt(s['density_ratio_nearest_vs_second_low'])}; an even spread: 1; an isotropic blur: "
-              f"{fmt(s['null_density_ratio_nearest_vs_second'])})")
+        lines.append(f"{name}: samples per unit tube length, nearest-neighbour / second-nearest segments: "
+                     f"{fmt(s['density_ratio_nearest_vs_second'])} (95% interval from "
+                     f"{fmt(s['density_ratio_nearest_vs_second_low'])}; an even spread: 1; an isotropic blur: "
+                     f"{fmt(s['null_density_ratio_nearest_vs_second'])})")
     for name, s in shares.items():
-        print(f"{name}: nearest-neighbour spacing {s['nearest_spacing']:.3f}; of the {s['n_in_shell']} samples "
-              f"10-20 sigma from their mode, {s['aligned_share']:.1%} lie within 22.5 degrees of a "
-              f"nearest-neighbour direction (95% interval from {s['aligned_share_low']:.1%}; an isotropic spread: "
-              f"{s['aligned_share_isotropic']:.1%})")
+        lines.append(f"{name}: nearest-neighbour spacing {s['nearest_spacing']:.3f}; of the {s['n_in_shell']} "
+                     f"samples 10-20 sigma from their mode, {s['aligned_share']:.1%} lie within 22.5 degrees of a "
+                     f"nearest-neighbour direction (95% interval from {s['aligned_share_low']:.1%}; an isotropic "
+                     f"spread: {s['aligned_share_isotropic']:.1%})")
     d = shares.get("diamond", {})
     if "density_ratio_horizontal_vs_nearest" in d:  # the diamond's horizontal non-neighbour segments
-        print(f"diamond: horizontal (non-neighbour) segments / nearest-neighbour segments, per unit length: "
-              f"{fmt(d['density_ratio_horizontal_vs_nearest'])} (95% interval up to "
-              f"{fmt(d['density_ratio_horizontal_vs_nearest_high'])}; an isotropic blur: "
-              f"{fmt(d['null_density_ratio_horizontal_vs_nearest'])}); share of all samples on them: "
-              f"{fmt(d['horizontal_non_neighbour_mass'])} against {fmt(d['nearest_neighbour_mass'])} on "
-              f"nearest-neighbour segments")
+        lines.append(f"diamond: horizontal (non-neighbour) segments / nearest-neighbour segments, per unit length: "
+                     f"{fmt(d['density_ratio_horizontal_vs_nearest'])} (95% interval up to "
+                     f"{fmt(d['density_ratio_horizontal_vs_nearest_high'])}; an isotropic blur: "
+                     f"{fmt(d['null_density_ratio_horizontal_vs_nearest'])}); share of all samples on them: "
+                     f"{fmt(d['horizontal_non_neighbour_mass'])} against {fmt(d['nearest_neighbour_mass'])} on "
+                     f"nearest-neighbour segments")
+    for line in lines:
+        print(textwrap.fill(line, width=88, subsequent_indent="    "))
 
 
 def print_nearest_shares(shares: Mapping[str, Mapping[str, float]]) -> None:
@@ -252,9 +256,10 @@ def print_nearest_shares(shares: Mapping[str, Mapping[str, float]]) -> None:
     even spread and the isotropic blur give: the blur alone already puts more than half there."""
     for name, s in shares.items():
         even, blur_ratio = s["nearest_neighbour_even_spread"], s["null_density_ratio_nearest_vs_second"]
-        print(f"{name}: between-mode samples on nearest-neighbour segments {s['nearest_neighbour']:.1%}; an even "
-              f"spread along the segments gives {even:.1%}, the isotropic blur "
-              f"{blur_ratio * even / (blur_ratio * even + 1 - even):.1%}")
+        print(textwrap.fill(f"{name}: between-mode samples on nearest-neighbour segments {s['nearest_neighbour']:.1%}; "
+                            f"an even spread along the segments gives {even:.1%}, the isotropic blur "
+                            f"{blur_ratio * even / (blur_ratio * even + 1 - even):.1%}", width=88,
+                            subsequent_indent="    "))
 
 
 # ---------------------------------------------------------------------------------------- figures
