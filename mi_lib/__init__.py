@@ -36,7 +36,7 @@ from .models import IMAGE_DATASETS, IMAGE_SCALES, ImageModelSpec, image_model_sp
 from .nets import MLPConfig, MLPDenoiser, shared_timestep, sinusoidal_embedding
 from .params import choice_parameter, number_parameter, sequence_parameter
 from .recursion import RECURSION_PRESETS, RecursionConfig, RecursionResult, mixture_report, recursive_training
-from .results import Stopwatch, print_results, save_results
+from .results import Stopwatch, print_results, save_results, say
 from .runtime import default_device, describe_device, interact, progress_bar, require_cuda, seed_everything
 from .sampling import ReverseStep, SampleResult, reverse_process, sample, timesteps
 from .sampling import initial_noise
@@ -56,7 +56,7 @@ __all__ = [
     "broadcast_to", "cached", "config_key", "default_device", "describe_device", "diamond_2d",
     "detection", "diffusion_loss", "gap_mass", "grid_2d", "hands", "make_dataset", "mean_var_zscores", "mixture_1d",
     "mixture_model", "mixture_models", "mixture_samples", "mode_segments", "nearest_segment", "out_of_support",
-    "out_of_support_mass", "print_results", "progress_bar", "require_cuda", "reverse_process", "sample",
+    "out_of_support_mass", "print_results", "say", "progress_bar", "require_cuda", "reverse_process", "sample",
     "save_results", "seed_everything", "shapes", "shared_timestep", "sinusoidal_embedding", "timesteps",
     "train", "train_many", "NonFiniteLoss", "true_gap_mass", "sequence_parameter", "number_parameter", "choice_parameter", "DensityRatio", "density_ratio", "gap_lengths", "wilson_interval",
     "noise", "initial_noise", "PRECISIONS", "FastDenoiser",

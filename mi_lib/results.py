@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import subprocess
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,10 @@ import torch
 from .fast import FAST_ENV, env_fast_options
 from .runtime import describe_device
 
-__all__ = ["results_dir", "save_results", "format_number", "print_results", "Stopwatch", "seed_sweep"]
+__all__ = ["LINE_WIDTH", "results_dir", "save_results", "format_number", "print_results", "say", "Stopwatch", "seed_sweep"]
+
+#: The widest printed line: what fits the book's column at the theme's default width (``_static/book.css``).
+LINE_WIDTH = 88
 
 #: The committed seed sweeps (``results/seeds/<chapter>.json``, written by the scripts in ``scripts/``), in the
 #: repository beside the package (absent when mi_lib is installed on its own, as in Colab).
@@ -76,6 +80,15 @@ def format_number(x: Any, digits: int = 3) -> str:
     if -3 <= exponent < 6:
         return f"{round(x, digits - 1 - exponent):.{max(0, digits - 1 - exponent)}f}"
     return f"{x:.{digits - 1}e}"
+
+
+def say(text: str) -> None:
+    """Print ``text`` for the reader, each of its lines wrapped at :data:`LINE_WIDTH` characters (continuations
+    indented by four spaces), so no printed line is wider than the book's column; a line that fits is printed as it
+    is. (A table is printed with ``print``, its rows narrower than the column: a wrapped row would be unreadable.)"""
+    for line in text.split("\n"):
+        fits = len(line) <= LINE_WIDTH
+        print(line if fits else textwrap.fill(line, width=LINE_WIDTH, subsequent_indent="    ", break_on_hyphens=False))
 
 
 def print_results(numbers: dict[str, Any], digits: int = 3) -> None:

@@ -9,8 +9,11 @@ For each HTML page (the book's own pages, not Sphinx's search and index pages) i
 * every image loaded (its natural width is above 0);
 * every formula typeset: no raw ``\\(`` or ``$$`` left in the page's text, and MathJax ran where there is math;
 * no error output of a notebook cell (a traceback in the page);
-* no horizontal scrollbar in the main column: nothing wider than the article itself (a wide code line or
-  printed table scrolls inside its own box, which is allowed; the article may not).
+* no horizontal scrollbar in the main column: nothing wider than the article itself (a wide HTML table may
+  scroll inside its own box; the article may not);
+* no code cell or printed output that scrolls sideways: every ``pre`` of the article fits its box (the book's
+  stylesheet ``_static/book.css`` sizes code so that an 88-character line fits at the default width, and wraps
+  printed lines longer than the column).
 
 It saves a screenshot of each page under ``--screenshots`` and prints one line per page; it exits 1 if any
 check failed, naming the page and the check. Chromium is driven over its DevTools protocol (websocket-client);
@@ -57,6 +60,8 @@ PROBE = r"""
     while (p && p !== article) { const s = getComputedStyle(p); if (['auto', 'scroll'].includes(s.overflowX)) return false; p = p.parentElement; }
     return r.right > a.right + 2;
   }).slice(0, 3).map(e => e.tagName + '.' + e.className);
+  const scrolling = [...article.querySelectorAll('pre')].filter(p => p.scrollWidth > p.clientWidth + 1)
+    .slice(0, 3).map(p => (p.textContent.split('\n').reduce((a, b) => a.length >= b.length ? a : b, '')).slice(0, 60));
   return JSON.stringify({
     images,
     mathjax: document.querySelectorAll('mjx-container').length,
@@ -65,6 +70,7 @@ PROBE = r"""
     errors: document.querySelectorAll('.output.error, .output_error, div.cell_output .traceback, .ansi-red-fg').length
             + (text.includes('Traceback (most recent call last)') ? 1 : 0),
     wide,
+    scrolling,
   });
 })()
 """
@@ -161,6 +167,8 @@ def check_page(browser: Browser, page: Path, screenshots: Path | None) -> list[s
         problems.append(f"{probe['errors']} error output(s) (a traceback) on the page")
     if probe["wide"]:
         problems.append(f"wider than the main column (a horizontal scrollbar): {', '.join(probe['wide'])}")
+    if probe["scrolling"]:
+        problems.append(f"code or output that scrolls sideways (a line wider than its box): {' / '.join(probe['scrolling'])}")
     if screenshots is not None:
         height = browser.call("Runtime.evaluate", expression="document.documentElement.scrollHeight", returnByValue=True)["result"]["value"]
         # the whole page (up to 12,000 px) as one tall viewport at half scale: captureBeyondViewport on a page taller

@@ -8,7 +8,7 @@ import torch
 
 import mi_lib.cache as cache_mod
 from mi_lib import MLPConfig, TrainConfig, cached, config_key, save_results
-from mi_lib.results import format_number
+from mi_lib.results import LINE_WIDTH, format_number, say
 
 
 def test_cache_hit_miss_and_config_change(tmp_path):
@@ -101,6 +101,17 @@ def test_save_results_keeps_each_scale(tmp_path, monkeypatch):
 @pytest.mark.parametrize("x, text", [(0.123456, "0.123"), (1234.5678, "1230"), (1.5e-7, "1.50e-07"), (3, "3"), (0.0, "0.0"), (12.0, "12.0")])
 def test_format_number(x, text):
     assert format_number(x) == text
+
+
+def test_say_wraps_only_the_lines_wider_than_the_column(capsys):
+    table = "  a |     b |\n--- | ----- |"  # fits: printed exactly, trailing spaces and all
+    say(table)
+    assert capsys.readouterr().out == table + "\n"
+    prose = " ".join(f"word{i}" for i in range(60))
+    say(prose)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) > 1 and all(len(line) <= LINE_WIDTH for line in lines)
+    assert all(line.startswith("    ") for line in lines[1:]) and " ".join(lines).split() == prose.split()
 
 
 def test_an_unreadable_cache_entry_is_reported_and_computed_again(tmp_path):

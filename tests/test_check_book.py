@@ -36,6 +36,7 @@ BROKEN = {
     "math": ("<p>the score \\(\\nabla_x \\log q_t(x)\\) untypeset</p>", "left untypeset"),
     "traceback": ("<pre>Traceback (most recent call last):\n  File ...\nValueError: bad</pre>", "error output"),
     "wide": ("<div style='width: 3000px'>a table too wide for the page</div>", "wider than the main column"),
+    "scrolling": ("<div class='cell'><pre style='overflow-x: auto'>" + "x = 1  " * 200 + "</pre></div>", "scrolls sideways"),
 }
 
 
@@ -53,8 +54,9 @@ def test_each_check_fails_on_a_page_built_to_break_it(browser, tmp_path, name):
     assert any(expected in p for p in problems), problems
 
 
-def test_a_clean_page_passes_and_wide_code_may_scroll_in_its_own_box(browser, tmp_path):
-    body = ("<img src='ok.png'><div style='overflow-x: auto'><pre style='width: 3000px'>a long code line</pre></div>"
+def test_a_clean_page_passes_and_a_wide_table_may_scroll_in_its_own_box(browser, tmp_path):
+    body = ("<img src='ok.png'><div style='overflow-x: auto'><table style='width: 3000px'><tr><td>a wide table</td></tr>"
+            "</table></div><pre style='white-space: pre-wrap'>" + "a printed line that wraps " * 40 + "</pre>"
             "<script>console.error('Got invalid theme mode: . Resetting to auto.');</script>")
     page = _page(tmp_path, "clean", body)
     assert check_book.check_page(browser, page, tmp_path) == []

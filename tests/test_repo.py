@@ -60,6 +60,34 @@ def test_chapter_conventions(path):
     assert "save_results(" in "\n".join(c.source for c in code), "a chapter records its claims"
 
 
+def _wide_lines(nb) -> list[str]:
+    """Code lines and printed output lines wider than the book's column (mi_lib.results.LINE_WIDTH)."""
+    from mi_lib.results import LINE_WIDTH
+
+    lines = []
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
+        lines += cell.source.splitlines()
+        for output in cell.get("outputs", []):
+            text = output.get("text", "") if output.output_type == "stream" else output.get("data", {}).get("text/plain", "")
+            if "image/png" not in output.get("data", {}):
+                lines += text.splitlines()
+    return [line for line in lines if len(line) > LINE_WIDTH]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_code_and_printed_lines_fit_the_books_column(path):
+    """No code line or printed line is wider than the column (a printed table would wrap mid-row in the book;
+    mi_lib.say wraps prose)."""
+    wide = _wide_lines(nbformat.read(path, 4))
+    assert not wide, f"{len(wide)} line(s) wider than the column, the first: {wide[0]!r}"
+
+
+def test_the_line_width_check_can_fail():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="a | b\n" + "-" * 89 + "\n")])])
+    assert _wide_lines(nb) == ["-" * 89]
+
+
 def test_strip_widget_state_drops_only_the_widget_state(tmp_path):
     source = ROOT / "chapters" / "01_forward_process.ipynb"
     nb = nbformat.read(source, 4)

@@ -27,6 +27,7 @@ from ..metrics import mode_segments, out_of_support, segment_of
 from ..models import MixtureModelSpec, image_model, image_model_spec, image_samples, mixture_model, mixture_samples
 from ..nets import MLPConfig
 from ..params import choice_parameter, number_parameter, sequence_parameter
+from ..results import say
 from ..sampling import SampleResult
 from ..schedule import OFFICIAL, STANDARD, NoiseSchedule
 from ..train import TrainConfig
@@ -156,9 +157,10 @@ def measure_mixtures(s: Setup, specs: Mapping[str, MixtureModelSpec], samples: M
         labels = [out_of_support(b.x0, spec.mixture(), s.k) for b in batches]
         scores = [det.detection_scores(model, b.records, schedule, s.window, seed=s.seed) for b in batches]
         runs[name] = Measured(name, schedule, batches[0], labels[0], scores[0], batches[1], labels[1], scores[1], model)
+    print(f"{'hallucinated':>22} | {'test batch':>23} | {'calibration batch':>17}")
     for name, r in runs.items():
-        print(f"{name:>22}: {int(r.labels.sum()):>5} of {s.n_samples:,} test samples hallucinated ({r.labels.float().mean():.2%}), "
-              f"{int(r.labels_cal.sum()):>4} of {s.n_calibration:,} calibration")
+        test = f"{int(r.labels.sum())} of {s.n_samples:,} ({r.labels.float().mean():.2%})"
+        print(f"{name:>22} | {test:>23} | {f'{int(r.labels_cal.sum())} of {s.n_calibration:,}':>17}")
     for name, r in runs.items():  # an AUROC and a fitted threshold need samples of both kinds in both batches
         fewest = min(int(y.sum()) for y in (r.labels, r.labels_cal))
         if fewest == 0 or min(int((~y).sum()) for y in (r.labels, r.labels_cal)) == 0:
@@ -204,7 +206,7 @@ def score_images(s: Setup, runs: Mapping[str, Measured]) -> None:
     for r in runs.values():
         print(f"{r.name:>22}: {int(r.labels.sum()):>5} of {s.n_images:,} images hallucinated ({r.labels.float().mean():.1%})")
         if min(min(int(h.sum()), int((~h).sum())) for h in (r.labels[0::2], r.labels[1::2])) < MIN_PER_CLASS:
-            print(f"{'':>22}  too few of one kind in a half to measure a detector: its detection figures are recorded as NaN")
+            say(f"{r.name}: too few of one kind in a half to measure a detector: its detection figures are recorded as NaN")
             continue
         r.scores = det.detection_scores(r.model, r.test.records, r.schedule, s.window, seed=s.seed)
         # the records reproduce the sampler's own streaming Hal (to float rounding: on a GPU the sampler reduced there)
@@ -214,10 +216,11 @@ def score_images(s: Setup, runs: Mapping[str, Measured]) -> None:
 def print_auroc_table(runs: Sequence[Measured]) -> None:
     """The AUROC of every score per model, and which score is best."""
     aurocs = {r.name: r.aurocs for r in runs}
-    print(f"{'AUROC':>22} | " + " | ".join(f"{score:>16}" for score in runs[0].scores))
+    widths = [max(len(score), 5) for score in runs[0].scores]
+    print(f"{'AUROC':>22} | " + " | ".join(f"{score:>{w}}" for score, w in zip(runs[0].scores, widths)))
     for name, a in aurocs.items():
-        print(f"{name:>22} | " + " | ".join(f"{v:16.3f}" for v in a.values()))
-    print("best score: " + "; ".join(f"{name}: {max(a, key=a.get)}" for name, a in aurocs.items()))
+        print(f"{name:>22} | " + " | ".join(f"{v:{w}.3f}" for v, w in zip(a.values(), widths)))
+    say("best score: " + "; ".join(f"{name}: {max(a, key=a.get)}" for name, a in aurocs.items()))
 
 
 def hal_standard_error(r: Measured) -> float:
@@ -244,11 +247,14 @@ def threshold_rates(s: Setup, scores: Tensor, labels: Tensor, scores_cal: Tensor
 
 
 def print_rates(rates: Mapping[str, Mapping[str, det.FilterRates]], batch: str, others: str) -> None:
-    print(f"{batch:>22} | {'threshold rule':>24} | {'threshold':>9} | hallucinations removed | {others:>15}")
+    """Per model and threshold rule: the threshold, the share of hallucinations it removes and of ``others`` it keeps
+    on the ``batch``; the paper's figures last."""
+    print(f"{batch:>22} | {'threshold rule':>22} | threshold | removed | {others:>15}")
     for name, by_rule in rates.items():
         for rule, r in by_rule.items():
-            print(f"{name:>22} | {rule:>24} | {r.threshold:9.2e} | {r.removed:22.1%} | {r.kept:15.1%}")
-    print(f"{'paper (synthetic data)':>22} | {'not published':>24} | {'':>9} | {'> 95%':>22} | {'96%':>15}")
+            print(f"{name:>22} | {rule:>22} | {r.threshold:9.2e} | {r.removed:7.1%} | {r.kept:15.1%}")
+    print(f"{'paper (synthetic data)':>22} | {'not published':>22} | {'':>9} | {'> 95%':>7} | {'96%':>15}")
+    say(f"removed: the share of the hallucinated samples above the threshold; {others}: the share of the rest below it")
 
 
 def grid_split(s: Setup, spec: MixtureModelSpec, r: Measured, keep_threshold: float) -> tuple[dict[str, dict[str, float]], float]:
@@ -260,10 +266,12 @@ def grid_split(s: Setup, spec: MixtureModelSpec, r: Measured, keep_threshold: fl
     on_segment = segment_of(r.test.x0, grid, segs, s.k, end_margin=0.25 * float(segs.length.min())) >= 0
     groups = {"between two modes": r.labels & on_segment, "near a mode / elsewhere": r.labels & ~on_segment}
     split = {}
+    widths = [max(len(score), 5) for score in r.scores]
+    print(f"{'AUROC vs in support':>23} | samples | " + " | ".join(f"{x:>{w}}" for x, w in zip(r.scores, widths)))
     for group, mask in groups.items():
         keep = mask | ~r.labels
         split[group] = {score: det.auroc(x[keep], mask[keep]) for score, x in r.scores.items()}
-        print(f"{group:>24} ({int(mask.sum()):>4} samples) vs in support: " + ", ".join(f"{x} {a:.3f}" for x, a in split[group].items()))
+        print(f"{group:>23} | {int(mask.sum()):>7} | " + " | ".join(f"{a:{w}.3f}" for a, w in zip(split[group].values(), widths)))
     far = grid.nearest_mode_distance(r.test.x0)[0] >= 8  # in units of sigma
     for group, mask in groups.items():
         m = mask & far
@@ -271,7 +279,7 @@ def grid_split(s: Setup, spec: MixtureModelSpec, r: Measured, keep_threshold: fl
         a = det.auroc(r.scores["Hal"][keep], m[keep]) if m.any() else float("nan")
         split[group]["Hal, at least 8 sigma out"] = a
         se = det.auroc_standard_error(a, int(m.sum()), int((~r.labels).sum())) if m.any() else float("nan")
-        print(f"{group:>24}, at least 8 sigma from every mode ({int(m.sum()):>4} samples): Hal {a:.3f} (standard error {se:.3f})")
+        say(f"{group}, at least 8 sigma from every mode ({int(m.sum())} samples): Hal {a:.3f} (standard error {se:.3f})")
     removed_between = float((r.scores["Hal"][groups["between two modes"]] > keep_threshold).double().mean())
     return split, removed_between
 
@@ -379,15 +387,15 @@ def claimed_numbers(s: Setup, mixtures: Mapping[str, Measured], images: Mapping[
 def print_summary(s: Setup, runs: Sequence[Measured], rates: Mapping[str, Mapping[str, det.FilterRates]]) -> None:
     """One line per measured model: its hallucinations, Hal's AUROC, the best baseline's, and removed / kept at the
     calibrated "keep" threshold; the paper's figures last."""
-    print(f"{'data set':>22} | {'hallucinated':>15} | {'AUROC Hal':>9} | {'best baseline':>24} | {'removed':>7} | {'kept':>6}   "
-          f"(keep {s.kept_target:.0%} rule)")
+    print(f"{'data set':>21} | hallucinated | {'Hal':>5} | {'best baseline':>22} | removed | {'kept':>6}")
     for r in runs:
         a = r.aurocs
         best = max((x for x in a if x != "Hal"), key=a.get)
         kept = rates[r.name][s.keep_rule]
-        print(f"{r.name:>22} | {int(r.labels.sum()):>5} of {len(r.labels):>6,} | {a['Hal']:9.3f} | "
-              f"{best + f' {a[best]:.3f}':>24} | {kept.removed:7.1%} | {kept.kept:6.1%}")
-    print(f"{'paper (synthetic data)':>22} | {'':>15} | {'—':>9} | {'—':>24} | {'> 95%':>7} | {'96%':>6}")
+        print(f"{r.name:>21} | {f'{int(r.labels.sum())}/{len(r.labels):,}':>12} | {a['Hal']:5.3f} | "
+              f"{best + f' {a[best]:.3f}':>22} | {kept.removed:7.1%} | {kept.kept:6.1%}")
+    print(f"{'paper, synthetic data':>21} | {'':>12} | {'—':>5} | {'—':>22} | {'> 95%':>7} | {'96%':>6}")
+    say(f"Hal, best baseline: AUROC on the test batch; removed, kept: the keep-{s.kept_target:.0%} threshold's shares")
 
 
 def plot_threshold(ax: Axes, r: Measured, log10_threshold: float) -> None:
@@ -469,16 +477,16 @@ def print_schedule_reading(s: Setup, mixtures: Mapping[str, Measured], sweeps: W
     official_ab, standard_ab = NoiseSchedule(OFFICIAL).alpha_bar_64, NoiseSchedule(STANDARD).alpha_bar_64
     for t in (9, 99):
         t_std = int((standard_ab <= official_ab[t]).nonzero()[0])
-        print(f"alpha_bar = {float(official_ab[t]):.3f}: reached at t = {t} by the official schedule, at t = "
-              f"{t_std} by the standard one")
+        say(f"alpha_bar = {float(official_ab[t]):.3f}: reached at t = {t} by the official schedule, at t = "
+            f"{t_std} by the standard one")
     official, standard = (float(mixtures[name].labels.float().mean()) for name in (OFFICIAL_1D, STANDARD_1D))
-    print(f"the same data and training, two schedules: {official:.2%} of the official-schedule model's samples "
-          f"hallucinated, {standard:.2%} of the standard-schedule model's "
-          f"({official / max(standard, 1e-12):.0f}x fewer)")
+    say(f"the same data and training, two schedules: {official:.2%} of the official-schedule model's samples "
+        f"hallucinated, {standard:.2%} of the standard-schedule model's "
+        f"({official / max(standard, 1e-12):.0f}x fewer)")
     for name, r in mixtures.items():
         t_lo, t_hi, best = sweeps.best[name]
-        print(f"{name:>22}: AUROC {r.aurocs['Hal']:.3f} at the chosen window {s.window}; best in the sweep "
-              f"{best:.3f} at ({t_lo}, {t_hi}), alpha_bar at t=9: {float(r.schedule.alpha_bar_64[9]):.4f}")
+        say(f"{name}: AUROC {r.aurocs['Hal']:.3f} at the chosen window {s.window}; best in the sweep "
+            f"{best:.3f} at ({t_lo}, {t_hi}), alpha_bar at t=9: {float(r.schedule.alpha_bar_64[9]):.4f}")
 
 
 def print_image_aurocs(measured: Sequence[Measured]) -> None:
@@ -486,20 +494,20 @@ def print_image_aurocs(measured: Sequence[Measured]) -> None:
     if not measured:
         return
     print_auroc_table(measured)
-    print("Hal minus random: " + "; ".join(f"{r.name}: {r.aurocs['Hal'] - r.aurocs['random']:+.3f}"
-                                           for r in measured))
+    say("Hal minus random: " + "; ".join(f"{r.name}: {r.aurocs['Hal'] - r.aurocs['random']:+.3f}"
+                                         for r in measured))
     chance = []
     for r in measured:
         se = hal_standard_error(r)
         chance.append(f"{r.name}: " + (f"{(r.aurocs['Hal'] - 0.5) / se:+.1f}" if se > 0 else "perfect separation"))
-    print("Hal's AUROC minus 0.5 (chance), in standard errors: " + "; ".join(chance))
+    say("Hal's AUROC minus 0.5 (chance), in standard errors: " + "; ".join(chance))
 
 
 def print_image_sweeps(s: Setup, measured: Sequence[Measured], sweeps: WindowSweeps) -> None:
     for r in measured:
         t_lo, t_hi, best = sweeps.best[r.name]
-        print(f"{r.name:>22}: AUROC {r.aurocs['Hal']:.3f} at the chosen window {s.window}; best in the sweep "
-              f"{best:.3f} at ({t_lo}, {t_hi})")
+        say(f"{r.name}: AUROC {r.aurocs['Hal']:.3f} at the chosen window {s.window}; best in the sweep "
+            f"{best:.3f} at ({t_lo}, {t_hi})")
 
 
 def matched_windows(s: Setup, images: Mapping[str, Measured]) -> dict[str, tuple[int, float]]:
@@ -512,7 +520,7 @@ def matched_windows(s: Setup, images: Mapping[str, Measured]) -> dict[str, tuple
         if r.scores:
             t2 = matched_window_end(r.schedule, s.window)
             matched[dataset] = (t2, det.auroc(det.hal_from_records(r.test.records, (t_lo, t2)), r.labels))
-            print(f"{r.name:>22}: AUROC {matched[dataset][1]:.3f} at the window matched in alpha_bar, "
-                  f"({t_lo}, {t2}): alpha_bar_{t2} = {float(r.schedule.alpha_bar_64[t2]):.4f}, the last step at or "
-                  f"above the official schedule's {official_end:.4f} at t = {t_end} (no labels used)")
+            say(f"{r.name}: AUROC {matched[dataset][1]:.3f} at the window matched in alpha_bar, "
+                f"({t_lo}, {t2}): alpha_bar_{t2} = {float(r.schedule.alpha_bar_64[t2]):.4f}, the last step at or "
+                f"above the official schedule's {official_end:.4f} at t = {t_end} (no labels used)")
     return matched

@@ -48,6 +48,7 @@ from ..metrics import DEFAULT_K, out_of_support, wilson_interval
 from ..models import MixtureModelSpec, mixture_model
 from ..nets import MLPConfig, shared_timestep
 from ..params import choice_parameter, number_parameter, sequence_parameter
+from ..results import say
 from ..recursion import mixture_report
 from ..runtime import progress_bar
 from ..sampling import sample, timesteps
@@ -492,17 +493,17 @@ def by_method(board: Sequence[dict[str, Any]], dataset: str) -> dict[str, dict[s
 
 def print_board(board: Sequence[dict[str, Any]], s: Setup) -> None:
     """The scoreboard, one table per data set."""
-    print(f"seed {s.seed}; DDIM starts at t = {ddim_start(NoiseSchedule(OFFICIAL))}; "
-          f"hallucination = farther than {s.k:g} sigma from every mode")
+    say(f"seed {s.seed}; DDIM starts at t = {ddim_start(NoiseSchedule(OFFICIAL))}; "
+        f"hallucination = farther than {s.k:g} sigma from every mode")
     for dataset in dict.fromkeys(r["dataset"] for r in board):
         rows = [r for r in board if r["dataset"] == dataset]
         print(f"\n{dataset}: {rows[0]['n']:,} samples per method")
-        print(f"{'method':<40} {'NFE':>5} | {'hallucinated (95% CI)':<21} | mode TV | spread | AUROC")
+        print(f"{'method':<39}{'NFE':>5} | {'hallucinated':<18} | mode TV spread AUROC")
         for r in rows:
             interval = f"({100 * r['rate_lo']:.1f}-{100 * r['rate_hi']:.1f})"
             name = r["method"].removeprefix("DDPM, ") if r["family"] == "training" else r["method"]
-            print(f"{name:<40} {r['nfe']:5d} | {r['rate']:6.2%} {interval:<13} | "
-                  f"{r['mode_tv']:7.3f} | {r['mode_spread']:6.2f} | {r['hal_auroc']:5.2f}")
+            print(f"{name:<39}{r['nfe']:5d} | {r['rate']:6.2%} {interval:<11} | "
+                  f"{r['mode_tv']:7.3f} {r['mode_spread']:6.2f} {r['hal_auroc']:5.2f}")
 
 
 def plot_grid_samples(axes: Any, board: Sequence[dict[str, Any]], s: Setup) -> None:

@@ -22,6 +22,7 @@ from ..metrics import DensityRatio, density_ratio, gap_lengths, gap_mass, side_t
 from ..models import MixtureModelSpec
 from ..params import choice_parameter, number_parameter, sequence_parameter
 from ..results import format_number as fmt
+from ..results import say
 from ..train import TrainConfig
 
 __all__ = ["SCALES", "Setup", "setup", "gap_names", "gap_table", "moved_reading", "tail_reading", "plot_zoom",
@@ -137,7 +138,7 @@ def moved_reading(s: Setup, moved_samples: Tensor, gaps: Mapping[int, Tensor]) -
     density = (density_ratio(counts[wide], float(lengths[wide]), counts[narrow], float(lengths[narrow])) if comparable
                else DensityRatio(float("nan"), float("nan"), float("nan")))
     print(f"mass in the wide gap {names[wide]} / mass in the narrow gap {names[narrow]}: {fmt(wide_over_narrow)}")
-    print(f"density per unit length, wide / narrow: {fmt(density.ratio)} (95% interval {fmt(density.low)} to "
+    say(f"density per unit length, wide / narrow: {fmt(density.ratio)} (95% interval {fmt(density.low)} to "
           f"{fmt(density.high)}; an even smear: 1)")
     first = gap_names(s.means)[0]
     if names[0] == first and s.moved_spec.n_train in gaps:
@@ -162,9 +163,9 @@ def tail_reading(s: Setup, x: Tensor, moved_samples: Tensor) -> TailReading:
     tails = side_tails(x, s.mixture, s.k, s.k + 2)  # (modes, [left, right]), modes sorted
     inner, outer = int(tails[0, 1] + tails[-1, 0]), int(tails[0, 0] + tails[-1, 1])
     inner_low, _ = wilson_interval(inner, inner + outer)
-    print(f"means {s.means}, N = {max(s.n_train_list):,}: samples {s.k:g}-{s.k + 2:g} sigma from each mode, left / right: "
-          + ", ".join(f"{m:g}: {int(l)} / {int(r)}" for m, (l, r) in zip(sorted(s.means), tails.tolist())))
-    print(f"end modes: {inner} on the inner sides, {outer} on the outer; inner share {inner / max(inner + outer, 1):.1%} "
+    say(f"means {s.means}, N = {max(s.n_train_list):,}: samples {s.k:g}-{s.k + 2:g} sigma from each mode, left / right: "
+          + ", ".join(f"{m:g}: {int(l)}/{int(r)}" for m, (l, r) in zip(sorted(s.means), tails.tolist())))
+    say(f"end modes: {inner} on the inner sides, {outer} on the outer; inner share {inner / max(inner + outer, 1):.1%} "
           f"(95% interval from {inner_low:.1%}; a symmetric blur: 50%)")
     moved_tails = side_tails(moved_samples, s.moved, s.k, s.k + 2)
     mu = sorted(s.moved_means)
@@ -175,7 +176,7 @@ def tail_reading(s: Setup, x: Tensor, moved_samples: Tensor) -> TailReading:
             side = 0 if left_gap < right_gap else 1
             near, far = near + int(moved_tails[j, side]), far + int(moved_tails[j, 1 - side])
     near_low = wilson_interval(near, near + far)[0] if near + far else float("nan")
-    print(f"means {s.moved_means}: left / right " + ", ".join(f"{m:g}: {int(l)} / {int(r)}" for m, (l, r) in zip(mu, moved_tails.tolist()))
+    say(f"means {s.moved_means}: left / right " + ", ".join(f"{m:g}: {int(l)}/{int(r)}" for m, (l, r) in zip(mu, moved_tails.tolist()))
           + f"; middle modes, side facing the nearer neighbour: {near}, the farther: {far} (share {near / max(near + far, 1):.1%}, "
           f"95% interval from {near_low:.1%})")
     return TailReading(inner, outer, inner_low, near, far, near_low)

@@ -25,6 +25,7 @@ from .. import digits, plotting
 from ..models import IMAGE_CLIP_X0, IMAGE_SCALES
 from ..nets import MLPConfig
 from ..params import choice_parameter, number_parameter, sequence_parameter
+from ..results import say
 from ..recursion import FILTERS, RecursionConfig, RecursionResult, recursive_training
 from ..schedule import OFFICIAL, STANDARD
 from ..shapes import from_model_range, to_model_range
@@ -160,17 +161,17 @@ def measure(s: Setup, d: Digits, runs: Mapping[tuple[int, str], RecursionResult]
 
 
 def print_measures(s: Setup, d: Digits, m: Measures) -> None:
-    print(f"{s.kind} digits from {d.source}: {len(d.train_idx):,} training, {len(d.test_idx):,} held out; generations "
-          f"0..{s.generations - 1}{' (a smoke run: tiny model, nothing asserted)' if s.smoke else ''}")
-    print(f"digit classifier: held-out accuracy {d.accuracy:.3f} on {len(d.test_idx)} digits")
-    print(f"floor: {s.config.n_keep:,} real training digits vs the held-out ones: FID {m.floor['fid']:.2f}, "
-          f"{m.floor['classes_present']} classes, confidence {m.floor['confidence']:.3f}")
+    say(f"{s.kind} digits from {d.source}: {len(d.train_idx):,} training, {len(d.test_idx):,} held out; generations "
+        f"0..{s.generations - 1}{' (a smoke run: tiny model, nothing asserted)' if s.smoke else ''}")
+    say(f"digit classifier: held-out accuracy {d.accuracy:.3f} on {len(d.test_idx)} digits")
+    say(f"floor: {s.config.n_keep:,} real training digits vs the held-out ones: FID {m.floor['fid']:.2f}, "
+        f"{m.floor['classes_present']} classes, confidence {m.floor['confidence']:.3f}")
     for name, r in m.nulls.items():
-        print(f"null, {name}: FID {r['fid']:.2f}, {r['classes_present']} classes, confidence {r['confidence']:.3f}")
+        say(f"null, {name}: FID {r['fid']:.2f}, {r['classes_present']} classes, confidence {r['confidence']:.3f}")
     print(f"{'seed':>4} | {'filter':>6} | {'gen':>3} | {'FID':>6} | classes | confidence | share per digit 0-9 (%)")
     for (seed, f), rows in m.rows.items():
         for g, r in enumerate(rows):
-            hist = " ".join(f"{100 * v:3.0f}" for v in r["histogram"].tolist())
+            hist = " ".join(f"{100 * v:2.0f}" for v in r["histogram"].tolist())
             print(f"{seed:4d} | {f:>6} | {g:3d} | {r['fid']:6.2f} | {r['classes_present']:7d} | {r['confidence']:10.3f} | {hist}")
 
 
@@ -211,21 +212,23 @@ def print_seed_sweep(sweep: Mapping[str, Any] | None) -> list[float] | None:
     """The committed 8x8 sweep behind the drift bar: per seed, generation 0's and every arm's last score, and no
     filter's gap to the control and rise over generation 0; returns the gaps (None, said, where it is not at hand)."""
     if sweep is None:
-        print("no seed sweep at hand (results/seeds/ comes with the repository; scripts/digits_recursion.py --json writes it)")
+        say("no seed sweep at hand (results/seeds/ comes with the repository; scripts/digits_recursion.py --json writes it)")
         return None
-    print(f"seed sweep on the 8x8 digits: `{sweep['command']}` on {sweep['torch_threads']} threads, commit {sweep['commit']}, "
-          f"{sweep['date']}")
+    say(f"seed sweep on the 8x8 digits: `{sweep['command']}` on {sweep['torch_threads']} threads, commit {sweep['commit']}, "
+        f"{sweep['date']}")
     arms = [f for f in ("none", "random", "hal", "real") if f in next(iter(sweep["seeds"].values()))["fid_last"]]
-    print(f"{'seed':>4} | generation 0 | last generation: " + " | ".join(f"{a:>6}" for a in arms) + " | none - real | none - generation 0")
+    say("FID of generation 0 and of each arm's last generation; no filter's gap to the control (real) and its rise "
+        "over generation 0:")
+    print(f"{'seed':>4} | {'gen 0':>6} | " + " | ".join(f"{a:>6}" for a in arms) + " | none - real | none - gen 0")
     gaps, rises = [], []
     for seed, entry in sorted(sweep["seeds"].items(), key=lambda kv: int(kv[0])):
         last = entry["fid_last"]
         gaps.append(last["none"] - last["real"])
         rises.append(last["none"] - entry["fid_generation_0"])
-        print(f"{seed:>4} | {entry['fid_generation_0']:12.2f} | {'':>16}" + " | ".join(f"{last[a]:6.2f}" for a in arms)
-              + f" | {gaps[-1]:11.2f} | {rises[-1]:18.2f}")
-    print(f"smallest gap between no filter and the control: {min(gaps):.2f} (the 8x8 bar: {DIGIT_RUNS['8x8']['drift_margin']:g}); "
-          f"no filter worse than its generation 0 on {sum(r > 0 for r in rises)} of {len(rises)} seeds")
+        print(f"{seed:>4} | {entry['fid_generation_0']:6.2f} | " + " | ".join(f"{last[a]:6.2f}" for a in arms)
+              + f" | {gaps[-1]:11.2f} | {rises[-1]:11.2f}")
+    say(f"smallest gap between no filter and the control: {min(gaps):.2f} (the 8x8 bar: {DIGIT_RUNS['8x8']['drift_margin']:g}); "
+        f"no filter worse than its generation 0 on {sum(r > 0 for r in rises)} of {len(rises)} seeds")
     return gaps
 
 

@@ -23,6 +23,7 @@ from ..models import IMAGE_CLIP_X0, ImageModelSpec, image_model_spec
 from ..params import choice_parameter, number_parameter, sequence_parameter
 from ..plotting import FILTER_COLORS, FILTER_LABELS
 from ..recursion import FILTERS, RecursionConfig, RecursionResult, recursive_training
+from ..results import say
 from ..train import TrainConfig
 
 __all__ = ["SCALES", "Setup", "setup", "run", "shapes_report", "measure", "print_rows", "plot_runs",
@@ -99,8 +100,8 @@ def measure(runs: Mapping[str, RecursionResult]) -> dict[str, list[dict[str, flo
 
 def print_rows(s: Setup, rows: Mapping[str, Sequence[Mapping[str, float]]]) -> None:
     c = s.config
-    print(f"each generation draws {c.n_candidates:,} images and passes on {c.n_keep:,}; later generations fine-tuned "
-          f"{c.train.steps:,} steps at batch {c.train.batch_size}, lr {c.train.lr:g}")
+    say(f"each generation draws {c.n_candidates:,} images and passes on {c.n_keep:,}; later generations fine-tuned "
+        f"{c.train.steps:,} steps at batch {c.train.batch_size}, lr {c.train.lr:g}")
     print(f"{'filter':>8} | {'gen':>3} | {'crowded':>8} | {'not valid':>9} | kept set: crowded")
     for f, rows_ in rows.items():
         for g, r in enumerate(rows_):

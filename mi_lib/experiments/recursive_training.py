@@ -26,6 +26,7 @@ from ..metrics import out_of_support
 from ..models import MixtureModelSpec
 from ..nets import MLPConfig
 from ..params import choice_parameter, number_parameter, sequence_parameter
+from ..results import say
 from ..recursion import FILTERS, RECURSION_PRESETS, RecursionConfig, RecursionResult, mixture_report, recursive_training
 from ..train import TrainConfig
 
@@ -85,20 +86,20 @@ def setup(scale: str, seed: int, filters: Sequence[str] | str, k: float, generat
 
 def describe(s: Setup) -> None:
     c = s.config
-    print(f"scale = {s.scale}: generation 0 trained on {s.spec.n_train:,} real points ({s.spec.train.steps:,} steps at batch "
-          f"{s.spec.train.batch_size:,}); generations 0..{s.last}")
-    print(f"each generation draws {c.n_candidates:,} candidates, the filter keeps {c.n_keep:,}; later generations "
-          f"{'fine-tuned from the previous one' if c.warm_start else 'trained from scratch'}: {c.train.steps:,} steps at batch "
-          f"{c.train.batch_size:,}, lr {c.train.lr:g}; Hal over t = {c.hal_window[1]}..{c.hal_window[0]}; k = {s.k:g}")
+    say(f"scale = {s.scale}: generation 0 trained on {s.spec.n_train:,} real points ({s.spec.train.steps:,} steps at batch "
+        f"{s.spec.train.batch_size:,}); generations 0..{s.last}")
+    say(f"each generation draws {c.n_candidates:,} candidates, the filter keeps {c.n_keep:,}; later generations "
+        f"{'fine-tuned from the previous one' if c.warm_start else 'trained from scratch'}: {c.train.steps:,} steps at batch "
+        f"{c.train.batch_size:,}, lr {c.train.lr:g}; Hal over t = {c.hal_window[1]}..{c.hal_window[0]}; k = {s.k:g}")
 
 
 def run_filters(s: Setup, device: torch.device | str) -> dict[str, RecursionResult]:
     """One recursion per filter, on the same seeds (cached); prints where each generation came from and its cost."""
     runs = {f: recursive_training(s.spec, s.config.replace(filter=f), device=device, k=s.k) for f in s.filters}
     for f, run in runs.items():
-        print(f"{f:>6}: " + ", ".join(
+        say(f"{f:>6}: " + ", ".join(
             f"gen {g.generation}: " + (f"shipped (trained in {g.train_wall_time_s:.0f} s when made)" if g.source == "shipped"
-                                       else f"{g.source}, {g.train_wall_time_s:.0f} s train")
+                                     else f"{g.source}, {g.train_wall_time_s:.0f} s train")
             + f", {g.sample_wall_time_s:.0f} s sample" for g in run.generations))
     return runs
 
@@ -111,15 +112,17 @@ def real_report(s: Setup) -> dict[str, Any]:
 def generation_table(s: Setup, rows: Mapping[str, list[dict[str, Any]]], real: Mapping[str, Any]) -> None:
     """One line per filter and generation: the model's measures and the kept set's out-of-support share."""
     header = (f"{'filter':>8} | {'gen':>3} | {'hallucination':>13} | {'modes covered':>13} | {'tv':>6} | {'mode tv':>7} | "
-              f"{'kept set: hallucination':>23}")
+              f"{'kept set':>8}")
     print(header)
     print("-" * len(header))
     print(f"{'real':>8} | {'':>3} | {real['hallucination']:13.2%} | {real['modes_covered']:13d} | {real['tv']:6.3f} | "
-          f"{real['mode_tv']:7.3f} | {'':>23}")
+          f"{real['mode_tv']:7.3f} |")
     for f in s.filters:
         for r in rows[f]:
             print(f"{f:>8} | {r['generation']:>3} | {r['hallucination']:13.2%} | {r['modes_covered']:13d} | {r['tv']:6.3f} | "
-                  f"{r['mode_tv']:7.3f} | {r['kept_hallucination']:23.2%}")
+                  f"{r['mode_tv']:7.3f} | {r['kept_hallucination']:8.2%}")
+    say("hallucination: the share of a generation's samples out of support; kept set: the same share among the "
+        "samples its filter passed on to the next generation")
 
 
 def plot_measures(axes: Sequence[Axes], s: Setup, rows: Mapping[str, list[dict[str, Any]]], real: Mapping[str, Any]) -> None:
@@ -153,21 +156,21 @@ def print_seed_sweep(sweep: Mapping[str, Any] | None, margin: float) -> list[flo
     """The committed seed sweep behind the CI bar: each seed's last-generation shares and Hal's leads; returns
     the leads (None, said, where the sweep is not at hand)."""
     if sweep is None:
-        print("no seed sweep at hand (results/seeds/ comes with the repository; scripts/grid_recursion_seeds.py writes it)")
+        say("no seed sweep at hand (results/seeds/ comes with the repository; scripts/grid_recursion_seeds.py writes it)")
         return None
-    print(f"seed sweep: `{sweep['command']}` on {sweep['torch_threads']} threads, commit {sweep['commit']}, {sweep['date']}")
-    print(f"{'seed':>4} | out of support after the last generation: none | random |    Hal | Hal's lead over none | "
-          "over random | none - random")
+    say(f"seed sweep: `{sweep['command']}` on {sweep['torch_threads']} threads, commit {sweep['commit']}, {sweep['date']}")
+    say("out of support after the last generation, per arm, and the gaps between the arms (points):")
+    print(f"{'seed':>4} | {'none':>6} | random | {'Hal':>6} | Hal's lead over none | over random | none - random")
     leads, blind = [], []
     for seed, entry in sorted(sweep["seeds"].items(), key=lambda kv: int(kv[0])):
         h = entry["hallucination_last"]
         leads += [h["none"] - h["hal"], h["random"] - h["hal"]]
         blind.append(h["none"] - h["random"])
-        print(f"{seed:>4} | {h['none']:48.2%} | {h['random']:6.2%} | {h['hal']:6.2%} | {100 * (h['none'] - h['hal']):+20.1f} | "
+        print(f"{seed:>4} | {h['none']:6.2%} | {h['random']:6.2%} | {h['hal']:6.2%} | {100 * (h['none'] - h['hal']):+20.1f} | "
               f"{100 * (h['random'] - h['hal']):+11.1f} | {100 * blind[-1]:+13.1f}")
     rms = float(np.sqrt(np.mean(np.square(blind))))
-    print(f"the blind arms' gap: root mean square {100 * rms:.1f} points, so one arm moves by about {100 * rms / np.sqrt(2):.1f} "
-          f"points from draw to draw; smallest lead of Hal {100 * min(leads):.1f} points (the CI bar: {100 * margin:g})")
+    say(f"the blind arms' gap: root mean square {100 * rms:.1f} points, so one arm moves by about {100 * rms / np.sqrt(2):.1f} "
+        f"points from draw to draw; smallest lead of Hal {100 * min(leads):.1f} points (the CI bar: {100 * margin:g})")
     return leads
 
 
@@ -209,11 +212,11 @@ def keep_ratio_summary(sweeps: Mapping[str, Mapping[str, Any]]) -> None:
         kept = np.mean([g["kept_hallucination"] for g in g0])
         bound = max(0.0, p * r - (r - 1))
         precision = (p * r - kept) / (r - 1)  # out-of-support share of the dropped candidates
-        print(f"{name} ({r:g} candidates per kept sample, {', '.join(seeds)}): Hal lowest after the last generation on {hal_lowest} of "
-              f"{len(seeds)} seeds; its lead over none {np.mean(leads_none):+.1f} points on average (from {min(leads_none):+.1f} to "
-              f"{max(leads_none):+.1f}), over random {np.mean(leads_random):+.1f} (from {min(leads_random):+.1f} to {max(leads_random):+.1f})")
-        print(f"    generation 0: out of support {p:.2%}; Hal's kept set {kept:.2%}, a perfect filter's {bound:.2%}; "
-              f"{precision:.0%} of Hal's drops were out of support (a blind drop: {p:.0%})")
+        say(f"{name} ({r:g} candidates per kept sample, {', '.join(seeds)}): Hal lowest after the last generation on {hal_lowest} of "
+            f"{len(seeds)} seeds; its lead over none {np.mean(leads_none):+.1f} points on average (from {min(leads_none):+.1f} to "
+            f"{max(leads_none):+.1f}), over random {np.mean(leads_random):+.1f} (from {min(leads_random):+.1f} to {max(leads_random):+.1f})")
+        say(f"    generation 0: out of support {p:.2%}; Hal's kept set {kept:.2%}, a perfect filter's {bound:.2%}; "
+            f"{precision:.0%} of Hal's drops were out of support (a blind drop: {p:.0%})")
 
 
 def plot_keep_ratio_sweeps(axes: Sequence[Axes], sweeps: Mapping[str, Mapping[str, Any]]) -> None:

@@ -28,6 +28,7 @@ from ..models import MixtureModelSpec
 from ..nets import shared_timestep
 from ..params import choice_parameter, number_parameter, sequence_parameter
 from ..results import format_number as fmt
+from ..results import say
 from ..sampling import sample
 from ..schedule import NoiseSchedule
 from ..train import TrainConfig
@@ -258,13 +259,14 @@ def matched_reading(s: Setup, mixture: GaussianMixture, g: GapMasses, learned_x:
     even = min(1.0, 2 * 0.15 / gap_length)  # the share an even spread over a gap puts within 0.15 of its midpoint
     where = {name: gap_midpoint_share(x, mixture, s.k) for name, x in runs.items()}
     spread = {name: within_mode_spread(x, mixture, s.k) for name, x in runs.items()}
-    print(f"{'run':<34} | gap samples | within 0.15 of a gap's midpoint (95% interval) | spread of the modes "
-          f"(true sigma {s.sigma:g})")
+    print(f"{'run':<34} | in gaps | within 0.15 of a midpoint | mode spread")
     for name in runs:
         near, total = where[name]
         low, high = wilson_interval(near, total) if total else (float("nan"), float("nan"))
         share = f"{near / total:6.1%} ({low:.1%} to {high:.1%})" if total else "     no gap samples"
-        print(f"{name:<34} | {total:>11,} | {share:<47} | {spread[name]:.4f}")
+        print(f"{name:<34} | {total:>7,} | {share:<25} | {spread[name]:>11.4f}")
+    say(f"in gaps: samples in the gaps between modes; within 0.15 of a midpoint: their share, with its 95% "
+        f"interval; mode spread: the standard deviation of the samples around their mode (true sigma {s.sigma:g})")
     print(f"an even spread over a gap puts {even:.0%} of its samples within 0.15 of the midpoint")
     return MatchedReading(effective_h, h_star, matched_name, where, spread, even)
 

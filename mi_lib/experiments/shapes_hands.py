@@ -23,6 +23,7 @@ from torch import Tensor
 
 from .. import detection, hands, plotting, shapes
 from ..params import choice_parameter, number_parameter, sequence_parameter
+from ..results import say
 
 __all__ = ["SCALES", "LABEL_COLORS", "KIND_COLORS", "Setup", "setup", "TrainingImages", "check_counters", "outline",
            "made_up_examples", "ShapesCensus", "shapes_census", "BlobReading", "blob_reading", "HandsCensus",
@@ -86,15 +87,15 @@ def check_counters(seed: int, n: int = 5_000) -> TrainingImages:
     found = torch.tensor([[c > 0 for c in r.counts] for r in reports])
     shapes_exact = shape_counts["valid"] == len(real_shapes) and bool((found == real_shapes.present).all())
     repeated = int(shapes.repeated_shapes(reports).sum())  # columns with two shape-sized blobs: none expected
-    print(f"Simple Shapes, {len(real_shapes):,} training images: labels {shape_counts}; "
-          f"shapes found = shapes drawn in every image: {shapes_exact}; with a crowded column: {repeated}")
+    say(f"Simple Shapes, {len(real_shapes):,} training images: labels {shape_counts}; "
+        f"shapes found = shapes drawn in every image: {shapes_exact}; with a crowded column: {repeated}")
     fingers = hands.count_fingers(real_hands.images)
     other = hands.make_hands(1_000, seed + 1, n_fingers={3, 4, 5, 6, 7})
     other_counts = hands.count_fingers(other.images)
     hands_exact = bool((fingers == 5).all()) and bool((other_counts == other.n_fingers).all())
-    print(f"hands, {len(real_hands):,} training images: finger counts {hands.finger_histogram(fingers)}")
-    print(f"hands drawn with 3-7 fingers, {len(other):,} images: counted right {int((other_counts == other.n_fingers).sum()):,} "
-          f"of {len(other):,}")
+    say(f"hands, {len(real_hands):,} training images: finger counts {hands.finger_histogram(fingers)}")
+    say(f"hands drawn with 3-7 fingers, {len(other):,} images: counted right {int((other_counts == other.n_fingers).sum()):,} "
+        f"of {len(other):,}")
     return TrainingImages(real_shapes, real_hands, reports, shape_rate, shapes_exact, repeated, hands_exact,
                           int((fingers != 5).sum()))
 
@@ -167,14 +168,14 @@ def shapes_census(s: Setup, x0: Tensor, training: TrainingImages) -> ShapesCensu
         lo, hi = shapes.wilson_interval(k, n)
         print(f"{label:>12} | {k:6d} | {k / n:6.1%} | {lo:.1%} - {hi:.1%}")
     lo, hi = shapes.wilson_interval(n - counts["valid"], n)
-    print(f"hallucination rate (not valid): {rate:.1%} (95% interval {lo:.1%} - {hi:.1%}); in the training data: "
-          f"{training.shape_rate:.1%}")
+    say(f"hallucination rate (not valid): {rate:.1%} (95% interval {lo:.1%} - {hi:.1%}); in the training data: "
+        f"{training.shape_rate:.1%}")
     repeated = shapes.repeated_shapes(reports)  # some column holds two or more shape-sized blobs
     k_rep = int(repeated.sum())
     lo, hi = shapes.wilson_interval(k_rep, n)
-    print(f"a column with two or more shape-sized blobs (>= {shapes.SHAPE_SIZED} px): {k_rep} of {n:,} images, "
-          f"{k_rep / n:.1%} (95% interval {lo:.1%} - {hi:.1%}); in the training data: {training.repeated} of "
-          f"{len(training.shapes):,}")
+    say(f"a column with two or more shape-sized blobs (>= {shapes.SHAPE_SIZED} px): {k_rep} of {n:,} images, "
+        f"{k_rep / n:.1%} (95% interval {lo:.1%} - {hi:.1%}); in the training data: {training.repeated} of "
+        f"{len(training.shapes):,}")
     return ShapesCensus(images, reports, labels, counts, rate, repeated, k_rep)
 
 
@@ -208,16 +209,16 @@ def print_blob_reading(census: ShapesCensus, b: BlobReading) -> None:
     one shape; how the count moves with the counter's pixel threshold."""
     q1, q2, q3 = np.percentile(b.mismatch, [25, 50, 75]) if len(b.mismatch) else (np.nan,) * 3
     areas = np.array([c.area for r in census.reports for c in r.components if c.area >= shapes.SHAPE_SIZED])
-    print(f"{len(b.mismatch):,} shape-sized blobs; within 4 px of a stencil: {(b.mismatch <= 4).mean():.1%}; distance "
-          f"quartiles {q1:.0f} / {q2:.0f} / {q3:.0f} px; nearest stencil is the one of the blob's own column: "
-          f"{b.nearest_own.mean():.1%}")
-    print(f"their median area: {np.median(areas) if len(areas) else np.nan:.0f} px (stencils: 64-70 px)")
-    print(f"shape-sized blobs per image: {dict(sorted(collections.Counter(b.blobs_per_image).items()))}")
-    print(f"of the {census.k_rep} images with a crowded column: {b.k_same} hold two blobs nearest the same stencil (a "
-          f"repeated shape), {census.k_rep - b.k_same} two different shapes (one strayed into its neighbour's column)")
+    say(f"{len(b.mismatch):,} shape-sized blobs; within 4 px of a stencil: {(b.mismatch <= 4).mean():.1%}; distance "
+        f"quartiles {q1:.0f} / {q2:.0f} / {q3:.0f} px; nearest stencil is the one of the blob's own column: "
+        f"{b.nearest_own.mean():.1%}")
+    say(f"their median area: {np.median(areas) if len(areas) else np.nan:.0f} px (stencils: 64-70 px)")
+    say(f"shape-sized blobs per image: {dict(sorted(collections.Counter(b.blobs_per_image).items()))}")
+    say(f"of the {census.k_rep} images with a crowded column: {b.k_same} hold two blobs nearest the same stencil (a "
+        f"repeated shape), {census.k_rep - b.k_same} two different shapes (one strayed into its neighbour's column)")
     by_threshold = {th: census.k_rep if th == 0.5 else
                     int(shapes.repeated_shapes(shapes.count_shapes(census.images, threshold=th)).sum()) for th in (0.4, 0.5, 0.6, 0.7)}
-    print(f"images with a crowded column when pixels above t count as on: {by_threshold} (the counter's t: 0.5)")
+    say(f"images with a crowded column when pixels above t count as on: {by_threshold} (the counter's t: 0.5)")
 
 
 def plot_blobs_per_image(ax: Axes, b: BlobReading) -> None:
@@ -235,11 +236,11 @@ def plot_blobs_per_image(ax: Axes, b: BlobReading) -> None:
 def print_crowding(s: Setup, census: ShapesCensus, b: BlobReading) -> None:
     most, n = max(b.real_blobs), s.n_samples
     hi_few = shapes.wilson_interval(b.k_few, b.n_few)[1] if b.n_few else float("nan")
-    print(f"blobs per image: training mean {np.mean(b.real_blobs):.2f} (at most {most}); generated mean "
-          f"{np.mean(b.blobs_per_image):.2f}, {n - b.n_few} of {n:,} images with more than {most}")
-    print(f"crowded column among generated images with at most {most} blobs: {b.k_few} of {b.n_few} "
-          f"({b.k_few / max(b.n_few, 1):.1%}, 95% interval {b.lo_few:.1%} - {hi_few:.1%}); among the others: "
-          f"{census.k_rep - b.k_few} of {n - b.n_few} (all, by counting)")
+    say(f"blobs per image: training mean {np.mean(b.real_blobs):.2f} (at most {most}); generated mean "
+        f"{np.mean(b.blobs_per_image):.2f}, {n - b.n_few} of {n:,} images with more than {most}")
+    say(f"crowded column among generated images with at most {most} blobs: {b.k_few} of {b.n_few} "
+        f"({b.k_few / max(b.n_few, 1):.1%}, 95% interval {b.lo_few:.1%} - {hi_few:.1%}); among the others: "
+        f"{census.k_rep - b.k_few} of {n - b.n_few} (all, by counting)")
 
 
 @dataclass
@@ -263,10 +264,10 @@ def hands_census(s: Setup, x0: Tensor, training: TrainingImages) -> HandsCensus:
     rate = hands.hallucination_rate(fingers)
     k_hal = int((fingers != 5).sum())
     lo, hi = shapes.wilson_interval(k_hal, s.n_samples)
-    print(f"finger counts of {s.n_samples:,} generated hands: {histogram}")
-    print(f"hallucination rate (count != 5): {rate:.1%} (95% interval {lo:.1%} - {hi:.1%}); more than five: "
-          f"{int((fingers > 5).sum())}, fewer: {int((fingers < 5).sum())}; in the training data: {training.not_five} of "
-          f"{len(training.hands):,}")
+    say(f"finger counts of {s.n_samples:,} generated hands: {histogram}")
+    say(f"hallucination rate (count != 5): {rate:.1%} (95% interval {lo:.1%} - {hi:.1%}); more than five: "
+        f"{int((fingers > 5).sum())}, fewer: {int((fingers < 5).sum())}; in the training data: {training.not_five} of "
+        f"{len(training.hands):,}")
     return HandsCensus(images, fingers, histogram, rate, k_hal)
 
 
@@ -331,8 +332,8 @@ def plot_losses(ax: Axes, models: Mapping[str, Any]) -> None:
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
         ax.plot(np.arange(len(smooth)) + window, smooth, label=dataset)
         n_params = sum(p.numel() for p in trained.model.parameters())
-        print(f"{dataset:>6}: {trained.source} ({trained.origin}), {n_params:,} parameters, {len(losses):,} steps, "
-              f"trained in {trained.wall_time_s / 60:.0f} min; final loss {losses[-len(losses) // 20:].mean():.4f}")
+        say(f"{dataset:>6}: {trained.source} ({trained.origin}), {n_params:,} parameters, {len(losses):,} steps, "
+            f"trained in {trained.wall_time_s / 60:.0f} min; final loss {losses[-len(losses) // 20:].mean():.4f}")
     ax.set(title="training loss (moving average)", xlabel="optimizer step", ylabel=r"$\epsilon$-prediction MSE",
            yscale="log")
     ax.legend()
@@ -346,7 +347,7 @@ def hallucinated_picks(census: ShapesCensus, per_label: int = 4) -> list[int]:
 
 def print_components(census: ShapesCensus) -> None:
     kind_counts = {kind: sum(c.kind == kind for r in census.reports for c in r.components) for kind in KIND_COLORS}
-    print(f"components found in {len(census.reports):,} generated images: {kind_counts}")
+    say(f"components found in {len(census.reports):,} generated images: {kind_counts}")
 
 
 def plot_blobs(ax0: Axes, ax1: Axes, s: Setup, census: ShapesCensus, b: BlobReading) -> None:
