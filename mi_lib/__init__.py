@@ -7,7 +7,8 @@ scores), ``shapes`` and ``hands`` (image data sets with rule-based counters), ``
 trained models), ``sampling`` (one reverse loop), ``noise`` (per-sample counter-based Gaussian noise),
 ``fast`` (precision / compile fast paths), ``metrics`` (labels, gaps, Hal), ``detection`` (scoring samples
 and judging the scores), ``recursion`` (recursive training with filters), ``cache``, ``results``,
-``runtime`` (device, seeds, progress, widgets), ``plotting``, ``digits`` (real 8x8 digits, a digit classifier and
+``runtime`` (device, seeds, progress, widgets), ``environment`` (the one module that reads environment
+variables, and the list of them), ``plotting``, ``digits`` (real 8x8 digits, a digit classifier and
 Frechet distance for chapter 7; imported on demand: ``from mi_lib import digits``). ``experiments``: one module
 per chapter with its experiment code and scales (``from mi_lib.experiments import mitigations``, chapter 8).
 """

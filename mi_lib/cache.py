@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from .environment import CPU_NUMERICS_VARS, cache_dir, cpu_numerics
+
 __all__ = ["CPU_NUMERICS_VARS", "KEY_OMITS_DEFAULT", "PRESENTATION", "cache_dir", "config_key", "cache_path", "cached", "code_fingerprint", "cpu_numerics", "partial_path"]
 
 T = TypeVar("T")
@@ -31,11 +33,6 @@ T = TypeVar("T")
 #: Field metadata for a config field added after keys were recorded (shipped checkpoints, cached results): at its
 #: default the field is left out of the canonical form, so every key made before it existed still stands.
 KEY_OMITS_DEFAULT = {"key": "omit_default"}
-
-
-def cache_dir() -> Path:
-    """The cache folder: ``$MI_CACHE_DIR`` or ``./.mi_cache``."""
-    return Path(os.environ.get("MI_CACHE_DIR", ".mi_cache"))
 
 
 def _canonical(obj: Any) -> Any:
@@ -60,7 +57,7 @@ def _canonical(obj: Any) -> Any:
 #: Modules that change no computed result -- figures, the results files, the chapters' parameter checks -- and
 #: are left out of :func:`code_fingerprint`: editing them recomputes nothing. (``mi_lib/experiments``, the
 #: chapters' modules, is not hashed either; chapter 8's runs hash the code that computes them.)
-PRESENTATION = frozenset({"plotting.py", "results.py", "params.py"})
+PRESENTATION = frozenset({"plotting.py", "results.py", "params.py", "environment.py"})
 
 
 def code_fingerprint(package: Path | str | None = None) -> str:
@@ -73,17 +70,6 @@ def code_fingerprint(package: Path | str | None = None) -> str:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()
-
-
-#: The settings that pin the CPU's floating-point kernels (see the Makefile's CPU_NUMERICS: the chapters' CI runs
-#: set them, aiming at the same bits on any x86 CPU; an AMD EPYC and an Intel Xeon still differ in the last bits).
-CPU_NUMERICS_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
-
-
-def cpu_numerics() -> dict[str, str]:
-    """Those of :data:`CPU_NUMERICS_VARS` that are set: part of every cache key (a result computed under other
-    kernels differs in its last bits, and a recursion or a training amplifies them), absent when none is set."""
-    return {var: os.environ[var] for var in CPU_NUMERICS_VARS if os.environ.get(var)}
 
 
 def config_key(name: str, config: Any) -> str:

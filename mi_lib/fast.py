@@ -33,7 +33,6 @@ the results files of the chapter (:func:`mi_lib.save_results`).
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -41,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import environment
 from .runtime import require_cuda
 
 __all__ = ["PRECISIONS", "COMPILE_MODES", "FAST_ENV", "check_fast_options", "env_fast_options", "trainer_options", "precision_flags",
@@ -84,7 +84,7 @@ def env_fast_options(kind: str, *, fusable: bool = True) -> dict[str, Any]:
     if kind not in FAST_ENV:
         raise ValueError(f"kind must be one of {sorted(FAST_ENV)}, got {kind!r}")
     name = FAST_ENV[kind]
-    text = os.environ.get(name, "").strip()
+    text = environment.fast_text(name)
     options: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = (x.strip() for x in item.partition("="))

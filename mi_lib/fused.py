@@ -25,12 +25,11 @@ in float32: the interpreter's own bfloat16 products are wrong, in Triton 3.9.)
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 from torch import Tensor
 
-from . import noise
+from . import environment, noise
 from .nets import MLPDenoiser, sinusoidal_embedding
 from .schedule import NoiseSchedule
 
@@ -51,7 +50,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 
 def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return environment.triton_interpret()
 
 
 def fused_available(device: torch.device | str) -> str | None:

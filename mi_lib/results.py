@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import subprocess
 import textwrap
@@ -19,6 +18,7 @@ from typing import Any
 
 import torch
 
+from . import environment
 from .fast import FAST_ENV, env_fast_options
 from .runtime import describe_device
 
@@ -41,8 +41,8 @@ def seed_sweep(chapter: str) -> dict[str, Any] | None:
 
 def results_dir() -> Path:
     """Where results JSON files go (see module docstring)."""
-    if "MI_RESULTS_DIR" in os.environ:
-        return Path(os.environ["MI_RESULTS_DIR"])
+    if (folder := environment.results_dir()) is not None:
+        return folder
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         if (folder / "_toc.yml").exists():

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import environment
+
 __all__ = ["default_device", "require_cuda", "seed_everything", "describe_device", "progress_bar", "interact", "STATIC_WIDGETS_ENV"]
 
 #: Set to 1 by headless runs (the Makefile's papermill and nbval): :func:`interact` then draws its output once, statically.
@@ -52,7 +54,7 @@ def progress_bar(total: int, desc: str, disable: bool = False, initial: int = 0)
     ``MI_PROGRESS=0`` turns all bars off."""
     from tqdm.auto import tqdm
 
-    disable = disable or os.environ.get("MI_PROGRESS", "1") == "0"
+    disable = disable or not environment.progress()
     bar = tqdm(total=total, desc=desc, disable=disable, leave=False, file=sys.stderr, mininterval=0.5, initial=initial)
     try:
         yield bar
@@ -71,7 +73,7 @@ def interact(function: Callable[..., Any], **controls: Any) -> Any:
     in ``.widget``), or ``function``'s result when static."""
     import ipywidgets
 
-    if os.environ.get(STATIC_WIDGETS_ENV, "0") != "1":
+    if not environment.static_widgets():
         return ipywidgets.interact(function, **controls)
     # manual=True builds the controls from the same abbreviations as interact, without calling function
     probe = ipywidgets.interactive(function, {"manual": True}, **controls)

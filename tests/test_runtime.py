@@ -23,3 +23,31 @@ def test_live_interact_returns_the_widget(monkeypatch):
     assert calls == ["x"]  # interact runs the function once on display, with the first option
     assert isinstance(out.widget, ipywidgets.interactive)  # live controls, unlike the static path's plain result
 
+
+
+def test_mi_lib_reads_the_environment_in_one_module():
+    """Every os.environ / os.getenv of the package is in mi_lib/environment.py (which lists the variables)."""
+    import re
+    from pathlib import Path
+
+    package = Path(mi.__file__).parent
+    readers = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
+                     if re.search(r"os\.environ|os\.getenv|getenv\(", p.read_text()))
+    assert readers == ["environment.py"], readers
+
+
+def test_a_switch_that_is_neither_on_nor_off_is_one_clear_error(monkeypatch):
+    import pytest
+
+    from mi_lib import environment
+
+    monkeypatch.setenv("MI_PROGRESS", "sometimes")
+    with pytest.raises(ValueError, match=r"\$MI_PROGRESS='sometimes': set it to 0 or 1"):
+        environment.progress()
+    for value, expected in (("0", False), ("off", False), ("1", True), ("", True)):
+        monkeypatch.setenv("MI_PROGRESS", value)
+        assert environment.progress() is expected
+    monkeypatch.delenv("MI_PROGRESS")
+    assert environment.progress() is True
+    monkeypatch.setenv("MI_STATIC_WIDGETS", "yes")
+    assert environment.static_widgets() is True
