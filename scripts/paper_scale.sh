@@ -3,7 +3,9 @@
 # executed notebooks, their results/*.json and a timing log into ONE tarball under $OUT.
 #
 #   bash scripts/paper_scale.sh [CHAPTER...]            # from the repo root, with .whl carried (make gpu-wheels)
-#   bash scripts/paper_scale.sh --window N              # window N of the GPU campaign (scripts/window_plan.py): the
+#   bash scripts/paper_scale.sh --detach [CHAPTER...]   # the same run in its own process session, then --follow
+#   bash scripts/paper_scale.sh --follow                # wait for the detached run, bring back its latest tarball
+#   bash scripts/paper_scale.sh [--detach] --window N   # window N of the GPU campaign (scripts/window_plan.py): the
 #                                                       # short benchmark first, then the window's chapters
 #
 # A window (issue 20) first runs benchmarks/bench.py --short (with the official code timed beside it if .peer/ holds
@@ -11,6 +13,16 @@
 # and MI_FAST_TRAIN (unless the caller set them), and scripts/window_plan.py sizes the chapters to the time left (chapter
 # 2's sample count). The benchmark's JSON and log come back in the tarball (bench.json, logs/bench.log); after the
 # chapters, if time is left, the GPU tests of the fast paths run (logs/gpu-tests.log).
+#
+# Detached: a device command lasts at most 10 minutes, but a process that starts its own session runs on until
+# the machine goes back (30 minutes held at most, and 30 s after a call returns if no other call comes). So
+# --detach starts the whole run (BUDGET_S default 1440) under setsid, and it and every --follow call wait up to
+# FOLLOW_S (default 540) seconds for it, then put its tarball in $OUT -- the final one once it has ended, else a
+# snapshot of it now (executed notebooks so far, results, the models and training states written so far). Make
+# the next --follow call at once (within 30 s), until one says the run has ended; a machine that goes back
+# early loses only what came after the last snapshot. This turns a session's device time into one long run:
+# a sampling run longer than one call finishes, and trainings are not cut at call boundaries. LIVE (default
+# /tmp/paper-scale-live) is the detached run's folder.
 #
 # CHAPTER is a notebook's name without .ipynb (02_mode_interpolation_1d) or a prefix of it (02); none: all.
 # Each chapter runs with papermill (-p scale paper, --cwd chapters, kernel "python3" = this python3), even if
@@ -26,7 +38,9 @@
 # Environment (all optional):
 #   OUT        where the tarball goes (set by the device tool; default _build/paper-scale-out)
 #   SCALE      the chapters' scale (default paper; SCALE=ci is for a dry run of this script on a CPU)
-#   BUDGET_S   seconds for all chapters of this call (default 560, inside the device's 600-s command limit)
+#   BUDGET_S   seconds for all chapters of this call (default 560, inside the device's 600-s command limit;
+#              --detach: 1440, set it to the session's device time left less ~6 minutes)
+#   FOLLOW_S   how long --detach and --follow wait for the detached run before bringing back a snapshot (540)
 #   WHEELS     folder of carried wheels (default .whl); SITE where they are installed (default /tmp/site)
 #   MI_CACHE_DIR  the cache of trained models and samples (default .mi_cache in the repo root); entries in
 #              $WHEELS/cache/ (carried) are copied into it first
@@ -45,6 +59,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 REPO=$PWD
+MODE=run
+case ${1:-} in --detach | --follow) MODE=${1#--}; shift ;; esac
 WINDOW=${WINDOW:-}
 if [[ ${1:-} == --window ]]; then
     [[ ${2:-} =~ ^[0-9]+$ ]] || { echo "[paper_scale] --window takes a window number" >&2; exit 2; }
@@ -54,8 +70,10 @@ if [[ ${1:-} == --window ]]; then
         && ((${#WINDOW_CHAPTERS[@]})) || { echo "[paper_scale] window $WINDOW is not prepared (scripts/window_plan.py WINDOWS)" >&2; exit 2; }
     set -- "${WINDOW_CHAPTERS[@]}"
 fi
+LIVE=${LIVE:-/tmp/paper-scale-live}
 SCALE=${SCALE:-paper}
-BUDGET_S=${BUDGET_S:-560}
+if [[ $MODE == detach ]]; then BUDGET_S=${BUDGET_S:-1440}; else BUDGET_S=${BUDGET_S:-560}; fi
+FOLLOW_S=${FOLLOW_S:-540}
 CACHE_KB=${CACHE_KB:-30720}
 SMALL_KB=${SMALL_KB:-4096}
 OUT_KB=${OUT_KB:-61440}
@@ -68,11 +86,12 @@ START=$SECONDS
 
 say() { echo "[paper_scale] $*" | tee -a "$PACK/run.txt"; }
 
-pack() {  # the tarball of $PACK with this run's new cache entries -> $OUT, rewritten whole (staged in a copy,
-    # tmp + rename: never half-written, so a command killed mid-pack leaves the last whole one), within what the device tool returns (OUT_KB in all): training states first (they hold the most
+pack() {  # pack DEST: the tarball of $PACK with this run's new cache entries -> DEST (default $OUT), rewritten whole
+    # (staged in a copy, tmp + rename in DEST: never half-written, and a --follow snapshot can pack while the run
+    # goes on), within what the device tool returns (OUT_KB in all): training states first (they hold the most
     # device time), then trained models (each at most CACHE_KB, oldest first), then small entries (at most SMALL_KB; sample
     # sets stay behind, they are recomputed)
-    local dest=$OUT stage left f kb
+    local dest=${1:-$OUT} stage left f kb
     stage=$(mktemp -d "$WORK/stage.XXXXXX") || return
     cp -r "$PACK" "$stage/paper-scale" && mkdir -p "$stage/paper-scale/cache" || { rm -rf "$stage"; return 1; }
     left=$(( OUT_KB - $(du -sk "$stage/paper-scale" | cut -f1) - 64 ))
@@ -102,6 +121,42 @@ pack() {  # the tarball of $PACK with this run's new cache entries -> $OUT, rewr
     mv -f "$tmp"/* "$dest"/ && rmdir "$tmp"
 }
 
+follow() {  # wait up to FOLLOW_S for the detached run in $LIVE, then its tarball -> $OUT: the final one if it has
+    # ended, else a snapshot taken now. Returns the run's exit status once it has ended, 0 while it goes on, 3 if
+    # it died without ending (killed).
+    local waited=0 pid
+    if [[ $MODE == detach ]]; then  # the run just detached writes it first thing
+        for _ in $(seq 150); do [[ -s $LIVE/env || -e $LIVE/exit ]] && break; sleep 0.2; done
+    fi
+    [[ -s $LIVE/env ]] || { echo "[paper_scale] no detached run in $LIVE (start one with --detach)" >&2; return 2; }
+    # shellcheck source=/dev/null
+    source "$LIVE/env"  # the live run's WORK, PACK, STAMP, MI_CACHE_DIR and size limits
+    pid=$(cat "$LIVE/pid" 2>/dev/null)
+    while [[ ! -e $LIVE/exit ]] && ((waited < FOLLOW_S)) && kill -0 "$pid" 2>/dev/null; do sleep 5; waited=$((waited + 5)); done
+    mkdir -p "$OUT"
+    echo "----- the detached run's log (last 40 lines) -----"; tail -n 40 "$LIVE/log"
+    local log; log=$(ls -t "$PACK"/logs/*.log 2>/dev/null | head -n1)
+    [[ -z $log ]] || { echo "----- ${log##*/} (last 15 lines) -----"; tail -n 15 "$log"; }
+    echo "----- timing so far -----"; cat "$PACK/timing.tsv"
+    if [[ -e $LIVE/exit ]]; then
+        cp "$LIVE"/out/* "$OUT"/ 2>/dev/null
+        echo "[paper_scale] the detached run has ENDED (exit $(cat "$LIVE/exit")); its final tarball is in \$OUT"
+        return "$(cat "$LIVE/exit")"
+    fi
+    pack "$OUT"
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "[paper_scale] the detached run GOES ON ($((SECONDS - ${1:-0}))s of this call): a snapshot of it is in \$OUT; call --follow again NOW (the machine goes back 30 s after a call)"
+        return 0
+    fi
+    echo "[paper_scale] the detached run DIED without ending: a snapshot of what it left is in \$OUT" >&2
+    return 3
+}
+
+if [[ $MODE == follow ]]; then
+    (($# == 0)) || { echo "[paper_scale] --follow takes no chapters" >&2; exit 2; }
+    follow 0; exit
+fi
+
 # 1. which chapters (names checked before anything is installed)
 CHAPTERS=()
 if (($# == 0)); then set -- chapters/*.ipynb; fi
@@ -113,11 +168,29 @@ for arg in "$@"; do
     else echo "[paper_scale] no single chapter matches '$arg' in chapters/" >&2; exit 2; fi
 done
 
+if [[ $MODE == detach ]]; then  # the same script, in its own process session: it outlives this call
+    if [[ -s $LIVE/pid && ! -e $LIVE/exit ]] && kill -0 "$(cat "$LIVE/pid")" 2>/dev/null; then
+        echo "[paper_scale] a detached run is already going in $LIVE: --follow it" >&2; exit 2
+    fi
+    rm -rf "$LIVE" && mkdir -p "$LIVE/out" || exit 2
+    OUT=$LIVE/out BUDGET_S=$BUDGET_S PAPER_SCALE_LIVE=$LIVE WINDOW=$WINDOW \
+        python3 -c 'import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])' bash "$REPO/scripts/paper_scale.sh" "${CHAPTERS[@]}" \
+        >"$LIVE/log" 2>&1 </dev/null &
+    echo "[paper_scale] detached: ${CHAPTERS[*]} (budget ${BUDGET_S}s, log $LIVE/log)"
+    follow "$START"; exit
+fi
+
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/paper-scale.XXXXXX")
 PACK=$WORK/paper-scale
 mkdir -p "$OUT" "$PACK/executed" "$PACK/results" "$PACK/logs" || exit 2
 printf 'chapter\tstatus\tseconds\n' >"$PACK/timing.tsv"
+if [[ -n ${PAPER_SCALE_LIVE:-} ]]; then  # the detached run: what --follow needs to find, wait for and snapshot it
+    echo $$ >"$PAPER_SCALE_LIVE/pid"
+    trap 'echo $? >"$PAPER_SCALE_LIVE/exit"' EXIT
+    declare -p WORK PACK STAMP MI_CACHE_DIR CACHE_KB SMALL_KB OUT_KB PART_KB 2>/dev/null | sed 's/^declare -[-a-z]* //' >"$PAPER_SCALE_LIVE/env.tmp"
+    mv "$PAPER_SCALE_LIVE/env.tmp" "$PAPER_SCALE_LIVE/env"
+fi
 
 # 2. the carried wheels -> $SITE (the device tool's recipe); python3 is the machine's, the one with torch.
 if ls "$WHEELS"/*.whl >/dev/null 2>&1; then

@@ -206,7 +206,7 @@ def _paper_scale(repo: Path, tmp_path: Path, *args: str, **env: str) -> subproce
     import signal
 
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "TMPDIR": str(tmp_path), "SCALE": "ci",
-           "WHEELS": str(tmp_path / "no-wheels"), "MI_CACHE_DIR": str(tmp_path / "cache"), **env}
+           "WHEELS": str(tmp_path / "no-wheels"), "MI_CACHE_DIR": str(tmp_path / "cache"), "LIVE": str(tmp_path / "live"), **env}
     with subprocess.Popen(["bash", str(repo / "scripts" / "paper_scale.sh"), *args], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, start_new_session=True) as call:
         stdout, stderr = call.communicate(timeout=120)
@@ -215,6 +215,38 @@ def _paper_scale(repo: Path, tmp_path: Path, *args: str, **env: str) -> subproce
         except ProcessLookupError:
             pass
     return subprocess.CompletedProcess(call.args, call.returncode, stdout, stderr)
+
+
+def test_follow_without_a_detached_run_says_so(tmp_path):
+    out = _paper_scale(ROOT, tmp_path, "--follow", OUT=str(tmp_path / "out"))
+    assert out.returncode == 2 and "no detached run in" in out.stderr
+    out = _paper_scale(ROOT, tmp_path, "--follow", "01", OUT=str(tmp_path / "out"))
+    assert out.returncode == 2 and "--follow takes no chapters" in out.stderr
+    out = _paper_scale(ROOT, tmp_path, "--detach", "no_such_chapter", OUT=str(tmp_path / "out"))
+    assert out.returncode == 2 and "no single chapter matches" in out.stderr and not (tmp_path / "live").exists()
+
+
+def test_a_detached_run_outlives_its_call_and_follow_brings_back_snapshots_then_the_end(tmp_path):
+    """--detach returns at once (FOLLOW_S=0) with a snapshot; the run goes on in its own session after the calling
+    command's whole process group is killed (as the device tool does when a call returns); --follow then waits for
+    it and brings back the final tarball."""
+    repo = _tiny_repo(tmp_path, sleep_s=6)
+    first = _paper_scale(repo, tmp_path, "--detach", "00", OUT=str(tmp_path / "out1"), FOLLOW_S="0")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "GOES ON" in first.stdout and list((tmp_path / "out1").glob("paper-scale-*.tar.gz"))
+    pid = int((tmp_path / "live" / "pid").read_text())
+    os.kill(pid, 0)  # still running after its call's process group was killed: a session of its own
+    assert os.getsid(pid) == pid
+    again = _paper_scale(repo, tmp_path, "--detach", "00", OUT=str(tmp_path / "out2"), FOLLOW_S="0")
+    assert again.returncode == 2 and "already going" in again.stderr
+    last = _paper_scale(repo, tmp_path, "--follow", OUT=str(tmp_path / "out3"), FOLLOW_S="90")
+    assert last.returncode == 0 and "has ENDED (exit 0)" in last.stdout, last.stdout + last.stderr
+    (tarball,) = (tmp_path / "out3").glob("paper-scale-*.tar.gz")
+    with tarfile.open(tarball) as tar:
+        timing = tar.extractfile("paper-scale/timing.tsv").read().decode()
+        executed = nbformat.reads(tar.extractfile("paper-scale/executed/00_tiny.ipynb").read().decode(), 4)
+    assert "00_tiny\tok" in timing and "total\tok" in timing
+    assert "chapter done at scale ci" in executed.cells[-1].outputs[0]["text"]
 
 
 def test_unpack_keeps_the_numbers_of_a_claim_that_failed_but_not_of_a_crash(tmp_path, results_table):
