@@ -76,7 +76,7 @@ export MI_CACHE_DIR ?= $(abspath .mi_cache)
 CPU_NUMERICS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=COMPATIBLE
 HEADLESS := MPLBACKEND=module://matplotlib_inline.backend_inline MI_STATIC_WIDGETS=1 MI_PROGRESS=0 $(CPU_NUMERICS)
 
-.PHONY: venv executed book book-executed render gpu-wheels book-paper paper-cache test test-unit test-nbval outputs results-table bench clean FORCE
+.PHONY: venv executed book book-executed render gpu-wheels book-paper paper-cache test test-unit test-nbval dry-run-paper outputs results-table bench clean FORCE
 
 # ---------------------------------------------------------------- environment
 venv: $(STAMP)
@@ -155,7 +155,12 @@ test: test-unit test-nbval
 	CHROMIUM=$$(bash scripts/ensure_chromium.sh) $(PY) scripts/check_book.py _build/html --screenshots _build/screenshots  # every page in headless Chromium
 
 test-unit: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m pytest tests/ -p no:cacheprovider
+	MPLBACKEND=Agg $(PY) -m pytest tests/ -p no:cacheprovider -m "not paper_dry_run"
+
+# Before a GPU window: the prepared windows' chapters executed at scale "paper" with tiny trainings and sample
+# counts (tests/test_paper_dry_run.py, ~4 minutes on 2 cores): the paper-scale code paths run through on a CPU.
+dry-run-paper: $(STAMP)
+	MPLBACKEND=Agg $(PY) -m pytest tests/test_paper_dry_run.py -p no:cacheprovider -m paper_dry_run
 
 # Re-runs chapters/*.ipynb and compares against their committed outputs (text only; images skipped).
 test-nbval: $(STAMP)

@@ -2,9 +2,6 @@
 start, the measurements and the CI scale's models."""
 
 import math
-from dataclasses import replace
-from functools import partial
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +10,6 @@ import mi_lib as mi
 from mi_lib.experiments import mitigations as M
 from mi_lib.models import load_manifest, spec_key
 
-ROOT = Path(__file__).resolve().parents[1]
 SCHED = mi.NoiseSchedule(mi.OFFICIAL)
 
 
@@ -119,38 +115,3 @@ def test_a_run_is_keyed_by_the_code_that_computes_it_not_by_the_chapters_tables(
     monkeypatch.setattr(M, "DDIM_START_ALPHA_BAR", 1e-4)  # where DDIM starts: reruns
     assert M._run_source() != key
 
-
-def test_the_paper_scale_chapter_runs_through_on_a_cpu_with_tiny_models(tmp_path, monkeypatch):
-    """A CPU dry run of GPU window 7: chapter 8's notebook, every code cell, at scale "paper" with the paper's
-    methods, probes and VSM weights (one sharpening strength, its strongest) but each model trained for 300 steps (fewer leave an untrained network
-    whose ancestral samples overflow) and 128 samples per method. It must get to its claims (such models may fail
-    them: only an AssertionError naming a claim is allowed)."""
-    import matplotlib
-    import nbformat
-
-    matplotlib.use("Agg")
-    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("MI_RESULTS_DIR", str(tmp_path / "results"))
-
-    def tiny(spec):
-        return replace(spec, n_train=1_000, train=replace(spec.train, steps=300, batch_size=256))
-
-    paper = M.SCALES["paper"]
-    monkeypatch.setitem(M.SCALES, "paper", replace(paper, specs={k: tiny(v) for k, v in paper.specs.items()},
-                                                   training={k: tiny(v) for k, v in paper.training.items()},
-                                                   strengths=paper.strengths[-1:]))  # the strongest, paper-only one
-    monkeypatch.setattr(M, "vsm_terms", partial(M.vsm_terms, n=500))
-    nb = nbformat.read(ROOT / "chapters" / "08_mitigations.ipynb", 4)
-    namespace: dict = {}
-    cells = [c for c in nb.cells if c.cell_type == "code"]
-    exec(compile(cells[0].source, "parameters", "exec"), namespace)
-    namespace.update(scale="paper", n_samples=128)
-    for i, cell in enumerate(cells[1:], 1):
-        try:
-            exec(compile(cell.source, f"08_mitigations[{i}]", "exec"), namespace)
-        except AssertionError as error:
-            assert str(error).startswith("claim"), error  # the last cell's claims: the chapter ran through
-            assert i == len(cells) - 1
-    assert namespace["setup"].scale == "paper" and len(namespace["board"]) == sum(
-        len(M.methods(namespace["config"], ds)) for ds in ("grid", "1d"))
-    assert (tmp_path / "results" / "08_mitigations.json").exists()

@@ -453,7 +453,14 @@ class WindowSweeps:
         self.grids[r.name], self.best[r.name] = window_sweep(r, t_los, t_his)
 
     def plot(self, fig: Any, axes: Any, names: Sequence[str]) -> None:
-        """One heat map per model in ``names``, with one colour bar."""
+        """One heat map per model in ``names``, with one colour bar; none (a note instead) if ``names`` is empty
+        (no image model held enough of both kinds to measure)."""
+        if not names:
+            for ax in np.ravel(axes):
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, "no model with enough of both kinds to measure", ha="center", va="center",
+                        transform=ax.transAxes)
+            return
         im = plot_window_grids(axes, {n: self.grids[n] for n in names}, {n: self.t_los[n] for n in names},
                                {n: self.t_his[n] for n in names}, {n: self.schedules[n] for n in names})
         fig.colorbar(im, ax=axes, label="AUROC of Hal", shrink=0.8)

@@ -1,0 +1,89 @@
+"""A CPU dry run of the GPU campaign's windows: each chapter's notebook, every code cell, executed at
+scale "paper" -- the paper's code paths, methods and settings -- with every training cut to a few hundred
+steps and every sample count to a few thousand, so a window's chapters are known to run through before GPU
+minutes are spent on them. Such models may fail the chapter's claims: only an AssertionError of the claims
+cell (the one that records the chapter's numbers) is allowed; any other error fails.
+
+Not part of ``make test`` (about three minutes): run ``make dry-run-paper`` before a GPU window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import nbformat
+import pytest
+
+from mi_lib import models
+from mi_lib.recursion import RecursionConfig
+from mi_lib.train import TrainConfig
+from mi_lib.unet import UNetConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.paper_dry_run
+
+#: The chapters of the prepared windows (scripts/window_plan.py): 1 = 2, 3, 4; 2 = 6, 7; 7 = 8.
+CHAPTERS = {
+    "02_mode_interpolation_1d": "mode_interpolation_1d",
+    "03_mode_interpolation_2d": "mode_interpolation_2d",
+    "04_score_smoothness": "score_smoothness",
+    "06_detection": "detection",
+    "07_recursive_training": "recursive_training",
+    "08_mitigations": "mitigations",
+}
+#: Sizes a CPU runs in seconds; n_samples stays above chapter 4's floor of 2,500.
+SMALL = {"n_train": 2_000, "n_train_1d": 2_000, "n_train_2d": 2_000, "n_samples": 3_000, "n_calibration": 2_000,
+         "n_images": 40, "n_train_list": [2_000, 4_000]}
+
+
+def shrink(value: Any, key: str = "") -> Any:
+    """``value`` (a chapter's paper scale, or part of it) with every training cut to 300 steps at batch 256 (fewer
+    leave an untrained network whose ancestral samples overflow) and every size in :data:`SMALL` replaced."""
+    if key in SMALL:
+        return {k: 500 for k in value} if isinstance(value, dict) else SMALL[key]  # chapter 8: per data set
+    if isinstance(value, TrainConfig):
+        return dataclasses.replace(value, steps=min(value.steps, 300), batch_size=min(value.batch_size, 256))
+    if isinstance(value, RecursionConfig):
+        return dataclasses.replace(value, generations=min(value.generations, 2), n_keep=1_000, train=shrink(value.train))
+    if isinstance(value, models.MixtureModelSpec):
+        return dataclasses.replace(value, n_train=2_000, train=shrink(value.train))
+    if isinstance(value, dict):
+        return {k: shrink(v, k) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # chapter 8's Scale
+        return dataclasses.replace(value, **{f.name: shrink(getattr(value, f.name), f.name) for f in dataclasses.fields(value)
+                                             if f.name in ("specs", "training", "n_samples")})
+    return value
+
+
+@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
+def test_the_chapter_runs_through_at_paper_scale_on_a_cpu(chapter, tmp_path, monkeypatch):
+    matplotlib.use("Agg")
+    for name, value in {"MI_CACHE_DIR": tmp_path / "cache", "MI_RESULTS_DIR": tmp_path / "results", "MI_PROGRESS": "0",
+                        "MI_STATIC_WIDGETS": "1"}.items():
+        monkeypatch.setenv(name, str(value))
+    module = importlib.import_module(f"mi_lib.experiments.{CHAPTERS[chapter]}")
+    monkeypatch.setitem(module.SCALES, "paper", shrink(module.SCALES["paper"]))
+    if chapter == "08_mitigations":  # one sharpening strength (its strongest, paper-only one), fewer VSM draws
+        scale = module.SCALES["paper"]
+        monkeypatch.setitem(module.SCALES, "paper", dataclasses.replace(scale, strengths=scale.strengths[-1:]))
+        monkeypatch.setattr(module, "vsm_terms", lambda *a, vsm=module.vsm_terms, **kw: vsm(*a, **{**kw, "n": 500}))
+    # image models (chapter 6's last part): chapter 5's small UNet, trained briefly, on the paper's schedule
+    monkeypatch.setitem(models.IMAGE_SCALES, "paper", dict(
+        model=UNetConfig(base_channels=8, channel_mults=(1, 2), blocks_per_level=1, patch=2),
+        train=TrainConfig(steps=20, batch_size=16, lr=5e-4, ema_decay=0.999)))
+    monkeypatch.chdir(ROOT / "chapters")
+    cells = [c for c in nbformat.read(ROOT / "chapters" / f"{chapter}.ipynb", 4).cells if c.cell_type == "code"]
+    namespace: dict[str, Any] = {}
+    exec(compile(cells[0].source, f"{chapter}[parameters]", "exec"), namespace)
+    namespace["scale"] = "paper"
+    for i, cell in enumerate(cells[1:], 1):
+        try:
+            exec(compile(cell.source, f"{chapter}[{i}]", "exec"), namespace)
+        except AssertionError as error:  # only the claims: the cell that records the chapter's numbers, then asserts
+            assert "save_results(" in cell.source, f"cell {i} raised {error!r}: only the claims cell may"
+    assert namespace["setup"].scale == "paper"
+    assert (tmp_path / "results" / f"{chapter}.json").exists(), "the chapter recorded its numbers"
