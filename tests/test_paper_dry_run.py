@@ -4,7 +4,7 @@ steps and every sample count to a few thousand, so a window's chapters are known
 minutes are spent on them. Such models may fail the chapter's claims: only an AssertionError of the claims
 cell (the one that records the chapter's numbers) is allowed; any other error fails.
 
-Not part of ``make test`` (about three minutes): run ``make dry-run-paper`` before a GPU window.
+Not part of ``make test`` (about ten minutes): run ``make dry-run-paper K=<the window's chapters>`` before a GPU window.
 """
 
 from __future__ import annotations
@@ -26,33 +26,47 @@ from mi_lib.unet import UNetConfig
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.paper_dry_run
 
-#: The chapters of the prepared windows (scripts/window_plan.py): 1 = 2, 3, 4; 2 = 6, 7; 7 = 8.
+#: Every chapter with a paper scale of its own, by its module (chapter 1 has nothing a GPU runs). The windows
+#: (scripts/window_plan.py): 1 = chapters 2, 3, 4; 2 = 6, 7; 3-5 = 5's UNets, 5, 7c; 6 = 7b; 7 = 8.
 CHAPTERS = {
     "02_mode_interpolation_1d": "mode_interpolation_1d",
     "03_mode_interpolation_2d": "mode_interpolation_2d",
     "04_score_smoothness": "score_smoothness",
+    "05_shapes_hands": "shapes_hands",
     "06_detection": "detection",
     "07_recursive_training": "recursive_training",
+    "07b_recursive_digits": "recursive_digits",
+    "07c_recursive_shapes": "recursive_shapes",
     "08_mitigations": "mitigations",
 }
+IMAGE_CHAPTERS = {"05_shapes_hands", "07b_recursive_digits", "07c_recursive_shapes"}
+TINY_UNET = dict(base_channels=8, channel_mults=(1, 2), blocks_per_level=1, patch=2)
 #: Sizes a CPU runs in seconds; n_samples stays above chapter 4's floor of 2,500.
 SMALL = {"n_train": 2_000, "n_train_1d": 2_000, "n_train_2d": 2_000, "n_samples": 3_000, "n_calibration": 2_000,
-         "n_images": 40, "n_train_list": [2_000, 4_000]}
+         "n_images": 40, "n_train_list": [2_000, 4_000], "generations": 2}
+#: The same for the chapters whose models are UNets: images, not points.
+SMALL_IMAGES = {**SMALL, "n_samples": 40, "n_keep": 32}
 
 
-def shrink(value: Any, key: str = "") -> Any:
+def shrink(value: Any, key: str = "", small: dict[str, Any] = SMALL) -> Any:
     """``value`` (a chapter's paper scale, or part of it) with every training cut to 300 steps at batch 256 (fewer
-    leave an untrained network whose ancestral samples overflow) and every size in :data:`SMALL` replaced."""
-    if key in SMALL:
-        return {k: 500 for k in value} if isinstance(value, dict) else SMALL[key]  # chapter 8: per data set
+    leave an untrained network whose ancestral samples overflow), every UNet made tiny and every size in
+    ``small`` replaced."""
+    if key in small:
+        return {k: 500 for k in value} if isinstance(value, dict) else small[key]  # chapter 8: per data set
     if isinstance(value, TrainConfig):
         return dataclasses.replace(value, steps=min(value.steps, 300), batch_size=min(value.batch_size, 256))
+    if isinstance(value, UNetConfig):
+        return dataclasses.replace(value, **TINY_UNET)
     if isinstance(value, RecursionConfig):
-        return dataclasses.replace(value, generations=min(value.generations, 2), n_keep=1_000, train=shrink(value.train))
+        unet = isinstance(value.model, UNetConfig)
+        return dataclasses.replace(value, generations=min(value.generations, 2), n_keep=32 if unet else 1_000,
+                                   model=shrink(value.model), train=shrink(value.train),
+                                   train_0=None if value.train_0 is None else shrink(value.train_0))
     if isinstance(value, models.MixtureModelSpec):
         return dataclasses.replace(value, n_train=2_000, train=shrink(value.train))
     if isinstance(value, dict):
-        return {k: shrink(v, k) for k, v in value.items()}
+        return {k: shrink(v, k, small) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):  # chapter 8's Scale
         return dataclasses.replace(value, **{f.name: shrink(getattr(value, f.name), f.name) for f in dataclasses.fields(value)
                                              if f.name in ("specs", "training", "n_samples")})
@@ -66,15 +80,19 @@ def test_the_chapter_runs_through_at_paper_scale_on_a_cpu(chapter, tmp_path, mon
                         "MI_STATIC_WIDGETS": "1"}.items():
         monkeypatch.setenv(name, str(value))
     module = importlib.import_module(f"mi_lib.experiments.{CHAPTERS[chapter]}")
-    monkeypatch.setitem(module.SCALES, "paper", shrink(module.SCALES["paper"]))
+    small = SMALL_IMAGES if chapter in IMAGE_CHAPTERS else SMALL
+    if chapter == "07b_recursive_digits":  # its scales live per data set
+        for kind, run in module.DIGIT_RUNS.items():
+            monkeypatch.setitem(module.DIGIT_RUNS, kind, shrink(run, small=small))
+    else:
+        monkeypatch.setitem(module.SCALES, "paper", shrink(module.SCALES["paper"], small=small))
     if chapter == "08_mitigations":  # one sharpening strength (its strongest, paper-only one), fewer VSM draws
         scale = module.SCALES["paper"]
         monkeypatch.setitem(module.SCALES, "paper", dataclasses.replace(scale, strengths=scale.strengths[-1:]))
         monkeypatch.setattr(module, "vsm_terms", lambda *a, vsm=module.vsm_terms, **kw: vsm(*a, **{**kw, "n": 500}))
     # image models (chapter 6's last part): chapter 5's small UNet, trained briefly, on the paper's schedule
-    monkeypatch.setitem(models.IMAGE_SCALES, "paper", dict(
-        model=UNetConfig(base_channels=8, channel_mults=(1, 2), blocks_per_level=1, patch=2),
-        train=TrainConfig(steps=20, batch_size=16, lr=5e-4, ema_decay=0.999)))
+    monkeypatch.setitem(models.IMAGE_SCALES, "paper", dict(model=UNetConfig(**TINY_UNET),
+                                                           train=TrainConfig(steps=20, batch_size=16, lr=5e-4, ema_decay=0.999)))
     monkeypatch.chdir(ROOT / "chapters")
     cells = [c for c in nbformat.read(ROOT / "chapters" / f"{chapter}.ipynb", 4).cells if c.cell_type == "code"]
     namespace: dict[str, Any] = {}
