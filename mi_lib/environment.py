@@ -22,11 +22,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["CPU_NUMERICS_VARS", "cache_dir", "results_dir", "progress", "static_widgets", "fast_text", "cpu_numerics",
+__all__ = ["CPU_NUMERICS_VARS", "ON", "OFF", "cache_dir", "results_dir", "progress", "static_widgets", "fast_text", "cpu_numerics",
            "triton_interpret", "switch"]
 
 CPU_NUMERICS_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
-_TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no")
+#: The words of a switch (lower case): on, and off.
+ON, OFF = ("1", "true", "on", "yes"), ("0", "false", "off", "no")
 
 
 def switch(name: str, default: bool) -> bool:
@@ -34,9 +35,9 @@ def switch(name: str, default: bool) -> bool:
     value = os.environ.get(name, "").strip().lower()
     if not value:
         return default
-    if value not in _TRUE + _FALSE:
+    if value not in ON + OFF:
         raise ValueError(f"${name}={os.environ[name]!r}: set it to 0 or 1")
-    return value in _TRUE
+    return value in ON
 
 
 def cache_dir() -> Path:

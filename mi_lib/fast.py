@@ -67,7 +67,7 @@ def _compile_mode(compile: bool | str) -> str | None:
 #: The environment variables of :func:`env_fast_options`, per kind of run.
 FAST_ENV = {"train": "MI_FAST_TRAIN", "sample": "MI_FAST_SAMPLE"}
 _FAST_KEYS = {"train": ("precision", "compile", "fused", "graph", "batch"), "sample": ("precision", "compile", "fused")}
-_TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no", "")
+_TRUE, _FALSE = environment.ON, (*environment.OFF, "")  # "fused=" is off
 
 
 def env_fast_options(kind: str, *, fusable: bool = True) -> dict[str, Any]:

@@ -15,10 +15,7 @@ import torch
 
 from . import environment
 
-__all__ = ["default_device", "require_cuda", "seed_everything", "describe_device", "progress_bar", "interact", "STATIC_WIDGETS_ENV"]
-
-#: Set to 1 by headless runs (the Makefile's papermill and nbval): :func:`interact` then draws its output once, statically.
-STATIC_WIDGETS_ENV = "MI_STATIC_WIDGETS"
+__all__ = ["default_device", "require_cuda", "seed_everything", "describe_device", "progress_bar", "interact"]
 
 
 def default_device() -> torch.device:

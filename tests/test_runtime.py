@@ -1,11 +1,10 @@
 import ipywidgets
 
 import mi_lib as mi
-from mi_lib.runtime import STATIC_WIDGETS_ENV
 
 
 def test_static_interact_calls_once_with_the_initial_values(monkeypatch):
-    monkeypatch.setenv(STATIC_WIDGETS_ENV, "1")
+    monkeypatch.setenv("MI_STATIC_WIDGETS", "1")
     calls = []
 
     def show(label, k, scale=2.0):
@@ -17,7 +16,7 @@ def test_static_interact_calls_once_with_the_initial_values(monkeypatch):
 
 
 def test_live_interact_returns_the_widget(monkeypatch):
-    monkeypatch.delenv(STATIC_WIDGETS_ENV, raising=False)
+    monkeypatch.delenv("MI_STATIC_WIDGETS", raising=False)
     calls = []
     out = mi.interact(lambda k: calls.append(k), k=["x", "y"])
     assert calls == ["x"]  # interact runs the function once on display, with the first option
