@@ -137,7 +137,7 @@ def official_figures(script: str, device: torch.device, samples: int, train_step
 
 
 def env_text(options: dict) -> str:
-    """``options`` as an MI_FAST_* value (mi_lib.fast.env_fast_options reads it back)."""
+    """``options`` as an MI_FAST_* value (mi_lib.fast.parse_fast_options reads it back)."""
     return ",".join(f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in sorted(options.items()))
 
 
@@ -154,7 +154,7 @@ def tail_check(device: torch.device, n: int, chunk: int, variants: list[dict]):
     from mi_lib.models import MixtureModelSpec, mixture_model
 
     spec = MixtureModelSpec(**TAIL_SPEC, train=mi.TrainConfig(steps=5_000, batch_size=2_000))
-    model = mixture_model(spec, device=device, progress=False).model
+    model = mixture_model(spec, mi.Settings(device=device, progress=False)).model  # shipped: nothing trains
     schedule = mi.NoiseSchedule(spec.schedule)
     ref = None
     for options in variants:

@@ -25,7 +25,7 @@ CHILD = """
 import sys, time, torch
 import mi_lib as mi
 spec = mi.MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=20_000, data_seed=0, train=mi.TrainConfig(steps=5_000, batch_size=2_000))
-model = mi.mixture_model(spec, progress=False)
+model = mi.mixture_model(spec, mi.Settings(progress=False))
 assert model.source == "shipped", model.source
 start = time.perf_counter()
 x0 = mi.sample(model.model, mi.NoiseSchedule(spec.schedule), int(sys.argv[1]), seed=0, progress=False).x0

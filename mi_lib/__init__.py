@@ -7,8 +7,9 @@ scores), ``shapes`` and ``hands`` (image data sets with rule-based counters), ``
 trained models), ``sampling`` (one reverse loop), ``noise`` (per-sample counter-based Gaussian noise),
 ``fast`` (precision / compile fast paths), ``metrics`` (labels, gaps, Hal), ``detection`` (scoring samples
 and judging the scores), ``recursion`` (recursive training with filters), ``cache``, ``results``,
-``runtime`` (device, seeds, progress, widgets), ``environment`` (the one module that reads environment
-variables, and the list of them), ``plotting``, ``digits`` (real 8x8 digits, a digit classifier and
+``runtime`` (device, seeds, progress, widgets), ``settings`` (how mi_lib's own runs go: device, fast paths, cache
+folder, progress; passed down, never read from the environment on the way), ``environment`` (the one module that
+reads environment variables, and the list of them), ``plotting``, ``digits`` (real 8x8 digits, a digit classifier and
 Frechet distance for chapter 7; imported on demand: ``from mi_lib import digits``). ``experiments``: one module
 per chapter with its experiment code and scales (``from mi_lib.experiments import mitigations``, chapter 8).
 """
@@ -39,6 +40,7 @@ from .params import choice_parameter, number_parameter, sequence_parameter
 from .recursion import RECURSION_PRESETS, RecursionConfig, RecursionResult, mixture_report, recursive_training
 from .results import Stopwatch, print_results, save_results, say
 from .runtime import default_device, describe_device, interact, progress_bar, require_cuda, seed_everything
+from .settings import Settings
 from .sampling import ReverseStep, SampleResult, reverse_process, sample, timesteps
 from .sampling import initial_noise
 from . import noise
@@ -62,5 +64,5 @@ __all__ = [
     "train", "train_many", "NonFiniteLoss", "true_gap_mass", "sequence_parameter", "number_parameter", "choice_parameter", "DensityRatio", "density_ratio", "gap_lengths", "wilson_interval",
     "noise", "initial_noise", "PRECISIONS", "FastDenoiser",
     "IMAGE_DATASETS", "IMAGE_SCALES", "ImageModelSpec", "image_model", "image_model_spec", "image_samples", "interact",
-    "RECURSION_PRESETS", "RecursionConfig", "RecursionResult", "mixture_report", "recursive_training",
+    "RECURSION_PRESETS", "RecursionConfig", "Settings", "RecursionResult", "mixture_report", "recursive_training",
 ]

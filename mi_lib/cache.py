@@ -6,7 +6,7 @@ compared on load. Entries are written atomically (temporary file + rename) and a
 so the same entry serves CPU and GPU sessions; move what you load with ``.to(device)``. Whatever
 ``compute`` depends on (data seed, sizes, device-independent settings) must be in ``config``.
 
-The cache lives in ``$MI_CACHE_DIR`` if set, else ``.mi_cache`` in the current directory.
+Every entry lives in the folder its caller names (``root``: a :class:`mi_lib.Settings`' ``cache_dir``).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 
 import torch
 
-from .environment import CPU_NUMERICS_VARS, cache_dir, cpu_numerics
+from .environment import CPU_NUMERICS_VARS, cpu_numerics
 
-__all__ = ["CPU_NUMERICS_VARS", "KEY_OMITS_DEFAULT", "PRESENTATION", "cache_dir", "config_key", "cache_path", "cached", "code_fingerprint", "cpu_numerics", "partial_path"]
+__all__ = ["CPU_NUMERICS_VARS", "KEY_OMITS_DEFAULT", "PRESENTATION", "config_key", "cache_path", "cached", "code_fingerprint", "cpu_numerics", "partial_path"]
 
 T = TypeVar("T")
 
@@ -81,14 +81,14 @@ def config_key(name: str, config: Any) -> str:
     return f"{name}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
 
 
-def cached(name: str, config: Any, compute: Callable[[], T], *, root: Path | str | None = None, refresh: bool = False) -> T:
-    """Return ``compute()``'s value for ``config``, computing and storing it on a miss.
+def cached(name: str, config: Any, compute: Callable[[], T], *, root: Path | str, refresh: bool = False) -> T:
+    """Return ``compute()``'s value for ``config``, computing and storing it in the folder ``root`` on a miss.
 
     The value must be torch-serialisable (tensors, state dicts, numbers, lists, dicts). ``refresh=True``
     recomputes and overwrites."""
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"cache name must be a plain non-empty file name, got {name!r}")
-    folder = Path(root) if root is not None else cache_dir()
+    folder = Path(root)
     key = config_key(name, config)
     path = folder / f"{key}.pt"
     expected = json.dumps(_canonical(config), sort_keys=True)
@@ -107,9 +107,9 @@ def cached(name: str, config: Any, compute: Callable[[], T], *, root: Path | str
     return entry["value"]  # what a later hit returns (CPU tensors), so a hit and a miss behave the same
 
 
-def cache_path(name: str, config: Any, *, root: Path | str | None = None) -> Path:
+def cache_path(name: str, config: Any, *, root: Path | str) -> Path:
     """The file :func:`cached` keeps the entry (``name``, ``config``) in (it may not exist yet)."""
-    folder = Path(root) if root is not None else cache_dir()
+    folder = Path(root)
     return folder / f"{config_key(name, config)}.pt"
 
 
@@ -124,11 +124,11 @@ def load_or_warn(path: Path, what: str) -> Any:
         return None
 
 
-def partial_path(name: str, config: Any, *, root: Path | str | None = None) -> Path:
+def partial_path(name: str, config: Any, *, root: Path | str) -> Path:
     """Where a long computation of :func:`cached`'s entry (``name``, ``config``) keeps its resumable progress
     (e.g. :func:`mi_lib.train.train`'s ``resume`` file): ``<key>.partial.pt`` beside the entry. The key is the
     entry's, so a changed config or library never resumes stale progress."""
-    folder = Path(root) if root is not None else cache_dir()
+    folder = Path(root)
     return folder / f"{config_key(name, config)}.partial.pt"
 
 

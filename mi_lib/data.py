@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from .params import positive_int
+
 __all__ = ["GaussianMixture", "mixture_1d", "grid_2d", "diamond_2d", "make_dataset", "DATASETS"]
 
 
@@ -108,8 +110,7 @@ class GaussianMixture:
 
         ``stratified=True`` assigns components cyclically (sample i from mode i mod K), as the official
         code does, instead of drawing them from the weights (requires equal weights)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
+        n = positive_int(n, "n")
         device = generator.device if generator is not None else torch.device("cpu")
         if stratified:
             if not torch.allclose(self.weights, self.weights[:1].expand_as(self.weights)):

@@ -94,7 +94,9 @@ def detection_scores(
     }
 
 
-def _check_scores(scores: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+def _check_scores(scores: Tensor, labels: Tensor, *, both: bool = True) -> tuple[Tensor, Tensor, int, int]:
+    """Scores (N,) as float64 and bool labels (N,) on the CPU, with the numbers of hallucinated (True) and
+    in-support samples; ``both`` requires one of each."""
     scores, labels = torch.as_tensor(scores), torch.as_tensor(labels)
     if scores.dim() != 1 or labels.shape != scores.shape:
         raise ValueError(f"scores and labels must both have shape (N,), got {tuple(scores.shape)} and {tuple(labels.shape)}")
@@ -102,21 +104,16 @@ def _check_scores(scores: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         raise TypeError(f"labels must be a bool tensor (True = hallucinated), got {labels.dtype}")
     if not torch.isfinite(scores).all():
         raise ValueError("scores contain NaN or infinity")
-    return scores.double().cpu(), labels.cpu()
-
-
-def _check_both_classes(labels: Tensor) -> tuple[int, int]:
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
+    if both and (n_pos == 0 or n_neg == 0):
         raise ValueError(f"need both hallucinated and in-support samples, got {n_pos} and {n_neg}")
-    return n_pos, n_neg
+    return scores.double().cpu(), labels.cpu(), n_pos, n_neg
 
 
 def auroc(scores: Tensor, labels: Tensor) -> float:
     """Area under the ROC curve: the probability that a random hallucinated sample (label True) scores
     higher than a random in-support one, ties counting one half (Mann-Whitney U). scores, labels: (N,)."""
-    scores, labels = _check_scores(scores, labels)
-    n_pos, n_neg = _check_both_classes(labels)
+    scores, labels, n_pos, n_neg = _check_scores(scores, labels)
     order = torch.argsort(scores)
     sorted_scores = scores[order]
     ranks = torch.empty_like(scores)
@@ -149,8 +146,7 @@ def roc_curve(scores: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     Returns (false-positive rate, true-positive rate, thresholds), each (M + 1,) float64, from (0, 0)
     (threshold +inf: flag nothing) to (1, 1). At ``thresholds[i]`` the flagged samples are those with
     score >= thresholds[i]. scores, labels: (N,)."""
-    scores, labels = _check_scores(scores, labels)
-    n_pos, n_neg = _check_both_classes(labels)
+    scores, labels, n_pos, n_neg = _check_scores(scores, labels)
     order = torch.argsort(scores, descending=True, stable=True)
     s, y = scores[order], labels[order].double()
     tp, fp = torch.cumsum(y, 0), torch.cumsum(1 - y, 0)
@@ -178,8 +174,7 @@ class FilterRates:
 
 def filter_rates(scores: Tensor, labels: Tensor, threshold: float) -> FilterRates:
     """Remove the samples with score > ``threshold``; report the shares removed/kept. scores, labels: (N,)."""
-    scores, labels = _check_scores(scores, labels)
-    n_pos, n_neg = _check_both_classes(labels)
+    scores, labels, n_pos, n_neg = _check_scores(scores, labels)
     flagged = scores > threshold
     return FilterRates(float(threshold), float(flagged[labels].sum()) / n_pos, float((~flagged[~labels]).sum()) / n_neg, n_pos, n_neg)
 
@@ -188,7 +183,7 @@ def threshold_keeping(scores: Tensor, labels: Tensor, kept: float = 0.96) -> flo
     """The smallest threshold that keeps at least a share ``kept`` of the in-support samples (label False):
     the ceil(kept * n)-th smallest in-support score. Fit it on a calibration batch, apply it with
     :func:`filter_rates` to another."""
-    scores, labels = _check_scores(scores, labels)
+    scores, labels, _, _ = _check_scores(scores, labels, both=False)
     if not 0.0 < kept <= 1.0:
         raise ValueError(f"kept must be in (0, 1], got {kept}")
     in_support = scores[~labels]

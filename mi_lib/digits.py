@@ -12,10 +12,11 @@ where the repository's ``data/`` is absent (Colab), the first 10,000 training di
 
 Measurements. There is no Inception network to download, so the chapter trains its own:
 :func:`train_classifier` fits a small MLP, with conv layers in front for MNIST (:class:`DigitClassifier`,
-:data:`CLASSIFIER_PRESETS`), on real digits, deterministically in its seed on the CPU. Its penultimate activations (:func:`classifier_features`) play the part of Inception's pool
-features in the Fréchet distance (:func:`frechet_distance`, the FID formula), and its predicted labels
-(:func:`predict`, :func:`label_histogram`) tell which digits are still drawn: mode collapse shows as classes
-that vanish. :func:`digits_report` does all of it for a batch of generated images.
+:data:`CLASSIFIER_PRESETS`), on real digits, deterministically in its seed on the CPU. Its penultimate
+activations (:func:`classifier_features`) play the part of Inception's pool features in the Fréchet distance
+(:func:`frechet_distance`, the FID formula), and its predicted labels (:func:`predict`, :func:`label_histogram`)
+tell which digits are still drawn: mode collapse shows as classes that vanish. :func:`digits_report` does all
+of it for a batch of generated images; :func:`gaussian_null` and :func:`midpoint_null` are baselines for it.
 
 Conventions: images are (N, 1, S, S), (N, S, S) or flattened (N, S*S), values in [0, 1]; diffusion models
 work in [-1, 1] (:func:`mi_lib.shapes.to_model_range` and ``from_model_range`` map between the two).
@@ -35,6 +36,7 @@ import torch
 from scipy import linalg
 from torch import Tensor, nn
 
+from .params import positive_int
 from .runtime import progress_bar
 from .shapes import from_model_range
 
@@ -124,9 +126,8 @@ def load_mnist_10k(path: str | Path | None = None, *, root: str | Path | None = 
     ``mnist`` 1.1.0). Where that default file is absent (``mi_lib`` installed without the repository's
     ``data/``, as on Colab), ``root`` names a torchvision MNIST folder and the first 10,000 digits of MNIST's
     training split are returned, stably sorted by label into the same layout (``download=True`` fetches the
-    files when missing; see :func:`load_mnist`). The package does not say which 10,000 digits it holds; its
-    per-digit counts are those of MNIST's first 10,000 training digits, so the two sources very likely hold
-    the same images (not checked here: torchvision cannot download MNIST on the book's CI machines)."""
+    files when missing; see :func:`load_mnist`). The package's per-digit counts are those of MNIST's first
+    10,000 training digits, so the two sources very likely hold the same images (unchecked: CI cannot download MNIST)."""
     explicit = path is not None
     path = MNIST_FILE if path is None else Path(path)
     if path.is_file():
@@ -164,8 +165,7 @@ def load_mnist(root: str | Path, *, train: bool = True, size: int = 28, download
             "reading MNIST through torchvision, which mi_lib does not install: `pip install torchvision` (Colab has "
             "it), or use the digits the repository ships (data/mnist, data/digits) or load_digits_8x8() with scikit-learn"
         ) from err
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
+    size = positive_int(size, "size")
     try:
         dataset = MNIST(str(root), train=train, download=download)
     except RuntimeError as err:  # torchvision's "Dataset not found. You can use download=True to download it"
@@ -193,9 +193,7 @@ def _flat(images: Tensor | np.ndarray, name: str = "images", side: int | None = 
     if not isinstance(images, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(images).__name__}")
     shape = tuple(images.shape)
-    if len(shape) == 4 and shape[1] == 1 and shape[2] == shape[3]:
-        flat = images.reshape(shape[0], -1)
-    elif len(shape) == 3 and shape[1] == shape[2]:
+    if (len(shape) == 4 and shape[1] == 1 and shape[2] == shape[3]) or (len(shape) == 3 and shape[1] == shape[2]):
         flat = images.reshape(shape[0], -1)
     elif len(shape) == 2 and math.isqrt(shape[1]) ** 2 == shape[1] and shape[1] > 0:
         flat = images
@@ -214,13 +212,12 @@ def _flat(images: Tensor | np.ndarray, name: str = "images", side: int | None = 
 # ------------------------------------------------------------------------------------------- classifier
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """:class:`DigitClassifier`'s architecture and :func:`train_classifier`'s optimisation: an MLP
-    side*side (or the conv layers' output) -> hidden -> features -> 10 with LeakyReLU (slope 0.1), Adam at ``lr`` with ``weight_decay`` for ``steps`` steps
-    of ``batch_size`` images. ``conv`` puts convolutions in front of the MLP: one 3x3 conv (padding 1) +
-    LeakyReLU + 2x2 max-pool per entry, with that many channels (``side`` must be divisible by 2**len(conv)).
-    The defaults (an MLP on the 64 pixels, about 0.5 s on one CPU thread) reach ~97% held-out accuracy on the
-    8x8 digits; :data:`CLASSIFIER_PRESETS` ``["mnist"]`` is the convolutional one for 28x28 MNIST
-    (tests/test_digits.py checks a bar for both)."""
+    """:class:`DigitClassifier`'s architecture and :func:`train_classifier`'s optimisation: an MLP side*side
+    (or the conv layers' output) -> hidden -> features -> 10 with LeakyReLU (slope 0.1), AdamW at ``lr`` with
+    ``weight_decay`` for ``steps`` steps of ``batch_size`` images. ``conv`` puts one 3x3 conv (padding 1) +
+    LeakyReLU + 2x2 max-pool per entry, with that many channels, in front of the MLP (``side`` must be
+    divisible by 2**len(conv)). The defaults (about 0.5 s on one CPU thread) reach ~97% held-out accuracy on
+    the 8x8 digits; :data:`CLASSIFIER_PRESETS` ``["mnist"]`` is the convolutional one for 28x28 MNIST."""
 
     side: int = 8
     hidden: int = 128
@@ -233,15 +230,15 @@ class ClassifierConfig:
 
     def __post_init__(self) -> None:
         for name in ("side", "hidden", "features", "steps", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"ClassifierConfig.{name} must be a positive int, got {v!r}")
+            object.__setattr__(self, name, positive_int(getattr(self, name), f"ClassifierConfig.{name}"))  # a numpy int is stored as int
         if isinstance(self.conv, list):  # a list would make the frozen config unhashable
             object.__setattr__(self, "conv", tuple(self.conv))
         if not isinstance(self.conv, tuple) or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in self.conv):
-            raise ValueError(f"ClassifierConfig.conv must be a tuple of positive ints (channels per conv layer), got {self.conv!r}")
+            raise ValueError(
+                f"ClassifierConfig.conv must be a tuple of positive ints (channels per conv layer), got {self.conv!r}")
         if self.side % 2 ** len(self.conv):
-            raise ValueError(f"ClassifierConfig.side={self.side} must be divisible by 2**len(conv)={2 ** len(self.conv)} (one 2x2 pool per conv layer)")
+            raise ValueError(f"ClassifierConfig.side={self.side} must be divisible by 2**len(conv)={2 ** len(self.conv)} "
+                             "(one 2x2 pool per conv layer)")
         if not self.lr > 0 or not self.weight_decay >= 0:
             raise ValueError(f"ClassifierConfig needs lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
 
@@ -397,7 +394,8 @@ def frechet_distance(features_a: Tensor | np.ndarray, features_b: Tensor | np.nd
             covmean = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
     if np.iscomplexobj(covmean):
         if np.abs(covmean.imag).max() > 1e-6 * scale:
-            raise ValueError(f"sqrtm(S_a S_b) has an imaginary part of {np.abs(covmean.imag).max():.3g}: the covariances are too ill-conditioned")
+            raise ValueError(f"sqrtm(S_a S_b) has an imaginary part of {np.abs(covmean.imag).max():.3g}: "
+                             "the covariances are too ill-conditioned")
         covmean = covmean.real
     diff = mu_a - mu_b
     value = float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(covmean))
@@ -409,7 +407,8 @@ def label_histogram(labels: Tensor | np.ndarray, n_classes: int = N_CLASSES) -> 
     if isinstance(labels, np.ndarray):
         labels = torch.from_numpy(labels)
     if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.is_floating_point() or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be a 1-D integer tensor, got {getattr(labels, 'dtype', type(labels))} {tuple(getattr(labels, 'shape', ()))}")
+        raise ValueError(f"labels must be a 1-D integer tensor, got {getattr(labels, 'dtype', type(labels))} "
+                         f"{tuple(getattr(labels, 'shape', ()))}")
     if labels.shape[0] < 1:
         raise ValueError("labels is empty: no histogram")
     if int(labels.min()) < 0 or int(labels.max()) >= n_classes:
@@ -459,12 +458,16 @@ def digits_report(
     }
 
 
+def _check_null_images(images: Tensor) -> None:
+    if images.dim() < 2 or images.shape[0] < 2 or not images.is_floating_point():
+        raise ValueError(f"images must be a float tensor (N >= 2, ...), got {images.dtype} {tuple(images.shape)}")
+
+
 def gaussian_null(images: Tensor, n: int, seed: int = 0) -> Tensor:
     """``n`` draws from the Gaussian with the images' mean and full pixel covariance, clamped to the images'
     value range and shaped like them: a model that knows only the first two moments of the digits, a baseline
     for what an FID-like score rewards. ``images``: (N, ...) float -> (n, ...)."""
-    if images.dim() < 2 or images.shape[0] < 2 or not images.is_floating_point():
-        raise ValueError(f"images must be a float tensor (N >= 2, ...), got {images.dtype} {tuple(images.shape)}")
+    _check_null_images(images)
     flat = images.reshape(len(images), -1).to(torch.float64)
     mean = flat.mean(0)
     centred = flat - mean
@@ -477,8 +480,7 @@ def gaussian_null(images: Tensor, n: int, seed: int = 0) -> Tensor:
 def midpoint_null(images: Tensor, n: int, seed: int = 0) -> Tensor:
     """``n`` pixel-wise averages of two different images drawn at random: pure interpolations between real
     digits, a baseline for how an FID-like score judges mode interpolation. ``images``: (N, ...) -> (n, ...)."""
-    if images.dim() < 2 or images.shape[0] < 2 or not images.is_floating_point():
-        raise ValueError(f"images must be a float tensor (N >= 2, ...), got {images.dtype} {tuple(images.shape)}")
+    _check_null_images(images)
     gen = torch.Generator().manual_seed(seed)
     i = torch.randint(len(images), (n,), generator=gen)
     j = (i + torch.randint(1, len(images), (n,), generator=gen)) % len(images)  # never i itself

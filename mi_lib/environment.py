@@ -1,15 +1,20 @@
 """The one place mi_lib reads the environment: every variable it looks at, what it does, and its one parser.
 
-A run is configured by a chapter's parameters; these variables are for the machines that run chapters (the
-Makefile, scripts/paper_scale.sh, a Colab session) and never change a printed number unless noted:
+A run is configured by a chapter's parameters and its :class:`mi_lib.Settings`; these variables are for the machines
+that run chapters (the Makefile, scripts/paper_scale.sh, a Colab session) and never change a printed number unless
+noted. The first five are read once, at the boundary, by :meth:`mi_lib.Settings.from_environment` (a chapter's
+setup cell, a script), and reach the library as arguments:
 
 * ``MI_CACHE_DIR`` -- the cache of trained models and samples (default ``./.mi_cache``; :mod:`mi_lib.cache`).
 * ``MI_RESULTS_DIR`` -- where ``results/<chapter>.json`` goes (default: the book's ``results/``; :mod:`mi_lib.results`).
 * ``MI_PROGRESS`` -- 0 turns every progress bar off (headless runs).
-* ``MI_STATIC_WIDGETS`` -- 1 draws each widget once, statically (papermill, nbval, the book; :func:`mi_lib.interact`).
 * ``MI_FAST_TRAIN``, ``MI_FAST_SAMPLE`` -- the fast paths of the runs mi_lib starts itself (parsed by
-  :func:`mi_lib.fast.env_fast_options`); they change results in their last bits, so they enter cache keys and
+  :func:`mi_lib.fast.parse_fast_options`); they change results in their last bits, so they enter cache keys and
   results files.
+
+The others describe the process rather than a run, and are asked where they act:
+
+* ``MI_STATIC_WIDGETS`` -- 1 draws each widget once, statically (papermill, nbval, the book; :func:`mi_lib.interact`).
 * ``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``, ``MKL_CBWR`` -- torch's CPU kernels, read by torch itself; mi_lib
   records them in every cache key (:func:`cpu_numerics`).
 * ``TRITON_INTERPRET`` -- Triton's interpreter (1: the fused sampler's kernel runs on a CPU, for its tests).

@@ -26,6 +26,8 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
+from .params import positive_int
+
 __all__ = [
     "MAX_FINGERS",
     "HANDS_11K_URL",
@@ -74,12 +76,6 @@ class HandsDataset:
 
     def __len__(self) -> int:
         return self.images.shape[0]
-
-
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def _finger_counts(n_fingers: int | Sequence[int] | Set[int], n: int, u: np.ndarray) -> np.ndarray:
@@ -200,17 +196,17 @@ def make_hands(
     n_fingers: int | Sequence[int] | Set[int] = 5,
     size: int = 64,
 ) -> HandsDataset:
-    """Draw ``n`` binary images of a hand, (n, 1, size, size) float32 in {0, 1}, with their finger counts (n,).
+    """Draw ``n`` binary images of a hand (see the module docstring), (n, 1, size, size) float32 in {0, 1}, with
+    their finger counts (n,) long.
 
-    A palm (filled ellipse) and ``n_fingers`` fingers (capsules) fanning out from it, with seeded variation in
-    scale, palm shape, finger width, length and spread, fan direction, rotation (+-20 degrees) and position; the
-    hand never touches the border. ``n_fingers``: an int for every image, a set to draw from uniformly, or a
-    sequence with one count per image; counts in 1..MAX_FINGERS. Neighbouring fingers are >= 2 * size / 64 px
-    apart over the end of the shorter one, so :func:`count_fingers` is exact on these images. Image k depends
-    only on (seed, k, its count): a larger ``n`` extends the dataset without changing its first images.
-    ``size`` >= 48 (below that the gap could no longer separate the fingers)."""
-    n = _check_positive_int(n, "n")
-    size = _check_positive_int(size, "size")
+    Seeded variation in scale, palm shape, finger width, length and spread, fan direction, rotation (+-20
+    degrees) and position; the hand never touches the border, and :func:`count_fingers` is exact on these
+    images. ``n_fingers``: an int for every image, a set to draw from uniformly, or a sequence with one count
+    per image; counts in 1..MAX_FINGERS. Image k depends only on (seed, k, its count): a larger ``n`` extends
+    the dataset without changing its first images. ``size`` >= 48 (below that the gap could no longer
+    separate the fingers)."""
+    n = positive_int(n, "n")
+    size = positive_int(size, "size")
     if size < 48:
         raise ValueError(f"size must be >= 48 so neighbouring fingers stay apart, got {size}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -359,7 +355,7 @@ def finger_histogram(counts: Tensor | Sequence[int]) -> dict[int, int]:
 
 def hallucination_rate(counts: Tensor | Sequence[int], expected: int = 5) -> float:
     """Share of images whose finger count differs from ``expected``: counts (N,) -> float in [0, 1]."""
-    expected = _check_positive_int(expected, "expected")
+    expected = positive_int(expected, "expected")
     return float(np.mean(_as_counts(counts) != expected))
 
 
@@ -408,9 +404,9 @@ def load_11k_hands(root: str | Path, *, size: int = 64, n: int | None = None, do
     found. Missing files without ``download`` raise FileNotFoundError saying how to get them."""
     from PIL import Image  # pillow comes with matplotlib
 
-    size = _check_positive_int(size, "size")
+    size = positive_int(size, "size")
     if n is not None:
-        n = _check_positive_int(n, "n")
+        n = positive_int(n, "n")
     root = Path(root)
     files = _hand_files(root)
     if not files and download:

@@ -1,5 +1,5 @@
 """Measurements: hallucination labels for mixtures, the true out-of-support mass, the streaming Hal
-statistic, and moment checks.
+statistic, moment checks, the gaps between 1D modes, the segments between 2D modes, and counting statistics.
 
 Hallucination labels here come from geometry alone (distance to the modes), never from the detector, so a
 detector can be scored against them honestly.
@@ -17,6 +17,7 @@ from scipy import stats
 from torch import Tensor
 
 from .data import GaussianMixture
+from .params import positive_int
 from .schedule import NoiseSchedule
 
 __all__ = [
@@ -89,12 +90,9 @@ def out_of_support_mass(mixture: GaussianMixture, k: float = DEFAULT_K) -> float
 
 
 class WindowVariance:
-    """Streaming per-sample variance of a quantity over the reverse steps t in [t_lo, t_hi] (inclusive).
-
-    Feed every step with :meth:`update`; steps outside the window are ignored, so memory is O(batch) and
-    no trajectory is stored. :meth:`result` gives the population variance over the window's steps (Welford),
-    averaged over all non-batch dimensions -- the paper's Hal (Eq. 4) when fed x0_hat. Shape (B,).
-    """
+    """Streaming (Welford) per-sample variance of a quantity over the reverse steps t in [t_lo, t_hi] (inclusive):
+    the paper's Hal (Eq. 4) when fed x0_hat. Feed every step to :meth:`update` (steps outside the window are
+    ignored; memory is O(batch), no trajectory is stored); :meth:`result` gives the variance."""
 
     def __init__(self, t_lo: int, t_hi: int):
         if t_lo < 0 or t_hi < t_lo:
@@ -180,6 +178,7 @@ def first_pure_noise_step(mixture: GaussianMixture, schedule: NoiseSchedule, tol
 # ---------------------------------------------------------------------------------------- gaps (1D)
 def _gap_bounds(mixture: GaussianMixture, k: float) -> tuple[Tensor, Tensor]:
     """Edges (lo, hi) of the K-1 gaps between neighbouring 1D modes, sorted: (mu_i + k s_i, mu_{i+1} - k s_{i+1})."""
+    k = _check_k(k)
     if mixture.dim != 1:
         raise ValueError(f"gaps are defined for 1D mixtures, got D={mixture.dim}")
     if mixture.n_modes < 2:
@@ -192,26 +191,31 @@ def _gap_bounds(mixture: GaussianMixture, k: float) -> tuple[Tensor, Tensor]:
     return lo, hi
 
 
+def _gap_points(x: Tensor, mixture: GaussianMixture, k: float) -> tuple[Tensor, Tensor, Tensor]:
+    """The gap edges (lo, hi) of :func:`_gap_bounds` and 1D points x (N, 1) as (N, 1) float64 on the CPU."""
+    lo, hi = _gap_bounds(mixture, k)
+    if x.dim() != 2 or x.shape[1] != 1:
+        raise ValueError(f"x must have shape (N, 1), got {tuple(x.shape)}")
+    return x[:, 0].to(torch.float64).cpu()[:, None], lo, hi
+
+
 def gap_mass(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K) -> Tensor:
     """Share of samples in each gap between neighbouring modes of a 1D mixture (farther than k sigma from
     both; modes sorted by position). x: (N, 1) -> (K-1,) float64. Mass in the outer tails is not counted."""
-    lo, hi = _gap_bounds(mixture, _check_k(k))
-    if x.dim() != 2 or x.shape[1] != 1:
-        raise ValueError(f"x must have shape (N, 1), got {tuple(x.shape)}")
-    v = x[:, 0].to(torch.float64).cpu()
-    return ((v[:, None] > lo) & (v[:, None] < hi)).to(torch.float64).mean(0)
+    v, lo, hi = _gap_points(x, mixture, k)
+    return ((v > lo) & (v < hi)).to(torch.float64).mean(0)
 
 
 def gap_lengths(mixture: GaussianMixture, k: float = DEFAULT_K) -> Tensor:
     """Length of each gap of :func:`gap_mass` (the stretch farther than k sigma from both neighbours):
     (K-1,) float64, modes sorted by position."""
-    lo, hi = _gap_bounds(mixture, _check_k(k))
+    lo, hi = _gap_bounds(mixture, k)
     return (hi - lo).to(torch.float64)
 
 
 def true_gap_mass(mixture: GaussianMixture, k: float = DEFAULT_K) -> Tensor:
     """The mixture's own probability of each gap of :func:`gap_mass`, exactly (normal CDFs): (K-1,) float64."""
-    lo, hi = _gap_bounds(mixture, _check_k(k))
+    lo, hi = _gap_bounds(mixture, k)
     mu, s, w = mixture.means[:, 0].numpy(), mixture.sigma.numpy(), mixture.weights.numpy()
     out = [
         sum(float(wc) * (stats.norm.cdf(float(b), mc, sc) - stats.norm.cdf(float(a), mc, sc)) for mc, sc, wc in zip(mu, s, w))
@@ -224,10 +228,7 @@ def gap_midpoint_share(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K
     """Where a 1D sample's gap mass lies: (how many of the samples in the gaps of :func:`gap_mass` lie within
     ``radius`` of their gap's midpoint, how many lie in the gaps). Samples spread evenly over a gap of length L
     give 2 radius / L of them there; a stretched tail of each mode gives fewer. x: (N, 1)."""
-    lo, hi = _gap_bounds(mixture, _check_k(k))
-    if x.dim() != 2 or x.shape[1] != 1:
-        raise ValueError(f"x must have shape (N, 1), got {tuple(x.shape)}")
-    v = x[:, 0].to(torch.float64).cpu()[:, None]
+    v, lo, hi = _gap_points(x, mixture, k)
     inside = (v > lo) & (v < hi)  # (N, K-1)
     near_mid = inside & ((v - (lo + hi) / 2).abs() <= radius)
     return int(near_mid.sum()), int(inside.sum())
@@ -351,8 +352,7 @@ def segment_of(
 def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion k / n (z = 1.96: 95%). Unlike the normal approximation
     it stays inside [0, 1] and is not empty at k = 0 or k = n. Returns (low, high)."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    positive_int(n, "n")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= n:
         raise ValueError(f"k must be an int in [0, n] = [0, {n}], got {k!r}")
     if not z > 0:

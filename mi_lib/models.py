@@ -28,12 +28,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .cache import _canonical, cache_dir, cache_path, cached, partial_path
+from .cache import _canonical, cache_path, cached, partial_path
 from .data import DATASETS, GaussianMixture, make_dataset
-from .fast import env_fast_options, trainer_options
 from .nets import MLPConfig, MLPDenoiser
+from .params import positive_int
 from .sampling import SampleResult, sample
 from .schedule import OFFICIAL, STANDARD, NoiseSchedule, ScheduleConfig
+from .settings import Settings
 from .train import TrainConfig, TrainResult, train, train_many
 from .unet import UNET_PRESETS, UNetConfig, UNetDenoiser
 
@@ -60,7 +61,7 @@ __all__ = [
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
 #: Where ``mi_lib`` installed without the repository's ``data/`` folder (``pip install`` from git, as on Colab)
 #: fetches the shipped checkpoints from, on first use: the same folder of the repository. Each file is checked
-#: against the sha256 of the manifest fetched with it and kept in ``$MI_CACHE_DIR/checkpoints``. Nothing is
+#: against the sha256 of the manifest fetched with it and kept in the cache folder's ``checkpoints/``. Nothing is
 #: fetched where ``data/checkpoints`` is present (a clone, the CI machines).
 CHECKPOINT_URL = "https://raw.githubusercontent.com/mode-interpolation/mode-interpolation-book/main/data/checkpoints/"
 
@@ -94,8 +95,7 @@ class MixtureModelSpec:
             means = self.means if self.means is not None else defaults["means"].default
             object.__setattr__(self, "means", tuple(float(m) for m in means))
         object.__setattr__(self, "sigma", float(self.sigma if self.sigma is not None else defaults["sigma"].default))
-        if isinstance(self.n_train, bool) or not isinstance(self.n_train, int) or self.n_train < 1:
-            raise ValueError(f"n_train must be a positive int, got {self.n_train!r}")
+        object.__setattr__(self, "n_train", positive_int(self.n_train, "n_train"))
         if self.model.data_dim != self.mixture().dim:
             raise ValueError(f"model.data_dim={self.model.data_dim} but dataset {self.dataset!r} is {self.mixture().dim}-D")
         if self.train.rho and not self.model.learn_sigma:
@@ -140,8 +140,7 @@ class ImageModelSpec:
     def __post_init__(self) -> None:
         if self.dataset not in IMAGE_DATASETS:
             raise ValueError(f"unknown image dataset {self.dataset!r}; choose one of {IMAGE_DATASETS}")
-        if isinstance(self.n_train, bool) or not isinstance(self.n_train, int) or self.n_train < 1:
-            raise ValueError(f"n_train must be a positive int, got {self.n_train!r}")
+        object.__setattr__(self, "n_train", positive_int(self.n_train, "n_train"))
         if not isinstance(self.model, UNetConfig):
             raise TypeError(f"model must be a UNetConfig, got {type(self.model).__name__}")
         if self.model.sample_shape != (1, 64, 64):
@@ -257,12 +256,12 @@ def _fetched_checkpoints(spec: ModelSpec, mirror: Path) -> dict[str, Any] | None
     except OSError as error:  # no network, a missing file on the server: train instead, as without shipped files
         warnings.warn(f"the shipped checkpoints could not be fetched from {CHECKPOINT_URL} ({error}); training instead", stacklevel=4)
         return None
-    return _load_shipped(spec, mirror)
+    return _load_shipped(spec, mirror, mirror.parent)
 
 
-def _load_shipped(spec: ModelSpec, folder: Path) -> dict[str, Any] | None:
+def _load_shipped(spec: ModelSpec, folder: Path, cache_dir: Path) -> dict[str, Any] | None:
     if folder == CHECKPOINT_DIR and not folder.is_dir():  # installed without the repository's data/ (Colab): fetch them
-        return _fetched_checkpoints(spec, cache_dir() / "checkpoints")
+        return _fetched_checkpoints(spec, cache_dir / "checkpoints")
     key = spec_key(spec)
     for entry in load_manifest(folder):
         if entry["spec_key"] == key:
@@ -286,26 +285,16 @@ def initial_model(config: MLPConfig | UNetConfig, seed: int) -> MLPDenoiser | UN
         return MLPDenoiser(config) if isinstance(config, MLPConfig) else UNetDenoiser(config)
 
 
-def training_device_key(device: torch.device | str) -> dict[str, Any]:
-    """What a trained model's cache key must hold about how it was trained: the device type, on the CPU the
-    thread count (CPU training is not bit-identical across thread counts), and the fast paths that
-    ``$MI_FAST_TRAIN`` switches on (:func:`mi_lib.fast.env_fast_options`; none: no key, as before they existed)."""
-    device = torch.device(device)
-    fast = env_fast_options("train")
-    return {"device": device.type, **({"cpu_threads": torch.get_num_threads()} if device.type == "cpu" else {}),
-            **({"fast": fast} if fast else {})}
-
-
 def _fast_suffix(options: dict[str, Any]) -> str:
     return "" if not options else " (" + ", ".join(f"{k}={v}" for k, v in sorted(options.items())) + ")"
 
 
-def train_payload(spec: ModelSpec, device: torch.device | str, progress: bool = True, resume: Path | None = None) -> dict[str, Any]:
-    """Train ``spec`` now on ``device``; the returned payload is what a checkpoint file stores (the EMA
+def train_payload(spec: ModelSpec, settings: Settings = Settings(), resume: Path | None = None) -> dict[str, Any]:
+    """Train ``spec`` now, as ``settings`` say; the returned payload is what a checkpoint file stores (the EMA
     weights when ``spec.train.ema_decay`` is set). ``resume``: :func:`mi_lib.train.train`'s training-state file."""
     model = initial_model(spec.model, spec.train.seed)
-    result = train(model, spec.training_data().to(device), NoiseSchedule(spec.schedule), spec.train, progress=progress, resume=resume,
-                   **trainer_options(env_fast_options("train")))
+    result = train(model, spec.training_data().to(settings.device), NoiseSchedule(spec.schedule), spec.train, progress=settings.progress,
+                   resume=resume, **settings.train_options())
     return _payload(spec, result)
 
 
@@ -322,30 +311,29 @@ def _payload(spec: ModelSpec, result: TrainResult, **extra: Any) -> dict[str, An
 
 def mixture_model(
     spec: MixtureModelSpec,
+    settings: Settings = Settings(),
     *,
-    device: torch.device | str = "cpu",
-    progress: bool = True,
     checkpoints: Path | str | None = CHECKPOINT_DIR,
     refresh: bool = False,
 ) -> TrainedModel:
     """The model for ``spec``: the shipped checkpoint if one matches exactly, else trained (and cached).
 
-    ``checkpoints=None`` ignores shipped files; ``refresh=True`` retrains even if cached. Training runs on
-    ``device`` and is cached per device type and CPU thread count (training differs in the last bits across them)."""
+    ``settings`` say where it trains and samples, with which fast paths, and where the cache is;
+    ``checkpoints=None`` ignores shipped files; ``refresh=True`` retrains even if cached. A training is cached per
+    device type, CPU thread count and fast paths (training differs in the last bits across them)."""
     if not isinstance(spec, MixtureModelSpec):
         raise TypeError(f"spec must be a MixtureModelSpec, got {type(spec).__name__}")
-    return _trained_model("mixture-model", spec, device, progress, checkpoints, refresh)
+    return _trained_model("mixture-model", spec, settings, checkpoints, refresh)
 
 
 def mixture_models(
     specs: Sequence[MixtureModelSpec],
+    settings: Settings = Settings(),
     *,
-    device: torch.device | str = "cpu",
-    progress: bool = True,
     checkpoints: Path | str | None = CHECKPOINT_DIR,
 ) -> list[TrainedModel]:
     """:func:`mixture_model` of each spec, in order, with the models that must be trained trained together
-    when ``$MI_FAST_TRAIN`` holds ``batch=1``: those of one network, schedule and optimiser settings (seeds
+    when ``settings.fast_train`` holds ``batch=1``: those of one network, schedule and optimiser settings (seeds
     and data may differ) go through :func:`mi_lib.train_many` as one stacked network, and each is cached
     under the key :func:`mixture_model` looks up, so a later call of either finds it. Shipped and cached
     models are loaded as :func:`mixture_model` loads them; without ``batch=1`` this is that function in a loop.
@@ -354,12 +342,11 @@ def mixture_models(
     for spec in specs:
         if not isinstance(spec, MixtureModelSpec):
             raise TypeError(f"specs must be MixtureModelSpecs, got {type(spec).__name__}")
-    device = torch.device(device)
-    if env_fast_options("train").get("batch"):
-        key_of = lambda spec: {"spec": spec, **training_device_key(device)}  # noqa: E731  (mixture_model's key)
+    if settings.fast_train.get("batch"):
+        key_of = lambda spec: {"spec": spec, **settings.training_key()}  # noqa: E731  (mixture_model's key)
         pending = [spec for spec in specs
-                   if (checkpoints is None or _load_shipped(spec, Path(checkpoints)) is None)
-                   and not cache_path("mixture-model", key_of(spec)).exists()]
+                   if (checkpoints is None or _load_shipped(spec, Path(checkpoints), settings.cache_dir) is None)
+                   and not cache_path("mixture-model", key_of(spec), root=settings.cache_dir).exists()]
         groups: dict[str, list[MixtureModelSpec]] = {}
         for spec in dict.fromkeys(pending):  # one training per distinct spec
             together = (spec.model, spec.schedule, dataclasses.replace(spec.train, seed=0), min(spec.train.batch_size, spec.n_train))
@@ -368,18 +355,17 @@ def mixture_models(
             if len(group) < 2:
                 continue  # mixture_model trains it alone below
             results = train_many([initial_model(spec.model, spec.train.seed) for spec in group],
-                                 [spec.training_data().to(device) for spec in group], NoiseSchedule(group[0].schedule),
-                                 [spec.train for spec in group], progress=progress, **trainer_options(env_fast_options("train")))
+                                 [spec.training_data().to(settings.device) for spec in group], NoiseSchedule(group[0].schedule),
+                                 [spec.train for spec in group], progress=settings.progress, **settings.train_options())
             for spec, result in zip(group, results):
-                cached("mixture-model", key_of(spec), lambda: _payload(spec, result, trained_with=len(group)))
-    return [mixture_model(spec, device=device, progress=progress, checkpoints=checkpoints) for spec in specs]
+                cached("mixture-model", key_of(spec), lambda: _payload(spec, result, trained_with=len(group)), root=settings.cache_dir)
+    return [mixture_model(spec, settings, checkpoints=checkpoints) for spec in specs]
 
 
 def image_model(
     spec: ImageModelSpec,
+    settings: Settings = Settings(),
     *,
-    device: torch.device | str = "cpu",
-    progress: bool = True,
     checkpoints: Path | str | None = CHECKPOINT_DIR,
     refresh: bool = False,
 ) -> TrainedModel:
@@ -387,95 +373,89 @@ def image_model(
     :func:`mixture_model` does for mixtures."""
     if not isinstance(spec, ImageModelSpec):
         raise TypeError(f"spec must be an ImageModelSpec, got {type(spec).__name__}")
-    return _trained_model("image-model", spec, device, progress, checkpoints, refresh)
+    return _trained_model("image-model", spec, settings, checkpoints, refresh)
 
 
-def _trained_model(
-    name: str, spec: ModelSpec, device: torch.device | str, progress: bool, checkpoints: Path | str | None, refresh: bool
-) -> TrainedModel:
-    device = torch.device(device)
-    payload = _load_shipped(spec, Path(checkpoints)) if checkpoints is not None and not refresh else None
+def _trained_model(name: str, spec: ModelSpec, settings: Settings, checkpoints: Path | str | None, refresh: bool) -> TrainedModel:
+    if not isinstance(settings, Settings):
+        raise TypeError(f"settings must be a mi_lib.Settings, got {type(settings).__name__}")
+    payload = _load_shipped(spec, Path(checkpoints), settings.cache_dir) if checkpoints is not None and not refresh else None
     source = "shipped"
     if payload is None:
         source = "trained"
-        key_config = {"spec": spec, **training_device_key(device)}
-        resume = partial_path(name, key_config)  # a training cut off (e.g. by the GPU machine's time limit) goes on
+        key_config = {"spec": spec, **settings.training_key()}
+        resume = partial_path(name, key_config, root=settings.cache_dir)  # a training cut off (e.g. by the GPU's time limit) goes on
         if refresh:
             resume.unlink(missing_ok=True)
-        payload = cached(name, key_config, lambda: train_payload(spec, device, progress, resume), refresh=refresh)
+        payload = cached(name, key_config, lambda: train_payload(spec, settings, resume), root=settings.cache_dir, refresh=refresh)
         resume.unlink(missing_ok=True)  # stored: the training state is no longer needed
     model = initial_model(spec.model, 0)
     model.load_state_dict(payload["state_dict"])
-    origin = f"shipped:{spec_key(spec)}" if source == "shipped" else f"trained:{device.type}{_fast_suffix(env_fast_options('train'))}"
-    return TrainedModel(model.to(device).eval(), payload["losses"], float(payload["wall_time_s"]), source, origin)
+    origin = f"shipped:{spec_key(spec)}" if source == "shipped" else f"trained:{settings.device.type}{_fast_suffix(settings.fast_train)}"
+    return TrainedModel(model.to(settings.device).eval(), payload["losses"], float(payload["wall_time_s"]), source, origin)
 
 
 def mixture_samples(
     spec: MixtureModelSpec,
     n: int,
+    settings: Settings = Settings(),
     *,
     seed: int = 0,
-    device: torch.device | str = "cpu",
     chunk_size: int | None = None,
     hal_window: tuple[int, int] | None = None,
     record_steps: Sequence[int] = (),
-    progress: bool = True,
 ) -> SampleResult:
     """``n`` samples (and Hal, if ``hal_window`` is given; the (x_t, x0_hat) of ``record_steps``) from the
-    model of ``spec``, cached on disk.
+    model of ``spec`` (:func:`mixture_model`), drawn as ``settings`` say and cached in their folder.
 
     DDPM ancestral sampling with fixed-large variance over all T steps, as in the official code. The cache
-    key holds the spec, where its model came from, the sampling settings and the device type."""
-    trained = mixture_model(spec, device=device, progress=progress)
-    return _samples("mixture-samples", spec, trained, n, seed, device, chunk_size, hal_window, record_steps, progress, None)
+    key holds the spec, where its model came from, the sampling settings, the fast paths and the device type;
+    ``chunk_size`` bounds memory, changes no sample and is not in it."""
+    trained = mixture_model(spec, settings)
+    return _samples("mixture-samples", spec, trained, n, seed, settings, chunk_size, hal_window, record_steps, None)
 
 
 def image_samples(
     spec: ImageModelSpec,
     n: int,
+    settings: Settings = Settings(),
     *,
     seed: int = 0,
-    device: torch.device | str = "cpu",
     chunk_size: int | None = 256,
     hal_window: tuple[int, int] | None = None,
     record_steps: Sequence[int] = (),
-    progress: bool = True,
     clip_x0: float | None = IMAGE_CLIP_X0,
 ) -> SampleResult:
     """``n`` images (N, 1, 64, 64) in the model's range [-1, 1] (and Hal, records) from the model of
-    ``spec``, cached on disk; as :func:`mixture_samples`, DDPM ancestral sampling over all T steps, here
-    with x0_hat clamped to [-1, 1] at every step (``clip_x0``, as DDPM and ADM sample images; without it the
-    small CI-scale UNets drift far outside the data range). ``chunk_size`` bounds memory; it changes no
-    sample and is not in the cache key."""
-    trained = image_model(spec, device=device, progress=progress)
-    return _samples(
-        "image-samples", spec, trained, n, seed, device, chunk_size, hal_window, record_steps, progress, clip_x0
-    )
+    ``spec``, cached; as :func:`mixture_samples`, DDPM ancestral sampling over all T steps, here with x0_hat
+    clamped to [-1, 1] at every step (``clip_x0``, as DDPM and ADM sample images; without it the small
+    CI-scale UNets drift far outside the data range)."""
+    trained = image_model(spec, settings)
+    return _samples("image-samples", spec, trained, n, seed, settings, chunk_size, hal_window, record_steps, clip_x0)
 
 
 def _samples(
-    name: str, spec: ModelSpec, trained: TrainedModel, n: int, seed: int, device: torch.device | str,
-    chunk_size: int | None, hal_window: tuple[int, int] | None, record_steps: Sequence[int], progress: bool,
-    clip_x0: float | None,
+    name: str, spec: ModelSpec, trained: TrainedModel, n: int, seed: int, settings: Settings,
+    chunk_size: int | None, hal_window: tuple[int, int] | None, record_steps: Sequence[int], clip_x0: float | None,
 ) -> SampleResult:
     # chunk_size is not in the key: it bounds memory and changes no sample (mi_lib.sampling), so one entry serves
     # every chunk size
-    config = {"spec": spec, "origin": trained.origin, "n": n, "seed": seed, "hal_window": hal_window, "device": torch.device(device).type}
+    config = {"spec": spec, "origin": trained.origin, "n": n, "seed": seed, "hal_window": hal_window, "device": settings.device.type}
     record_steps = sorted({int(t) for t in record_steps})
     if record_steps:  # a key change only when asked for, so earlier cached samples stay valid
         config["record_steps"] = record_steps
     if clip_x0 is not None:  # likewise
         config["clip_x0"] = float(clip_x0)
-    fast = env_fast_options("sample", fusable=isinstance(trained.model, MLPDenoiser))
-    if fast:  # likewise ($MI_FAST_SAMPLE)
+    fast = settings.sample_options(fusable=isinstance(trained.model, MLPDenoiser))
+    if fast:  # likewise
         config["fast"] = fast
 
     def compute() -> dict[str, Tensor | None]:
         result = sample(
             trained.model, NoiseSchedule(spec.schedule), n, seed=seed, chunk_size=chunk_size, hal_window=hal_window,
-            record_steps=record_steps, progress=progress, clip_x0=clip_x0, **fast,
+            record_steps=record_steps, progress=settings.progress, clip_x0=clip_x0, **fast,
         )
         return {"x0": result.x0, "hal": result.hal, "records": result.records}
 
-    value = cached(name, config, compute)
+    value = cached(name, config, compute, root=settings.cache_dir)
     return SampleResult(value["x0"], value["hal"], value.get("records", {}))

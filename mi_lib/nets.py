@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from .cache import KEY_OMITS_DEFAULT
+from .params import positive_int
 
 __all__ = ["MLPConfig", "MLPDenoiser", "sinusoidal_embedding", "shared_timestep"]
 
@@ -59,9 +60,7 @@ class MLPConfig:
         if not isinstance(self.learn_sigma, bool):
             raise TypeError(f"MLPConfig.learn_sigma must be a bool, got {self.learn_sigma!r}")
         for name in ("data_dim", "width", "depth", "time_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"MLPConfig.{name} must be a positive int, got {value!r}")
+            object.__setattr__(self, name, positive_int(getattr(self, name), f"MLPConfig.{name}"))  # a numpy int is stored as int
 
 
 class _ResidualBlock(nn.Module):

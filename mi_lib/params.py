@@ -3,15 +3,18 @@ or raises one ValueError that names the parameter (and, for lists, shows a comma
 
 papermill's ``-y "means: [1, 2, 4]"`` gives a list, ``-p means "[1, 2, 4]"`` the string of one, ``-p means 1,2,4``
 a comma-separated string and ``-p n_train_list 20000`` a single number; all of these are accepted.
+:func:`positive_int` is the library's one check of a count argument (imported by core modules: this module
+imports no other part of mi_lib, nor torch).
 """
 
 from __future__ import annotations
 
 import ast
 import math
+import numbers
 from typing import Any
 
-__all__ = ["choice_parameter", "number_parameter", "sequence_parameter"]
+__all__ = ["choice_parameter", "number_parameter", "positive_int", "sequence_parameter"]
 
 _EXAMPLES = {float: "[1.0, 2.0, 3.0]", int: "[0, 9]", str: "[none, hal]"}
 _NAMES = {float: "numbers", int: "integers", str: "names"}
@@ -88,3 +91,10 @@ def choice_parameter(value: Any, name: str, choices: tuple) -> Any:
     if not any(type(value) is type(c) and value == c for c in choices):
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
+
+
+def positive_int(value: object, name: str) -> int:
+    """``value`` as an int >= 1 (a Python or numpy int; a bool is no count), else ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)

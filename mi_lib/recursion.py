@@ -46,13 +46,14 @@ from torch import Tensor
 
 from .cache import cached, config_key, partial_path
 from .data import GaussianMixture
-from .fast import env_fast_options, trainer_options
 from .metrics import DEFAULT_K, _check_k
-from .models import ImageModelSpec, MixtureModelSpec, image_model, initial_model, mixture_model, training_device_key
+from .models import ImageModelSpec, MixtureModelSpec, image_model, initial_model, mixture_model
 from .nets import MLPConfig, MLPDenoiser
+from .params import positive_int
 from .runtime import progress_bar
 from .sampling import _check_clip, sample
 from .schedule import OFFICIAL, NoiseSchedule, ScheduleConfig
+from .settings import Settings
 from .train import StaleTrainingState, TrainConfig, TrainResult, data_fingerprint, train, weights_fingerprint
 from .unet import UNetConfig, UNetDenoiser
 
@@ -109,9 +110,7 @@ class RecursionConfig:
 
     def __post_init__(self) -> None:
         for name in ("generations", "n_keep"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"RecursionConfig.{name} must be a positive int, got {v!r}")
+            object.__setattr__(self, name, positive_int(getattr(self, name), f"RecursionConfig.{name}"))
         if self.filter not in FILTERS:
             raise ValueError(f"unknown filter {self.filter!r}; choose one of {FILTERS}")
         if isinstance(self.oversample, bool) or not isinstance(self.oversample, (int, float)) or not (1.0 <= self.oversample < math.inf):
@@ -272,12 +271,11 @@ def _state(model: MLPDenoiser | UNetDenoiser) -> dict[str, Tensor]:
 def recursive_training(
     first: Tensor | MixtureModelSpec | ImageModelSpec,
     config: RecursionConfig,
+    settings: Settings = Settings(),
     *,
     mixture: GaussianMixture | None = None,
-    device: torch.device | str = "cpu",
     chunk_size: int | None = None,
     k: float = DEFAULT_K,
-    progress: bool = True,
 ) -> RecursionResult:
     """Run ``config.generations`` generations of recursive training; see the module docstring.
 
@@ -285,12 +283,15 @@ def recursive_training(
     :class:`MixtureModelSpec` / :class:`ImageModelSpec` whose model (shipped, cached or trained by
     :func:`mi_lib.models.mixture_model` / :func:`~mi_lib.models.image_model`) is generation 0; its network
     and schedule must be ``config.model`` and ``config.schedule``. ``mixture`` (default: the spec's) turns on
-    :func:`mixture_report` at ``k`` sigma for every generation. Training and sampling run on ``device``;
-    ``chunk_size`` bounds the sampling batch and does not change any result. Everything is cached (see the
-    module docstring); one progress bar counts generations, with inner bars for training and sampling."""
+    :func:`mixture_report` at ``k`` sigma for every generation. Training and sampling run as ``settings`` say
+    (device, fast paths, cache folder, progress bars); ``chunk_size`` bounds the sampling batch and does not change
+    any result. Everything is cached (see the module docstring); one progress bar counts generations, with inner
+    bars for training and sampling."""
     if not isinstance(config, RecursionConfig):
         raise TypeError(f"config must be a RecursionConfig, got {type(config).__name__}")
-    device = torch.device(device)
+    if not isinstance(settings, Settings):
+        raise TypeError(f"settings must be a mi_lib.Settings, got {type(settings).__name__}")
+    device, progress, root = settings.device, settings.progress, settings.cache_dir
     schedule = NoiseSchedule(config.schedule)
     if isinstance(first, (MixtureModelSpec, ImageModelSpec)):
         if first.model != config.model or first.schedule != config.schedule:
@@ -323,7 +324,7 @@ def recursive_training(
             # ---- the model of generation g
             if g == 0 and isinstance(first, (MixtureModelSpec, ImageModelSpec)):
                 load = mixture_model if isinstance(first, MixtureModelSpec) else image_model
-                trained = load(first, device=device, progress=progress)
+                trained = load(first, settings)
                 model, losses, train_s = trained.model, trained.losses, trained.wall_time_s
                 source = trained.source  # "shipped", or "trained" (now or earlier: mixture_model's cache)
                 model_key = config_key("recursion-spec-model", {"spec": first, "origin": trained.origin})
@@ -336,10 +337,10 @@ def recursive_training(
                     "train": train_config,
                     "schedule": config.schedule,
                     "warm_start": init is not None,
-                    **training_device_key(device),
+                    **settings.training_key(),
                 }
                 model_key = config_key("recursion-model", model_config)
-                resume = partial_path("recursion-model", model_config)  # a training cut off goes on from here
+                resume = partial_path("recursion-model", model_config, root=root)  # a training cut off goes on from here
                 computed = []
 
                 data_sha = data_fingerprint(data)
@@ -348,7 +349,8 @@ def recursive_training(
                     net = initial_model(config.model, seeds.train)
                     if init is not None:
                         net.load_state_dict(init.state_dict())
-                    return train(net, data.to(device), schedule, train_config, progress=progress, resume=resume, **trainer_options(env_fast_options("train")))
+                    return train(net, data.to(device), schedule, train_config, progress=progress, resume=resume,
+                                 **settings.train_options())
 
                 def fit() -> dict[str, Any]:
                     computed.append(True)
@@ -365,11 +367,11 @@ def recursive_training(
                     final = out.ema_model if out.ema_model is not None else out.model  # with EMA, its weights are the model
                     return {"state_dict": _state(final), "losses": out.losses, "wall_time_s": out.wall_time_s, "data_sha": data_sha}
 
-                payload = cached("recursion-model", model_config, fit)
+                payload = cached("recursion-model", model_config, fit, root=root)
                 if payload["data_sha"] != data_sha:  # cached from another draw of the parent's candidates: stale here
                     warnings.warn(f"generation {g}: the cached model was trained on another draw of its training data; training it again",
                                   stacklevel=2)
-                    payload = cached("recursion-model", model_config, fit, refresh=True)
+                    payload = cached("recursion-model", model_config, fit, root=root, refresh=True)
                 resume.unlink(missing_ok=True)  # stored: the training state is done
                 model = initial_model(config.model, 0)
                 model.load_state_dict(payload["state_dict"])
@@ -388,8 +390,8 @@ def recursive_training(
             }
             if config.clip_x0 is not None:  # in the key only when set
                 samples_config["clip_x0"] = float(config.clip_x0)
-            fast = env_fast_options("sample", fusable=isinstance(model, MLPDenoiser))
-            if fast:  # likewise ($MI_FAST_SAMPLE)
+            fast = settings.sample_options(fusable=isinstance(model, MLPDenoiser))
+            if fast:  # likewise
                 samples_config["fast"] = fast
             drawn = []
 
@@ -400,7 +402,7 @@ def recursive_training(
                              progress=progress, clip_x0=config.clip_x0, **fast)
                 return {"x0": out.x0, "hal": out.hal, "wall_time_s": time.perf_counter() - start}
 
-            drawn_value = cached("recursion-samples", samples_config, draw)
+            drawn_value = cached("recursion-samples", samples_config, draw, root=root)
             kept = select(drawn_value["hal"], config.n_keep, config.filter, seeds.filter)
             result = GenerationResult(
                 generation=g,

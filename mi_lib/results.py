@@ -1,8 +1,8 @@
 """Chapter results: the numbers a chapter claims, written to ``results/<chapter>.json`` with how they were
 produced (scale, device, wall time, commit, versions), and printed rounded for the reader (and for nbval).
 
-The folder is ``$MI_RESULTS_DIR`` if set (the Makefile points test runs at ``_build/``), else ``results/``
-at the root of the book (the folder holding ``_toc.yml``), else ``./results``.
+The folder is the settings' ``results_dir`` if set (from ``$MI_RESULTS_DIR``: the Makefile points test runs at
+``_build/``), else ``results/`` at the root of the book (the folder holding ``_toc.yml``), else ``./results``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from typing import Any
 
 import torch
 
-from . import environment
-from .fast import FAST_ENV, env_fast_options
 from .runtime import describe_device
+from .settings import Settings
 
 __all__ = ["LINE_WIDTH", "results_dir", "save_results", "format_number", "print_results", "say", "Stopwatch", "seed_sweep"]
 
@@ -39,10 +38,10 @@ def seed_sweep(chapter: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def results_dir() -> Path:
+def results_dir(settings: Settings = Settings()) -> Path:
     """Where results JSON files go (see module docstring)."""
-    if (folder := environment.results_dir()) is not None:
-        return folder
+    if settings.results_dir is not None:
+        return settings.results_dir
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         if (folder / "_toc.yml").exists():
@@ -99,27 +98,28 @@ def print_results(numbers: dict[str, Any], digits: int = 3) -> None:
 
 
 def save_results(
-    chapter: str, numbers: dict[str, Any], *, scale: str, device: torch.device | str, wall_time_s: float, params: dict[str, Any] | None = None
+    chapter: str, numbers: dict[str, Any], *, scale: str, settings: Settings, wall_time_s: float, params: dict[str, Any] | None = None
 ) -> Path:
-    """Write ``numbers`` (JSON-able) for ``chapter`` at ``scale`` with provenance; return the file's path.
-
-    The file holds one entry per scale, so a CI-scale run never overwrites paper-scale figures. The fast paths
-    that ``$MI_FAST_TRAIN`` / ``$MI_FAST_SAMPLE`` switched on (:mod:`mi_lib.fast`) are recorded under "fast"."""
-    path = results_dir() / f"{chapter}.json"
+    """Write ``numbers`` (JSON-able) for ``chapter`` at ``scale`` with provenance -- among it the device and the
+    fast paths (:mod:`mi_lib.fast`) of the ``settings`` the numbers were computed with -- into ``results_dir``;
+    return the file's path. The file holds one entry per scale, so a CI-scale run never overwrites paper-scale
+    figures."""
+    if not isinstance(settings, Settings):
+        raise TypeError(f"settings must be a mi_lib.Settings, got {type(settings).__name__}")
+    path = results_dir(settings) / f"{chapter}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     existing = json.loads(path.read_text()) if path.exists() else {}
     existing[scale] = {
         "numbers": numbers,
         "params": params or {},
-        "device": describe_device(device),
+        "device": describe_device(settings.device),
         "wall_time_s": round(wall_time_s, 2),
         "commit": _git_commit(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d"),
     }
-    fast = {kind: options for kind in FAST_ENV if (options := env_fast_options(kind))}
-    if fast:  # the fast paths $MI_FAST_TRAIN / $MI_FAST_SAMPLE switched on for the runs behind these numbers
+    if fast := settings.fast():  # the fast paths switched on for the runs behind these numbers
         existing[scale]["fast"] = fast
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(existing, indent=2, sort_keys=True) + "\n")

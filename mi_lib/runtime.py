@@ -1,5 +1,5 @@
-"""Where code runs: device choice, seeding and progress bars. Notebooks and scripts call these; library
-functions infer their device from their inputs and take explicit seeds instead."""
+"""Where code runs: device choice, seeding, progress bars and widgets. Notebooks and scripts call these; library
+functions infer their device from their inputs (or their :class:`mi_lib.Settings`) and take explicit seeds instead."""
 
 from __future__ import annotations
 
@@ -47,11 +47,10 @@ def describe_device(device: torch.device | str) -> str:
 
 @contextmanager
 def progress_bar(total: int, desc: str, disable: bool = False, initial: int = 0) -> Iterator:
-    """A tqdm bar (a widget in notebooks, text elsewhere) starting at ``initial`` (a resumed training).
-    ``MI_PROGRESS=0`` turns all bars off."""
+    """A tqdm bar (a widget in notebooks, text elsewhere) starting at ``initial`` (a resumed training), or none
+    where ``disable`` (callers pass ``not settings.progress``: :class:`mi_lib.Settings`)."""
     from tqdm.auto import tqdm
 
-    disable = disable or not environment.progress()
     bar = tqdm(total=total, desc=desc, disable=disable, leave=False, file=sys.stderr, mininterval=0.5, initial=initial)
     try:
         yield bar

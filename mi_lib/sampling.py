@@ -34,6 +34,7 @@ from . import noise
 from .fast import FastDenoiser
 from .metrics import WindowVariance
 from .nets import shared_timestep
+from .params import positive_int
 from .schedule import NoiseSchedule
 from .runtime import progress_bar
 
@@ -236,8 +237,7 @@ def sample(
     string "ROWSxWARPS" also sets the kernel's launch configuration, which changes its speed, not the samples). ``clip_x0`` clamps x0_hat at every step (see :func:`reverse_process`; Hal is then
     the variance of the clamped estimates). Runs on the model's device (a module's parameters', else its ``device`` attribute, else the CPU), holding O(chunk_size) there; the outputs are gathered
     on the CPU. Leaves the model in eval mode."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    n = positive_int(n, "n")
     if shape is None:
         shape = getattr(model, "sample_shape", None)
         if shape is None:

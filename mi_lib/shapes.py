@@ -6,10 +6,8 @@ generator's rules). Shapes are fixed pixel stencils pasted at random integer pos
 exactly 0 or 1 and every area is exact: square 8x8 = 64 px, triangle 66 px (apex down), pentagon 70 px
 (circumradius 5, one vertex pointing right, as in the official code).
 
-The counter needs no network: threshold, label 8-connected components, and compare each component with the
-three stencils by the number of pixels in which they differ after the best integer shift. A component within
-``max_mismatch`` pixels of exactly one stencil is that shape; anything else is "unrecognised". Every image
-then gets one label from :data:`LABELS`, with precedence malformed > duplicated > misplaced > valid.
+The counter (:func:`count_shapes`) needs no network: it compares each connected component with the three
+stencils pixel by pixel. :func:`classify_image` then gives every image one label from :data:`LABELS`.
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ from scipy import ndimage
 from torch import Tensor
 
 from .metrics import wilson_interval  # re-exported: chapter 5 and its tests name it here
+from .params import positive_int
 
 __all__ = [
     "SHAPES",
@@ -99,16 +98,12 @@ def _stencils() -> tuple[np.ndarray, ...]:
     return masks
 
 
-def _kind_index(kind: str) -> int:
-    if kind not in SHAPES:
-        raise ValueError(f"unknown shape {kind!r}; choose one of {SHAPES}")
-    return SHAPES.index(kind)
-
-
 def shape_stencil(kind: str) -> Tensor:
     """The pixel stencil of one shape (``"triangle"``, ``"square"`` or ``"pentagon"``): a bool tensor (h, w)
     cropped to its bounding box; (10, 12), (8, 8) and (10, 9) respectively."""
-    return torch.from_numpy(_stencils()[_kind_index(kind)].copy())
+    if kind not in SHAPES:
+        raise ValueError(f"unknown shape {kind!r}; choose one of {SHAPES}")
+    return torch.from_numpy(_stencils()[SHAPES.index(kind)].copy())
 
 
 def _centroid(mask: np.ndarray) -> tuple[float, float]:
@@ -138,10 +133,6 @@ class ShapesDataset:
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def to_model_range(self) -> Tensor:
-        """The images mapped to the diffusion range [-1, 1]: (n, 1, size, size)."""
-        return to_model_range(self.images)
-
 
 def to_model_range(images: Tensor) -> Tensor:
     """Map images from [0, 1] to the diffusion model's range [-1, 1] (2x - 1); any shape."""
@@ -161,19 +152,17 @@ def make_shapes(n: int, seed: int, *, p: float = 0.5, size: int = 64) -> ShapesD
 
     Candidates are drawn in fixed rounds of 1,024 from ``np.random.default_rng(seed)`` (presence, then
     positions) and blank ones dropped, so ``make_shapes(k, s)`` is the first k images of ``make_shapes(n, s)``
-    for k <= n. Each shape is placed uniformly at integer positions that keep it 1 px inside its 21x63 column,
-    so shapes in different columns never touch. Because blank images are redrawn, a shape is present in a
-    fraction p / (1 - (1 - p)^3) of the images (4/7 for p = 0.5), not p. Images: (n, 1, size, size) with
-    size >= 63 (the 63x63 canvas is padded with zeros on the right and bottom)."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    for k <= n. Each shape is placed uniformly at integer positions 1 px inside its 21x63 column. Because blank
+    images are redrawn, a shape is present in a fraction p / (1 - (1 - p)^3) of the images (4/7 for p = 0.5),
+    not p. Images: (n, 1, size, size), size >= 63 (the 63x63 canvas padded with zeros on the right and bottom)."""
+    n = positive_int(n, "n")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if not isinstance(p, (int, float)) or not 0.0 < p <= 1.0:
         raise ValueError(f"p must be in (0, 1], got {p!r}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < _CONTENT:
         raise ValueError(f"size must be an int >= {_CONTENT} (three {COLUMN_WIDTH}-px columns), got {size!r}")
-    n, size = int(n), int(size)
+    size = int(size)
     stencils = _stencils()
     # per shape, the inclusive range of its top-left corner inside its column, with a 1-px margin
     x_lo = [k * COLUMN_WIDTH + _MARGIN for k in range(3)]
@@ -330,8 +319,7 @@ def count_shapes(
     stencil is as near; otherwise it is "unrecognised". The closest two stencils (square and pentagon) differ
     in 10 pixels, so the default 4 can never accept one component as two shapes; a component whose area is
     more than 4 px from 64-70 (a blob, two merged shapes, a fragment) is always unrecognised."""
-    if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 1:
-        raise ValueError(f"min_area must be a positive int, got {min_area!r}")
+    min_area = positive_int(min_area, "min_area")
     if isinstance(max_mismatch, bool) or not isinstance(max_mismatch, (int, np.integer)) or max_mismatch < 0:
         raise ValueError(f"max_mismatch must be a non-negative int, got {max_mismatch!r}")
     if not 0.0 < threshold < 1.0:
@@ -341,7 +329,6 @@ def count_shapes(
     for start in range(0, x.shape[0], _COUNT_CHUNK):  # bounded memory for any number of images
         reports += _count_chunk(_binarise(x[start : start + _COUNT_CHUNK], threshold), min_area, max_mismatch)
     return reports
-
 
 
 def _count_chunk(on: np.ndarray, min_area: int, max_mismatch: int) -> list[ShapeReport]:
@@ -406,6 +393,11 @@ def _count_chunk(on: np.ndarray, min_area: int, max_mismatch: int) -> list[Shape
 
 
 # ---------------------------------------------------------------------------------------------- taxonomy
+def _check_report(report: ShapeReport) -> None:
+    if not isinstance(report, ShapeReport):
+        raise TypeError(f"report must be a ShapeReport (from count_shapes), got {type(report).__name__}")
+
+
 def classify_image(report: ShapeReport) -> str:
     """Label one image's report with a name from :data:`LABELS`, the first that applies:
 
@@ -415,8 +407,7 @@ def classify_image(report: ShapeReport) -> str:
     pentagon 2); ``"valid"``: otherwise. Malformed comes first because an unrecognised component may hide
     shapes, so the other two checks cannot be trusted; duplicated comes before misplaced because a repeated
     shape is the hallucination the paper counts, whatever column its copies land in."""
-    if not isinstance(report, ShapeReport):
-        raise TypeError(f"report must be a ShapeReport (from count_shapes), got {type(report).__name__}")
+    _check_report(report)
     shapes = report.shapes
     if report.n_unrecognised > 0 or not shapes:
         return "malformed"
@@ -431,16 +422,19 @@ def classify_image(report: ShapeReport) -> str:
 SHAPE_SIZED = 32
 
 
+def _shape_sized(report: ShapeReport, min_area: int) -> list[Component]:
+    """The report's components of at least ``min_area`` pixels ("blobs"), whatever their outline."""
+    _check_report(report)
+    min_area = positive_int(min_area, "min_area")
+    return [c for c in report.components if c.area >= min_area]
+
+
 def blobs_per_column(report: ShapeReport, min_area: int = SHAPE_SIZED) -> tuple[int, int, int]:
     """How many components of at least ``min_area`` pixels have their centroid in each column, whatever
     their outline: a reading of an image by position and size alone, which does not need the outlines to
     match a stencil (a small model's soft-edged shapes rarely match within :func:`count_shapes`'s
     ``max_mismatch``)."""
-    if not isinstance(report, ShapeReport):
-        raise TypeError(f"report must be a ShapeReport (from count_shapes), got {type(report).__name__}")
-    if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 1:
-        raise ValueError(f"min_area must be a positive int, got {min_area!r}")
-    cols = [c.column for c in report.components if c.area >= min_area]
+    cols = [c.column for c in _shape_sized(report, min_area)]
     return cols.count(0), cols.count(1), cols.count(2)
 
 
@@ -455,13 +449,8 @@ def repeated_same_shape(report: ShapeReport, min_area: int = SHAPE_SIZED) -> boo
     """Whether some column holds two or more shape-sized blobs (:func:`repeated_shape`) of which two are
     nearest the same stencil: a repeated shape as in the paper's Fig. 1, rather than a shape that strayed into
     its neighbour's column. By position, size and nearest stencil, not by an exact outline match."""
-    if not repeated_shape(report, min_area):
-        return False
-    kinds: dict[int, list[str]] = {}
-    for c in report.components:
-        if c.area >= min_area:
-            kinds.setdefault(c.column, []).append(c.nearest)
-    return any(len(set(v)) < len(v) for v in kinds.values())
+    blobs = [(c.column, c.nearest) for c in _shape_sized(report, min_area)]
+    return len(set(blobs)) < len(blobs)  # two blobs in one column nearest the same stencil
 
 
 def _reports(images: Tensor | np.ndarray | Sequence[ShapeReport], counter_kwargs: dict) -> list[ShapeReport]:
@@ -473,9 +462,8 @@ def _reports(images: Tensor | np.ndarray | Sequence[ShapeReport], counter_kwargs
 
 
 def repeated_shapes(images: Tensor | np.ndarray | Sequence[ShapeReport], min_area: int = SHAPE_SIZED) -> Tensor:
-    """:func:`repeated_shape` for a batch: images (N, 1, S, S) / (N, S, S) in [0, 1] (counted with
-    :func:`count_shapes`) or reports already counted -> (N,) bool, True where some column holds two or more
-    shape-sized blobs. The label chapters 5-7 give a generated Simple Shapes image."""
+    """:func:`repeated_shape` for a batch -- the label chapters 5-7 give a generated Simple Shapes image: images
+    (N, 1, S, S) / (N, S, S) in [0, 1] (counted with :func:`count_shapes`) or reports already counted -> (N,) bool."""
     return torch.tensor([repeated_shape(r, min_area) for r in _reports(images, {})], dtype=torch.bool)
 
 

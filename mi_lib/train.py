@@ -33,6 +33,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from .cache import KEY_OMITS_DEFAULT, _store, load_or_warn
 from .fast import FastDenoiser, precision_flags
+from .params import positive_int
 from .runtime import progress_bar, require_cuda
 from .schedule import NoiseSchedule, broadcast_to
 
@@ -88,9 +89,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive int, got {v!r}")
+            object.__setattr__(self, name, positive_int(getattr(self, name), f"TrainConfig.{name}"))  # a numpy int is stored as int
         if not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
         if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or not 0 <= self.rho < math.inf:

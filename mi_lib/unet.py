@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .nets import sinusoidal_embedding
+from .params import positive_int
 
 __all__ = ["UNetConfig", "UNetDenoiser", "UNET_PRESETS"]
 
@@ -43,9 +44,7 @@ class UNetConfig:
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "image_size", "base_channels", "blocks_per_level", "time_dim", "groups", "patch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"UNetConfig.{name} must be a positive int, got {value!r}")
+            object.__setattr__(self, name, positive_int(getattr(self, name), f"UNetConfig.{name}"))  # a numpy int is stored as int
         if isinstance(self.channel_mults, list):  # a list would make the frozen config unhashable
             object.__setattr__(self, "channel_mults", tuple(self.channel_mults))
         mults = self.channel_mults

@@ -92,12 +92,13 @@ def main() -> None:
         warm_start=not args.from_scratch,
     )
     print(f"config: {base}")
+    settings = mi.Settings.from_environment("cpu").replace(progress=False)  # the cache: $MI_CACHE_DIR
     final: dict[tuple[int, str], float] = {}
     first: dict[int, float] = {}
     for seed in args.seeds:
         for f in args.filters:
             start = time.perf_counter()
-            run = recursive_training(data, base.replace(seed=seed, filter=f), progress=False)
+            run = recursive_training(data, base.replace(seed=seed, filter=f), settings)
             elapsed = time.perf_counter() - start
             for g in run.generations:
                 r = digits.digits_report(g.samples, clf, reference)

@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write the per-seed figures to this file (chapter 7 reads it)")
     args = parser.parse_args()
     start = time.perf_counter()
+    settings = mi.Settings.from_environment("cpu").replace(progress=False)  # the cache: $MI_CACHE_DIR
     preset = RECURSION_PRESETS["ci"]
     if args.oversample is not None:
         preset = preset.replace(oversample=args.oversample)
@@ -64,7 +65,7 @@ def main() -> None:
         per_generation: dict[str, list[dict[str, float]]] = {}
         first = None
         for f in args.filters:
-            rows = recursive_training(GENERATION_0, config.replace(filter=f), k=args.k, progress=False).rows()
+            rows = recursive_training(GENERATION_0, config.replace(filter=f), settings, k=args.k).rows()
             first, last[f] = rows[0]["hallucination"], rows[-1]["hallucination"]
             per_generation[f] = [{key: row[key] for key in MEASURES if key in row} for row in rows]
         seeds[str(seed)] = {"hallucination_generation_0": first, "hallucination_last": last, "generations": per_generation}

@@ -110,7 +110,7 @@ def sample_stats(model: torch.nn.Module, spec: MixtureModelSpec | ImageModelSpec
 
 def make(name: str, spec: MixtureModelSpec) -> dict:
     print(f"{name}: training {spec.train.steps} steps at batch {spec.train.batch_size} on {spec.n_train} points", flush=True)
-    payload = train_payload(spec, "cpu", progress=True)
+    payload = train_payload(spec, mi.Settings.from_environment("cpu"))
     CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
     path = CHECKPOINT_DIR / f"{name}.pt"
     torch.save(payload, path)

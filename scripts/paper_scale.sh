@@ -261,7 +261,7 @@ fi
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   echo "fast paths: MI_FAST_TRAIN='${MI_FAST_TRAIN:-}' MI_FAST_SAMPLE='${MI_FAST_SAMPLE:-}'"
 } 2>&1 | tee -a "$PACK/run.txt"
-if ! err=$(python3 -c 'from mi_lib.fast import env_fast_options as f; f("train"); f("sample")' 2>&1); then
+if ! err=$(python3 -c 'import mi_lib as mi; mi.Settings.from_environment("cpu")' 2>&1); then
     say "${err##*$'\n'}"; say "nothing run: fix MI_FAST_TRAIN / MI_FAST_SAMPLE"; exit 2
 fi
 FAILED=()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mi_lib.cache as cache_mod
-from mi_lib import MLPConfig, TrainConfig, cached, config_key, save_results
+from mi_lib import MLPConfig, Settings, TrainConfig, cached, config_key, save_results
 from mi_lib.results import LINE_WIDTH, format_number, say
 
 
@@ -90,9 +90,11 @@ def test_cache_returns_cpu_tensors_and_bad_input(tmp_path):
 
 
 def test_save_results_keeps_each_scale(tmp_path, monkeypatch):
-    monkeypatch.setenv("MI_RESULTS_DIR", str(tmp_path))
-    save_results("ch", {"a": 1.0}, scale="paper", device="cpu", wall_time_s=2.0)
-    path = save_results("ch", {"a": 2.0}, scale="ci", device="cpu", wall_time_s=1.0)
+    monkeypatch.setenv("MI_RESULTS_DIR", str(tmp_path))  # read at the boundary, by Settings.from_environment
+    run = Settings.from_environment("cpu")
+    save_results("ch", {"a": 1.0}, scale="paper", settings=run, wall_time_s=2.0)
+    path = save_results("ch", {"a": 2.0}, scale="ci", settings=run, wall_time_s=1.0)
+    assert path.parent == tmp_path
     data = json.loads(path.read_text())
     assert data["paper"]["numbers"] == {"a": 1.0} and data["ci"]["numbers"] == {"a": 2.0}
     assert {"device", "wall_time_s", "commit", "torch", "date"} <= set(data["ci"])

@@ -90,3 +90,24 @@ def test_harmless_variants_are_accepted_as_papermill_passes_them():
     assert setup_namespace("02_mode_interpolation_1d", n_train_list=[20_000, 2_000])["setup"].n_train_list == [2_000, 20_000]
     ns = setup_namespace("07b_recursive_digits", filters="none,real", digits_seeds=3)
     assert ns["setup"].filters == ("none", "real") and ns["setup"].seeds == (3,)
+
+
+def test_positive_int_is_the_librarys_one_count_check():
+    import ast
+
+    import numpy as np
+
+    from mi_lib import params
+    from mi_lib.params import positive_int
+
+    assert positive_int(3, "n") == 3 and type(positive_int(np.int64(3), "n")) is int
+    for bad in (0, -1, True, 2.0, "3", None):
+        with pytest.raises(ValueError, match=f"^n must be a positive int, got {bad!r}$"):
+            positive_int(bad, "n")
+    with pytest.raises(ValueError, match=r"^UNetConfig.groups must be a positive int, got 0$"):
+        positive_int(0, "UNetConfig.groups")
+    # core modules import it: params itself imports neither torch nor any other part of mi_lib (no cycles)
+    tree = ast.parse(Path(params.__file__).read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] if n.level == 0 else "." for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not imported & {"torch", "mi_lib", "."}, imported

@@ -176,10 +176,10 @@ def test_mnist_recursion_pipeline(mnist, monkeypatch, tmp_path):
     from mi_lib.models import IMAGE_CLIP_X0
     from mi_lib.recursion import RecursionConfig, recursive_training
     from mi_lib.schedule import ScheduleConfig
+    from mi_lib.settings import Settings
     from mi_lib.train import TrainConfig
     from mi_lib.unet import UNetConfig
 
-    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path / "cache"))
     images, labels = mnist
     train, test = split_indices(len(images), 1_500, seed=0)
     classifier = train_classifier(images[train], labels[train], dataclasses.replace(CLASSIFIER_PRESETS["mnist"], steps=3), seed=0)
@@ -189,7 +189,7 @@ def test_mnist_recursion_pipeline(mnist, monkeypatch, tmp_path):
         model=UNetConfig(image_size=28, base_channels=8, channel_mults=(1, 2), blocks_per_level=1, time_dim=16, patch=2),
         schedule=ScheduleConfig("linear", 20, 1e-3, 0.2), train_0=TrainConfig(steps=4, batch_size=8), train=TrainConfig(steps=2, batch_size=8),
     )
-    run = recursive_training(to_model_range(images[train[:64]]), config, progress=False)
+    run = recursive_training(to_model_range(images[train[:64]]), config, Settings(progress=False, cache_dir=tmp_path / "cache"))
     assert [g.losses.shape[0] for g in run.generations] == [4, 2]
     for g in run.generations:
         assert g.samples.shape == (6, 1, 28, 28) and g.candidates.shape == (9, 1, 28, 28)

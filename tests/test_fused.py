@@ -109,4 +109,4 @@ def test_the_launch_configuration_changes_the_speed_not_the_samples(monkeypatch)
         with pytest.raises(ValueError, match="ROWSxWARPS|fused kernel config"):
             sample(model, SHORT, 4, progress=False, fused=bad)
     monkeypatch.setenv("MI_FAST_SAMPLE", "fused=128x8,precision=bf16")
-    assert mi.fast.env_fast_options("sample") == {"fused": "128x8", "precision": "bf16"}
+    assert mi.Settings.from_environment("cpu").sample_options() == {"fused": "128x8", "precision": "bf16"}

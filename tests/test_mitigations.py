@@ -56,7 +56,7 @@ def test_ddim_started_at_t_999_of_the_official_schedule_blows_up_and_from_ddim_s
     start = M.ddim_start(SCHED)
     assert SCHED.alpha_bar_64[start] >= M.DDIM_START_ALPHA_BAR > SCHED.alpha_bar_64[start + 1]
     grid = M.SCALES["ci"].specs["grid"]
-    model = mi.mixture_model(grid, progress=False).model
+    model = mi.mixture_model(grid, mi.Settings(progress=False)).model
     from_999 = mi.sample(model, SCHED, 64, sampler="ddim", steps=25, seed=0, progress=False).x0
     from_start = mi.sample(model, SCHED, 64, sampler="ddim", steps=25, start=start, seed=0, progress=False).x0
     assert not torch.isfinite(from_999).all()
@@ -96,11 +96,10 @@ def test_methods_and_their_cost():
 
 
 def test_run_method_is_cached(tmp_path, monkeypatch):
-    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path))
-    method = M.Method("DDIM", "sampler", M.SCALES["ci"].specs["1d"], "ddim", 10)
-    first = M.run_method(method, 64, progress=False)
+    method, run = M.Method("DDIM", "sampler", M.SCALES["ci"].specs["1d"], "ddim", 10), mi.Settings(progress=False, cache_dir=tmp_path)
+    first = M.run_method(method, 64, settings=run)
     monkeypatch.setattr(M, "sample", lambda *a, **kw: (_ for _ in ()).throw(AssertionError("sampled again")))
-    again = M.run_method(method, 64, progress=False)
+    again = M.run_method(method, 64, settings=run)
     assert torch.equal(first["x0"], again["x0"]) and first["rate"] == again["rate"]
 
 

@@ -12,10 +12,17 @@ import torch
 import mi_lib as mi
 from mi_lib.cache import _canonical
 from mi_lib.models import CHECKPOINT_DIR, MixtureModelSpec, load_manifest, mixture_model, mixture_samples, spec_key
+from mi_lib.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = MixtureModelSpec("1d", n_train=64, model=mi.MLPConfig(width=16, time_dim=16), train=mi.TrainConfig(steps=5, batch_size=32),
                         schedule=mi.ScheduleConfig("linear", 20, 1e-3, 0.2))
+QUIET = Settings(progress=False)
+
+
+def quiet(cache: Path) -> Settings:
+    """A CPU run without progress bars whose cache is ``cache``."""
+    return Settings(progress=False, cache_dir=cache)
 
 
 def _make_checkpoints_module():
@@ -46,48 +53,47 @@ def test_training_data_is_seeded():
 
 
 def test_unshipped_spec_is_trained_then_cached(tmp_path, monkeypatch):
-    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path))
-    first = mixture_model(TINY, progress=False, checkpoints=tmp_path / "none")
+    run = quiet(tmp_path)
+    first = mixture_model(TINY, run, checkpoints=tmp_path / "none")
     assert first.source == "trained" and len(first.losses) == 5
     monkeypatch.setattr(mi.models, "train", lambda *a, **k: pytest.fail("a cached model was retrained"))
-    again = mixture_model(TINY, progress=False, checkpoints=tmp_path / "none")
+    again = mixture_model(TINY, run, checkpoints=tmp_path / "none")
     for p, q in zip(first.model.parameters(), again.model.parameters()):
         assert torch.equal(p, q)
-    s1 = mixture_samples(TINY, 50, seed=3, progress=False)
-    s2 = mixture_samples(TINY, 50, seed=3, progress=False)
+    s1 = mixture_samples(TINY, 50, run, seed=3)
+    s2 = mixture_samples(TINY, 50, run, seed=3)
     assert torch.equal(s1.x0, s2.x0) and s1.x0.shape == (50, 1)
-    assert not torch.equal(s1.x0, mixture_samples(TINY, 50, seed=4, progress=False).x0)
+    assert not torch.equal(s1.x0, mixture_samples(TINY, 50, run, seed=4).x0)
 
 
 def test_training_resumes_from_its_partial_file_which_refresh_discards(tmp_path, monkeypatch):
     """mixture_model/image_model train with a resume file beside the cache entry: a leftover file that does
     not belong to this training is an error (never silently used); refresh=True discards it."""
     from mi_lib.cache import partial_path
-    from mi_lib.models import training_device_key
 
-    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path))
-    resume = partial_path("mixture-model", {"spec": TINY, **training_device_key("cpu")})
+    run = quiet(tmp_path)
+    resume = partial_path("mixture-model", {"spec": TINY, **run.training_key()}, root=tmp_path)
     resume.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"fingerprint": "another training"}, resume)
     with pytest.raises(ValueError, match="another training"):
-        mixture_model(TINY, progress=False, checkpoints=None)
-    trained = mixture_model(TINY, progress=False, checkpoints=None, refresh=True)
+        mixture_model(TINY, run, checkpoints=None)
+    trained = mixture_model(TINY, run, checkpoints=None, refresh=True)
     assert trained.source == "trained" and not resume.exists()
 
 
 def test_shipped_checkpoint_is_used_only_for_its_exact_spec(tmp_path, monkeypatch):
-    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path / "cache"))
+    run = quiet(tmp_path / "cache")
     folder = tmp_path / "ckpt"
     folder.mkdir()
-    payload = mi.models.train_payload(TINY, "cpu", progress=False)
+    payload = mi.models.train_payload(TINY, QUIET)
     torch.save(payload, folder / "tiny.pt")
     entry = {"name": "tiny", "file": "tiny.pt", "spec_key": spec_key(TINY), "sha256": hashlib.sha256((folder / "tiny.pt").read_bytes()).hexdigest()}
     (folder / "manifest.json").write_text(json.dumps({"checkpoints": [entry]}))
-    assert mixture_model(TINY, checkpoints=folder, progress=False).source == "shipped"
-    assert mixture_model(TINY.replace(data_seed=5), checkpoints=folder, progress=False).source == "trained"
+    assert mixture_model(TINY, run, checkpoints=folder).source == "shipped"
+    assert mixture_model(TINY.replace(data_seed=5), run, checkpoints=folder).source == "trained"
     (folder / "tiny.pt").write_bytes((folder / "tiny.pt").read_bytes() + b"x")  # a corrupted file is an error
     with pytest.raises(RuntimeError, match="sha256"):
-        mixture_model(TINY, checkpoints=folder, progress=False)
+        mixture_model(TINY, run, checkpoints=folder)
 
 
 def test_installed_without_data_the_shipped_checkpoints_are_fetched_and_checked(tmp_path, monkeypatch):
@@ -97,32 +103,32 @@ def test_installed_without_data_the_shipped_checkpoints_are_fetched_and_checked(
     a warning, and the model is trained as without shipped files."""
     server, missing = tmp_path / "server", tmp_path / "site-packages" / "data" / "checkpoints"
     server.mkdir()
-    payload = mi.models.train_payload(TINY, "cpu", progress=False)
+    payload = mi.models.train_payload(TINY, QUIET)
     torch.save(payload, server / "tiny.pt")
     entry = {"name": "tiny", "file": "tiny.pt", "spec_key": spec_key(TINY), "sha256": hashlib.sha256((server / "tiny.pt").read_bytes()).hexdigest()}
     (server / "manifest.json").write_text(json.dumps({"checkpoints": [entry]}))
-    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path / "cache"))
+    run = quiet(tmp_path / "cache")
     monkeypatch.setattr(mi.models, "CHECKPOINT_DIR", missing)
     monkeypatch.setattr(mi.models, "CHECKPOINT_URL", server.as_uri() + "/")
     monkeypatch.setattr(mi.models, "_fetched_manifest", set())
-    model = mixture_model(TINY, checkpoints=missing, progress=False)
+    model = mixture_model(TINY, run, checkpoints=missing)
     assert model.source == "shipped" and (tmp_path / "cache" / "checkpoints" / "tiny.pt").read_bytes() == (server / "tiny.pt").read_bytes()
     assert all(torch.equal(a, b) for a, b in zip(model.model.state_dict().values(), payload["state_dict"].values()))
-    assert mixture_model(TINY.replace(data_seed=5), checkpoints=missing, progress=False).source == "trained"  # not shipped
+    assert mixture_model(TINY.replace(data_seed=5), run, checkpoints=missing).source == "trained"  # not shipped
 
     (tmp_path / "cache" / "checkpoints" / "tiny.pt").unlink()
     (server / "tiny.pt").write_bytes((server / "tiny.pt").read_bytes() + b"x")  # the server's bytes disagree with its manifest
     with pytest.raises(RuntimeError, match="tiny.pt does not match the sha256"):
-        mixture_model(TINY, checkpoints=missing, progress=False)
+        mixture_model(TINY, run, checkpoints=missing)
     assert not (tmp_path / "cache" / "checkpoints" / "tiny.pt").exists()
 
     monkeypatch.setattr(mi.models, "CHECKPOINT_URL", (tmp_path / "nowhere").as_uri() + "/")
     monkeypatch.setattr(mi.models, "_fetched_manifest", set())
     with pytest.warns(UserWarning, match="could not be fetched .* training instead"):
-        assert mixture_model(TINY, checkpoints=missing, progress=False).source == "trained"
+        assert mixture_model(TINY, run, checkpoints=missing).source == "trained"
     # the repository's own folder, present, is never fetched from
     monkeypatch.setattr(mi.models, "CHECKPOINT_DIR", CHECKPOINT_DIR)
-    assert mi.models._load_shipped(TINY, CHECKPOINT_DIR) is None
+    assert mi.models._load_shipped(TINY, CHECKPOINT_DIR, run.cache_dir) is None
 
 
 MANIFEST = load_manifest()
@@ -154,13 +160,13 @@ def test_shipped_checkpoint_reproduces_its_manifest(entry):
     train_device = entry.get("train_device", "cpu")
     if train_device == "cpu" or torch.cuda.is_available():
         head = spec.replace(train=mi.TrainConfig(**{**spec.train.__dict__, "steps": len(entry["loss_head"])}))
-        losses = mi.models.train_payload(head, train_device, progress=False)["losses"]
+        losses = mi.models.train_payload(head, QUIET.replace(device=train_device))["losses"]
         # rtol 1e-3, not 1e-4: the unit tests run on the CPU's own kernels, and twenty steps of the untied 1D
         # network (recorded on an Intel CPU) came out 3.1e-4 apart on an AMD EPYC with AVX-512; a change to the
         # trainer (batches, initialisation, learning rate) moves these losses by far more
         torch.testing.assert_close(losses, torch.tensor(entry["loss_head"]), rtol=1e-3, atol=1e-6)
     is_image = isinstance(spec, mi.ImageModelSpec)
-    trained = (mi.image_model if is_image else mixture_model)(spec, progress=False)
+    trained = (mi.image_model if is_image else mixture_model)(spec, QUIET)
     assert trained.source == "shipped"
     stats = mk.sample_stats(trained.model, spec)
     expected = entry["sample_stats"]
@@ -174,18 +180,17 @@ def test_shipped_checkpoint_reproduces_its_manifest(entry):
 
 
 def test_training_cache_key_holds_the_cpu_thread_count():
-    from mi_lib.models import training_device_key
-
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = training_device_key("cpu")
+        one = Settings().training_key()
         torch.set_num_threads(2)
-        two = training_device_key("cpu")
+        two = Settings().training_key()
     finally:
         torch.set_num_threads(before)
     assert one != two and one["device"] == "cpu"
-    assert training_device_key("meta") == {"device": "meta"}
+    assert Settings(device="meta").training_key() == {"device": "meta"}
+    assert Settings(device="meta", fast_train="batch=1").training_key() == {"device": "meta", "fast": {"batch": True}}
 
 
 TINY_IMAGE = mi.ImageModelSpec(
@@ -222,22 +227,22 @@ def test_image_model_spec_per_scale_is_what_ships_and_the_defaults():
 
 
 def test_image_model_trains_caches_samples_and_keeps_the_ema_weights(tmp_path, monkeypatch):
-    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path))
+    run = quiet(tmp_path)
     with pytest.raises(TypeError, match="ImageModelSpec"):
         mi.image_model(TINY)
     with pytest.raises(TypeError, match="MixtureModelSpec"):
         mixture_model(TINY_IMAGE)
-    first = mi.image_model(TINY_IMAGE, progress=False)
+    first = mi.image_model(TINY_IMAGE, run)
     assert first.source == "trained" and isinstance(first.model, mi.UNetDenoiser) and len(first.losses) == 3
-    payload = mi.models.train_payload(TINY_IMAGE, "cpu", progress=False)
+    payload = mi.models.train_payload(TINY_IMAGE, QUIET)
     raw = mi.models.initial_model(TINY_IMAGE.model, TINY_IMAGE.train.seed)
     plain = mi.train(raw, TINY_IMAGE.training_data(), mi.NoiseSchedule(TINY_IMAGE.schedule), TINY_IMAGE.train, progress=False)
     for k, v in payload["state_dict"].items():  # the payload holds the EMA weights, not the raw ones
         torch.testing.assert_close(v, plain.ema_model.state_dict()[k])
     assert any(not torch.equal(v, plain.model.state_dict()[k]) for k, v in payload["state_dict"].items())
-    out = mi.image_samples(TINY_IMAGE, 5, seed=1, hal_window=(0, 2), progress=False)
+    out = mi.image_samples(TINY_IMAGE, 5, run, seed=1, hal_window=(0, 2))
     entries = sorted(tmp_path.glob("image-samples-*.pt"))
-    again = mi.image_samples(TINY_IMAGE, 5, seed=1, hal_window=(0, 2), chunk_size=2, progress=False)
+    again = mi.image_samples(TINY_IMAGE, 5, run, seed=1, hal_window=(0, 2), chunk_size=2)
     assert sorted(tmp_path.glob("image-samples-*.pt")) == entries  # chunk_size is not in the key: one entry
     drawn = mi.sample(first.model, mi.NoiseSchedule(TINY_IMAGE.schedule), 5, seed=1, hal_window=(0, 2), chunk_size=2,
                       clip_x0=mi.models.IMAGE_CLIP_X0, progress=False)
@@ -246,7 +251,7 @@ def test_image_model_trains_caches_samples_and_keeps_the_ema_weights(tmp_path, m
         torch.testing.assert_close(out.x0, served.x0, rtol=0, atol=0)
         torch.testing.assert_close(out.hal, served.hal, rtol=0, atol=0)
     assert out.x0.abs().max() <= mi.models.IMAGE_CLIP_X0  # x0_hat is clamped at every step, the last included
-    free = mi.image_samples(TINY_IMAGE, 5, seed=1, hal_window=(0, 2), clip_x0=None, progress=False)
+    free = mi.image_samples(TINY_IMAGE, 5, run, seed=1, hal_window=(0, 2), clip_x0=None)
     assert free.x0.abs().max() > 1.0  # a separate cache entry: the 3-step model strays outside [-1, 1]
 
 
@@ -267,20 +272,21 @@ def test_initial_model_dispatches_on_the_config_type():
     ("fused=1,precision=bf16", "sample", {"fused": True, "precision": "bf16"}),
     ("compile=default,precision=tf32", "sample", {"compile": True, "precision": "tf32"}),
 ])
-def test_env_fast_options_parse(monkeypatch, text, kind, expected):
-    from mi_lib.fast import FAST_ENV, env_fast_options
+def test_fast_options_parse(text, kind, expected):
+    from mi_lib.fast import parse_fast_options
 
-    monkeypatch.setenv(FAST_ENV[kind], text)
-    assert env_fast_options(kind) == expected
+    assert parse_fast_options(kind, text) == expected
+    assert parse_fast_options(kind, expected) == expected  # a mapping, as Settings takes it
 
 
-def test_env_fused_sampler_only_for_runs_it_can_take(monkeypatch):
+def test_the_environment_sets_the_fast_paths_and_the_fused_sampler_only_for_runs_it_can_take(monkeypatch):
     """MI_FAST_SAMPLE=fused=1 reaches the MLP's sampling runs; a UNet's run (fusable=False) samples without it."""
-    from mi_lib.fast import env_fast_options
-
     monkeypatch.setenv("MI_FAST_SAMPLE", "fused=1,precision=bf16")
-    assert env_fast_options("sample", fusable=False) == {"precision": "bf16"}
-    assert env_fast_options("sample") == {"fused": True, "precision": "bf16"}
+    monkeypatch.setenv("MI_FAST_TRAIN", "batch=1")
+    settings = Settings.from_environment("cpu")
+    assert settings.sample_options(fusable=False) == {"precision": "bf16"}
+    assert settings.sample_options() == {"fused": True, "precision": "bf16"}
+    assert settings.fast_train == {"batch": True} and settings.train_options() == {}
 
 
 @pytest.mark.parametrize("kind, text, match", [
@@ -292,66 +298,71 @@ def test_env_fused_sampler_only_for_runs_it_can_take(monkeypatch):
     ("train", "precision=bf16,precision=tf32", "given twice"),
     ("train", "bf16", "not one of"),
 ])
-def test_env_fast_options_reject_bad_values_naming_the_variable(monkeypatch, kind, text, match):
-    from mi_lib.fast import FAST_ENV, env_fast_options
-
-    monkeypatch.setenv(FAST_ENV[kind], text)
+def test_fast_options_reject_bad_values_naming_the_variable(monkeypatch, kind, text, match):
+    name = {"train": "MI_FAST_TRAIN", "sample": "MI_FAST_SAMPLE"}[kind]
+    monkeypatch.setenv(name, text)
     with pytest.raises(ValueError, match=match) as error:
-        env_fast_options(kind)
-    assert FAST_ENV[kind] in str(error.value)
+        Settings.from_environment("cpu")
+    assert name in str(error.value)
+    with pytest.raises(ValueError, match=match):
+        Settings(**{f"fast_{kind}": text})
 
 
-def test_env_fast_paths_reach_training_and_sampling_with_their_own_cache_entries(tmp_path, monkeypatch):
-    """$MI_FAST_TRAIN / $MI_FAST_SAMPLE switch on the fast paths of the runs mixture_model and mixture_samples
-    start (bf16 works on a CPU): another model and other samples, under other keys, recorded in the results."""
+def test_settings_check_their_values_and_the_library_takes_no_other():
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        Settings(progress="no")
+    with pytest.raises(RuntimeError, match="Expected one of|device"):
+        Settings(device="gpu")
+    with pytest.raises(TypeError, match="settings must be a mi_lib.Settings"):
+        mixture_model(TINY, "cpu")
+    with pytest.raises(TypeError, match="settings must be a mi_lib.Settings"):
+        mi.recursive_training(TINY, mi.RecursionConfig(model=TINY.model, schedule=TINY.schedule), "cpu")
+
+
+def test_fast_paths_reach_training_and_sampling_with_their_own_cache_entries(tmp_path, monkeypatch):
+    """The settings' fast paths switch on those of the runs mixture_model and mixture_samples start (bf16 works
+    on a CPU): another model and other samples, under other keys, recorded in the results."""
     import json
 
-    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("MI_FAST_TRAIN", raising=False)
-    monkeypatch.delenv("MI_FAST_SAMPLE", raising=False)
-    plain = mixture_model(TINY, progress=False, checkpoints=None)
-    plain_x0 = mixture_samples(TINY, 40, seed=1, progress=False).x0
+    plain_run = quiet(tmp_path / "cache")
+    plain = mixture_model(TINY, plain_run, checkpoints=None)
+    plain_x0 = mixture_samples(TINY, 40, plain_run, seed=1).x0
     calls = []
     real_sample = mi.models.sample
     monkeypatch.setattr(mi.models, "sample", lambda *a, **k: calls.append(k) or real_sample(*a, **k))
-    monkeypatch.setenv("MI_FAST_SAMPLE", "precision=bf16")
-    fast_x0 = mixture_samples(TINY, 40, seed=1, progress=False).x0  # the same (cached) model, sampled in bf16
+    bf16_sampling = plain_run.replace(fast_sample="precision=bf16")
+    fast_x0 = mixture_samples(TINY, 40, bf16_sampling, seed=1).x0  # the same (cached) model, sampled in bf16
     assert calls and calls[-1]["precision"] == "bf16" and not torch.equal(fast_x0, plain_x0)
-    monkeypatch.delenv("MI_FAST_SAMPLE")
-    assert torch.equal(mixture_samples(TINY, 40, seed=1, progress=False).x0, plain_x0)  # the plain entry is still there
-    monkeypatch.setenv("MI_FAST_TRAIN", "precision=bf16")
-    fast = mixture_model(TINY, progress=False, checkpoints=None)
+    assert torch.equal(mixture_samples(TINY, 40, plain_run, seed=1).x0, plain_x0)  # the plain entry is still there
+    bf16_training = plain_run.replace(fast_train={"precision": "bf16"})
+    fast = mixture_model(TINY, bf16_training, checkpoints=None)
     assert fast.source == "trained" and fast.origin == "trained:cpu (precision=bf16)" and plain.origin == "trained:cpu"
     assert any(not torch.equal(p, q) for p, q in zip(plain.model.parameters(), fast.model.parameters()))
-    monkeypatch.setenv("MI_RESULTS_DIR", str(tmp_path / "results"))
-    monkeypatch.setenv("MI_FAST_SAMPLE", "compile=0")  # the default: not recorded
-    path = mi.save_results("00_test", {"x": 1.0}, scale="paper", device="cpu", wall_time_s=1.0)
+    recorded = bf16_training.replace(results_dir=tmp_path / "results", fast_sample="compile=0")  # the default: not recorded
+    path = mi.save_results("00_test", {"x": 1.0}, scale="paper", settings=recorded, wall_time_s=1.0)
+    assert path.parent == tmp_path / "results"
     assert json.loads(path.read_text())["paper"]["fast"] == {"train": {"precision": "bf16"}}
-    monkeypatch.delenv("MI_FAST_TRAIN")
-    path = mi.save_results("00_test", {"x": 1.0}, scale="paper", device="cpu", wall_time_s=1.0)
+    path = mi.save_results("00_test", {"x": 1.0}, scale="paper", settings=recorded.replace(fast_train=""), wall_time_s=1.0)
     assert "fast" not in json.loads(path.read_text())["paper"]
 
 
 def test_mixture_models_trains_what_it_can_together(tmp_path, monkeypatch):
-    """With MI_FAST_TRAIN=batch=1, the specs of one network and optimiser (other N, seeds and data) are trained as
+    """With fast_train batch=1, the specs of one network and optimiser (other N, seeds and data) are trained as
     one stacked network and cached under mixture_model's own keys; a spec of another network is trained alone;
     a duplicate is trained once. Each batched model matches its solo training's first losses (train_many's test
     holds the rest), and without batch=1 the call is mixture_model in a loop."""
-    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("MI_FAST_TRAIN", "batch=1")
+    batched = quiet(tmp_path / "cache").replace(fast_train="batch=1")
     calls = []
     real = mi.models.train_many
     monkeypatch.setattr(mi.models, "train_many", lambda models, *a, **k: calls.append(len(models)) or real(models, *a, **k))
     other_n, other_seed = TINY.replace(n_train=80), TINY.replace(data_seed=3, train=mi.TrainConfig(steps=5, batch_size=32, seed=9))
     wider = TINY.replace(model=mi.MLPConfig(width=32, time_dim=16))
-    got = mi.mixture_models([TINY, other_n, other_seed, wider, TINY], progress=False, checkpoints=None)
+    got = mi.mixture_models([TINY, other_n, other_seed, wider, TINY], batched, checkpoints=None)
     assert calls == [3] and [m.source for m in got] == ["trained"] * 5
     assert torch.equal(got[0].model.in_proj.weight, got[4].model.in_proj.weight)
-    again = mixture_model(other_seed, progress=False, checkpoints=None)  # the cache entry mixture_models wrote
+    again = mixture_model(other_seed, batched, checkpoints=None)  # the cache entry mixture_models wrote
     assert calls == [3] and torch.equal(again.model.in_proj.weight, got[2].model.in_proj.weight)
-    monkeypatch.setenv("MI_FAST_TRAIN", "")
-    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path / "solo"))
-    solo = mi.mixture_models([TINY, other_seed], progress=False, checkpoints=None)
+    solo = mi.mixture_models([TINY, other_seed], quiet(tmp_path / "solo"), checkpoints=None)
     assert calls == [3]
     for batched, alone in zip((got[0], got[2]), solo):
         torch.testing.assert_close(batched.losses[:3], alone.losses[:3], rtol=1e-5, atol=0)

@@ -377,12 +377,9 @@ def test_the_short_benchmark_runs_on_a_cpu_and_writes_its_choice(tmp_path):
     assert set(result["chosen"]) == {"MI_FAST_SAMPLE", "MI_FAST_TRAIN"}
     assert (tmp_path / "b.env").read_text().startswith("export MI_FAST_SAMPLE=")
     # what the runner sources must parse as the fast-path variables mi_lib reads
-    from mi_lib.fast import env_fast_options
-    os.environ["MI_FAST_SAMPLE"] = result["chosen"]["MI_FAST_SAMPLE"]
-    try:
-        env_fast_options("sample")
-    finally:
-        del os.environ["MI_FAST_SAMPLE"]
+    from mi_lib.fast import parse_fast_options
+    for kind in ("train", "sample"):
+        parse_fast_options(kind, result["chosen"][f"MI_FAST_{kind.upper()}"])
 
 
 def test_a_window_killed_at_any_point_leaves_only_whole_files_and_the_next_run_goes_on(tmp_path):

@@ -22,6 +22,7 @@ from mi_lib.recursion import (
     true_cell_mass,
 )
 from mi_lib.schedule import ScheduleConfig
+from mi_lib.settings import Settings
 from mi_lib.train import TrainConfig
 from mi_lib.unet import UNetConfig, UNetDenoiser
 
@@ -43,14 +44,18 @@ def data() -> torch.Tensor:
     return MIX.sample(64, torch.Generator().manual_seed(0), stratified=True)[0]
 
 
+_SETTINGS = [Settings(progress=False)]  # the current test's (the autouse fixture below sets it)
+
+
 @pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path / "cache"))
+def cache(tmp_path):
+    """Every run of a test is cached in its own folder."""
+    _SETTINGS[0] = Settings(progress=False, cache_dir=tmp_path / "cache")
     return tmp_path / "cache"
 
 
-def _run(data, config=TINY, **kw):
-    return recursive_training(data, config, mixture=MIX, progress=False, **kw)
+def _run(data, config=TINY, settings=None, **kw):
+    return recursive_training(data, config, settings or _SETTINGS[0], mixture=MIX, **kw)
 
 
 def _same(a, b) -> bool:
@@ -59,8 +64,7 @@ def _same(a, b) -> bool:
 
 def test_same_config_gives_identical_results_bit_for_bit(data, tmp_path, monkeypatch):
     first = _run(data)
-    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path / "other"))  # recompute everything from scratch
-    second = _run(data)
+    second = _run(data, settings=Settings(progress=False, cache_dir=tmp_path / "other"))  # everything from scratch
     assert [g.source for g in second.generations] == ["trained", "trained"]
     for a, b in zip(first.generations, second.generations):
         assert _same(a.candidates, b.candidates) and _same(a.hal, b.hal) and _same(a.kept, b.kept)
@@ -253,7 +257,7 @@ def test_train_0_trains_generation_zero_only(data):
     assert run.generations[0].model_key != plain.generations[0].model_key
     spec = MixtureModelSpec("grid", n_train=64, model=TINY.model, train=TrainConfig(steps=10, batch_size=32), schedule=TINY.schedule)
     with pytest.raises(ValueError, match="train_0"):
-        recursive_training(spec, TINY.replace(train_0=TrainConfig(steps=5)), progress=False)
+        recursive_training(spec, TINY.replace(train_0=TrainConfig(steps=5)), _SETTINGS[0])
     with pytest.raises(TypeError, match="train_0"):
         TINY.replace(train_0={"steps": 5})
 
@@ -279,12 +283,12 @@ def test_with_ema_a_generation_is_its_ema_weights_and_no_resume_file_is_left(dat
 
 def test_generation_zero_from_a_spec_uses_mixture_model(monkeypatch):
     spec = MixtureModelSpec("grid", n_train=64, model=TINY.model, train=TrainConfig(steps=10, batch_size=32), schedule=TINY.schedule)
-    run = recursive_training(spec, TINY.replace(generations=1), progress=False)
+    run = recursive_training(spec, TINY.replace(generations=1), _SETTINGS[0])
     g = run.generations[0]
     assert g.source == "trained" and g.losses.shape == (10,)
     assert g.report is not None and g.report["n"] == TINY.n_keep  # the spec's mixture is measured
     with pytest.raises(ValueError, match="config.model"):
-        recursive_training(spec, TINY.replace(model=MLPConfig(data_dim=2, width=8)), progress=False)
+        recursive_training(spec, TINY.replace(model=MLPConfig(data_dim=2, width=8)), _SETTINGS[0])
 
 
 TINY_UNET = UNetConfig(base_channels=8, channel_mults=(1, 2), blocks_per_level=1, time_dim=16, patch=4)
@@ -293,7 +297,7 @@ TINY_IMAGES = TINY.replace(n_keep=8, oversample=1.5, model=TINY_UNET, train=Trai
 
 def test_images_recurse_through_a_unet_with_the_clamp():
     spec = ImageModelSpec("shapes", n_train=16, model=TINY_UNET, train=TrainConfig(steps=3, batch_size=8), schedule=TINY.schedule)
-    runs = {f: recursive_training(spec, TINY_IMAGES.replace(filter=f), progress=False) for f in ("none", "hal")}
+    runs = {f: recursive_training(spec, TINY_IMAGES.replace(filter=f), _SETTINGS[0]) for f in ("none", "hal")}
     for run in runs.values():
         assert len(run.generations) == 2 and run.generations[0].source == "trained"
         for g in run.generations:
@@ -302,15 +306,15 @@ def test_images_recurse_through_a_unet_with_the_clamp():
             assert float(g.candidates.abs().max()) <= 1.0 + 1e-5  # the clamped x0_hat keeps the last step in range
     assert _same(runs["none"].generations[0].candidates, runs["hal"].generations[0].candidates)  # shared generation 0
     assert not _same(runs["none"].generations[1].candidates, runs["hal"].generations[1].candidates)
-    unclamped = recursive_training(spec, TINY_IMAGES.replace(generations=1, clip_x0=None), progress=False)
+    unclamped = recursive_training(spec, TINY_IMAGES.replace(generations=1, clip_x0=None), _SETTINGS[0])
     assert unclamped.generations[0].samples_key != runs["none"].generations[0].samples_key
     # from a tensor of images, too; a tensor of the wrong shape and mixture measurements on images are clear errors
     images = spec.training_data()
-    assert recursive_training(images, TINY_IMAGES.replace(generations=1), progress=False).generations[0].losses.shape == (3,)
+    assert recursive_training(images, TINY_IMAGES.replace(generations=1), _SETTINGS[0]).generations[0].losses.shape == (3,)
     with pytest.raises(ValueError, match=r"shape \(N, 1, 64, 64\)"):
-        recursive_training(images[:, :, :32], TINY_IMAGES, progress=False)
+        recursive_training(images[:, :, :32], TINY_IMAGES, _SETTINGS[0])
     with pytest.raises(ValueError, match="vector samples"):
-        recursive_training(images, TINY_IMAGES, mixture=MIX, progress=False)
+        recursive_training(images, TINY_IMAGES, _SETTINGS[0], mixture=MIX)
 
 
 @pytest.mark.parametrize(
@@ -334,9 +338,9 @@ def test_bad_config_gives_one_clear_error(changes, message):
 
 def test_bad_inputs(data):
     with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
-        recursive_training(data[:, :1], TINY, progress=False)
+        recursive_training(data[:, :1], TINY, _SETTINGS[0])
     with pytest.raises(TypeError, match="RecursionConfig"):
-        recursive_training(data, {"generations": 2}, progress=False)
+        recursive_training(data, {"generations": 2}, _SETTINGS[0])
     with pytest.raises(TypeError, match="an MLPConfig or a UNetConfig"):
         TINY.replace(model={"width": 16})
     with pytest.raises(ValueError, match="n_keep must be in"):
@@ -381,21 +385,16 @@ def test_true_cell_mass_is_exact_and_matches_the_truth_on_samples():
         true_cell_mass(GaussianMixture([[0.0], [1.0]], 0.2))
 
 
-def test_env_fast_paths_give_other_models_and_candidates_under_other_keys(data, monkeypatch):
-    """$MI_FAST_TRAIN / $MI_FAST_SAMPLE (mi_lib.fast.env_fast_options) reach the recursion's trainings and
-    sampling runs, and their cache keys: a bf16 run never returns the float32 run's entries, nor overwrites them."""
-    monkeypatch.delenv("MI_FAST_TRAIN", raising=False)
-    monkeypatch.delenv("MI_FAST_SAMPLE", raising=False)
+def test_fast_paths_give_other_models_and_candidates_under_other_keys(data):
+    """The settings' fast paths (mi_lib.fast) reach the recursion's trainings and sampling runs, and their cache
+    keys: a bf16 run never returns the float32 run's entries, nor overwrites them."""
     plain = _run(data).generations
-    monkeypatch.setenv("MI_FAST_SAMPLE", "precision=bf16")
-    fast_sampling = _run(data).generations
+    bf16_sampling = _SETTINGS[0].replace(fast_sample="precision=bf16")
+    fast_sampling = _run(data, settings=bf16_sampling).generations
     assert fast_sampling[0].model_key == plain[0].model_key and fast_sampling[0].samples_key != plain[0].samples_key
     assert not _same(fast_sampling[0].candidates, plain[0].candidates)
-    monkeypatch.setenv("MI_FAST_TRAIN", "precision=bf16")
-    fast = _run(data).generations
+    fast = _run(data, settings=bf16_sampling.replace(fast_train="precision=bf16")).generations
     assert fast[1].model_key != fast_sampling[1].model_key and fast[1].source == "trained"
-    monkeypatch.delenv("MI_FAST_TRAIN")
-    monkeypatch.delenv("MI_FAST_SAMPLE")
     again = _run(data).generations
     assert all(g.source == "cached" and g.samples_cached for g in again[1:]) and _same(again[-1].candidates, plain[-1].candidates)
 

@@ -50,3 +50,17 @@ def test_a_switch_that_is_neither_on_nor_off_is_one_clear_error(monkeypatch):
     assert environment.progress() is True
     monkeypatch.setenv("MI_STATIC_WIDGETS", "yes")
     assert environment.static_widgets() is True
+
+
+def test_the_library_takes_its_settings_as_arguments():
+    """Settings.from_environment is called at the boundary (the chapters' setup cells, the scripts), never inside
+    mi_lib; the modules that ask mi_lib.environment anything are the few that describe the process, not a run."""
+    import re
+    from pathlib import Path
+
+    package = Path(mi.__file__).parent
+    texts = {str(p.relative_to(package)): p.read_text() for p in package.rglob("*.py")}
+    assert [name for name, text in texts.items() if "from_environment(" in text] == ["settings.py"]
+    askers = sorted(name for name, text in texts.items()
+                    if re.search(r"^from \.+ import .*\benvironment\b|^from \.+environment import", text, re.M))
+    assert askers == ["cache.py", "fast.py", "fused.py", "runtime.py", "settings.py"], askers

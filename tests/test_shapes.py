@@ -136,7 +136,7 @@ def test_presence_frequency_matches_p(p):
 
 
 def test_model_range_round_trip(real):
-    y = real.to_model_range()
+    y = to_model_range(real.images)
     assert torch.equal(y.unique(), torch.tensor([-1.0, 1.0]))
     assert torch.equal(from_model_range(y), real.images)
     assert torch.equal(to_model_range(torch.tensor([0.0, 0.5, 1.0])), torch.tensor([-1.0, 0.0, 1.0]))

@@ -280,11 +280,10 @@ def test_a_diverging_training_stops_naming_the_step():
 
 
 def test_a_diverged_model_is_not_cached(tmp_path, monkeypatch):
-    monkeypatch.setenv("MI_CACHE_DIR", str(tmp_path))
     spec = mi.MixtureModelSpec("1d", n_train=64, sigma=1e30, model=MLPConfig(width=16, time_dim=16),
                                train=TrainConfig(steps=3, batch_size=32), schedule=ScheduleConfig("linear", 20, 1e-3, 0.2))
     with pytest.raises(mi.NonFiniteLoss):
-        mi.mixture_model(spec, progress=False, checkpoints=None)
+        mi.mixture_model(spec, mi.Settings(progress=False, cache_dir=tmp_path), checkpoints=None)
     assert not list(tmp_path.glob("*.pt"))
 
 

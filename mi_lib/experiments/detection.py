@@ -31,6 +31,7 @@ from ..results import say
 from ..sampling import SampleResult
 from ..schedule import OFFICIAL, STANDARD, NoiseSchedule
 from ..train import TrainConfig
+from ..settings import Settings
 
 __all__ = [
     "SCALES", "IMAGE_NAMES", "Setup", "Measured", "setup", "mixture_specs", "sample_mixtures", "measure_mixtures",
@@ -136,23 +137,23 @@ def record_up_to(spec: MixtureModelSpec, window: tuple[int, int]) -> int:
     return max(300 if spec.schedule == STANDARD else 100, window[1] + 1)
 
 
-def sample_mixtures(s: Setup, specs: Mapping[str, MixtureModelSpec], device: torch.device | str) -> dict[str, tuple[SampleResult, SampleResult]]:
+def sample_mixtures(s: Setup, specs: Mapping[str, MixtureModelSpec], settings: Settings) -> dict[str, tuple[SampleResult, SampleResult]]:
     """Each model's test (seed) and calibration (seed + 1) batches, recording the last steps (cached on disk)."""
     out = {}
     for name, spec in specs.items():
         steps = range(record_up_to(spec, s.window))
-        out[name] = tuple(mixture_samples(spec, n, seed=seed, device=device, record_steps=steps)
+        out[name] = tuple(mixture_samples(spec, n, settings, seed=seed, record_steps=steps)
                           for n, seed in ((s.n_samples, s.seed), (s.n_calibration, s.seed + 1)))
     return out
 
 
 def measure_mixtures(s: Setup, specs: Mapping[str, MixtureModelSpec], samples: Mapping[str, tuple[SampleResult, SampleResult]],
-                     device: torch.device | str) -> dict[str, Measured]:
+                     settings: Settings) -> dict[str, Measured]:
     """Label both batches of each model (farther than k sigma from every mode) and score them. Raises if a batch
     holds one kind only."""
     runs = {}
     for name, spec in specs.items():
-        model, schedule = mixture_model(spec, device=device).model, NoiseSchedule(spec.schedule)
+        model, schedule = mixture_model(spec, settings).model, NoiseSchedule(spec.schedule)
         batches = samples[name]
         labels = [out_of_support(b.x0, spec.mixture(), s.k) for b in batches]
         scores = [det.detection_scores(model, b.records, schedule, s.window, seed=s.seed) for b in batches]
@@ -185,7 +186,7 @@ def matched_window_end(schedule: NoiseSchedule, window: tuple[int, int]) -> int:
     return max(window[0] + 1, int((schedule.alpha_bar_64 >= official).nonzero().max()))
 
 
-def measure_images(s: Setup, device: torch.device | str) -> dict[str, Measured]:
+def measure_images(s: Setup, settings: Settings) -> dict[str, Measured]:
     """Chapter 5's image models: one batch of ``n_images`` each (the same cached batch as chapter 5's at CI scale),
     recording the last steps the windows below need; labelled by the counters. A model with fewer than
     :data:`MIN_PER_CLASS` images of one kind in either half gets no scores (said in the output)."""
@@ -194,8 +195,8 @@ def measure_images(s: Setup, device: torch.device | str) -> dict[str, Measured]:
     up_to = max(20, s.window[1] + 1, *(matched_window_end(sch, s.window) + 1 for sch in schedules.values()))
     runs = {}
     for dataset, name in IMAGE_NAMES.items():
-        model = image_model(specs[dataset], device=device).model
-        batch = image_samples(specs[dataset], s.n_images, seed=s.seed, device=device, chunk_size=512, hal_window=s.window,
+        model = image_model(specs[dataset], settings).model
+        batch = image_samples(specs[dataset], s.n_images, settings, seed=s.seed, chunk_size=512, hal_window=s.window,
                               record_steps=range(up_to))
         runs[dataset] = Measured(name, schedules[dataset], batch, image_labels(dataset, batch.x0), model=model)
     return runs

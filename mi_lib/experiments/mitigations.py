@@ -47,13 +47,14 @@ from ..data import GaussianMixture
 from ..metrics import DEFAULT_K, out_of_support, wilson_interval
 from ..models import MixtureModelSpec, mixture_model
 from ..nets import MLPConfig, shared_timestep
-from ..params import choice_parameter, number_parameter, sequence_parameter
+from ..params import choice_parameter, number_parameter, positive_int, sequence_parameter
 from ..results import say
 from ..recursion import mixture_report
 from ..runtime import progress_bar
 from ..sampling import sample, timesteps
 from ..schedule import OFFICIAL, NoiseSchedule
 from ..train import TrainConfig, loss_terms
+from ..settings import Settings
 
 __all__ = [
     "Method",
@@ -127,9 +128,7 @@ class SharpenedDenoiser:
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if alpha < 0 or delta <= 0:
             raise ValueError(f"need alpha >= 0 and delta > 0, got alpha={alpha!r}, delta={delta!r}")
-        if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
-            raise ValueError(f"probes must be a positive int, got {probes!r}")
-        self.model, self.alpha, self.delta, self.probes, self.seed = model, float(alpha), float(delta), probes, seed
+        self.model, self.alpha, self.delta, self.probes, self.seed = model, float(alpha), float(delta), positive_int(probes, "probes"), seed
         self.t_max = t_max
         self.sample_shape = getattr(model, "sample_shape", None)
         params = list(model.parameters()) if isinstance(model, nn.Module) else []
@@ -343,13 +342,12 @@ def vsm_spec(base: MixtureModelSpec, rho: float) -> MixtureModelSpec:
 
 
 @torch.no_grad()
-def vsm_terms(scale: Scale, *, n: int = 20_000, seed: int = 0, device: torch.device | str = "cpu",
-              progress: bool = True) -> list[dict[str, Any]]:
+def vsm_terms(scale: Scale, *, n: int = 20_000, seed: int = 0, settings: Settings = Settings()) -> list[dict[str, Any]]:
     """What VSM's penalty weighs in each model of the rho sweep: the loss terms of :func:`mi_lib.train.loss_terms`
     averaged over ``n`` training draws (x_0 from the training set, t uniform, eps normal; ``seed``): ``mse``, ``vb``
     and ``penalty`` = mean(rho / sqrt(1 - alpha_bar_t) * smooth), its share of the loss, and where the learned
     variance sits between beta tilde (0) and beta (1) at t < 50 and over all t (``frac_low_t``, ``frac``)."""
-    base = scale.specs["1d"]
+    base, device = scale.specs["1d"], settings.device
     schedule = NoiseSchedule(base.schedule).to(device)
     g = torch.Generator().manual_seed(seed)
     data = base.training_data()
@@ -358,7 +356,7 @@ def vsm_terms(scale: Scale, *, n: int = 20_000, seed: int = 0, device: torch.dev
     eps = torch.randn(x0.shape, generator=g).to(device)
     rows = []
     for rho in scale.vsm_rhos:
-        model = mixture_model(vsm_spec(base, rho), device=device, progress=progress).model
+        model = mixture_model(vsm_spec(base, rho), settings).model
         terms = loss_terms(model, schedule, x0, t, eps, rho)
         v = model(schedule.q_sample(x0, t, eps), t).chunk(2, dim=1)[1].squeeze(1)
         frac = ((v + 1) / 2).cpu()
@@ -393,13 +391,12 @@ def _run_source() -> str:
     return hashlib.sha256("".join([*code, repr(DDIM_START_ALPHA_BAR)]).encode()).hexdigest()[:16]
 
 
-def run_method(method: Method, n: int, *, seed: int = 0, device: torch.device | str = "cpu", k: float = DEFAULT_K,
-               progress: bool = True) -> dict[str, Any]:
+def run_method(method: Method, n: int, *, seed: int = 0, settings: Settings = Settings(), k: float = DEFAULT_K) -> dict[str, Any]:
     """Sample ``n`` points with ``method`` (one chunk, ``seed``) and :func:`measure` them; cached on disk
     (the key holds the method, the model's origin, this module's source and the library's)."""
-    trained = mixture_model(method.spec, device=device, progress=progress)
+    trained = mixture_model(method.spec, settings)
     config = {"method": method, "origin": trained.origin, "n": n, "seed": seed, "k": k,
-              "device": torch.device(device).type, "module": _run_source()}
+              "device": settings.device.type, "module": _run_source()}
 
     def compute() -> dict[str, Any]:
         model: Denoiser = trained.model
@@ -413,18 +410,18 @@ def run_method(method: Method, n: int, *, seed: int = 0, device: torch.device | 
                         seed=seed, hal_window=method.hal_window(), progress=False)
         return {"x0": result.x0, **measure(result.x0, result.hal, method.spec.mixture(), k)}
 
-    return cached("mitigation-run", config, compute)
+    return cached("mitigation-run", config, compute, root=settings.cache_dir)
 
 
 def scoreboard(scale: Scale, datasets: Sequence[str] = ("grid", "1d"), *, seed: int = 0,
-               device: torch.device | str = "cpu", k: float = DEFAULT_K, progress: bool = True) -> list[dict[str, Any]]:
+               settings: Settings = Settings(), k: float = DEFAULT_K) -> list[dict[str, Any]]:
     """One row per (data set, method) of ``scale``: the method's settings, its network evaluations per sample
     and :func:`measure`'s columns, all on the same ``seed`` (so every method starts from the same x_T)."""
     jobs = [(ds, m) for ds in datasets for m in methods(scale, ds)]
     rows = []
-    with progress_bar(total=sum(m.nfe() for _, m in jobs), desc="scoreboard", disable=not progress) as bar:
+    with progress_bar(total=sum(m.nfe() for _, m in jobs), desc="scoreboard", disable=not settings.progress) as bar:
         for dataset, method in jobs:
-            run = run_method(method, scale.n_samples[dataset], seed=seed, device=device, k=k, progress=progress)
+            run = run_method(method, scale.n_samples[dataset], seed=seed, settings=settings, k=k)
             rows.append({"dataset": dataset, "method": method.name, "family": method.family, "nfe": method.nfe(),
                          **{c: v for c, v in run.items() if c != "x0"}, "x0": run["x0"]})
             bar.update(method.nfe())

@@ -31,6 +31,7 @@ from ..schedule import OFFICIAL, STANDARD
 from ..shapes import from_model_range, to_model_range
 from ..train import TrainConfig
 from ..unet import UNetConfig
+from ..settings import Settings
 
 __all__ = ["DIGIT_RUNS", "Setup", "Digits", "Measures", "setup", "load", "run", "measure", "print_measures",
            "plot_fid_and_classes", "digit_mosaic", "print_seed_sweep", "claimed_numbers"]
@@ -136,9 +137,9 @@ def load(s: Setup) -> Digits:
     return Digits(source, images, labels, train_idx, test_idx, classifier, accuracy, reference, data)
 
 
-def run(s: Setup, d: Digits, device: torch.device | str) -> dict[tuple[int, str], RecursionResult]:
+def run(s: Setup, d: Digits, settings: Settings) -> dict[tuple[int, str], RecursionResult]:
     """One recursion per (seed, filter), cached."""
-    return {(seed, f): recursive_training(d.data, s.config.replace(seed=seed, filter=f), device=device, chunk_size=4_096)
+    return {(seed, f): recursive_training(d.data, s.config.replace(seed=seed, filter=f), settings, chunk_size=4_096)
             for seed in s.seeds for f in s.filters}
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
@@ -25,6 +24,7 @@ from ..plotting import FILTER_COLORS, FILTER_LABELS
 from ..recursion import FILTERS, RecursionConfig, RecursionResult, recursive_training
 from ..results import say
 from ..train import TrainConfig
+from ..settings import Settings
 
 __all__ = ["SCALES", "Setup", "setup", "run", "shapes_report", "measure", "print_rows", "plot_runs",
            "claimed_numbers"]
@@ -77,9 +77,9 @@ def setup(scale: str, seed: int, filters: Sequence[str] | str, shapes_generation
     return Setup(scale, seed, filters, shapes_generations or size["generations"], shapes_n_keep or size["n_keep"])
 
 
-def run(s: Setup, device: torch.device | str) -> dict[str, RecursionResult]:
+def run(s: Setup, settings: Settings) -> dict[str, RecursionResult]:
     """One recursion per filter, on the same seeds."""
-    return {f: recursive_training(s.spec, s.config.replace(filter=f), device=device, chunk_size=512) for f in s.filters}
+    return {f: recursive_training(s.spec, s.config.replace(filter=f), settings, chunk_size=512) for f in s.filters}
 
 
 def shapes_report(x: Tensor) -> dict[str, float]:

@@ -29,6 +29,7 @@ from ..params import choice_parameter, number_parameter, sequence_parameter
 from ..results import say
 from ..recursion import FILTERS, RECURSION_PRESETS, RecursionConfig, RecursionResult, mixture_report, recursive_training
 from ..train import TrainConfig
+from ..settings import Settings
 
 __all__ = ["SCALES", "Setup", "setup", "run_filters", "real_report", "generation_table", "plot_measures",
            "scatter_generation", "print_seed_sweep", "claimed_numbers", "keep_ratio_summary", "plot_keep_ratio_sweeps"]
@@ -93,9 +94,9 @@ def describe(s: Setup) -> None:
         f"{c.train.batch_size:,}, lr {c.train.lr:g}; Hal over t = {c.hal_window[1]}..{c.hal_window[0]}; k = {s.k:g}")
 
 
-def run_filters(s: Setup, device: torch.device | str) -> dict[str, RecursionResult]:
+def run_filters(s: Setup, settings: Settings) -> dict[str, RecursionResult]:
     """One recursion per filter, on the same seeds (cached); prints where each generation came from and its cost."""
-    runs = {f: recursive_training(s.spec, s.config.replace(filter=f), device=device, k=s.k) for f in s.filters}
+    runs = {f: recursive_training(s.spec, s.config.replace(filter=f), settings, k=s.k) for f in s.filters}
     for f, run in runs.items():
         say(f"{f:>6}: " + ", ".join(
             f"gen {g.generation}: " + (f"shipped (trained in {g.train_wall_time_s:.0f} s when made)" if g.source == "shipped"

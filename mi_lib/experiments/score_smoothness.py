@@ -32,6 +32,7 @@ from ..results import say
 from ..sampling import sample
 from ..schedule import NoiseSchedule
 from ..train import TrainConfig
+from ..settings import Settings
 
 __all__ = ["SCALES", "SLOPE_TIMES", "Setup", "setup", "Scores", "plot_scores", "error_map", "max_slopes",
            "print_slopes", "exact_score_samples", "GapMasses", "gap_masses", "plot_gap_masses", "print_gap_masses",
@@ -165,15 +166,15 @@ def print_slopes(slopes: Mapping[str, Sequence[float]], times: Sequence[int] = S
 
 
 # ---------------------------------------------------------------------------------------- the control
-def exact_score_samples(s: Setup, mixture: GaussianMixture, h: float, device: torch.device) -> Tensor:
+def exact_score_samples(s: Setup, mixture: GaussianMixture, h: float, settings: Settings) -> Tensor:
     """``s.n_samples`` samples (cached) from the exact score smoothed by width h (0: the exact score), through
     the same sampler, seed and sample count as the learned model's run."""
     schedule = NoiseSchedule(s.spec.schedule)
     key = {"means": s.means, "sigma": s.sigma, "schedule": s.spec.schedule, "h": h, "n": s.n_samples,
-           "seed": s.seed, "device": device.type}
-    denoiser = ExactDenoiser(mixture, schedule, smoothing=h, device=device)
-    return cached("exact-score-samples", key,
-                  lambda: sample(denoiser, schedule, s.n_samples, seed=s.seed, chunk_size=1_000_000).x0)
+           "seed": s.seed, "device": settings.device.type}
+    denoiser = ExactDenoiser(mixture, schedule, smoothing=h, device=settings.device)
+    draw = lambda: sample(denoiser, schedule, s.n_samples, seed=s.seed, chunk_size=1_000_000, progress=settings.progress).x0  # noqa: E731
+    return cached("exact-score-samples", key, draw, root=settings.cache_dir)
 
 
 @dataclass(frozen=True)
@@ -245,14 +246,14 @@ class MatchedReading:
 
 
 def matched_reading(s: Setup, mixture: GaussianMixture, g: GapMasses, learned_x: Tensor,
-                    smoothed_x: Mapping[float, Tensor], device: torch.device) -> MatchedReading:
+                    smoothed_x: Mapping[float, Tensor], settings: Settings) -> MatchedReading:
     """The matching width h*, a run of the exact score smoothed by it, and where each run's gap samples lie (near
     the midpoints or near the modes) and how wide its modes are, printed as a table."""
     effective_h = matching_width(list(g.smoothed), list(g.smoothed.values()), g.learned)
     print(f"the learned score behaves like the exact score smoothed by h ≈ {fmt(effective_h)}")
     h_star = round(effective_h, 3)
     matched_name = f"exact score smoothed by h* = {h_star:g}"
-    matched_x = exact_score_samples(s, mixture, h_star, device) if h_star > 0 else None
+    matched_x = exact_score_samples(s, mixture, h_star, settings) if h_star > 0 else None
     runs = {"learned score": learned_x, matched_name: matched_x, "exact score (h = 0)": smoothed_x.get(0.0)}
     runs = {name: x for name, x in runs.items() if x is not None}
     gap_length = float(gap_lengths(mixture, s.k).mean())
