@@ -319,7 +319,7 @@ def main() -> None:
         "unet_steps": unet_steps,
         "unet_samples": unet_n,
         "compiled_variants": compile_on,
-        "commit": mi.results._git_commit(),
+        "commit": mi.results.git_commit(),
     }
     print(f"device: {info['device']}  torch {info['torch']}  {info['date']}{'  (--short)' if args.short else ''}")
     official, official_where = dict(OFFICIAL_H100), "H100, shared/REFERENCE.md"

@@ -1,17 +1,28 @@
 """mi_lib: the small library behind *Mode Interpolation*, an executable account of how diffusion models
 hallucinate (Aithal, Maini, Lipton, Kolter, NeurIPS 2024).
 
-Modules, one idea each: ``schedule`` (forward process), ``nets`` (the MLP denoiser), ``unet`` (the image
-denoiser), ``exact`` (denoisers from the true score), ``data`` (Gaussian mixtures with closed-form noised
-scores), ``shapes`` and ``hands`` (image data sets with rule-based counters), ``train``, ``models`` (shipped or
-trained models), ``sampling`` (one reverse loop), ``noise`` (per-sample counter-based Gaussian noise),
-``fast`` (precision / compile fast paths), ``metrics`` (labels, gaps, Hal), ``detection`` (scoring samples
-and judging the scores), ``recursion`` (recursive training with filters), ``cache``, ``results``,
-``runtime`` (device, seeds, progress, widgets), ``settings`` (how mi_lib's own runs go: device, fast paths, cache
-folder, progress; passed down, never read from the environment on the way), ``environment`` (the one module that
-reads environment variables, and the list of them), ``plotting``, ``digits`` (real 8x8 digits, a digit classifier and
-Frechet distance for chapter 7; imported on demand: ``from mi_lib import digits``). ``experiments``: one module
-per chapter with its experiment code and scales (``from mi_lib.experiments import mitigations``, chapter 8).
+Modules, one idea each, in layers listed lowest first (a module imports only from its own layer and those
+listed before it; ``tests/test_repo.py`` holds the list and checks it):
+
+- **foundation**: ``environment`` (the one module that reads environment variables, and the list of them),
+  ``params`` (argument checks), ``runtime`` (device, seeds, progress, widgets), ``noise`` (per-sample
+  counter-based Gaussian noise), ``cache`` (results keyed by their config and the code that computes them),
+  ``fast`` (precision / compile fast paths), ``settings`` (how mi_lib's own runs go: device, fast paths, cache
+  folder, progress; passed down as an argument, never read from the environment on the way);
+- **data sets**: ``data`` (Gaussian mixtures with closed-form noised scores), ``shapes`` and ``hands`` (image
+  data sets with rule-based counters), ``digits`` (real 8x8 digits, a classifier and Frechet distance for
+  chapter 7; imported on demand: ``from mi_lib import digits``);
+- **diffusion core**: ``schedule`` (forward process), ``nets`` (the MLP denoiser), ``unet`` (the image denoiser),
+  ``fused`` (the MLP's fused sampling loop), ``sampling`` (one reverse loop, and Hal as it samples), ``train``,
+  ``exact`` (denoisers from the true score);
+- **measurements**: ``metrics`` (labels, gaps, segments, intervals), ``detection`` (scoring samples and judging
+  the scores);
+- **trained models**: ``models`` (shipped, cached or trained models through one fit-or-load path);
+- **recursion**: ``recursion`` (recursive training with filters);
+- **presentation**: ``plotting``, ``results``.
+
+On top: ``experiments``, one module per chapter with its experiment code and scales (``from mi_lib.experiments
+import mitigations``, chapter 8); nothing below imports it.
 """
 
 from . import detection, hands, shapes
@@ -22,7 +33,6 @@ from .metrics import (
     DEFAULT_K,
     DensityRatio,
     ModeSegments,
-    WindowVariance,
     density_ratio,
     gap_lengths,
     gap_mass,
@@ -41,7 +51,7 @@ from .recursion import RECURSION_PRESETS, RecursionConfig, RecursionResult, mixt
 from .results import Stopwatch, print_results, save_results, say
 from .runtime import default_device, describe_device, interact, progress_bar, require_cuda, seed_everything
 from .settings import Settings
-from .sampling import ReverseStep, SampleResult, reverse_process, sample, timesteps
+from .sampling import ReverseStep, SampleResult, WindowVariance, reverse_process, sample, timesteps
 from .sampling import initial_noise
 from . import noise
 from .fast import PRECISIONS, FastDenoiser

@@ -1,24 +1,28 @@
 """On-disk cache for trained models and expensive results, keyed by a hash of their full configuration.
 
-The key hashes the configuration (dataclasses, dicts, numbers, strings, tensors) *and* the source code of
-``mi_lib``'s computing modules (:func:`code_fingerprint`), so a changed config or a changed library never returns a stale entry; the stored config is also
-compared on load. Entries are written atomically (temporary file + rename) and always loaded onto the CPU,
-so the same entry serves CPU and GPU sessions; move what you load with ``.to(device)``. Whatever
-``compute`` depends on (data seed, sizes, device-independent settings) must be in ``config``.
+The key hashes the configuration (dataclasses, dicts, numbers, strings, tensors) *and* the source of the code
+that computes the value: the modules its caller names (``code``) and every ``mi_lib`` module they import,
+directly or not (:func:`code_modules`, :func:`code_fingerprint`). So a changed config, trainer, network or
+sampler never returns a stale entry, while editing a figure helper or a chapter's module retrains nothing. The
+stored config is also compared on load. Entries are written atomically (temporary file + rename) and always
+loaded onto the CPU, so the same entry serves CPU and GPU sessions; move what you load with ``.to(device)``.
+Whatever ``compute`` depends on (data seed, sizes, device-independent settings) must be in ``config``.
 
 Every entry lives in the folder its caller names (``root``: a :class:`mi_lib.Settings`' ``cache_dir``).
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
 import hashlib
 import io
 import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,7 +30,7 @@ import torch
 
 from .environment import CPU_NUMERICS_VARS, cpu_numerics
 
-__all__ = ["CPU_NUMERICS_VARS", "KEY_OMITS_DEFAULT", "PRESENTATION", "config_key", "cache_path", "cached", "code_fingerprint", "cpu_numerics", "partial_path"]
+__all__ = ["CPU_NUMERICS_VARS", "KEY_OMITS_DEFAULT", "PRESENTATION", "config_key", "cache_path", "cached", "code_fingerprint", "code_modules", "cpu_numerics", "partial_path"]
 
 T = TypeVar("T")
 
@@ -35,16 +39,16 @@ T = TypeVar("T")
 KEY_OMITS_DEFAULT = {"key": "omit_default"}
 
 
-def _canonical(obj: Any) -> Any:
+def canonical(obj: Any) -> Any:
     """A JSON-able, order-independent form of a configuration."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         fields = [f for f in dataclasses.fields(obj)
                   if not (f.metadata.get("key") == "omit_default" and getattr(obj, f.name) == f.default)]
-        return {"__type__": type(obj).__name__, **{f.name: _canonical(getattr(obj, f.name)) for f in fields}}
+        return {"__type__": type(obj).__name__, **{f.name: canonical(getattr(obj, f.name)) for f in fields}}
     if isinstance(obj, dict):
-        return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+        return {str(k): canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
     if isinstance(obj, (list, tuple)):
-        return [_canonical(v) for v in obj]
+        return [canonical(v) for v in obj]
     if isinstance(obj, torch.Tensor):
         return {"__tensor__": hashlib.sha256(obj.detach().cpu().contiguous().numpy().tobytes()).hexdigest(), "shape": list(obj.shape), "dtype": str(obj.dtype)}
     if isinstance(obj, float):
@@ -54,63 +58,98 @@ def _canonical(obj: Any) -> Any:
     raise TypeError(f"cannot hash a config value of type {type(obj).__name__}: {obj!r}")
 
 
-#: Modules that change no computed result -- figures, the results files, the chapters' parameter checks -- and
-#: are left out of :func:`code_fingerprint`: editing them recomputes nothing. (``mi_lib/experiments``, the
-#: chapters' modules, is not hashed either; chapter 8's runs hash the code that computes them.)
+#: Modules that change no computed result -- figures, the results files, the chapters' parameter checks, the
+#: environment's parser -- and are left out of :func:`code_fingerprint` even where imported: editing them
+#: recomputes nothing.
 PRESENTATION = frozenset({"plotting.py", "results.py", "params.py", "environment.py"})
 
+#: What ``code`` means for a caller that names none: every module of the package (the safe default).
+Code = str | Sequence[str] | None
 
-def code_fingerprint(package: Path | str | None = None) -> str:
-    """SHA-256 of the source of the library's computing modules (``mi_lib/*.py`` less :data:`PRESENTATION`): a
-    change to any of them -- the trainer, the networks, the sampler, the data -- invalidates the cache."""
-    h = hashlib.sha256()
-    for path in sorted(Path(package or Path(__file__).parent).glob("*.py")):
-        if path.name in PRESENTATION:
+
+@functools.lru_cache(maxsize=None)
+def _imports(path: Path, mtime_ns: int) -> frozenset[str]:
+    """The sibling modules ``path`` imports relatively (``from .x import y``, ``from . import x``), anywhere in it
+    (a function's lazy import too); cached per file version."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names.update([node.module.split(".")[0]] if node.module else [alias.name for alias in node.names])
+    return frozenset(f"{name}.py" for name in names)
+
+
+def code_modules(code: Code = None, package: Path | str | None = None) -> tuple[str, ...]:
+    """The modules whose source a value computed by ``code`` depends on: the named modules of ``package``
+    (default ``mi_lib``; e.g. ``"models.py"`` or ``("recursion.py", "detection.py")``) and every module they
+    import, directly or not, less :data:`PRESENTATION`. ``None``: every module of the package."""
+    folder = Path(package or Path(__file__).parent)
+    if code is None:
+        return tuple(sorted(p.name for p in folder.glob("*.py") if p.name not in PRESENTATION))
+    todo = [code] if isinstance(code, str) else list(code)
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
             continue
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
+        path = folder / name
+        if not path.is_file():
+            raise ValueError(f"code names {name!r}, which is not a module of {folder}")
+        seen.add(name)
+        todo.extend(n for n in _imports(path, path.stat().st_mtime_ns) if (folder / n).is_file())
+    return tuple(sorted(seen - PRESENTATION))
+
+
+def code_fingerprint(package: Path | str | None = None, code: Code = None) -> str:
+    """SHA-256 of the source of :func:`code_modules` (``code``, ``package``): a change to any of them -- the
+    trainer, the networks, the sampler, the data -- invalidates the entries they compute."""
+    folder = Path(package or Path(__file__).parent)
+    h = hashlib.sha256()
+    for name in code_modules(code, folder):
+        h.update(name.encode())
+        h.update((folder / name).read_bytes())
     return h.hexdigest()
 
 
-def config_key(name: str, config: Any) -> str:
-    """The cache key of ``config`` under ``name``: ``name-<16 hex digits>``. It also holds the library's source
-    (:func:`code_fingerprint`) and the CPU kernel settings (:func:`cpu_numerics`) where any is set."""
+def config_key(name: str, config: Any, *, code: Code = None) -> str:
+    """The cache key of ``config`` under ``name``: ``name-<16 hex digits>``. It also holds the source of the code
+    that computes the value (:func:`code_fingerprint` of ``code``) and the CPU kernel settings
+    (:func:`cpu_numerics`) where any is set."""
     numerics = cpu_numerics()
-    payload = json.dumps({"name": name, "config": _canonical(config), "code": code_fingerprint(),
+    payload = json.dumps({"name": name, "config": canonical(config), "code": code_fingerprint(code=code),
                           **({"cpu_numerics": numerics} if numerics else {})}, sort_keys=True)
     return f"{name}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
 
 
-def cached(name: str, config: Any, compute: Callable[[], T], *, root: Path | str, refresh: bool = False) -> T:
+def cached(name: str, config: Any, compute: Callable[[], T], *, root: Path | str, code: Code = None, refresh: bool = False) -> T:
     """Return ``compute()``'s value for ``config``, computing and storing it in the folder ``root`` on a miss.
 
-    The value must be torch-serialisable (tensors, state dicts, numbers, lists, dicts). ``refresh=True``
-    recomputes and overwrites."""
+    ``code``: the modules that compute it (:func:`code_modules`; None: all of ``mi_lib``). The value must be
+    torch-serialisable (tensors, state dicts, numbers, lists, dicts). ``refresh=True`` recomputes and overwrites."""
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"cache name must be a plain non-empty file name, got {name!r}")
     folder = Path(root)
-    key = config_key(name, config)
+    key = config_key(name, config, code=code)
     path = folder / f"{key}.pt"
-    expected = json.dumps(_canonical(config), sort_keys=True)
+    fingerprint = code_fingerprint(code=code)
+    expected = json.dumps(canonical(config), sort_keys=True)
     if path.exists() and not refresh:
         entry = load_or_warn(path, "cache entry")
-        if entry is not None and entry.get("config") == expected and entry.get("code") == code_fingerprint():
+        if entry is not None and entry.get("config") == expected and entry.get("code") == fingerprint:
             return entry["value"]
     value = compute()
     buffer = io.BytesIO()
-    torch.save({"config": expected, "code": code_fingerprint(), "value": value}, buffer)
+    torch.save({"config": expected, "code": fingerprint, "value": value}, buffer)
     try:  # refuse to store what a later hit could not load
         entry = torch.load(io.BytesIO(buffer.getvalue()), map_location="cpu", weights_only=True)
     except Exception as err:
         raise TypeError(f"cached values must be tensors, numbers, strings, lists or dicts of them: {err}") from err
-    _store(path, key, buffer.getvalue())
+    write_atomic(path, key, buffer.getvalue())
     return entry["value"]  # what a later hit returns (CPU tensors), so a hit and a miss behave the same
 
 
-def cache_path(name: str, config: Any, *, root: Path | str) -> Path:
-    """The file :func:`cached` keeps the entry (``name``, ``config``) in (it may not exist yet)."""
-    folder = Path(root)
-    return folder / f"{config_key(name, config)}.pt"
+def cache_path(name: str, config: Any, *, root: Path | str, code: Code = None) -> Path:
+    """The file :func:`cached` keeps the entry (``name``, ``config``, ``code``) in (it may not exist yet)."""
+    return Path(root) / f"{config_key(name, config, code=code)}.pt"
 
 
 def load_or_warn(path: Path, what: str) -> Any:
@@ -124,15 +163,15 @@ def load_or_warn(path: Path, what: str) -> Any:
         return None
 
 
-def partial_path(name: str, config: Any, *, root: Path | str) -> Path:
+def partial_path(name: str, config: Any, *, root: Path | str, code: Code = None) -> Path:
     """Where a long computation of :func:`cached`'s entry (``name``, ``config``) keeps its resumable progress
     (e.g. :func:`mi_lib.train.train`'s ``resume`` file): ``<key>.partial.pt`` beside the entry. The key is the
-    entry's, so a changed config or library never resumes stale progress."""
-    folder = Path(root)
-    return folder / f"{config_key(name, config)}.partial.pt"
+    entry's, so a changed config or computing code never resumes stale progress."""
+    return Path(root) / f"{config_key(name, config, code=code)}.partial.pt"
 
 
-def _store(path: Path, key: str, payload: bytes) -> None:
+def write_atomic(path: Path, key: str, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` whole or not at all (a temporary file named after ``key``, renamed)."""
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")

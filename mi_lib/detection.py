@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .metrics import WindowVariance
 from .nets import shared_timestep
+from .sampling import WindowVariance
 from .schedule import NoiseSchedule
 
 __all__ = [

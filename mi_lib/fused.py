@@ -163,7 +163,7 @@ if triton is not None:
             if CLIP:
                 x0_hat = tl.minimum(tl.maximum(x0_hat, -clip), clip)
             if HAL:
-                if (t >= t_lo) & (t <= t_hi):  # Welford, as mi_lib.metrics.WindowVariance
+                if (t >= t_lo) & (t <= t_hi):  # Welford, as mi_lib.sampling.WindowVariance
                     count += 1.0
                     delta = x0_hat - mean_h
                     mean_h += delta / count

@@ -35,7 +35,7 @@ __all__ = [
     "make_hands",
     "count_fingers",
     "finger_histogram",
-    "hallucination_rate",
+    "miscount_rate",
     "load_11k_hands",
 ]
 
@@ -353,7 +353,7 @@ def finger_histogram(counts: Tensor | Sequence[int]) -> dict[int, int]:
     return {int(v): int(f) for v, f in zip(values, freq)}
 
 
-def hallucination_rate(counts: Tensor | Sequence[int], expected: int = 5) -> float:
+def miscount_rate(counts: Tensor | Sequence[int], expected: int = 5) -> float:
     """Share of images whose finger count differs from ``expected``: counts (N,) -> float in [0, 1]."""
     expected = positive_int(expected, "expected")
     return float(np.mean(_as_counts(counts) != expected))

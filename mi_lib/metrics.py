@@ -1,5 +1,6 @@
-"""Measurements: hallucination labels for mixtures, the true out-of-support mass, the streaming Hal
-statistic, moment checks, the gaps between 1D modes, the segments between 2D modes, and counting statistics.
+"""Measurements: hallucination labels for mixtures, the true out-of-support mass, moment checks, the gaps
+between 1D modes, the segments between 2D modes, and counting statistics. (The Hal statistic itself is
+:class:`mi_lib.sampling.WindowVariance`: the sampler computes it while it samples.)
 
 Hallucination labels here come from geometry alone (distance to the modes), never from the detector, so a
 detector can be scored against them honestly.
@@ -24,7 +25,6 @@ __all__ = [
     "DEFAULT_K",
     "out_of_support",
     "out_of_support_mass",
-    "WindowVariance",
     "mean_var_zscores",
     "tv_to_noise",
     "first_pure_noise_step",
@@ -49,7 +49,8 @@ __all__ = [
 DEFAULT_K = 4.0
 
 
-def _check_k(k: float) -> float:
+def check_k(k: float) -> float:
+    """``k`` (a number of sigmas) as a float, or one clear error if it is not positive and finite."""
     k = float(k)
     if not (k > 0 and math.isfinite(k)):
         raise ValueError(f"k must be a positive number of sigmas, got {k}")
@@ -59,7 +60,7 @@ def _check_k(k: float) -> float:
 def out_of_support(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K) -> Tensor:
     """Label each point: True when it is farther than ``k`` sigma from every mode. x: (N, D) -> (N,) bool."""
     distance, _ = mixture.nearest_mode_distance(x)
-    return distance > _check_k(k)
+    return distance > check_k(k)
 
 
 def out_of_support_mass(mixture: GaussianMixture, k: float = DEFAULT_K) -> float:
@@ -69,7 +70,7 @@ def out_of_support_mass(mixture: GaussianMixture, k: float = DEFAULT_K) -> float
     P(inside) = sum_i w_i sum_j P(|X_i - mu_j| <= k sigma_j) with X_i ~ N(mu_i, sigma_i^2 I), each term a
     (non-central) chi-square CDF. Exact when the k-sigma balls are disjoint; overlapping balls raise
     ValueError (the modes then have no gap between them to measure)."""
-    k = _check_k(k)
+    k = check_k(k)
     mu, s, w = mixture.means, mixture.sigma, mixture.weights
     dist = torch.cdist(mu, mu)
     radius = k * s
@@ -87,39 +88,6 @@ def out_of_support_mass(mixture: GaussianMixture, k: float = DEFAULT_K) -> float
                 p -= float(stats.ncx2.cdf(float((radius[j] / s[i]) ** 2), D, float((dist[i, j] / s[i]) ** 2)))
         outside += float(w[i]) * p
     return max(0.0, outside)
-
-
-class WindowVariance:
-    """Streaming (Welford) per-sample variance of a quantity over the reverse steps t in [t_lo, t_hi] (inclusive):
-    the paper's Hal (Eq. 4) when fed x0_hat. Feed every step to :meth:`update` (steps outside the window are
-    ignored; memory is O(batch), no trajectory is stored); :meth:`result` gives the variance."""
-
-    def __init__(self, t_lo: int, t_hi: int):
-        if t_lo < 0 or t_hi < t_lo:
-            raise ValueError(f"window needs 0 <= t_lo <= t_hi, got ({t_lo}, {t_hi})")
-        self.t_lo, self.t_hi = int(t_lo), int(t_hi)
-        self.count = 0
-        self._mean: Tensor | None = None
-        self._m2: Tensor | None = None
-
-    def update(self, t: int, value: Tensor) -> None:
-        """Add the batch's value at step ``t`` (value: (B, ...)) if ``t`` lies in the window."""
-        if not self.t_lo <= t <= self.t_hi:
-            return
-        v = value.to(torch.float32 if value.dtype in (torch.float16, torch.bfloat16) else value.dtype)
-        self.count += 1
-        if self._mean is None:
-            self._mean, self._m2 = v.clone(), torch.zeros_like(v)
-            return
-        delta = v - self._mean
-        self._mean += delta / self.count
-        self._m2 += delta * (v - self._mean)
-
-    def result(self) -> Tensor:
-        """Population variance over the window's steps, averaged over non-batch dims: (B,)."""
-        if self._m2 is None:
-            raise ValueError(f"no step fell in the window [{self.t_lo}, {self.t_hi}]")
-        return (self._m2 / self.count).flatten(1).mean(1)
 
 
 def mean_var_zscores(x: Tensor, mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
@@ -178,7 +146,7 @@ def first_pure_noise_step(mixture: GaussianMixture, schedule: NoiseSchedule, tol
 # ---------------------------------------------------------------------------------------- gaps (1D)
 def _gap_bounds(mixture: GaussianMixture, k: float) -> tuple[Tensor, Tensor]:
     """Edges (lo, hi) of the K-1 gaps between neighbouring 1D modes, sorted: (mu_i + k s_i, mu_{i+1} - k s_{i+1})."""
-    k = _check_k(k)
+    k = check_k(k)
     if mixture.dim != 1:
         raise ValueError(f"gaps are defined for 1D mixtures, got D={mixture.dim}")
     if mixture.n_modes < 2:
@@ -254,7 +222,7 @@ def within_mode_spread(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K
     """The standard deviation of 1D samples about their nearest mode, over those within k sigma of it (a
     normal of the modes' sigma, cut at k sigma, gives sigma times 0.9989 at k = 4): how wide the generated modes are."""
     dist, mode = mixture.nearest_mode_distance(x.to(torch.float64).cpu())
-    near = dist <= _check_k(k)
+    near = dist <= check_k(k)
     offset = x[:, 0].to(torch.float64).cpu()[near] - mixture.means[mode[near], 0]
     return float(offset.square().mean().sqrt())
 
@@ -338,7 +306,7 @@ def segment_of(
     point is within k sigma of it (a tube of radius k sigma) and farther than ``end_margin`` (default k sigma,
     in x units) from both of its ends along it. Points near a mode, or off every tube, get -1.
     x: (N, D) -> (N,) long."""
-    k = _check_k(k)
+    k = check_k(k)
     idx, dist = nearest_segment(x, segments, mixture.means)
     radius = k * float(mixture.sigma.max())
     margin = radius if end_margin is None else float(end_margin)

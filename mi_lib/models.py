@@ -5,7 +5,9 @@ fresh training run -- through one path, :func:`mixture_model` for the Gaussian m
 A :class:`MixtureModelSpec` or :class:`ImageModelSpec` names everything a trained model depends on (data set
 and its seed, training-set size, network, optimiser, schedule). A shipped checkpoint is used only when its recorded spec equals the
 requested one exactly; anything else is trained with :func:`mi_lib.train.train` and cached (the cache key
-also hashes the library's source, so a changed library retrains). Shipped checkpoints are what lets a chapter
+also hashes the source of this module and of every module it imports -- trainer, networks, sampler, data -- so
+changed computing code retrains; a changed figure helper or chapter module does not). :func:`fit_or_load` is
+that one path from a key to a trained payload, shared with :mod:`mi_lib.recursion`'s generations. Shipped checkpoints are what lets a chapter
 run at CI scale on two CPU cores with a model trained for minutes, not seconds; each is listed in
 ``data/checkpoints/manifest.json`` with how it was made and the sample statistics it produced, which the
 tests reproduce (so a shipped file can never silently disagree with the code).
@@ -20,7 +22,7 @@ import json
 import os
 import urllib.request
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .cache import _canonical, cache_path, cached, partial_path
+from .cache import cache_path, cached, canonical, partial_path
 from .data import DATASETS, GaussianMixture, make_dataset
 from .nets import MLPConfig, MLPDenoiser
 from .params import positive_int
@@ -55,7 +57,14 @@ __all__ = [
     "load_manifest",
     "CHECKPOINT_DIR",
     "CHECKPOINT_URL",
+    "fit_or_load",
+    "initial_model",
+    "loaded",
+    "trained_payload",
 ]
+
+#: The modules whose source is in this module's cache keys: this one and all it imports (:func:`mi_lib.cache.code_modules`).
+CODE = "models.py"
 
 #: The shipped checkpoints (``data/checkpoints`` at the repository root).
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
@@ -202,7 +211,7 @@ class TrainedModel:
 
 def _spec_json(spec: ModelSpec) -> str:
     """The canonical JSON of a spec: what checkpoints record and what :func:`spec_key` hashes."""
-    return json.dumps(_canonical(spec), sort_keys=True)
+    return json.dumps(canonical(spec), sort_keys=True)
 
 
 def spec_key(spec: ModelSpec) -> str:
@@ -295,18 +304,50 @@ def train_payload(spec: ModelSpec, settings: Settings = Settings(), resume: Path
     model = initial_model(spec.model, spec.train.seed)
     result = train(model, spec.training_data().to(settings.device), NoiseSchedule(spec.schedule), spec.train, progress=settings.progress,
                    resume=resume, **settings.train_options())
-    return _payload(spec, result)
+    return trained_payload(result, spec=_spec_json(spec))
 
 
-def _payload(spec: ModelSpec, result: TrainResult, **extra: Any) -> dict[str, Any]:
+def trained_payload(result: TrainResult, **extra: Any) -> dict[str, Any]:
+    """What a trained model is stored as (a cache entry, a checkpoint file): the weights that sample -- the EMA
+    weights when the training kept them, else the live ones -- as CPU tensors, the losses and the wall time,
+    plus ``extra``."""
     final = result.ema_model if result.ema_model is not None else result.model
     return {
-        "spec": _spec_json(spec),
-        "state_dict": {k: v.detach().cpu() for k, v in final.state_dict().items()},
+        "state_dict": {k: v.detach().cpu().clone() for k, v in final.state_dict().items()},
         "losses": result.losses,
         "wall_time_s": result.wall_time_s,
         **extra,
     }
+
+
+def loaded(config: MLPConfig | UNetConfig, payload: dict[str, Any], device: torch.device | str) -> MLPDenoiser | UNetDenoiser:
+    """The network of ``config`` with ``payload``'s weights, on ``device``, in eval mode: ready to sample."""
+    model = initial_model(config, 0)
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval()
+
+
+def fit_or_load(
+    name: str,
+    key: Any,
+    fit: Callable[[Path], dict[str, Any]],
+    settings: Settings,
+    *,
+    code: str | Sequence[str] = CODE,
+    refresh: bool = False,
+) -> tuple[dict[str, Any], bool]:
+    """The one path from a cache key to a trained model's payload (:func:`trained_payload`): the entry cached
+    under (``name``, ``key``, ``code``) in ``settings.cache_dir``, else ``fit(resume)``'s, stored. ``resume`` is
+    the file where :func:`mi_lib.train.train` keeps its resumable state beside the entry, so a training cut off
+    (by a GPU window's time limit, say) goes on where it stopped; it is removed once the payload is stored.
+    ``refresh=True`` trains again from the start. Returns (payload, whether ``fit`` ran)."""
+    resume = partial_path(name, key, root=settings.cache_dir, code=code)
+    if refresh:
+        resume.unlink(missing_ok=True)
+    ran = []
+    payload = cached(name, key, lambda: ran.append(True) or fit(resume), root=settings.cache_dir, code=code, refresh=refresh)
+    resume.unlink(missing_ok=True)
+    return payload, bool(ran)
 
 
 def mixture_model(
@@ -346,11 +387,11 @@ def mixture_models(
         key_of = lambda spec: {"spec": spec, **settings.training_key()}  # noqa: E731  (mixture_model's key)
         pending = [spec for spec in specs
                    if (checkpoints is None or _load_shipped(spec, Path(checkpoints), settings.cache_dir) is None)
-                   and not cache_path("mixture-model", key_of(spec), root=settings.cache_dir).exists()]
+                   and not cache_path("mixture-model", key_of(spec), root=settings.cache_dir, code=CODE).exists()]
         groups: dict[str, list[MixtureModelSpec]] = {}
         for spec in dict.fromkeys(pending):  # one training per distinct spec
             together = (spec.model, spec.schedule, dataclasses.replace(spec.train, seed=0), min(spec.train.batch_size, spec.n_train))
-            groups.setdefault(json.dumps(_canonical(list(together)), sort_keys=True), []).append(spec)
+            groups.setdefault(json.dumps(canonical(list(together)), sort_keys=True), []).append(spec)
         for group in groups.values():
             if len(group) < 2:
                 continue  # mixture_model trains it alone below
@@ -358,7 +399,8 @@ def mixture_models(
                                  [spec.training_data().to(settings.device) for spec in group], NoiseSchedule(group[0].schedule),
                                  [spec.train for spec in group], progress=settings.progress, **settings.train_options())
             for spec, result in zip(group, results):
-                cached("mixture-model", key_of(spec), lambda: _payload(spec, result, trained_with=len(group)), root=settings.cache_dir)
+                payload = trained_payload(result, spec=_spec_json(spec), trained_with=len(group))
+                fit_or_load("mixture-model", key_of(spec), lambda _resume: payload, settings)
     return [mixture_model(spec, settings, checkpoints=checkpoints) for spec in specs]
 
 
@@ -383,16 +425,10 @@ def _trained_model(name: str, spec: ModelSpec, settings: Settings, checkpoints: 
     source = "shipped"
     if payload is None:
         source = "trained"
-        key_config = {"spec": spec, **settings.training_key()}
-        resume = partial_path(name, key_config, root=settings.cache_dir)  # a training cut off (e.g. by the GPU's time limit) goes on
-        if refresh:
-            resume.unlink(missing_ok=True)
-        payload = cached(name, key_config, lambda: train_payload(spec, settings, resume), root=settings.cache_dir, refresh=refresh)
-        resume.unlink(missing_ok=True)  # stored: the training state is no longer needed
-    model = initial_model(spec.model, 0)
-    model.load_state_dict(payload["state_dict"])
+        payload, _ = fit_or_load(name, {"spec": spec, **settings.training_key()}, lambda resume: train_payload(spec, settings, resume),
+                                 settings, refresh=refresh)
     origin = f"shipped:{spec_key(spec)}" if source == "shipped" else f"trained:{settings.device.type}{_fast_suffix(settings.fast_train)}"
-    return TrainedModel(model.to(settings.device).eval(), payload["losses"], float(payload["wall_time_s"]), source, origin)
+    return TrainedModel(loaded(spec.model, payload, settings.device), payload["losses"], float(payload["wall_time_s"]), source, origin)
 
 
 def mixture_samples(
@@ -457,5 +493,5 @@ def _samples(
         )
         return {"x0": result.x0, "hal": result.hal, "records": result.records}
 
-    value = cached(name, config, compute, root=settings.cache_dir)
+    value = cached(name, config, compute, root=settings.cache_dir, code=CODE)
     return SampleResult(value["x0"], value["hal"], value.get("records", {}))

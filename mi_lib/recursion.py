@@ -17,8 +17,9 @@ Seeds. Generation g's training seed (initial weights and batches), sampling seed
 by hashing (``config.seed``, g, purpose); they do not depend on the filter, so the three filters are compared
 on the same seeds, and generation 0 (model and candidates) is the same for all of them.
 
-Caching. Every generation's model (state dict, losses, wall time) and candidates (x0, Hal, wall time) are
-stored with :func:`mi_lib.cache.cached`. A model's key holds what it was trained on -- the real data for
+Caching. Every generation's model (state dict, losses, wall time) is fitted or loaded by
+:func:`mi_lib.models.fit_or_load`, the path every trained model takes, and its candidates (x0, Hal, wall time)
+are stored with :func:`mi_lib.cache.cached`; the keys hold the source of this module and all it imports. A model's key holds what it was trained on -- the real data for
 generation 0, else the key of generation g-1's candidates plus the filter that chose from them (for the
 ``"real"`` control: the real data, its draw's seed and generation g-1's candidates key, which names the weights
 a warm start begins from) -- so keys form a chain: more generations reuse the earlier ones, and any upstream
@@ -38,20 +39,21 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from scipy import stats
 from torch import Tensor
 
-from .cache import cached, config_key, partial_path
+from .cache import cached, config_key
 from .data import GaussianMixture
-from .metrics import DEFAULT_K, _check_k
-from .models import ImageModelSpec, MixtureModelSpec, image_model, initial_model, mixture_model
+from .metrics import DEFAULT_K, check_k
+from .models import ImageModelSpec, MixtureModelSpec, fit_or_load, image_model, initial_model, loaded, mixture_model, trained_payload
 from .nets import MLPConfig, MLPDenoiser
 from .params import positive_int
 from .runtime import progress_bar
-from .sampling import _check_clip, sample
+from .sampling import check_clip, sample
 from .schedule import OFFICIAL, NoiseSchedule, ScheduleConfig
 from .settings import Settings
 from .train import StaleTrainingState, TrainConfig, TrainResult, data_fingerprint, train, weights_fingerprint
@@ -70,6 +72,9 @@ __all__ = [
     "select",
     "true_cell_mass",
 ]
+
+#: The modules whose source is in the generations' cache keys: this one and all it imports.
+CODE = "recursion.py"
 
 #: The filters applied to each generation's candidates before the next generation trains on them, and one
 #: control: ``"real"`` trains the next generation on ``n_keep`` real training points drawn afresh (no samples at
@@ -128,7 +133,7 @@ class RecursionConfig:
                 raise TypeError(f"RecursionConfig.{name} must be {what}, got {type(getattr(self, name)).__name__}")
         if self.train_0 is not None and not isinstance(self.train_0, TrainConfig):
             raise TypeError(f"RecursionConfig.train_0 must be a TrainConfig or None, got {type(self.train_0).__name__}")
-        _check_clip(self.clip_x0)
+        check_clip(self.clip_x0)
         if not isinstance(self.warm_start, bool):
             raise TypeError(f"RecursionConfig.warm_start must be a bool, got {self.warm_start!r}")
 
@@ -264,10 +269,6 @@ class RecursionResult:
         return out
 
 
-def _state(model: MLPDenoiser | UNetDenoiser) -> dict[str, Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-
 def recursive_training(
     first: Tensor | MixtureModelSpec | ImageModelSpec,
     config: RecursionConfig,
@@ -291,7 +292,7 @@ def recursive_training(
         raise TypeError(f"config must be a RecursionConfig, got {type(config).__name__}")
     if not isinstance(settings, Settings):
         raise TypeError(f"settings must be a mi_lib.Settings, got {type(settings).__name__}")
-    device, progress, root = settings.device, settings.progress, settings.cache_dir
+    device, progress = settings.device, settings.progress
     schedule = NoiseSchedule(config.schedule)
     if isinstance(first, (MixtureModelSpec, ImageModelSpec)):
         if first.model != config.model or first.schedule != config.schedule:
@@ -327,7 +328,7 @@ def recursive_training(
                 trained = load(first, settings)
                 model, losses, train_s = trained.model, trained.losses, trained.wall_time_s
                 source = trained.source  # "shipped", or "trained" (now or earlier: mixture_model's cache)
-                model_key = config_key("recursion-spec-model", {"spec": first, "origin": trained.origin})
+                model_key = config_key("recursion-spec-model", {"spec": first, "origin": trained.origin}, code=CODE)
             else:
                 train_config = dataclasses.replace(config.train_0 if g == 0 and config.train_0 is not None else config.train, seed=seeds.train)
                 init = results[-1].model if config.warm_start and results else None
@@ -339,23 +340,19 @@ def recursive_training(
                     "warm_start": init is not None,
                     **settings.training_key(),
                 }
-                model_key = config_key("recursion-model", model_config)
-                resume = partial_path("recursion-model", model_config, root=root)  # a training cut off goes on from here
-                computed = []
-
+                model_key = config_key("recursion-model", model_config, code=CODE)
                 data_sha = data_fingerprint(data)
 
-                def run_training() -> TrainResult:
+                def run_training(resume: Path) -> TrainResult:
                     net = initial_model(config.model, seeds.train)
                     if init is not None:
                         net.load_state_dict(init.state_dict())
                     return train(net, data.to(device), schedule, train_config, progress=progress, resume=resume,
                                  **settings.train_options())
 
-                def fit() -> dict[str, Any]:
-                    computed.append(True)
+                def fit(resume: Path) -> dict[str, Any]:
                     try:
-                        out = run_training()
+                        out = run_training(resume)
                     except StaleTrainingState:
                         # Generation g's training data are its parent's kept candidates, drawn again in this session
                         # (candidates are not always carried between sessions) and not bit for bit the draw the saved
@@ -363,21 +360,17 @@ def recursive_training(
                         warnings.warn(f"generation {g}: its training data were drawn again and differ from those its saved training "
                                       f"state was trained on; training it from the start ({resume.name})", stacklevel=2)
                         resume.unlink(missing_ok=True)
-                        out = run_training()
-                    final = out.ema_model if out.ema_model is not None else out.model  # with EMA, its weights are the model
-                    return {"state_dict": _state(final), "losses": out.losses, "wall_time_s": out.wall_time_s, "data_sha": data_sha}
+                        out = run_training(resume)
+                    return trained_payload(out, data_sha=data_sha)  # with EMA, its weights are the model
 
-                payload = cached("recursion-model", model_config, fit, root=root)
+                payload, ran = fit_or_load("recursion-model", model_config, fit, settings, code=CODE)
                 if payload["data_sha"] != data_sha:  # cached from another draw of the parent's candidates: stale here
                     warnings.warn(f"generation {g}: the cached model was trained on another draw of its training data; training it again",
                                   stacklevel=2)
-                    payload = cached("recursion-model", model_config, fit, root=root, refresh=True)
-                resume.unlink(missing_ok=True)  # stored: the training state is done
-                model = initial_model(config.model, 0)
-                model.load_state_dict(payload["state_dict"])
-                model = model.to(device).eval()
+                    payload, ran = fit_or_load("recursion-model", model_config, fit, settings, code=CODE, refresh=True)
+                model = loaded(config.model, payload, device)
                 losses, train_s = payload["losses"], float(payload["wall_time_s"])
-                source = "trained" if computed else "cached"
+                source = "trained" if ran else "cached"
             # ---- its candidates, with Hal, in one pass
             samples_config = {
                 "model": model_key,
@@ -402,7 +395,7 @@ def recursive_training(
                              progress=progress, clip_x0=config.clip_x0, **fast)
                 return {"x0": out.x0, "hal": out.hal, "wall_time_s": time.perf_counter() - start}
 
-            drawn_value = cached("recursion-samples", samples_config, draw, root=root)
+            drawn_value = cached("recursion-samples", samples_config, draw, root=settings.cache_dir, code=CODE)
             kept = select(drawn_value["hal"], config.n_keep, config.filter, seeds.filter)
             result = GenerationResult(
                 generation=g,
@@ -417,7 +410,7 @@ def recursive_training(
                 samples_cached=not drawn,
                 kept=kept,
                 model_key=model_key,
-                samples_key=config_key("recursion-samples", samples_config),
+                samples_key=config_key("recursion-samples", samples_config, code=CODE),
             )
             if mixture is not None:
                 result.report = mixture_report(result.samples, mixture, k, true_cells=cells)
@@ -453,7 +446,7 @@ def true_cell_mass(mixture: GaussianMixture, k: float = DEFAULT_K) -> Tensor:
     """The exact probability that a sample of ``mixture`` lands in each mode's k-sigma ball, and outside all
     of them (the last entry): (K + 1,) float64, summing to 1. Ball j gets sum_i w_i P(|X_i - mu_j| <= k
     sigma_j), X_i ~ N(mu_i, sigma_i^2 I), each term a (non-central) chi-square CDF. Needs disjoint balls."""
-    k = _check_k(k)
+    k = check_k(k)
     _disjoint_balls(mixture, k)
     mu, s, w = mixture.means, mixture.sigma, mixture.weights
     dist = torch.cdist(mu, mu)
@@ -489,7 +482,7 @@ def mixture_report(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K, mi
       (just under 1 for true data, whose balls cut off the tails beyond k sigma; below 1: narrowed modes).
 
     ``true_cells`` may pass a precomputed :func:`true_cell_mass` (it costs K^2 chi-square CDFs)."""
-    k = _check_k(k)
+    k = check_k(k)
     if not 0.0 <= min_share <= 1.0:
         raise ValueError(f"min_share must be in [0, 1], got {min_share}")
     if x.dim() != 2 or x.shape[1] != mixture.dim or x.shape[0] < 1:

@@ -49,7 +49,8 @@ def results_dir(settings: Settings = Settings()) -> Path:
     return here / "results"
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
+    """The checkout's commit (12 hex digits, ``-dirty`` with uncommitted changes), or "unknown"."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
@@ -114,7 +115,7 @@ def save_results(
         "params": params or {},
         "device": describe_device(settings.device),
         "wall_time_s": round(wall_time_s, 2),
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d"),

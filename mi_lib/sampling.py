@@ -32,19 +32,51 @@ from torch import Tensor, nn
 
 from . import noise
 from .fast import FastDenoiser
-from .metrics import WindowVariance
 from .nets import shared_timestep
 from .params import positive_int
 from .schedule import NoiseSchedule
 from .runtime import progress_bar
 
-__all__ = ["ReverseStep", "SampleResult", "initial_noise", "reverse_process", "sample", "timesteps", "SAMPLERS"]
+__all__ = ["ReverseStep", "SampleResult", "WindowVariance", "initial_noise", "reverse_process", "sample", "timesteps", "SAMPLERS"]
 
 SAMPLERS = ("ddpm", "ddim")
 _ROW_BLOCK = 16  # sample() runs the network on a multiple of this many rows
 _VARIANCES = ("large", "small", "learned")
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
+
+
+class WindowVariance:
+    """Streaming (Welford) per-sample variance of a quantity over the reverse steps t in [t_lo, t_hi] (inclusive):
+    the paper's Hal (Eq. 4) when fed x0_hat. Feed every step to :meth:`update` (steps outside the window are
+    ignored; memory is O(batch), no trajectory is stored); :meth:`result` gives the variance."""
+
+    def __init__(self, t_lo: int, t_hi: int):
+        if t_lo < 0 or t_hi < t_lo:
+            raise ValueError(f"window needs 0 <= t_lo <= t_hi, got ({t_lo}, {t_hi})")
+        self.t_lo, self.t_hi = int(t_lo), int(t_hi)
+        self.count = 0
+        self._mean: Tensor | None = None
+        self._m2: Tensor | None = None
+
+    def update(self, t: int, value: Tensor) -> None:
+        """Add the batch's value at step ``t`` (value: (B, ...)) if ``t`` lies in the window."""
+        if not self.t_lo <= t <= self.t_hi:
+            return
+        v = value.to(torch.float32 if value.dtype in (torch.float16, torch.bfloat16) else value.dtype)
+        self.count += 1
+        if self._mean is None:
+            self._mean, self._m2 = v.clone(), torch.zeros_like(v)
+            return
+        delta = v - self._mean
+        self._mean += delta / self.count
+        self._m2 += delta * (v - self._mean)
+
+    def result(self) -> Tensor:
+        """Population variance over the window's steps, averaged over non-batch dims: (B,)."""
+        if self._m2 is None:
+            raise ValueError(f"no step fell in the window [{self.t_lo}, {self.t_hi}]")
+        return (self._m2 / self.count).flatten(1).mean(1)
 
 
 @dataclass
@@ -98,7 +130,8 @@ def _check_eta_steps(eta_steps: int | None, sampler: str) -> None:
         raise ValueError("eta_steps applies to sampler='ddim' only")
 
 
-def _check_clip(clip_x0: float | None) -> None:
+def check_clip(clip_x0: float | None) -> None:
+    """One clear error unless ``clip_x0`` is None or a positive number."""
     if clip_x0 is not None and (isinstance(clip_x0, bool) or not isinstance(clip_x0, (int, float)) or not clip_x0 > 0):
         raise ValueError(f"clip_x0 must be a positive number or None, got {clip_x0!r}")
 
@@ -137,7 +170,7 @@ def reverse_process(
     (:mod:`mi_lib.fast`); x_t, x0_hat and the step arithmetic stay in x_T's dtype. See the module docstring
     for samplers and ``eta_steps``. ``clip_x0=c`` clamps x0_hat to [-c, c] before the step uses it (and yields the clamped
     value), as DDPM and ADM do for images in [-1, 1]; DDIM then uses the eps implied by the clamped x0_hat."""
-    _check_clip(clip_x0)
+    check_clip(clip_x0)
     if variance not in _VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; choose one of {_VARIANCES}")
     if not 0.0 <= eta:
@@ -246,7 +279,7 @@ def sample(
     chunk = n if chunk_size is None else int(chunk_size)
     if chunk < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    _check_clip(clip_x0)
+    check_clip(clip_x0)
     _check_eta_steps(eta_steps, sampler)
     ts = timesteps(schedule.T, sampler, steps, start)
     if hal_window is not None:

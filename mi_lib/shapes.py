@@ -22,7 +22,6 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
-from .metrics import wilson_interval  # re-exported: chapter 5 and its tests name it here
 from .params import positive_int
 
 __all__ = [
@@ -39,13 +38,12 @@ __all__ = [
     "count_shapes",
     "classify_image",
     "classify_images",
-    "hallucination_rate",
+    "invalid_rate",
     "SHAPE_SIZED",
     "blobs_per_column",
     "repeated_shape",
     "repeated_shapes",
     "repeated_same_shape",
-    "wilson_interval",
 ]
 
 #: Shape classes, in column order: shape k belongs in column k.
@@ -473,7 +471,7 @@ def classify_images(images: Tensor | np.ndarray | Sequence[ShapeReport], **count
     return [classify_image(r) for r in _reports(images, counter_kwargs)]
 
 
-def hallucination_rate(
+def invalid_rate(
     images: Tensor | np.ndarray | Sequence[ShapeReport], **counter_kwargs
 ) -> tuple[float, dict[str, int]]:
     """Fraction of images that are not "valid", and the number of images per label (every name in

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from .cache import KEY_OMITS_DEFAULT, _store, load_or_warn
+from .cache import KEY_OMITS_DEFAULT, load_or_warn, write_atomic
 from .fast import FastDenoiser, precision_flags
 from .params import positive_int
 from .runtime import progress_bar, require_cuda
@@ -236,7 +236,7 @@ def train(
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        _store(state_path, state_path.stem, buffer.getvalue())
+        write_atomic(state_path, state_path.stem, buffer.getvalue())
 
     # The step reads its batch from fixed buffers, which draws fills: what lets graph=True replay one capture.
     x0_b, t_b, eps_b = buffers = _buffers(data, draws.b, 1)

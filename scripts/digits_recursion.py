@@ -120,7 +120,7 @@ def main() -> None:
         from pathlib import Path
 
         out = {
-            "command": " ".join(["python", *sys.argv]), "torch_threads": torch.get_num_threads(), "commit": mi.results._git_commit(),
+            "command": " ".join(["python", *sys.argv]), "torch_threads": torch.get_num_threads(), "commit": mi.results.git_commit(),
             "date": time.strftime("%Y-%m-%d"), "accuracy": accuracy, "floor_fid": floor["fid"], "generations": args.generations,
             "seeds": {str(seed): {"fid_generation_0": first[seed], "fid_last": {f: final[(seed, f)] for f in args.filters}} for seed in args.seeds},
         }

@@ -72,7 +72,7 @@ def main() -> None:
         print(f"seed {seed}: generation 0 {first:.2%}; last generation " + ", ".join(f"{f} {v:.2%}" for f, v in last.items()), flush=True)
     print(f"total wall {time.perf_counter() - start:.0f} s on {torch.get_num_threads()} threads")
     if args.json:
-        out = {"command": " ".join(["python", *sys.argv]), "torch_threads": torch.get_num_threads(), "commit": mi.results._git_commit(),
+        out = {"command": " ".join(["python", *sys.argv]), "torch_threads": torch.get_num_threads(), "commit": mi.results.git_commit(),
                "date": time.strftime("%Y-%m-%d"), "config": repr(preset), "k": args.k, "seeds": seeds}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")

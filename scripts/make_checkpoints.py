@@ -36,9 +36,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import mi_lib as mi  # noqa: E402
-from mi_lib.cache import _canonical  # noqa: E402
+from mi_lib.cache import canonical  # noqa: E402
 from mi_lib.models import CHECKPOINT_DIR, ImageModelSpec, MixtureModelSpec, load_manifest, spec_key, train_payload  # noqa: E402
-from mi_lib.results import _git_commit  # noqa: E402
+from mi_lib.results import git_commit  # noqa: E402
 
 #: CPU-trainable stand-ins for the official models (20k-100k steps at batch 10k): same network, data,
 #: schedule and optimiser, fewer and smaller steps.
@@ -122,8 +122,8 @@ def make(name: str, spec: MixtureModelSpec) -> dict:
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "bytes": path.stat().st_size,
         "spec_key": spec_key(spec),
-        "spec": _canonical(spec),
-        "commit": _git_commit(),
+        "spec": canonical(spec),
+        "commit": git_commit(),
         "device": mi.describe_device("cpu"),
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
@@ -142,7 +142,7 @@ def adopt(sources: list[Path], commit: str | None = None) -> dict[str, dict]:
     import tarfile
     import tempfile
 
-    by_json = {json.dumps(_canonical(spec), sort_keys=True): name for name, spec in PAPER_SPECS.items()}  # what a payload records
+    by_json = {json.dumps(canonical(spec), sort_keys=True): name for name, spec in PAPER_SPECS.items()}  # what a payload records
     entries: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for source in sources:
@@ -168,13 +168,13 @@ def adopt(sources: list[Path], commit: str | None = None) -> dict[str, dict]:
                 torch_version, device = torch_line.split(" | ")[0].split(" ")[1], torch_line.split("cuda: ")[-1].split(" | ")[0]
                 entries[name] = {
                     "name": name, "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size,
-                    "spec_key": spec_key(spec), "spec": _canonical(spec), "commit": commit or info.get("commit", "unknown").split(" ")[0],
+                    "spec_key": spec_key(spec), "spec": canonical(spec), "commit": commit or info.get("commit", "unknown").split(" ")[0],
                     "device": device, "torch": torch_version, "date": info.get("date", "")[:8], "train_device": "cuda",
                     "trained_by": f"scripts/paper_scale.sh, run {info.get('date', '?')}", "train_steps": spec.train.steps,
                     "train_wall_time_s": round(float(payload["wall_time_s"]), 1),
                     "final_loss_mean_last_500": float(payload["losses"][-500:].mean()),
                     "loss_head": payload["losses"][:LOSS_HEAD].tolist(),
-                    "sample_stats": sample_stats(model, spec), "stats_commit": _git_commit(),
+                    "sample_stats": sample_stats(model, spec), "stats_commit": git_commit(),
                 }
                 print(f"{name}: adopted from {entry_file.name} ({entries[name]['device']}, {entries[name]['train_wall_time_s']} s), "
                       f"stats {entries[name]['sample_stats']}", flush=True)
@@ -225,7 +225,7 @@ def main() -> None:
                 parser.error(f"{name}: the spec changed since it was trained; retrain it instead")
             trained = (mi.image_model if isinstance(spec, ImageModelSpec) else mi.mixture_model)(spec, progress=False)
             entry["sample_stats"] = sample_stats(trained.model, spec)
-            entry["stats_commit"] = _git_commit()
+            entry["stats_commit"] = git_commit()
             print(f"{name}: stats {entry['sample_stats']}", flush=True)
         write_manifest(shipped)
         return

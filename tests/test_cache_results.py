@@ -38,7 +38,7 @@ def test_cache_hit_miss_and_config_change(tmp_path):
 
 def test_cache_is_invalidated_by_code_change(tmp_path, monkeypatch):
     cached("x", {"a": 1}, lambda: 1, root=tmp_path)
-    monkeypatch.setattr(cache_mod, "code_fingerprint", lambda: "different code")
+    monkeypatch.setattr(cache_mod, "code_fingerprint", lambda **_: "different code")
     assert cached("x", {"a": 1}, lambda: 2, root=tmp_path) == 2
 
 
@@ -176,21 +176,40 @@ def test_number_and_choice_parameters_take_clean_values_and_refuse_the_rest_by_n
         choice_parameter(1, "flag", (False, True))  # 1 == True, but a count is no switch
 
 
-def test_the_code_fingerprint_follows_the_computing_modules_only(tmp_path):
-    """Editing a figure helper, the results files or the parameter checks retrains nothing; editing the trainer
-    or the network does."""
+def test_cache_keys_hold_the_code_that_computes_the_value_only(tmp_path):
+    """A model's key follows the source of models.py and of what it imports: editing a figure helper, the results
+    files, the parameter checks, a measurement or a chapter's module retrains nothing; editing the trainer, the
+    network, the sampler or the data does. The recursion's keys follow their own closure, which holds metrics."""
     package = Path(cache_mod.__file__).parent
     for path in package.glob("*.py"):
         shutil.copy(path, tmp_path / path.name)
-    before = cache_mod.code_fingerprint(tmp_path)
-    assert before == cache_mod.code_fingerprint()  # the copy hashes as the package does
-    for name in sorted(cache_mod.PRESENTATION):
-        (tmp_path / name).write_text((tmp_path / name).read_text() + "\n# an edited figure\n")
-        assert cache_mod.code_fingerprint(tmp_path) == before, name
-    for name in ("train.py", "nets.py", "sampling.py"):
+    (tmp_path / "experiments").mkdir()
+    for path in (package / "experiments").glob("*.py"):
+        shutil.copy(path, tmp_path / "experiments" / path.name)
+
+    def fingerprints() -> tuple[str, str]:
+        return cache_mod.code_fingerprint(tmp_path, "models.py"), cache_mod.code_fingerprint(tmp_path, "recursion.py")
+
+    before = fingerprints()
+    assert before[0] == cache_mod.code_fingerprint(code="models.py")  # the copy hashes as the package does
+    assert before[0] != before[1] != cache_mod.code_fingerprint(tmp_path)
+
+    def edit(name: str, expect_models: bool, expect_recursion: bool) -> None:
         edited = tmp_path / name
         original = edited.read_text()
-        edited.write_text(original + "\n# an edited trainer\n")
-        assert cache_mod.code_fingerprint(tmp_path) != before, name
+        edited.write_text(original + "\n# an edit\n")
+        after = fingerprints()
+        assert (after[0] != before[0], after[1] != before[1]) == (expect_models, expect_recursion), name
         edited.write_text(original)
-    assert cache_mod.code_fingerprint(tmp_path) == before
+
+    for name in sorted(cache_mod.PRESENTATION):
+        edit(name, False, False)
+    for name in ("detection.py", "digits.py", "exact.py", "experiments/mitigations.py", "experiments/detection.py"):
+        edit(name, False, False)
+    edit("metrics.py", False, True)
+    edit("recursion.py", False, True)
+    for name in ("train.py", "nets.py", "unet.py", "sampling.py", "schedule.py", "data.py", "shapes.py", "noise.py"):
+        edit(name, True, True)
+    assert fingerprints() == before
+    with pytest.raises(ValueError, match="not a module"):
+        cache_mod.code_modules("nowhere.py")

@@ -13,7 +13,7 @@ from mi_lib.hands import (
     HandsDataset,
     count_fingers,
     finger_histogram,
-    hallucination_rate,
+    miscount_rate,
     load_11k_hands,
     make_hands,
 )
@@ -275,13 +275,13 @@ def test_threshold_is_used():
     assert count_fingers(dim, threshold=0.2).tolist() == [5, 5, 5, 5]
 
 
-def test_finger_histogram_and_hallucination_rate():
+def test_finger_histogram_and_miscount_rate():
     counts = torch.tensor([5, 5, 4, 6, 5, 7, 5, 0])
     assert finger_histogram(counts) == {0: 1, 4: 1, 5: 4, 6: 1, 7: 1}
     assert list(finger_histogram([6, 4, 6])) == [4, 6]
-    assert hallucination_rate(counts) == pytest.approx(4 / 8)
-    assert hallucination_rate(counts, expected=4) == pytest.approx(7 / 8)
-    assert hallucination_rate([5, 5, 5]) == 0.0
+    assert miscount_rate(counts) == pytest.approx(4 / 8)
+    assert miscount_rate(counts, expected=4) == pytest.approx(7 / 8)
+    assert miscount_rate([5, 5, 5]) == 0.0
 
 
 # ------------------------------------------------------------------ 11k Hands loader
@@ -404,8 +404,8 @@ def test_make_hands_rejects_bad_input(kwargs, match):
         lambda: finger_histogram(torch.tensor([])),
         lambda: finger_histogram(torch.tensor([[5, 5]])),
         lambda: finger_histogram([5.0, 4.5]),
-        lambda: hallucination_rate([5, 5], expected=0),
-        lambda: hallucination_rate([]),
+        lambda: miscount_rate([5, 5], expected=0),
+        lambda: miscount_rate([]),
         lambda: load_11k_hands("unused", n=0),
         lambda: load_11k_hands("unused", size=0),
     ],

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import mi_lib as mi
-from mi_lib.cache import _canonical
+from mi_lib.cache import canonical
 from mi_lib.models import CHECKPOINT_DIR, MixtureModelSpec, load_manifest, mixture_model, mixture_samples, spec_key
 from mi_lib.settings import Settings
 
@@ -72,7 +72,7 @@ def test_training_resumes_from_its_partial_file_which_refresh_discards(tmp_path,
     from mi_lib.cache import partial_path
 
     run = quiet(tmp_path)
-    resume = partial_path("mixture-model", {"spec": TINY, **run.training_key()}, root=tmp_path)
+    resume = partial_path("mixture-model", {"spec": TINY, **run.training_key()}, root=tmp_path, code=mi.models.CODE)
     resume.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"fingerprint": "another training"}, resume)
     with pytest.raises(ValueError, match="another training"):
@@ -142,7 +142,7 @@ def test_manifest_lists_every_ci_checkpoint_and_only_small_files():
     for name, e in by_name.items():
         spec = mk.ALL_SPECS[name]
         assert e["spec_key"] == spec_key(spec), f"{name}: CI_SPECS changed since it was trained"
-        assert e["spec"] == json.loads(json.dumps(_canonical(spec)))
+        assert e["spec"] == json.loads(json.dumps(canonical(spec)))
         path = CHECKPOINT_DIR / e["file"]
         assert path.stat().st_size < 5_000_000
         assert hashlib.sha256(path.read_bytes()).hexdigest() == e["sha256"]

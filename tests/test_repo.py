@@ -251,3 +251,41 @@ def test_the_seed_sweeps_pin_the_chapters_cpu_kernels():
         text = (ROOT / "scripts" / script).read_text()
         assert f"CPU_NUMERICS = {json.dumps(pinned)}" in text, script
         assert text.index("os.environ.setdefault(_var, _value)") < text.index("\nimport torch"), script
+
+
+#: mi_lib's layers, lowest first: a module imports from its own layer or the ones below, never from above, and
+#: none imports a chapter's module (mi_lib/experiments sits on top of them all). The same list is in
+#: mi_lib/__init__.py's docstring.
+LAYERS = {
+    "foundation": ("environment", "params", "runtime", "noise", "cache", "fast", "settings"),
+    "data sets": ("data", "shapes", "hands", "digits"),
+    "diffusion core": ("schedule", "nets", "unet", "fused", "sampling", "train", "exact"),
+    "measurements": ("metrics", "detection"),
+    "trained models": ("models",),
+    "recursion": ("recursion",),
+    "presentation": ("plotting", "results"),
+}
+
+
+def _relative_imports(path: Path, level: int) -> set[str]:
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == level:
+            names.update([node.module.split(".")[0]] if node.module else [alias.name for alias in node.names])
+    return names
+
+
+def test_mi_lib_imports_only_downward_through_its_layers():
+    package = ROOT / "mi_lib"
+    rank = {module: i for i, modules in enumerate(LAYERS.values()) for module in modules}
+    modules = {path.stem for path in package.glob("*.py")} - {"__init__"}
+    assert modules == set(rank), f"every module has a layer: {sorted(modules ^ set(rank))}"
+    for module in sorted(modules):
+        for imported in _relative_imports(package / f"{module}.py", 1):
+            assert imported != "experiments", f"mi_lib.{module} imports a chapter's module"
+            assert rank[imported] <= rank[module], f"mi_lib.{module} ({list(LAYERS)[rank[module]]}) imports mi_lib.{imported}, a layer above"
+    docstring = (package / "__init__.py").read_text()
+    for layer in LAYERS:
+        assert layer in docstring, f"mi_lib/__init__.py's docstring does not name the layer {layer!r}"

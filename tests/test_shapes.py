@@ -20,12 +20,12 @@ from mi_lib.shapes import (
     classify_images,
     count_shapes,
     from_model_range,
-    hallucination_rate,
+    invalid_rate,
     make_shapes,
     shape_stencil,
     to_model_range,
-    wilson_interval,
 )
+from mi_lib.metrics import wilson_interval
 
 AREA = {"triangle": 66, "square": 64, "pentagon": 70}
 
@@ -157,7 +157,7 @@ def test_counter_reads_every_real_image_exactly(real):
             assert c.column == k and c.area == AREA[c.kind] and c.mismatch == 0
             assert c.centroid == pytest.approx(tuple(real.positions[i, k].tolist()), abs=1e-4)
     assert set(classify_images(reports)) == {"valid"}
-    rate, by_label = hallucination_rate(real.images)
+    rate, by_label = invalid_rate(real.images)
     assert rate == 0.0 and by_label == {"malformed": 0, "duplicated": 0, "misplaced": 0, "valid": 3000}
     # the (N, 64, 64) layout and numpy input read the same
     assert count_shapes(real.images[:50, 0].numpy()) == reports[:50]
@@ -337,7 +337,7 @@ def test_classify_image_precedence(components, label):
     assert classify_image(ShapeReport(tuple(_component(k, c) for k, c in components), 0)) == label
 
 
-def test_hallucination_rate_counts_each_label():
+def test_invalid_rate_counts_each_label():
     x = blank(5)
     paste(x, "square", 27, 10, i=0)  # valid
     paste(paste(x, "square", 27, 10, i=1), "square", 27, 40, i=1)  # duplicated
@@ -345,12 +345,12 @@ def test_hallucination_rate_counts_each_label():
     # image 3 stays empty: malformed
     paste(paste(x, "triangle", 4, 4, i=4), "pentagon", 48, 30, i=4)  # valid
     assert classify_images(x) == ["valid", "duplicated", "misplaced", "malformed", "valid"]
-    rate, counts = hallucination_rate(x)
+    rate, counts = invalid_rate(x)
     assert rate == pytest.approx(0.6) and counts == {"malformed": 1, "duplicated": 1, "misplaced": 1, "valid": 2}
     assert list(counts) == list(LABELS)
-    assert hallucination_rate(count_shapes(x)) == (rate, counts)  # reports counted once can be reused
+    assert invalid_rate(count_shapes(x)) == (rate, counts)  # reports counted once can be reused
     with pytest.raises(ValueError, match="already counted"):
-        hallucination_rate(count_shapes(x), threshold=0.3)
+        invalid_rate(count_shapes(x), threshold=0.3)
 
 
 def test_wilson_interval():

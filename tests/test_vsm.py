@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mi_lib as mi
-from mi_lib.cache import _canonical
+from mi_lib.cache import canonical
 from mi_lib.models import spec_key
 from mi_lib.train import loss_terms
 
@@ -28,7 +28,7 @@ class WithV(torch.nn.Module):
 
 def test_the_new_fields_leave_every_earlier_key_alone_and_enter_it_when_set():
     plain = mi.MixtureModelSpec("1d", (1.0, 2.0, 3.0))
-    assert "learn_sigma" not in _canonical(plain.model) and "rho" not in _canonical(plain.train)
+    assert "learn_sigma" not in canonical(plain.model) and "rho" not in canonical(plain.train)
     vsm = plain.replace(model=mi.MLPConfig(learn_sigma=True), train=mi.TrainConfig(rho=0.1))
     learned = plain.replace(model=mi.MLPConfig(learn_sigma=True))
     assert len({spec_key(plain), spec_key(vsm), spec_key(learned)}) == 3

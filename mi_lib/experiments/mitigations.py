@@ -393,7 +393,8 @@ def _run_source() -> str:
 
 def run_method(method: Method, n: int, *, seed: int = 0, settings: Settings = Settings(), k: float = DEFAULT_K) -> dict[str, Any]:
     """Sample ``n`` points with ``method`` (one chunk, ``seed``) and :func:`measure` them; cached on disk
-    (the key holds the method, the model's origin, this module's source and the library's)."""
+    (the key holds the method, the model's origin, the source of the code here that runs it and of
+    ``mi_lib``'s recursion and detection modules with all they import)."""
     trained = mixture_model(method.spec, settings)
     config = {"method": method, "origin": trained.origin, "n": n, "seed": seed, "k": k,
               "device": settings.device.type, "module": _run_source()}
@@ -410,7 +411,7 @@ def run_method(method: Method, n: int, *, seed: int = 0, settings: Settings = Se
                         seed=seed, hal_window=method.hal_window(), progress=False)
         return {"x0": result.x0, **measure(result.x0, result.hal, method.spec.mixture(), k)}
 
-    return cached("mitigation-run", config, compute, root=settings.cache_dir)
+    return cached("mitigation-run", config, compute, root=settings.cache_dir, code=("recursion.py", "detection.py"))
 
 
 def scoreboard(scale: Scale, datasets: Sequence[str] = ("grid", "1d"), *, seed: int = 0,

@@ -174,7 +174,7 @@ def exact_score_samples(s: Setup, mixture: GaussianMixture, h: float, settings: 
            "seed": s.seed, "device": settings.device.type}
     denoiser = ExactDenoiser(mixture, schedule, smoothing=h, device=settings.device)
     draw = lambda: sample(denoiser, schedule, s.n_samples, seed=s.seed, chunk_size=1_000_000, progress=settings.progress).x0  # noqa: E731
-    return cached("exact-score-samples", key, draw, root=settings.cache_dir)
+    return cached("exact-score-samples", key, draw, root=settings.cache_dir, code=("exact.py", "sampling.py"))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from matplotlib.patches import Rectangle
 from torch import Tensor
 
 from .. import detection, hands, plotting, shapes
+from ..metrics import wilson_interval
 from ..params import choice_parameter, number_parameter, sequence_parameter
 from ..results import say
 
@@ -82,7 +83,7 @@ def check_counters(seed: int, n: int = 5_000) -> TrainingImages:
     """Run both counters on ``n`` training images of each data set (and on 1,000 hands drawn with 3 to 7 fingers),
     printing what they find: the chapter asserts they are exact."""
     real_shapes, real_hands = shapes.make_shapes(n, seed), hands.make_hands(n, seed, n_fingers=5)
-    shape_rate, shape_counts = shapes.hallucination_rate(real_shapes.images)
+    shape_rate, shape_counts = shapes.invalid_rate(real_shapes.images)
     reports = shapes.count_shapes(real_shapes.images)
     found = torch.tensor([[c > 0 for c in r.counts] for r in reports])
     shapes_exact = shape_counts["valid"] == len(real_shapes) and bool((found == real_shapes.present).all())
@@ -165,14 +166,14 @@ def shapes_census(s: Setup, x0: Tensor, training: TrainingImages) -> ShapesCensu
     print(f"{'label':>12} | {'images':>6} | {'share':>6} | 95% interval")
     for label in ("valid", "duplicated", "misplaced", "malformed"):
         k = counts[label]
-        lo, hi = shapes.wilson_interval(k, n)
+        lo, hi = wilson_interval(k, n)
         print(f"{label:>12} | {k:6d} | {k / n:6.1%} | {lo:.1%} - {hi:.1%}")
-    lo, hi = shapes.wilson_interval(n - counts["valid"], n)
+    lo, hi = wilson_interval(n - counts["valid"], n)
     say(f"hallucination rate (not valid): {rate:.1%} (95% interval {lo:.1%} - {hi:.1%}); in the training data: "
         f"{training.shape_rate:.1%}")
     repeated = shapes.repeated_shapes(reports)  # some column holds two or more shape-sized blobs
     k_rep = int(repeated.sum())
-    lo, hi = shapes.wilson_interval(k_rep, n)
+    lo, hi = wilson_interval(k_rep, n)
     say(f"a column with two or more shape-sized blobs (>= {shapes.SHAPE_SIZED} px): {k_rep} of {n:,} images, "
         f"{k_rep / n:.1%} (95% interval {lo:.1%} - {hi:.1%}); in the training data: {training.repeated} of "
         f"{len(training.shapes):,}")
@@ -200,7 +201,7 @@ def blob_reading(census: ShapesCensus, training: TrainingImages) -> BlobReading:
     return BlobReading(
         np.array([c.mismatch for c in blobs]), np.array([c.nearest == shapes.SHAPES[c.column] for c in blobs]),
         blobs_per_image, real_blobs, int(torch.tensor([shapes.repeated_same_shape(r) for r in census.reports]).sum()),
-        k_few, n_few, shapes.wilson_interval(k_few, n_few)[0] if n_few else float("nan"),
+        k_few, n_few, wilson_interval(k_few, n_few)[0] if n_few else float("nan"),
     )
 
 
@@ -235,7 +236,7 @@ def plot_blobs_per_image(ax: Axes, b: BlobReading) -> None:
 
 def print_crowding(s: Setup, census: ShapesCensus, b: BlobReading) -> None:
     most, n = max(b.real_blobs), s.n_samples
-    hi_few = shapes.wilson_interval(b.k_few, b.n_few)[1] if b.n_few else float("nan")
+    hi_few = wilson_interval(b.k_few, b.n_few)[1] if b.n_few else float("nan")
     say(f"blobs per image: training mean {np.mean(b.real_blobs):.2f} (at most {most}); generated mean "
         f"{np.mean(b.blobs_per_image):.2f}, {n - b.n_few} of {n:,} images with more than {most}")
     say(f"crowded column among generated images with at most {most} blobs: {b.k_few} of {b.n_few} "
@@ -261,9 +262,9 @@ def hands_census(s: Setup, x0: Tensor, training: TrainingImages) -> HandsCensus:
     images = shapes.from_model_range(x0)
     fingers = hands.count_fingers(images)
     histogram = hands.finger_histogram(fingers)
-    rate = hands.hallucination_rate(fingers)
+    rate = hands.miscount_rate(fingers)
     k_hal = int((fingers != 5).sum())
-    lo, hi = shapes.wilson_interval(k_hal, s.n_samples)
+    lo, hi = wilson_interval(k_hal, s.n_samples)
     say(f"finger counts of {s.n_samples:,} generated hands: {histogram}")
     say(f"hallucination rate (count != 5): {rate:.1%} (95% interval {lo:.1%} - {hi:.1%}); more than five: "
         f"{int((fingers > 5).sum())}, fewer: {int((fingers < 5).sum())}; in the training data: {training.not_five} of "
