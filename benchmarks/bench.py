@@ -51,6 +51,8 @@ OFFICIAL_H100 = {
 }
 HAL_N = 102_500
 PAPER_N = 100_000_000
+#: The UNets timed: the image models' of each scale (mi_lib.models.IMAGE_SCALES; paper: the default config).
+UNETS = {"ci": mi.IMAGE_SCALES["ci"]["model"], "paper": mi.UNetConfig()}
 
 
 @dataclass
@@ -248,7 +250,7 @@ def rates_of(losses: dict, name: str, rows: list) -> float:
 
 def bench_unet_training(device: torch.device, preset: str, batch: int, steps: int, options: dict) -> tuple[float, float | None]:
     """Images/s of UNet training at ``batch`` (random images: the cost does not depend on them)."""
-    config = mi.UNET_PRESETS[preset]
+    config = UNETS[preset]
     data = torch.rand((4 * batch, *config.sample_shape), generator=torch.Generator().manual_seed(0)).mul_(2).sub_(1).to(device)
     rate, peak, _ = _train_rate(device, _seeded(lambda: mi.UNetDenoiser(config)), data, batch, steps, options)
     return rate * batch, peak
@@ -258,7 +260,7 @@ def bench_unet_sampling(device: torch.device, preset: str, n: int, steps: int, o
     """Images/s at T = 1000 from a timed run of ``steps`` network evaluations per image (DDIM with ``steps``
     steps costs the network what ``steps`` ancestral steps do)."""
     torch.manual_seed(0)
-    model = mi.UNetDenoiser(mi.UNET_PRESETS[preset]).to(device)
+    model = mi.UNetDenoiser(UNETS[preset]).to(device)
     schedule = mi.NoiseSchedule("official")
     kw = dict(sampler="ddim", progress=False, chunk_size=n, **options)
     mi.sample(model, schedule, n, steps=2, **kw)  # warm-up
@@ -275,7 +277,7 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=None, help="sampling chunk (default: all --samples at once, at most 4,000,000)")
     parser.add_argument("--hal-samples", type=int, default=None, help=f"2D samples for the Hal run (default: --samples on CPU, {HAL_N:,} GPU)")
     parser.add_argument("--train-steps", type=int, default=None, help="timed training steps at batch 10k (default: 20 CPU, 500 GPU; x10 captured)")
-    parser.add_argument("--unet-preset", default=None, choices=sorted(mi.UNET_PRESETS), help="UNet size (default: ci on CPU, paper on GPU)")
+    parser.add_argument("--unet-preset", default=None, choices=sorted(UNETS), help="UNet size: the CI- or paper-scale image models' (default: ci on CPU, paper on GPU)")
     parser.add_argument("--unet-batch", type=int, default=None, help="UNet training batch (default: 8 CPU, 128 GPU)")
     parser.add_argument("--unet-steps", type=int, default=None, help="timed UNet training steps and sampling steps (default: 3 CPU, 30 GPU)")
     parser.add_argument("--unet-samples", type=int, default=None, help="images per UNet sampling run (default: 16 CPU, 512 GPU; sample() runs whole blocks of 16)")

@@ -47,7 +47,7 @@ from .metrics import (
 from .models import IMAGE_DATASETS, IMAGE_SCALES, ImageModelSpec, image_model_spec, MixtureModelSpec, TrainedModel, image_model, image_samples, mixture_model, mixture_models, mixture_samples
 from .nets import MLPConfig, MLPDenoiser, shared_timestep, sinusoidal_embedding
 from .params import choice_parameter, number_parameter, sequence_parameter
-from .recursion import RECURSION_PRESETS, RecursionConfig, RecursionResult, mixture_report, recursive_training
+from .recursion import RecursionConfig, RecursionResult, mixture_report, recursive_training
 from .results import Stopwatch, print_results, save_results, say
 from .runtime import default_device, describe_device, interact, progress_bar, require_cuda, seed_everything
 from .settings import Settings
@@ -57,12 +57,12 @@ from . import noise
 from .fast import PRECISIONS, FastDenoiser
 from .schedule import COSINE, OFFICIAL, SCHEDULE_PRESETS, STANDARD, NoiseSchedule, ScheduleConfig, broadcast_to
 from .train import NonFiniteLoss, TrainConfig, TrainResult, diffusion_loss, train, train_many
-from .unet import UNET_PRESETS, UNetConfig, UNetDenoiser
+from .unet import UNetConfig, UNetDenoiser
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "COSINE", "DATASETS", "DEFAULT_K", "OFFICIAL", "SCHEDULE_PRESETS", "STANDARD", "UNET_PRESETS",
+    "COSINE", "DATASETS", "DEFAULT_K", "OFFICIAL", "SCHEDULE_PRESETS", "STANDARD",
     "ExactDenoiser", "GaussianMixture", "MLPConfig", "MLPDenoiser", "MixtureModelSpec", "ModeSegments",
     "NoiseSchedule", "ReverseStep", "SampleResult", "ScheduleConfig", "Stopwatch", "TrainConfig",
     "TrainResult", "TrainedModel", "UNetConfig", "UNetDenoiser", "WindowVariance",
@@ -74,5 +74,5 @@ __all__ = [
     "train", "train_many", "NonFiniteLoss", "true_gap_mass", "sequence_parameter", "number_parameter", "choice_parameter", "DensityRatio", "density_ratio", "gap_lengths", "wilson_interval",
     "noise", "initial_noise", "PRECISIONS", "FastDenoiser",
     "IMAGE_DATASETS", "IMAGE_SCALES", "ImageModelSpec", "image_model", "image_model_spec", "image_samples", "interact",
-    "RECURSION_PRESETS", "RecursionConfig", "Settings", "RecursionResult", "mixture_report", "recursive_training",
+    "RecursionConfig", "Settings", "RecursionResult", "mixture_report", "recursive_training",
 ]

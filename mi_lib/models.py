@@ -38,7 +38,7 @@ from .sampling import SampleResult, sample
 from .schedule import OFFICIAL, STANDARD, NoiseSchedule, ScheduleConfig
 from .settings import Settings
 from .train import TrainConfig, TrainResult, train, train_many
-from .unet import UNET_PRESETS, UNetConfig, UNetDenoiser
+from .unet import UNetConfig, UNetDenoiser
 
 __all__ = [
     "IMAGE_DATASETS",
@@ -142,7 +142,7 @@ class ImageModelSpec:
     dataset: str = "shapes"
     n_train: int = 5_000
     data_seed: int = 0
-    model: UNetConfig = UNET_PRESETS["paper"]
+    model: UNetConfig = UNetConfig()
     train: TrainConfig = TrainConfig(steps=20_000, batch_size=128, lr=2e-4, ema_decay=0.9995)
     schedule: ScheduleConfig = STANDARD
 

@@ -61,7 +61,6 @@ from .unet import UNetConfig, UNetDenoiser
 
 __all__ = [
     "FILTERS",
-    "RECURSION_PRESETS",
     "GenerationResult",
     "GenerationSeeds",
     "RecursionConfig",
@@ -150,24 +149,6 @@ class RecursionConfig:
     def replace(self, **changes: Any) -> RecursionConfig:
         """A copy with some fields changed (``dataclasses.replace``), e.g. ``config.replace(filter="none")``."""
         return dataclasses.replace(self, **changes)
-
-
-#: Named presets (data, not code). ``paper``: the official 2D experiment, trained from scratch. ``ci``: meant
-#: to start from the shipped 2D grid checkpoint (generation 0) and fine-tune each later generation from the
-#: previous one for 1,000 steps at lr 1e-4 (lr 1e-3 wrecks the model within 1,000 steps), 5,000 samples kept
-#: of 6,250 (the paper keeps 100,000 of 102,500; at that ratio 5,000 samples cannot separate the filters from
-#: run-to-run noise). Measured on 2 CPU cores: ~350 CPU-s for 3 filters x 3 generations, none/random/hal
-#: ending at 15.5% / 14.3% / 7.9% out of support.
-RECURSION_PRESETS: dict[str, RecursionConfig] = {
-    "paper": RecursionConfig(),
-    "ci": RecursionConfig(
-        generations=3,
-        n_keep=5_000,
-        oversample=1.25,
-        train=TrainConfig(steps=1_000, batch_size=500, lr=1e-4),
-        warm_start=True,
-    ),
-}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .nets import sinusoidal_embedding
 from .params import positive_int
 
-__all__ = ["UNetConfig", "UNetDenoiser", "UNET_PRESETS"]
+__all__ = ["UNetConfig", "UNetDenoiser"]
 
 
 @dataclass(frozen=True)
@@ -71,14 +71,6 @@ class UNetConfig:
     def sample_shape(self) -> tuple[int, int, int]:
         """The per-sample shape (C, H, W)."""
         return (self.in_channels, self.image_size, self.image_size)
-
-
-UNET_PRESETS: dict[str, UNetConfig] = {
-    # 64x64, three levels of 16/32/32 channels, one block each: 310,257 parameters, small enough for CPU CI
-    "ci": UNetConfig(base_channels=16, channel_mults=(1, 2, 2), blocks_per_level=1),
-    # 64x64, three levels of 32/64/64 channels, two blocks each (the default config): 1,534,849 parameters
-    "paper": UNetConfig(base_channels=32, channel_mults=(1, 2, 2), blocks_per_level=2),
-}
 
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -143,8 +135,9 @@ class _Up(nn.Module):
 class UNetDenoiser(nn.Module):
     """DDPM-style UNet; ``model(x, t) -> eps`` with x: (B, C, H, W) = (B, *config.sample_shape), t: (B,).
 
-    Parameters: 310,257 for ``UNET_PRESETS["ci"]`` and 1,534,849 for ``UNET_PRESETS["paper"]`` (the default
-    config). When all samples share one timestep (``t`` built by :func:`~mi_lib.nets.shared_timestep`), the
+    Parameters: 1,534,849 for the default config (64x64, three levels of 32/64/64 channels, two blocks each: the
+    paper-scale image models) and 311,124 for the CI-scale ones (16/32/32 channels, one block each, on 2x2
+    patches: :data:`mi_lib.models.IMAGE_SCALES`). When all samples share one timestep (``t`` built by :func:`~mi_lib.nets.shared_timestep`), the
     time embedding and its per-block projections are computed for one row and broadcast."""
 
     def __init__(self, config: UNetConfig = UNetConfig()):

@@ -1,6 +1,6 @@
 """Chapter 7's grid recursion over several seeds: what its seed-to-seed statements rest on.
 
-Runs the chapter's CI-scale configuration (mi_lib.recursion.RECURSION_PRESETS["ci"]: generation 0 the shipped
+Runs the chapter's CI-scale configuration (mi_lib.experiments.recursive_training.SCALES["ci"]: generation 0 the shipped
 grid model, 3 generations of 5,000 kept of 6,250 candidates, warm-started) for each seed with the filters none,
 random and Hal, exactly as the chapter does (recursive_training + mixture_report, k = 4), and writes each seed's
 out-of-support share after generation 0 and after the last generation, per filter, to a JSON file that the
@@ -35,7 +35,8 @@ import torch
 
 import mi_lib as mi
 from mi_lib.models import MixtureModelSpec
-from mi_lib.recursion import RECURSION_PRESETS, recursive_training
+from mi_lib.experiments.recursive_training import SCALES
+from mi_lib.recursion import recursive_training
 
 os.environ.setdefault("MI_PROGRESS", "0")
 #: Chapter 7's generation 0 at CI scale (mi_lib.experiments.recursive_training.SCALES["ci"]): the shipped grid checkpoint's spec.
@@ -55,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     settings = mi.Settings.from_environment("cpu").replace(progress=False)  # the cache: $MI_CACHE_DIR
-    preset = RECURSION_PRESETS["ci"]
+    preset = SCALES["ci"]["recursion"]
     if args.oversample is not None:
         preset = preset.replace(oversample=args.oversample)
     seeds: dict[str, dict] = {}

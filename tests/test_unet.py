@@ -5,7 +5,8 @@ import torch
 
 import mi_lib
 from mi_lib.nets import shared_timestep
-from mi_lib.unet import UNET_PRESETS, UNetConfig, UNetDenoiser
+from mi_lib.models import IMAGE_SCALES
+from mi_lib.unet import UNetConfig, UNetDenoiser
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
@@ -124,13 +125,13 @@ def test_config_is_frozen_hashable_data():
         UNetDenoiser({"base_channels": 8})
 
 
-def test_preset_parameter_counts_match_docstring():
-    counts = {name: sum(p.numel() for p in UNetDenoiser(c).parameters()) for name, c in UNET_PRESETS.items()}
-    assert counts == {"ci": 310_257, "paper": 1_534_849}
-    assert UNET_PRESETS["paper"] == UNetConfig()
+def test_the_image_models_parameter_counts_match_docstring():
+    configs = {"ci": IMAGE_SCALES["ci"]["model"], "paper": UNetConfig()}
+    counts = {name: sum(p.numel() for p in UNetDenoiser(c).parameters()) for name, c in configs.items()}
+    assert counts == {"ci": 311_124, "paper": 1_534_849}
     for n in counts.values():
         assert f"{n:,}" in UNetDenoiser.__doc__
-    assert all(c.sample_shape == (1, 64, 64) for c in UNET_PRESETS.values())
+    assert all(c.sample_shape == (1, 64, 64) for c in configs.values())
 
 
 def _squares(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
