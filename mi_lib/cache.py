@@ -63,7 +63,7 @@ def canonical(obj: Any) -> Any:
 #: recomputes nothing.
 PRESENTATION = frozenset({"plotting.py", "results.py", "params.py", "environment.py"})
 
-#: What ``code`` means for a caller that names none: every module of the package (the safe default).
+#: The ``code`` a caller names: a module of the package, several, or None for all of them (the safe default).
 Code = str | Sequence[str] | None
 
 
@@ -114,8 +114,12 @@ def config_key(name: str, config: Any, *, code: Code = None) -> str:
     """The cache key of ``config`` under ``name``: ``name-<16 hex digits>``. It also holds the source of the code
     that computes the value (:func:`code_fingerprint` of ``code``) and the CPU kernel settings
     (:func:`cpu_numerics`) where any is set."""
+    return _key(name, config, code_fingerprint(code=code))
+
+
+def _key(name: str, config: Any, fingerprint: str) -> str:
     numerics = cpu_numerics()
-    payload = json.dumps({"name": name, "config": canonical(config), "code": code_fingerprint(code=code),
+    payload = json.dumps({"name": name, "config": canonical(config), "code": fingerprint,
                           **({"cpu_numerics": numerics} if numerics else {})}, sort_keys=True)
     return f"{name}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
 
@@ -128,9 +132,9 @@ def cached(name: str, config: Any, compute: Callable[[], T], *, root: Path | str
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"cache name must be a plain non-empty file name, got {name!r}")
     folder = Path(root)
-    key = config_key(name, config, code=code)
+    fingerprint = code_fingerprint(code=code)  # read once: the key and the stored entry both hold it
+    key = _key(name, config, fingerprint)
     path = folder / f"{key}.pt"
-    fingerprint = code_fingerprint(code=code)
     expected = json.dumps(canonical(config), sort_keys=True)
     if path.exists() and not refresh:
         entry = load_or_warn(path, "cache entry")
