@@ -10,7 +10,7 @@
 #   make gpu-wheels           .whl/: the wheels the lent GPU machine lacks (carry it; see scripts/paper_scale.sh)
 #   make book-paper FROM=...  paper-scale run(s) brought back from that machine -> results/ (numbers, and the executed
 #                             notebooks in results/executed/), benchmarks/results/, _build/html-paper,
-#                             README results table (FROM: tarball(s) or folder(s); several: FROM="a b")
+#                             README results table (FROM: tarball(s), parts or folder(s); several: FROM="a b")
 #   make paper-cache FROM=... between device calls: the models and training states a run brought back -> .whl/cache/ (carried)
 #   make test                 pytest tests/ + nbval on chapters/ (each chapter re-executed, its outputs compared) + make book
 #                             + every page opened in headless Chromium (scripts/check_book.py; scripts/ensure_chromium.sh installs it)
@@ -55,7 +55,7 @@ export JUPYTER_PREFER_ENV_PATH := 1
 export PYTHONHASHSEED := 0
 # glibc's malloc hands every tensor of 128 KiB or more straight back to the kernel when it is freed, so the next one
 # page-faults its memory in again: a width-128 MLP on 10,000 samples spends about a tenth of each reverse step
-# doing so (benchmarks/cpu_allocator.py). Kept instead (never trimmed), the same values come out faster. Only where the
+# doing so (benchmarks/cpu_sampler.py). Kept instead (never trimmed), the same values come out faster. Only where the
 # Makefile runs Python (tests, chapters); a value already in the environment wins.
 export MALLOC_MMAP_THRESHOLD_ ?= 1073741824
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
@@ -131,8 +131,9 @@ render: $(STAMP)
 
 # ---------------------------------------------------------------- paper scale on the lent GPU machine
 # That machine has torch but no jupyter stack and no package index. Here: make gpu-wheels (-> .whl/, and
-# .whl/COMMIT for the results' provenance). There, with .whl carried: bash scripts/paper_scale.sh CHAPTER...
-# (a tarball comes back). Here again: make book-paper FROM=<tarball or folder> [FROM="a b" for several].
+# .whl/COMMIT for the results' provenance). There, with .whl carried: bash scripts/paper_scale.sh --window N
+# (or CHAPTER...; a tarball, or its parts, comes back). Here again: make book-paper FROM=<tarball, part or folder>
+# [FROM="a b" for several].
 gpu-wheels: $(STAMP)
 	$(PY) scripts/gpu_wheels.py --dest .whl
 
@@ -144,7 +145,7 @@ book-paper: $(STAMP)
 	$(PY) scripts/results_table.py --write README.md results.md
 	@$(MAKE) --no-print-directory render SCALE=paper
 
-# Between device calls: the cache entries (trained models) a run brought back -> .whl/cache/, carried next time.
+# Between device calls: the trained models and training states a run brought back -> .whl/cache/, carried next time.
 paper-cache: $(STAMP)
 	$(if $(strip $(FROM)),,$(error paper-cache needs FROM=<tarball(s) or folder(s) from scripts/paper_scale.sh>))
 	$(PY) scripts/paper_unpack.py $(FROM) --cache-only --cache .whl/cache

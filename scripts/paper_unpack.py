@@ -1,176 +1,101 @@
-"""Take what scripts/paper_scale.sh brought back from the GPU machine into this checkout (make book-paper).
+"""Take what scripts/paper_scale.sh brought back from the GPU machine into this checkout (make book-paper, paper-cache).
 
-    python scripts/paper_unpack.py FROM [FROM ...] [--results results] [--executed results/executed] [--bench benchmarks/results]
-    python scripts/paper_unpack.py FROM [FROM ...] --cache-only [--cache .whl/cache]   # make paper-cache
-
-FROM is a tarball paper-scale-*.tar.gz (or any of its parts, paper-scale-*.tar.gz.part-00-of-NN, ...: a tarball
-over 15 MiB comes back in parts, which are joined here; a missing part is one clear error), a folder holding such tarballs (the device tool's files
-folder), or an unpacked paper-scale/ folder. For each chapter that ran "ok" (timing.tsv), its executed notebook is copied to
---executed and its results JSON is merged into --results, one scale entry at a time (results/<chapter>.json
-keeps its other scales). A chapter that failed or timed out brings no results -- except one stopped by an
-AssertionError after it wrote its results (a scientific claim that did not hold at paper scale): its numbers are
-merged with the assertion's message under "claim_failed", which the README's table shows, so a claim that fails
-on the GPU is reported, not lost. A notebook that did not run ok is used only when no FROM has it "ok" (the book
-then shows the error). Later FROMs win over earlier ones. The total and
-per-chapter times of every run are printed. A window's short benchmark (bench.json, scripts/paper_scale.sh --window)
-goes to --bench as <device>-short.json (the README's performance table reads it). The cache entries a run brought back (trained models, and the
-saved state of a training cut off mid-way: *.partial.pt) go to --cache, which the next device call carries
-inside .whl, so a chapter -- or a training -- longer than one call can go on. Of two states of one training the
-one further on is kept; one whose model has come back is dropped.
+FROM: tarballs paper-scale-*.tar.gz, their parts (<tarball>.part-<i>-of-<n>, joined here), folders holding them, or
+unpacked paper-scale/ folders; later ones win. A chapter "ok" in timing.tsv: its executed notebook -> --executed, its
+results merged per scale into --results (other scales kept); one stopped by an AssertionError after writing its
+results brings them with "claim_failed" (the README's table shows it). bench.json -> --bench/<device>-short.json.
+Cache entries -> --cache: of two states of one training the one further on; a state whose model came back goes.
 """
 
 from __future__ import annotations
-
-import argparse
-import csv
-import json
-import shutil
-import sys
-import tarfile
-import tempfile
+import argparse, csv, json, shutil, sys, tarfile, tempfile  # noqa: E401
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _step(state: Path) -> int:
-    """How far a saved training state (mi_lib.train's resume file) has got."""
-    import torch  # here: the rest of this script needs no torch
-
+def step(state: Path) -> int:  # how far a saved training state (mi_lib.train's resume file) has got
+    import torch  # only here: the rest needs no torch
     return int(torch.load(state, map_location="cpu", weights_only=True)["step"])
 
-
-def _joined(first_part: Path, scratch: Path) -> Path:
-    """The tarball whose parts are ``<name>.part-00-of-NN``, ``-01-of-NN``, ... beside ``first_part``, joined in
-    ``scratch``."""
-    base, _, tail = first_part.name.partition(".part-")
-    if "-of-" not in tail or not tail.rsplit("-of-", 1)[1].isdigit():
-        raise SystemExit(f"{first_part}: not a part named <tarball>.part-<i>-of-<n>")
-    n = int(tail.rsplit("-of-", 1)[1])
-    parts = sorted(first_part.parent.glob(f"{base}.part-*"))
-    if [p.name for p in parts] != [f"{base}.part-{i:02d}-of-{n:02d}" for i in range(n)]:
-        raise SystemExit(f"{first_part.parent}: {base} came back in parts {[p.name for p in parts]}, not all {n} of them: "
-                         "the device tool left some behind (see its files_left_out)")
-    joined = scratch / f"joined-{len(list(scratch.iterdir()))}-{base}"
-    with open(joined, "wb") as out:
-        for part in parts:
-            out.write(part.read_bytes())
-    return joined
-
-
 def failed_claim(notebook: Path) -> str | None:
-    """The message of the AssertionError that stopped ``notebook`` (an executed notebook), or None if something
-    else stopped it or nothing did."""
-    for cell in json.loads(notebook.read_text()).get("cells", []):
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                return (output.get("evalue") or "(no message)") if output.get("ename") == "AssertionError" else None
-    return None
-
+    """The message of the AssertionError that stopped an executed notebook; None if another error or none did."""
+    errors = [out for cell in json.loads(notebook.read_text()).get("cells", []) for out in cell.get("outputs", [])
+              if out.get("output_type") == "error"]
+    return (errors[0].get("evalue") or "(no message)") if errors and errors[0].get("ename") == "AssertionError" else None
 
 def runs_in(source: Path, scratch: Path) -> list[Path]:
-    """The paper-scale/ folders that ``source`` holds, oldest tarball first."""
-    if source.is_file():
-        if ".part-" in source.name:
-            source = _joined(source, scratch)
-        dest = scratch / f"{len(list(scratch.iterdir()))}"
-        with tarfile.open(source) as tar:
-            tar.extractall(dest, filter="data")
-        return [dest / "paper-scale"]
-    if (source / "timing.tsv").exists() and (source / "executed").is_dir():
-        return [source]
-    if (source / "paper-scale").is_dir():
-        return [source / "paper-scale"]
-    parted = {p.name.partition(".part-")[0]: p for p in sorted(source.glob("paper-scale-*.tar.gz.part-*"))}  # one part per tarball
-    tarballs = sorted([*source.glob("paper-scale-*.tar.gz"), *parted.values()], key=lambda p: p.name.partition(".part-")[0])
-    if not tarballs:
-        raise SystemExit(f"{source}: no paper-scale-*.tar.gz, paper-scale/ or timing.tsv in it")
-    return [run for t in tarballs for run in runs_in(t, scratch)]
-
+    """The paper-scale/ folders ``source`` holds, in their tarballs' order (their names hold their start times)."""
+    if source.is_dir():
+        for run in (source, source / "paper-scale"):
+            if (run / "executed").is_dir():
+                return [run]
+        if not (names := sorted({p.name.partition(".part-")[0] for p in source.glob("paper-scale-*.tar.gz*")})):
+            raise SystemExit(f"{source}: no paper-scale-*.tar.gz or paper-scale/ in it")
+        return [run for name in names for run in runs_in(source / name, scratch)]
+    base = source.with_name(source.name.partition(".part-")[0])
+    if parts := sorted(base.parent.glob(f"{base.name}.part-*")):
+        n = int(tail) if (tail := parts[0].name.rpartition("-of-")[2]).isdigit() else 0
+        if [p.name for p in parts] != [f"{base.name}.part-{i:02d}-of-{n:02d}" for i in range(n)]:
+            raise SystemExit(f"{base}: came back in parts {[p.name for p in parts]}, not all {n} of them (files_left_out?)")
+        source = scratch / f"{len(list(scratch.iterdir()))}.tar.gz"
+        source.write_bytes(b"".join(p.read_bytes() for p in parts))
+    with tarfile.open(source) as tar:
+        tar.extractall(dest := scratch / str(len(list(scratch.iterdir()))), filter="data")
+    return [dest / "paper-scale"]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sources", nargs="+", type=Path, metavar="FROM")
-    parser.add_argument("--results", type=Path, default=ROOT / "results")
-    parser.add_argument("--executed", type=Path, default=ROOT / "results" / "executed", help="where executed notebooks go (committed)")
-    parser.add_argument("--cache", type=Path, default=ROOT / ".whl" / "cache", help="where brought-back cache entries go")
-    parser.add_argument("--cache-only", action="store_true", help="take only the cache entries (between device calls)")
-    parser.add_argument("--bench", type=Path, default=ROOT / "benchmarks" / "results", help="where a window's benchmark JSON goes")
+    for name, default in ("results", "results"), ("executed", "results/executed"), ("bench", "benchmarks/results"), ("cache", ".whl/cache"):
+        parser.add_argument(f"--{name}", type=Path, default=ROOT / default, help=f"default: {default}")
+    parser.add_argument("--cache-only", action="store_true", help="only the cache entries (between device calls)")
     args = parser.parse_args()
-    args.executed.mkdir(parents=True, exist_ok=True)
-    args.results.mkdir(parents=True, exist_ok=True)
-
     notebooks: dict[str, tuple[bool, Path]] = {}  # chapter -> (ran ok, executed notebook)
-    results: list[tuple[str, Path, str | None]] = []  # chapter, its results JSON, the failed claim's message
-    total_s, calls = 0, 0
+    results: list[tuple[Path, str | None]] = []  # results JSON, the failed claim's message
+    total = calls = 0
     with tempfile.TemporaryDirectory() as tmp:
-        scratch = Path(tmp)
-        for source in args.sources:
-            for run in runs_in(source, scratch):
-                for entry in sorted((run / "cache").glob("*.pt")):
+        for run in (run for source in args.sources for run in runs_in(source, Path(tmp))):
+            for entry in sorted((run / "cache").glob("*.pt")):
+                target = args.cache / entry.name
+                if not target.exists() or entry.name.endswith(".partial.pt") and step(entry) > step(target):
                     args.cache.mkdir(parents=True, exist_ok=True)
-                    target = args.cache / entry.name
-                    if not target.exists() or entry.name.endswith(".partial.pt") and _step(entry) > _step(target):
-                        shutil.copy2(entry, args.cache / entry.name)
-                        print(f"cache:    {args.cache / entry.name} ({entry.stat().st_size / 2**20:.1f} MiB)")
-                info = (run / "run.txt").read_text() if (run / "run.txt").exists() else ""
-                if (run / "bench.json").exists() and not args.cache_only:
-                    bench = json.loads((run / "bench.json").read_text())
-                    slug = "".join(c if c.isalnum() else "-" for c in bench["info"]["device"].lower()).strip("-")
-                    target = args.bench / f"{slug}{'-short' if bench['info'].get('short') else ''}.json"
-                    args.bench.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(run / "bench.json", target)
-                    print(f"bench:    {target} (chosen: {bench.get('chosen')})")
-                scale = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("scale:")), "?")
-                print(f"{source}: {' | '.join(line for line in info.splitlines() if line.startswith(('date:', 'commit:')))}")
-                if scale != "paper":
-                    print(f"  WARNING: this run is at scale {scale!r}, not paper")
-                with open(run / "timing.tsv") as f:
-                    for row in csv.DictReader(f, delimiter="\t"):
-                        chapter, status, seconds = row["chapter"], row["status"], row["seconds"]
-                        print(f"  {chapter:<28} {status:<12} {int(seconds):>6} s")
-                        if chapter == "total":
-                            total_s, calls = total_s + int(seconds), calls + 1
-                            continue
-                        nb, ok = run / "executed" / f"{chapter}.ipynb", status == "ok"
-                        if nb.exists() and (ok or not notebooks.get(chapter, (False,))[0]):
-                            notebooks[chapter] = (ok, nb)
-                        written = run / "results" / f"{chapter}.json"
-                        claim = failed_claim(nb) if not ok and status.startswith("failed") and nb.exists() and written.exists() else None
-                        if (ok or claim is not None) and written.exists():
-                            results.append((chapter, written, claim))
-
-        for state in sorted(args.cache.glob("*.partial.pt")) if args.cache.is_dir() else []:
-            if (args.cache / state.name.replace(".partial.pt", ".pt")).exists():  # its model came back: done
+                    shutil.copy2(entry, target)
+                    print(f"cache:    {target} ({entry.stat().st_size / 2**20:.1f} MiB)")
+            print(" | ".join(line for line in (run / "run.txt").read_text().splitlines() if line.startswith(("date:", "scale:", "commit:"))))
+            if (run / "bench.json").exists() and not args.cache_only:
+                bench = json.loads((run / "bench.json").read_text())["info"]
+                slug = "".join(c if c.isalnum() else "-" for c in bench["device"].lower()).strip("-")
+                args.bench.mkdir(parents=True, exist_ok=True)
+                print(f"bench:    {shutil.copy2(run / 'bench.json', args.bench / (slug + ('-short' if bench.get('short') else '') + '.json'))}")
+            with open(run / "timing.tsv") as f:
+                for row in csv.DictReader(f, delimiter="\t"):
+                    chapter, status, seconds, ok = row["chapter"], row["status"], int(row["seconds"]), row["status"] == "ok"
+                    print(f"  {chapter:<28} {status:<12} {seconds:>6} s")
+                    total, calls = total + seconds * (chapter == "total"), calls + (chapter == "total")
+                    nb, written = run / "executed" / f"{chapter}.ipynb", run / "results" / f"{chapter}.json"
+                    if nb.exists() and (ok or not notebooks.get(chapter, (False,))[0]):
+                        notebooks[chapter] = (ok, nb)
+                    claim = failed_claim(nb) if status.startswith("failed") and nb.exists() else None
+                    if written.exists() and (ok or claim is not None):
+                        results.append((written, claim))
+        for state in sorted(args.cache.glob("*.partial.pt")):
+            if state.with_name(state.name.replace(".partial.pt", ".pt")).exists():
                 state.unlink()
                 print(f"cache:    {state} dropped (its model is in the cache)")
-        cache_mib = sum(p.stat().st_size for p in args.cache.glob("*.pt")) / 2**20 if args.cache.is_dir() else 0
-        if cache_mib > 32:
-            print(f"WARNING: {args.cache} holds {cache_mib:.0f} MiB: with the wheels it may pass the 64 MiB a device call carries")
         if args.cache_only:
             return
+        for folder in args.executed, args.results:
+            folder.mkdir(parents=True, exist_ok=True)
         for chapter, (ok, nb) in sorted(notebooks.items()):
-            shutil.copy2(nb, args.executed / nb.name)
-            mib = nb.stat().st_size / 2**20
-            print(f"executed: {args.executed / nb.name} ({mib:.1f} MiB)" + ("" if ok else "  (WARNING: did not run ok: the book shows its error)")
-                  + ("  (WARNING: over 5 MiB)" if mib > 5 else ""))
-        for chapter, path, claim in results:  # in order: later runs overwrite earlier ones, scale by scale
-            target = args.results / path.name
-            merged = json.loads(target.read_text()) if target.exists() else {}
-            new = json.loads(path.read_text())
-            if claim is not None:
-                for entry in new.values():
-                    entry["claim_failed"] = claim
-            merged.update(new)
-            target.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
-            print(f"results:  {target} <- {', '.join(sorted(new))}"
-                  + ("" if claim is None else f"  (WARNING: a claim failed after the results were written: {claim})"))
-
-    print(f"device time of these runs: {total_s} s in {calls} call(s) of scripts/paper_scale.sh")
-    missing = sorted(p.name for p in (ROOT / "chapters").glob("*.ipynb") if not (args.executed / p.name).exists())
-    if missing:
+            print(f"executed: {shutil.copy2(nb, args.executed / nb.name)}" + ("" if ok else "  (did not run ok: the book shows its error)"))
+        for path, claim in results:  # in order: later runs win, scale by scale
+            target, new = args.results / path.name, {scale: {**entry, **({} if claim is None else {"claim_failed": claim})}
+                                                      for scale, entry in json.loads(path.read_text()).items()}
+            target.write_text(json.dumps({**(json.loads(target.read_text()) if target.exists() else {}), **new}, indent=2, sort_keys=True) + "\n")
+            print(f"results:  {target} <- {', '.join(sorted(new))}" + (f"  (a claim failed after the results were written: {claim})" if claim else ""))
+    print(f"device time of these runs: {total} s in {calls} call(s) of scripts/paper_scale.sh")
+    if missing := sorted(p.name for p in (ROOT / "chapters").glob("*.ipynb") if not (args.executed / p.name).exists()):
         sys.exit(f"no executed notebook yet for {', '.join(missing)}: run them with scripts/paper_scale.sh and add their FROM")
-
 
 if __name__ == "__main__":
     main()

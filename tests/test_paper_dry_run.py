@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.paper_dry_run
 
 #: Every chapter with a paper scale of its own, by its module (chapter 1 has nothing a GPU runs). The windows
-#: (scripts/window_plan.py): 1 = chapters 2, 3, 4; 2 = 6, 7; 3-5 = 5's UNets, 5, 7c; 6 = 7b; 7 = 8.
+#: (scripts/paper_scale.sh --window): 1 = chapters 2, 3, 4; 2 = 6, 7; 3-5 = 5's UNets, 5, 7c; 6 = 7b; 7 = 8.
 CHAPTERS = {
     "02_mode_interpolation_1d": "mode_interpolation_1d",
     "03_mode_interpolation_2d": "mode_interpolation_2d",
