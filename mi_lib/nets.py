@@ -10,6 +10,15 @@ A network that also learns its reverse-step variance (Improved DDPM's "learned r
 returns twice x's channels, guided-diffusion's convention: eps, then v in roughly [-1, 1], which places the
 log-variance between log beta tilde_t (v = -1) and log beta_t (v = 1) (:meth:`NoiseSchedule.learned_log_variance`).
 The sampler and the loss split such an output; nothing else takes one.
+
+On the CPU, a forward pass without autograd (sampling, scoring) runs the MLP's linear layers through oneDNN
+instead of MKL: MKL in the compatible mode that the chapters pin (``MKL_CBWR=COMPATIBLE``, the Makefile's
+CPU_NUMERICS) multiplies on SSE2 at about a quarter of oneDNN's AVX2 speed, and the matrix products are most of a
+CPU sampling run, which takes half the time this way (``benchmarks/cpu_sampler.py`` times both). oneDNN gives the same
+bits for every thread count and for every batch of at least 3 rows (the sampler runs blocks of 16); its AVX2 code
+is what ``ONEDNN_MAX_CPU_ISA=AVX2`` pins, as for the UNet's convolutions. Its products round differently from
+MKL's in the last bits, so a sampling run and a training step (autograd: MKL) see slightly different networks'
+roundings, never different weights.
 """
 
 from __future__ import annotations
@@ -24,6 +33,11 @@ from .cache import KEY_OMITS_DEFAULT
 from .params import positive_int
 
 __all__ = ["MLPConfig", "MLPDenoiser", "sinusoidal_embedding", "shared_timestep"]
+
+try:  # torch's own oneDNN linear (what Inductor calls on the CPU); absent from some builds
+    _ONEDNN_LINEAR = torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
+except (AttributeError, RuntimeError):  # pragma: no cover - depends on the torch build
+    _ONEDNN_LINEAR = None
 
 
 def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
@@ -41,6 +55,24 @@ def shared_timestep(t: int, batch_size: int, device: torch.device | str) -> Tens
     Networks recognise the stride-0 view and compute the time embedding once instead of B times; the
     sampler always passes its timesteps this way."""
     return torch.full((1,), t, dtype=torch.long, device=device).expand(batch_size)
+
+
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # pragma: no cover - torch < 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters and state-dict keys) that runs through oneDNN on the CPU without autograd
+    or autocast (see the module docstring)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (_ONEDNN_LINEAR is not None and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+                and not _cpu_autocast()):
+            return _ONEDNN_LINEAR(x, self.weight, self.bias, "none", [], "")
+        return super().forward(x)
 
 
 @dataclass(frozen=True)
@@ -67,10 +99,10 @@ class _ResidualBlock(nn.Module):
     def __init__(self, width: int, time_dim: int, slope: float):
         super().__init__()
         self.norm1 = nn.LayerNorm(width)
-        self.fc1 = nn.Linear(width, width, bias=False)
-        self.time_proj = nn.Linear(time_dim, width)
+        self.fc1 = Linear(width, width, bias=False)
+        self.time_proj = Linear(time_dim, width)
         self.norm2 = nn.LayerNorm(width)
-        self.fc2 = nn.Linear(width, width, bias=False)
+        self.fc2 = Linear(width, width, bias=False)
         self.act = nn.LeakyReLU(slope)
 
     def forward(self, h: Tensor, t_emb: Tensor) -> Tensor:  # h: (B, width), t_emb: (B or 1, time_dim)
@@ -92,12 +124,12 @@ class MLPDenoiser(nn.Module):
         self.config = config
         c = config
         self.sample_shape: tuple[int, ...] = (c.data_dim,)
-        self.in_proj = nn.Linear(c.data_dim, c.width, bias=False)
-        self.time_mlp = nn.Sequential(nn.Linear(c.time_dim, c.time_dim), nn.LeakyReLU(c.negative_slope))
+        self.in_proj = Linear(c.data_dim, c.width, bias=False)
+        self.time_mlp = nn.Sequential(Linear(c.time_dim, c.time_dim), nn.LeakyReLU(c.negative_slope))
         n_unique = 1 if c.tied_blocks else c.depth
         self.blocks = nn.ModuleList(_ResidualBlock(c.width, c.time_dim, c.negative_slope) for _ in range(n_unique))
         self.out_norm = nn.LayerNorm(c.width)
-        self.out_proj = nn.Linear(c.width, c.data_dim * (2 if c.learn_sigma else 1))
+        self.out_proj = Linear(c.width, c.data_dim * (2 if c.learn_sigma else 1))
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)

@@ -55,3 +55,25 @@ def test_bad_config():
         MLPConfig(width=0)
     with pytest.raises(TypeError):
         MLPDenoiser({"data_dim": 1})
+
+
+def test_cpu_inference_linear_is_onednn_rows_independent_of_the_batch():
+    """Without autograd the MLP's linear layers run through oneDNN on the CPU (mi_lib.nets.Linear): each row comes
+    out the same in a batch of any size from 3 rows up (the sampler's chunk-size invariance rests on it), within
+    float32 rounding of nn.Linear; with autograd or under autocast they are nn.Linear itself."""
+    from mi_lib import nets
+
+    if nets._ONEDNN_LINEAR is None:
+        pytest.skip("this torch build has no oneDNN linear")
+    torch.manual_seed(0)
+    layer = nets.Linear(128, 128)
+    x = torch.randn(1000, 128)
+    plain = torch.nn.functional.linear(x, layer.weight, layer.bias)
+    with torch.no_grad():
+        whole = layer(x)
+        for lo, n in ((0, 3), (5, 16), (100, 17), (0, 640), (360, 640)):
+            assert torch.equal(layer(x[lo:lo + n]), whole[lo:lo + n]), (lo, n)
+    torch.testing.assert_close(whole, plain, rtol=1e-5, atol=1e-5)
+    assert torch.equal(layer(x).detach(), plain.detach())  # autograd on: nn.Linear's own path
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(x).dtype == torch.bfloat16  # autocast: nn.Linear's path, which autocast rounds
