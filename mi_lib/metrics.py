@@ -19,21 +19,16 @@ from torch import Tensor
 
 from .data import GaussianMixture
 from .params import positive_int
-from .schedule import NoiseSchedule
 
 __all__ = [
     "DEFAULT_K",
     "out_of_support",
     "out_of_support_mass",
     "mean_var_zscores",
-    "tv_to_noise",
-    "first_pure_noise_step",
     "gap_mass",
     "gap_lengths",
     "true_gap_mass",
     "gap_midpoint_share",
-    "side_tails",
-    "within_mode_spread",
     "ModeSegments",
     "mode_segments",
     "nearest_segment",
@@ -106,43 +101,6 @@ def mean_var_zscores(x: Tensor, mean: Tensor, var: Tensor) -> tuple[Tensor, Tens
     return z_mean, z_var
 
 
-def tv_to_noise(mixture: GaussianMixture, alpha_bar: float, half_width: float = 8.0, points: int | None = None) -> float:
-    """Total-variation distance between the noised marginal q_t (at ``alpha_bar``) and the prior N(0, I),
-    by quadrature on a regular grid over [-half_width, half_width]^D (D = 1 or 2) with ``points`` per axis
-    (default 2001 in 1D, 401 in 2D).
-
-    TV = 1/2 integral |q_t - N(0, I)|: the best possible advantage, over chance, of telling x_t from pure
-    noise. A value below 0.01 means the step carries essentially no information about the data."""
-    if mixture.dim not in (1, 2):
-        raise ValueError(f"tv_to_noise integrates on a grid in 1 or 2 dimensions, got D={mixture.dim}")
-    points = points if points is not None else (2001 if mixture.dim == 1 else 401)
-    if points < 3:
-        raise ValueError(f"points must be >= 3, got {points}")
-    axis = torch.linspace(-half_width, half_width, points, dtype=torch.float64)
-    cell = float(axis[1] - axis[0]) ** mixture.dim
-    x = axis[:, None] if mixture.dim == 1 else torch.cartesian_prod(axis, axis)
-    q = mixture.noised(alpha_bar).prob(x)
-    prior = torch.exp(-0.5 * (x * x).sum(1)) / (2 * math.pi) ** (mixture.dim / 2)
-    return 0.5 * float((q - prior).abs().sum()) * cell
-
-
-def first_pure_noise_step(mixture: GaussianMixture, schedule: NoiseSchedule, tol: float = 0.01, **quadrature) -> int:
-    """The first timestep t whose marginal q_t is within total variation ``tol`` of N(0, I), found by
-    bisection (TV to the stationary law never increases along the forward chain). Returns T if none is.
-    Steps t..T-1 are then 'pure noise' for this data."""
-    ab = schedule.alpha_bar_64
-    if tv_to_noise(mixture, float(ab[-1]), **quadrature) >= tol:
-        return schedule.T
-    lo, hi = -1, schedule.T - 1  # invariant: TV(lo) >= tol (or lo = -1), TV(hi) < tol
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if tv_to_noise(mixture, float(ab[mid]), **quadrature) < tol:
-            hi = mid
-        else:
-            lo = mid
-    return hi
-
-
 # ---------------------------------------------------------------------------------------- gaps (1D)
 def _gap_bounds(mixture: GaussianMixture, k: float) -> tuple[Tensor, Tensor]:
     """Edges (lo, hi) of the K-1 gaps between neighbouring 1D modes, sorted: (mu_i + k s_i, mu_{i+1} - k s_{i+1})."""
@@ -200,31 +158,6 @@ def gap_midpoint_share(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K
     inside = (v > lo) & (v < hi)  # (N, K-1)
     near_mid = inside & ((v - (lo + hi) / 2).abs() <= radius)
     return int(near_mid.sum()), int(inside.sum())
-
-
-def side_tails(x: Tensor, mixture: GaussianMixture, lo: float = DEFAULT_K, hi: float = DEFAULT_K + 2.0) -> Tensor:
-    """Samples lo..hi sigma from each mode of a 1D mixture, on its left and on its right: (K, 2) long, modes
-    sorted by position. A mode blurred symmetrically has as many on either side; one pulled towards a
-    neighbour has more on that side. x: (N, 1)."""
-    if mixture.dim != 1 or x.dim() != 2 or x.shape[1] != 1:
-        raise ValueError(f"side_tails needs 1D points (N, 1) and a 1D mixture, got x {tuple(x.shape)}, D = {mixture.dim}")
-    if not 0 <= lo < hi:
-        raise ValueError(f"need 0 <= lo < hi, got {lo}, {hi}")
-    order = torch.argsort(mixture.means[:, 0])
-    mu, s = mixture.means[order, 0], mixture.sigma[order]
-    d = (x[:, 0].to(torch.float64).cpu()[:, None] - mu[None, :]) / s[None, :]  # (N, K), in sigma
-    left = ((d <= -lo) & (d >= -hi)).sum(0)
-    right = ((d >= lo) & (d <= hi)).sum(0)
-    return torch.stack([left, right], dim=1)
-
-
-def within_mode_spread(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K) -> float:
-    """The standard deviation of 1D samples about their nearest mode, over those within k sigma of it (a
-    normal of the modes' sigma, cut at k sigma, gives sigma times 0.9989 at k = 4): how wide the generated modes are."""
-    dist, mode = mixture.nearest_mode_distance(x.to(torch.float64).cpu())
-    near = dist <= check_k(k)
-    offset = x[:, 0].to(torch.float64).cpu()[near] - mixture.means[mode[near], 0]
-    return float(offset.square().mean().sqrt())
 
 
 # ---------------------------------------------------------------------------------------- segments (2D)

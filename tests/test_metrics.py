@@ -5,6 +5,8 @@ import pytest
 import torch
 
 import mi_lib as mi
+from mi_lib.experiments.mode_interpolation_1d import side_tails
+from mi_lib.experiments.score_smoothness import within_mode_spread
 from mi_lib import GaussianMixture, WindowVariance, grid_2d, mean_var_zscores, mixture_1d, out_of_support, out_of_support_mass
 from mi_lib.experiments import mode_interpolation_2d as ch3, score_smoothness as ch4
 from mi_lib.metrics import gap_mass, mode_segments, nearest_segment, true_gap_mass
@@ -259,7 +261,7 @@ def test_gap_midpoint_share_and_within_mode_spread_by_hand():
     x = torch.tensor([[1.5], [1.64], [1.66], [1.21], [2.5], [2.0], [0.5]])
     assert mi.metrics.gap_midpoint_share(x, m) == (3, 5)  # 1.5, 1.64, 2.5 near a midpoint; 1.66, 1.21 farther; the rest outside
     on_modes = torch.tensor([[1.0 + 0.03], [1.0 - 0.03], [2.0 + 0.03], [3.0 - 0.03], [1.5]])  # 1.5 is 10 sigma out: left out
-    assert abs(mi.metrics.within_mode_spread(on_modes, m) - 0.03) < 1e-6  # float32 inputs
+    assert abs(within_mode_spread(on_modes, m) - 0.03) < 1e-6  # float32 inputs
 
 
 def test_side_tails_by_hand():
@@ -267,6 +269,6 @@ def test_side_tails_by_hand():
     x = torch.tensor([[1.25], [0.75], [0.72], [1.1], [2.21], [2.79], [3.29]])
     # mode 1: left 0.75 (5 sigma), 0.72 (5.6); right 1.25 (5); 1.1 is 2 sigma: not a tail. mode 2: right 2.21 (4.2).
     # mode 3: left 2.79 (4.2), right 3.29 (5.8)
-    assert mi.metrics.side_tails(x, m).tolist() == [[2, 1], [0, 1], [1, 1]]
+    assert side_tails(x, m).tolist() == [[2, 1], [0, 1], [1, 1]]
     with pytest.raises(ValueError, match="1D"):
-        mi.metrics.side_tails(torch.zeros(2, 2), mi.grid_2d())
+        side_tails(torch.zeros(2, 2), mi.grid_2d())

@@ -13,19 +13,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from matplotlib.axes import Axes
 from torch import Tensor
 
 from .. import plotting
 from ..data import GaussianMixture, mixture_1d
-from ..metrics import DensityRatio, density_ratio, gap_lengths, gap_mass, side_tails, true_gap_mass, wilson_interval
+from ..metrics import DEFAULT_K, DensityRatio, density_ratio, gap_lengths, gap_mass, true_gap_mass, wilson_interval
 from ..models import MixtureModelSpec
 from ..params import choice_parameter, number_parameter, sequence_parameter
 from ..results import format_number as fmt
 from ..results import say
 from ..train import TrainConfig
 
-__all__ = ["SCALES", "Setup", "setup", "gap_names", "gap_table", "moved_reading", "tail_reading", "plot_zoom",
+__all__ = ["side_tails", "SCALES", "Setup", "setup", "gap_names", "gap_table", "moved_reading", "tail_reading", "plot_zoom",
            "claimed_numbers"]
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -213,3 +214,19 @@ def claimed_numbers(s: Setup, gaps: Mapping[int, Tensor], true_gaps: Tensor, mov
         "moved_tail_far": tails.far,
         "moved_tail_near_share_low": tails.near_low,
     }
+
+
+def side_tails(x: Tensor, mixture: GaussianMixture, lo: float = DEFAULT_K, hi: float = DEFAULT_K + 2.0) -> Tensor:
+    """Samples lo..hi sigma from each mode of a 1D mixture, on its left and on its right: (K, 2) long, modes
+    sorted by position. A mode blurred symmetrically has as many on either side; one pulled towards a
+    neighbour has more on that side. x: (N, 1)."""
+    if mixture.dim != 1 or x.dim() != 2 or x.shape[1] != 1:
+        raise ValueError(f"side_tails needs 1D points (N, 1) and a 1D mixture, got x {tuple(x.shape)}, D = {mixture.dim}")
+    if not 0 <= lo < hi:
+        raise ValueError(f"need 0 <= lo < hi, got {lo}, {hi}")
+    order = torch.argsort(mixture.means[:, 0])
+    mu, s = mixture.means[order, 0], mixture.sigma[order]
+    d = (x[:, 0].to(torch.float64).cpu()[:, None] - mu[None, :]) / s[None, :]  # (N, K), in sigma
+    left = ((d <= -lo) & (d >= -hi)).sum(0)
+    right = ((d >= lo) & (d <= hi)).sum(0)
+    return torch.stack([left, right], dim=1)

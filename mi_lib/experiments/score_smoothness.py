@@ -23,7 +23,7 @@ from torch import Tensor
 from ..cache import cached
 from ..data import GaussianMixture
 from ..exact import ExactDenoiser
-from ..metrics import gap_lengths, gap_mass, gap_midpoint_share, true_gap_mass, wilson_interval, within_mode_spread
+from ..metrics import DEFAULT_K, check_k, gap_lengths, gap_mass, gap_midpoint_share, true_gap_mass, wilson_interval
 from ..models import MixtureModelSpec
 from ..nets import shared_timestep
 from ..params import choice_parameter, number_parameter, sequence_parameter
@@ -34,7 +34,7 @@ from ..schedule import NoiseSchedule
 from ..train import TrainConfig
 from ..settings import Settings
 
-__all__ = ["SCALES", "SLOPE_TIMES", "Setup", "setup", "Scores", "plot_scores", "error_map", "max_slopes",
+__all__ = ["within_mode_spread", "SCALES", "SLOPE_TIMES", "Setup", "setup", "Scores", "plot_scores", "error_map", "max_slopes",
            "print_slopes", "exact_score_samples", "GapMasses", "gap_masses", "plot_gap_masses", "print_gap_masses",
            "matching_width", "MatchedReading",
            "matched_reading", "claimed_numbers"]
@@ -287,3 +287,12 @@ def claimed_numbers(g: GapMasses, m: MatchedReading, slopes: Mapping[str, Sequen
         **{f"{key}_mode_spread": m.spread[name] for key, name in runs.items() if name in m.spread},
         "slope_ratio_true_over_learned_t0": slopes["true"][0] / slopes["learned"][0],
     }
+
+
+def within_mode_spread(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K) -> float:
+    """The standard deviation of 1D samples about their nearest mode, over those within k sigma of it (a
+    normal of the modes' sigma, cut at k sigma, gives sigma times 0.9989 at k = 4): how wide the generated modes are."""
+    dist, mode = mixture.nearest_mode_distance(x.to(torch.float64).cpu())
+    near = dist <= check_k(k)
+    offset = x[:, 0].to(torch.float64).cpu()[near] - mixture.means[mode[near], 0]
+    return float(offset.square().mean().sqrt())
