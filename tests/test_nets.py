@@ -57,7 +57,7 @@ def test_bad_config():
         MLPDenoiser({"data_dim": 1})
 
 
-def test_cpu_inference_linear_is_onednn_rows_independent_of_the_batch():
+def test_cpu_inference_linear_is_onednn_rows_independent_of_the_batch(monkeypatch):
     """Without autograd the MLP's linear layers run through oneDNN on the CPU (mi_lib.nets.Linear): each row comes
     out the same in a batch of any size from 3 rows up (the sampler's chunk-size invariance rests on it), within
     float32 rounding of nn.Linear; with autograd or under autocast they are nn.Linear itself."""
@@ -77,3 +77,12 @@ def test_cpu_inference_linear_is_onednn_rows_independent_of_the_batch():
     assert torch.equal(layer(x).detach(), plain.detach())  # autograd on: nn.Linear's own path
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert layer(x).dtype == torch.bfloat16  # autocast: nn.Linear's path, which autocast rounds
+    calls = []  # which path each call took: oneDNN only without autograd and autocast
+    monkeypatch.setattr(nets, "_ONEDNN_LINEAR", lambda *a: calls.append(1) or nets.torch.ops.mkldnn._linear_pointwise(*a))
+    layer(x)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(x)
+    assert calls == []
+    with torch.inference_mode():
+        layer(x)
+    assert calls == [1]
