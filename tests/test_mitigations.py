@@ -76,7 +76,7 @@ def test_the_ci_scale_samples_shipped_models_only():
     """CI never trains: every model the CI scale samples is in data/checkpoints."""
     shipped = {e["spec_key"] for e in load_manifest()}
     specs = {m.spec for ds in ("grid", "1d") for m in M.methods(M.SCALES["ci"], ds)}
-    assert len(specs) == 11  # grid, 1D, four training baselines, four VSM weights and a second VSM seed
+    assert len(specs) == 10  # grid, 1D, four training baselines, three VSM weights and a second VSM seed
     assert all(spec_key(s) in shipped for s in specs)
 
 
