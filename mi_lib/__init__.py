@@ -10,8 +10,8 @@ listed before it; ``tests/test_repo.py`` holds the list and checks it):
   ``fast`` (precision / compile fast paths), ``settings`` (how mi_lib's own runs go: device, fast paths, cache
   folder, progress; passed down as an argument, never read from the environment on the way);
 - **data sets**: ``data`` (Gaussian mixtures with closed-form noised scores), ``shapes`` and ``hands`` (image
-  data sets with rule-based counters), ``digits`` (real 8x8 digits, a classifier and Frechet distance for
-  chapter 7; imported on demand: ``from mi_lib import digits``);
+  data sets with rule-based counters), ``digits`` (real 8x8 and MNIST digits for
+  chapter 7b, whose classifier lives with it; imported on demand: ``from mi_lib import digits``);
 - **diffusion core**: ``schedule`` (forward process), ``nets`` (the MLP denoiser), ``unet`` (the image denoiser),
   ``fused`` (the MLP's fused sampling loop), ``sampling`` (one reverse loop, and Hal as it samples), ``train``,
   ``exact`` (denoisers from the true score);

@@ -1,7 +1,7 @@
 """Recursive training on real 8x8 digits (chapter 7's MNIST part at CI scale): none / random / Hal filters and the real-data control.
 
 The shipped digits (mi_lib.digits.load_digits_8x8, 1,797 images) are split once (split seed 0) into 1,300
-training digits and 497 held-out ones. A digit classifier (mi_lib.digits.train_classifier, seed 0) is fitted to
+training digits and 497 held-out ones. A digit classifier (mi_lib.experiments.recursive_judge.train_classifier, seed 0) is fitted to
 the training digits; its accuracy on the held-out ones is printed, and its features of the held-out digits are
 the reference of every FID-like score. Generation 0 of mi_lib.recursion.recursive_training is the official MLP
 (width 128, data_dim 64) trained on the training digits flattened to 64 values in [-1, 1]; every filter runs on
@@ -44,6 +44,7 @@ import torch
 
 import mi_lib as mi
 from mi_lib import digits
+from mi_lib.experiments import recursive_digits as judge
 from mi_lib.recursion import RecursionConfig, recursive_training
 from mi_lib.shapes import to_model_range
 
@@ -71,14 +72,14 @@ def main() -> None:
     images, labels = digits.load_digits_8x8()
     train_idx, test_idx = digits.split_indices(len(images), args.n_test, seed=0)
     start = time.perf_counter()
-    clf = digits.train_classifier(images[train_idx], labels[train_idx], seed=0)
+    clf = judge.train_classifier(images[train_idx], labels[train_idx], seed=0)
     print(f"torch threads: {torch.get_num_threads()}; classifier trained in {time.perf_counter() - start:.2f} s, "
-          f"held-out accuracy {digits.accuracy(clf, images[test_idx], labels[test_idx]):.4f} ({args.n_test} digits)")
-    reference = digits.classifier_features(clf, images[test_idx])
+          f"held-out accuracy {judge.accuracy(clf, images[test_idx], labels[test_idx]):.4f} ({args.n_test} digits)")
+    reference = judge.classifier_features(clf, images[test_idx])
     data = to_model_range(images[train_idx]).reshape(len(train_idx), -1)  # (1300, 64) in [-1, 1]
     n_eval = min(args.n_keep, len(train_idx))
-    floor = digits.digits_report(data[:n_eval], clf, reference)
-    accuracy = digits.accuracy(clf, images[test_idx], labels[test_idx])
+    floor = judge.digits_report(data[:n_eval], clf, reference)
+    accuracy = judge.accuracy(clf, images[test_idx], labels[test_idx])
     print(f"reference floor: {n_eval} real training digits vs held-out: fid {floor['fid']:.2f}, "
           f"{floor['classes_present']} classes, confidence {floor['confidence']:.3f}")
 
@@ -101,8 +102,8 @@ def main() -> None:
             run = recursive_training(data, base.replace(seed=seed, filter=f), settings)
             elapsed = time.perf_counter() - start
             for g in run.generations:
-                r = digits.digits_report(g.samples, clf, reference)
-                kept = digits.digits_report(g.kept_x0, clf, reference)
+                r = judge.digits_report(g.samples, clf, reference)
+                kept = judge.digits_report(g.kept_x0, clf, reference)
                 hist = " ".join(f"{100 * v:.0f}" for v in r["histogram"].tolist())
                 print(f"seed {seed} {f:>6} gen {g.generation}: fid {r['fid']:6.2f} (kept {kept['fid']:6.2f}) "
                       f"classes {r['classes_present']:2d} conf {r['confidence']:.3f} hist% [{hist}] "

@@ -1,4 +1,4 @@
-"""Real digits and the digit measurements (mi_lib.digits): the shipped 8x8 and MNIST files and their fallbacks
+"""Real digits (mi_lib.digits) and chapter 7b's digit measurements (mi_lib.experiments.recursive_digits): the shipped 8x8 and MNIST files and their fallbacks
 (scikit-learn, torchvision; both faked here), the classifiers, the Fréchet distance on hand-computable cases,
 label histograms and the report. The 8x8 classifier trains once (~0.5 s on one CPU thread), a short MNIST one
 once (~5 s on two); the whole file takes about 10 s."""
@@ -16,11 +16,9 @@ import pytest
 import torch
 
 from mi_lib import digits
-from mi_lib.digits import (
-    DIGITS_FILE,
-    DIGITS_SHA256,
-    MNIST_FILE,
-    MNIST_SHA256,
+from mi_lib.digits import DIGITS_FILE, DIGITS_SHA256, MNIST_FILE, MNIST_SHA256, load_digits_8x8, load_mnist, load_mnist_10k, split_indices
+from mi_lib.experiments import recursive_digits as judge
+from mi_lib.experiments.recursive_digits import (
     CLASSIFIER_PRESETS,
     ClassifierConfig,
     accuracy,
@@ -28,11 +26,7 @@ from mi_lib.digits import (
     digits_report,
     frechet_distance,
     label_histogram,
-    load_digits_8x8,
-    load_mnist,
-    load_mnist_10k,
     predict,
-    split_indices,
     train_classifier,
 )
 from mi_lib.shapes import to_model_range
@@ -384,17 +378,17 @@ def test_report_counts_lost_digits(real, split, clf):
 def test_null_digits_match_moments_and_interpolate():
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(4_000, 1, 3, 3, generator=gen) @ torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.2]])  # correlated pixels
-    draws = digits.gaussian_null(images, 20_000, seed=1)
+    draws = judge.gaussian_null(images, 20_000, seed=1)
     assert draws.shape == (20_000, 1, 3, 3) and draws.dtype == images.dtype
     assert float(draws.min()) >= float(images.min()) and float(draws.max()) <= float(images.max())  # clamped to the range
     flat, flat_null = images.reshape(len(images), -1).double(), draws.reshape(len(draws), -1).double()
     assert torch.allclose(flat_null.mean(0), flat.mean(0), atol=0.02)
     assert torch.allclose(torch.cov(flat_null.T), torch.cov(flat.T), atol=0.02)  # clamping trims little here
-    assert torch.equal(draws, digits.gaussian_null(images, 20_000, seed=1))
-    pairs = digits.midpoint_null(images, 50, seed=0)
+    assert torch.equal(draws, judge.gaussian_null(images, 20_000, seed=1))
+    pairs = judge.midpoint_null(images, 50, seed=0)
     assert pairs.shape == (50, 1, 3, 3)
     # each is the average of two different training images
     two = torch.tensor([[0.0], [1.0]]).reshape(2, 1)
-    assert digits.midpoint_null(two, 10, seed=3).flatten().tolist() == [0.5] * 10
+    assert judge.midpoint_null(two, 10, seed=3).flatten().tolist() == [0.5] * 10
     with pytest.raises(ValueError, match="N >= 2"):
-        digits.gaussian_null(images[:1], 5)
+        judge.gaussian_null(images[:1], 5)
