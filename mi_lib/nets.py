@@ -18,8 +18,7 @@ CPU sampling run, which takes half the time this way (``benchmarks/cpu_sampler.p
 bits for every thread count and for every batch of at least 3 rows (the sampler runs blocks of 16); its AVX2 code
 is what ``ONEDNN_MAX_CPU_ISA=AVX2`` pins, as for the UNet's convolutions. Its products round differently from
 MKL's in the last bits, so a sampling run and a training step (autograd: MKL) see slightly different networks'
-roundings, never different weights. The residual blocks' two sums ride on oneDNN's products there (:meth:`Linear.plus`),
-with the same bits as the separate sums.
+roundings, never different weights.
 """
 
 from __future__ import annotations
@@ -35,11 +34,10 @@ from .params import positive_int
 
 __all__ = ["MLPConfig", "MLPDenoiser", "sinusoidal_embedding", "shared_timestep"]
 
-try:  # torch's own oneDNN linear (what Inductor calls on the CPU), and the same with a sum after it; absent from some builds
+try:  # torch's own oneDNN linear (what Inductor calls on the CPU); absent from some builds
     _ONEDNN_LINEAR = torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
-    _ONEDNN_LINEAR_ADD = torch.ops.mkldnn._linear_pointwise.binary if _ONEDNN_LINEAR is not None else None
 except (AttributeError, RuntimeError):  # pragma: no cover - depends on the torch build
-    _ONEDNN_LINEAR = _ONEDNN_LINEAR_ADD = None
+    _ONEDNN_LINEAR = None
 
 
 def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
@@ -70,25 +68,11 @@ class Linear(nn.Linear):
     """``nn.Linear`` (same parameters and state-dict keys) that runs through oneDNN on the CPU without autograd
     or autocast (see the module docstring)."""
 
-    def _onednn(self, x: Tensor) -> bool:
-        return (_ONEDNN_LINEAR is not None and x.device.type == "cpu" and x.dtype == torch.float32
-                and not torch.is_grad_enabled() and not _cpu_autocast())
-
     def forward(self, x: Tensor) -> Tensor:
-        if self._onednn(x):
+        if (_ONEDNN_LINEAR is not None and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+                and not _cpu_autocast()):
             return _ONEDNN_LINEAR(x, self.weight, self.bias, "none", [], "")
         return super().forward(x)
-
-    def plus(self, x: Tensor, other: Tensor) -> Tensor:
-        """``self(x) + other`` for ``other`` of shape (B, out) or, in a layer without bias, (1, out). On the oneDNN
-        path the sum is done inside the product (as its bias, or as a sum after it): one pass less over memory and
-        the same bits, since either way the float32 product is rounded once and ``other`` added to it."""
-        if self._onednn(x) and other.dtype == torch.float32:
-            if self.bias is None and other.shape == (1, self.out_features):
-                return _ONEDNN_LINEAR(x, self.weight, other[0], "none", [], "")
-            if _ONEDNN_LINEAR_ADD is not None and other.shape == (x.shape[0], self.out_features):
-                return _ONEDNN_LINEAR_ADD(x, other.contiguous(), self.weight, self.bias, "add")
-        return self(x) + other
 
 
 @dataclass(frozen=True)
@@ -122,8 +106,8 @@ class _ResidualBlock(nn.Module):
         self.act = nn.LeakyReLU(slope)
 
     def forward(self, h: Tensor, t_emb: Tensor) -> Tensor:  # h: (B, width), t_emb: (B or 1, time_dim)
-        z = self.fc1.plus(self.act(self.norm1(h)), self.time_proj(t_emb))  # fc1(...) + time_proj(t_emb)
-        return self.fc2.plus(self.act(self.norm2(z)), h)  # h + fc2(...)
+        z = self.fc1(self.act(self.norm1(h))) + self.time_proj(t_emb)
+        return h + self.fc2(self.act(self.norm2(z)))
 
 
 class MLPDenoiser(nn.Module):

@@ -86,34 +86,3 @@ def test_cpu_inference_linear_is_onednn_rows_independent_of_the_batch(monkeypatc
     with torch.inference_mode():
         layer(x)
     assert calls == [1]
-
-
-def test_the_blocks_sums_ride_on_the_onednn_product_with_the_same_bits(monkeypatch):
-    """Linear.plus(x, other) = Linear(x) + other: on the oneDNN path the residual block's two sums (the time
-    projection, the skip connection) are done inside the products, bit for bit what the separate sums give, for a
-    shared and a per-sample timestep and every MLP the chapters use; with autograd they are plain sums."""
-    from mi_lib import nets
-
-    if nets._ONEDNN_LINEAR_ADD is None:
-        pytest.skip("this torch build has no oneDNN linear")
-    calls = []
-    monkeypatch.setattr(nets, "_ONEDNN_LINEAR_ADD", lambda *a: calls.append(1) or torch.ops.mkldnn._linear_pointwise.binary(*a))
-
-    def outputs(net, x):
-        ts = (shared_timestep(3, len(x), "cpu"), torch.randint(0, 1000, (len(x),), generator=torch.Generator().manual_seed(1)))
-        with torch.inference_mode():
-            return [net(x, t) for t in ts]
-
-    for config in (MLPConfig(), MLPConfig(data_dim=2, tied_blocks=False), MLPConfig(learn_sigma=True), MLPConfig(data_dim=64)):
-        torch.manual_seed(0)
-        net = MLPDenoiser(config).eval()
-        x = torch.randn(48, config.data_dim)
-        fused = outputs(net, x)
-        assert calls, "the skip connection should go through oneDNN's sum"
-        with monkeypatch.context() as m:
-            m.setattr(nets.Linear, "plus", lambda self, x, other: self(x) + other)
-            plain = outputs(net, x)
-        assert all(torch.equal(a, b) for a, b in zip(fused, plain)), config
-    calls.clear()
-    net(x, shared_timestep(3, len(x), "cpu")).sum().backward()  # autograd: nn.Linear and plain sums
-    assert calls == []
