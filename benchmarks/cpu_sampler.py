@@ -5,12 +5,11 @@ kernel) and the library that multiplies the MLP's matrices (oneDNN, mi_lib.nets.
 Draws ``--samples`` samples from chapter 2's shipped 1D model (T = 1000 steps, the chapters' pinned CPU kernels)
 in a fresh process under each setting, ``--repeats`` times, and prints the seconds and a checksum of the
 samples: the first two checksums must agree (the malloc setting moves memory, not numbers), and so must the
-third, fourth and sixth (what the book runs: oneDNN with the residual blocks' sums inside its products; the same
-with the sums done apart, ``mi_lib.nets.Linear.plus``; the book's with freed memory returned). For reference, one row
+third and fifth (what the book runs: oneDNN, then the same with freed memory returned). For reference, one row
 puts MKL in its AVX2 mode instead of the pinned compatible one (reproducible only across Intel CPUs, so not the
 book's choice: the CI machines have been AMD too). A benchmark, not a test.
 
-    .venv/bin/python benchmarks/cpu_sampler.py                 # 10,000 samples, 2 repeats (about 8 minutes on 2 cores)
+    .venv/bin/python benchmarks/cpu_sampler.py                 # 10,000 samples, 2 repeats (about 4 minutes on 2 cores)
 """
 
 from __future__ import annotations
@@ -28,8 +27,6 @@ import sys, time, torch
 import mi_lib as mi
 if sys.argv[2] == "mkl":
     import mi_lib.nets; mi_lib.nets._ONEDNN_LINEAR = None  # the MLP's products through MKL (nn.Linear's own path)
-if sys.argv[2] == "apart":  # oneDNN's products, the residual blocks' sums after them instead of inside
-    import mi_lib.nets; mi_lib.nets.Linear.plus = lambda self, x, other: self(x) + other
 spec = mi.MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=20_000, data_seed=0, train=mi.TrainConfig(steps=5_000, batch_size=2_000))
 model = mi.mixture_model(spec, mi.Settings(progress=False))
 assert model.source == "shipped", model.source
@@ -53,8 +50,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{args.samples:,} 1D samples x 1000 steps, {os.cpu_count()} cores, torch threads as set")
     variants = (("MKL, glibc default", {}, "mkl"), ("MKL, memory kept", KEPT, "mkl"),
-                ("oneDNN, kept (the book)", KEPT, "onednn"), ("oneDNN, sums apart, kept", KEPT, "apart"),
-                ("MKL_CBWR=AVX2, kept", KEPT | {"MKL_CBWR": "AVX2"}, "mkl"), ("oneDNN, glibc default", {}, "onednn"))
+                ("oneDNN, kept (the book)", KEPT, "onednn"), ("MKL_CBWR=AVX2, kept", KEPT | {"MKL_CBWR": "AVX2"}, "mkl"),
+                ("oneDNN, glibc default", {}, "onednn"))
     for name, extra, linear in variants:
         runs = [run(args.samples, extra, linear) for _ in range(args.repeats)]
         times = sorted(s for s, _ in runs)
