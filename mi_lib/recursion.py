@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 from scipy import stats
-from torch import Tensor
+from torch import Tensor, nn
 
 from .cache import cached, config_key
 from .data import GaussianMixture
@@ -269,12 +269,39 @@ def recursive_training(
     (device, fast paths, cache folder, progress bars); ``chunk_size`` bounds the sampling batch and does not change
     any result. Everything is cached (see the module docstring); one progress bar counts generations, with inner
     bars for training and sampling."""
+    mixture = _check_inputs(first, config, settings, mixture)
+    real = None  # the "real" control draws each later generation's training set from the real data
+    if config.filter == "real" and config.generations > 1:
+        real = first.training_data() if isinstance(first, (MixtureModelSpec, ImageModelSpec)) else first
+        if config.n_keep > len(real):
+            raise ValueError(f"the 'real' control needs n_keep <= {len(real)} (the real training points), got {config.n_keep}")
+    schedule = NoiseSchedule(config.schedule)
+    cells = true_cell_mass(mixture, k) if mixture is not None else None
+    results: list[GenerationResult] = []
+    data, parent = first, {}  # what generation g trains on, and its part of the model's cache key
+    with progress_bar(total=config.generations, desc=f"generations ({config.filter})", disable=not settings.progress) as bar:
+        for g in range(config.generations):
+            seeds = generation_seeds(config.seed, g)
+            init = results[-1].model if config.warm_start and results else None
+            result = _draw_candidates(_generation_model(g, first, data, parent, init, seeds, config, schedule, settings),
+                                      g, seeds, config, schedule, settings, chunk_size)
+            if mixture is not None:
+                result.report = mixture_report(result.samples, mixture, k, true_cells=cells)
+                result.kept_report = mixture_report(result.kept_x0, mixture, k, true_cells=cells)
+                bar.set_postfix(hallucination=f"{100 * result.report['hallucination']:.2f}%", refresh=False)
+            results.append(result)
+            bar.update(1)
+            data, parent = _next_training_set(result, first, real, seeds, config)
+    return RecursionResult(config, results)
+
+
+def _check_inputs(first: Tensor | MixtureModelSpec | ImageModelSpec, config: RecursionConfig, settings: Settings,
+                  mixture: GaussianMixture | None) -> GaussianMixture | None:
+    """One clear error for bad arguments, before any work; returns the mixture to measure against (None: none)."""
     if not isinstance(config, RecursionConfig):
         raise TypeError(f"config must be a RecursionConfig, got {type(config).__name__}")
     if not isinstance(settings, Settings):
         raise TypeError(f"settings must be a mi_lib.Settings, got {type(settings).__name__}")
-    device, progress = settings.device, settings.progress
-    schedule = NoiseSchedule(config.schedule)
     if isinstance(first, (MixtureModelSpec, ImageModelSpec)):
         if first.model != config.model or first.schedule != config.schedule:
             raise ValueError("the spec's model and schedule must equal config.model and config.schedule")
@@ -290,128 +317,128 @@ def recursive_training(
         raise TypeError(f"first must be a tensor of training data, a MixtureModelSpec or an ImageModelSpec, got {type(first).__name__}")
     if mixture is not None and not isinstance(config.model, MLPConfig):
         raise ValueError("mixture measurements need vector samples (an MLPConfig model)")
+    return mixture
 
-    real = None  # the "real" control draws each later generation's training set from the real data
-    if config.filter == "real" and config.generations > 1:
-        real = first.training_data() if isinstance(first, (MixtureModelSpec, ImageModelSpec)) else first
-        if config.n_keep > len(real):
-            raise ValueError(f"the 'real' control needs n_keep <= {len(real)} (the real training points), got {config.n_keep}")
-    cells = true_cell_mass(mixture, k) if mixture is not None else None
-    results: list[GenerationResult] = []
-    parent: dict[str, Any] = {}  # what the next model is trained on (its part of the cache key)
-    data = first
-    with progress_bar(total=config.generations, desc=f"generations ({config.filter})", disable=not progress) as bar:
-        for g in range(config.generations):
-            seeds = generation_seeds(config.seed, g)
-            # ---- the model of generation g
-            if g == 0 and isinstance(first, (MixtureModelSpec, ImageModelSpec)):
-                load = mixture_model if isinstance(first, MixtureModelSpec) else image_model
-                trained = load(first, settings)
-                model, losses, train_s = trained.model, trained.losses, trained.wall_time_s
-                source = trained.source  # "shipped", or "trained" (now or earlier: mixture_model's cache)
-                model_key = config_key("recursion-spec-model", {"spec": first, "origin": trained.origin}, code=CODE)
-            else:
-                train_config = dataclasses.replace(config.train_0 if g == 0 and config.train_0 is not None else config.train, seed=seeds.train)
-                init = results[-1].model if config.warm_start and results else None
-                model_config = {
-                    "data": {"x0": first} if g == 0 else parent,
-                    "model": config.model,
-                    "train": train_config,
-                    "schedule": config.schedule,
-                    "warm_start": init is not None,
-                    **settings.training_key(),
-                }
-                model_key = config_key("recursion-model", model_config, code=CODE)
-                data_sha = data_fingerprint(data)
 
-                def run_training(resume: Path) -> TrainResult:
-                    net = initial_model(config.model, seeds.train)
-                    if init is not None:
-                        net.load_state_dict(init.state_dict())
-                    return train(net, data.to(device), schedule, train_config, progress=progress, resume=resume,
-                                 **settings.train_options())
+@dataclass
+class _Model:
+    """Generation g's model and how it came: its cache key, losses, training seconds, and "shipped", "trained" or
+    "cached"."""
 
-                def fit(resume: Path) -> dict[str, Any]:
-                    try:
-                        out = run_training(resume)
-                    except StaleTrainingState:
-                        # Generation g's training data are its parent's kept candidates, drawn again in this session
-                        # (candidates are not always carried between sessions) and not bit for bit the draw the saved
-                        # state was trained on: that training cannot go on, so it starts over on these data.
-                        warnings.warn(f"generation {g}: its training data were drawn again and differ from those its saved training "
-                                      f"state was trained on; training it from the start ({resume.name})", stacklevel=2)
-                        resume.unlink(missing_ok=True)
-                        out = run_training(resume)
-                    return trained_payload(out, data_sha=data_sha)  # with EMA, its weights are the model
+    net: nn.Module
+    key: str
+    losses: Tensor
+    train_wall_time_s: float
+    source: str
 
-                payload, ran = fit_or_load("recursion-model", model_config, fit, settings, code=CODE)
-                if payload["data_sha"] != data_sha:  # cached from another draw of the parent's candidates: stale here
-                    warnings.warn(f"generation {g}: the cached model was trained on another draw of its training data; training it again",
-                                  stacklevel=2)
-                    payload, ran = fit_or_load("recursion-model", model_config, fit, settings, code=CODE, refresh=True)
-                model = loaded(config.model, payload, device)
-                losses, train_s = payload["losses"], float(payload["wall_time_s"])
-                source = "trained" if ran else "cached"
-            # ---- its candidates, with Hal, in one pass
-            samples_config = {
-                "model": model_key,
-                "weights": weights_fingerprint(model),  # by content: a model trained again never reuses another's draw
-                "n": config.n_candidates,
-                "seed": seeds.sample,
-                "hal_window": config.hal_window,
-                "schedule": config.schedule,
-                "device": device.type,
-            }
-            if config.clip_x0 is not None:  # in the key only when set
-                samples_config["clip_x0"] = float(config.clip_x0)
-            fast = settings.sample_options(fusable=isinstance(model, MLPDenoiser))
-            if fast:  # likewise
-                samples_config["fast"] = fast
-            drawn = []
 
-            def draw() -> dict[str, Any]:
-                drawn.append(True)
-                start = time.perf_counter()
-                out = sample(model, schedule, config.n_candidates, seed=seeds.sample, chunk_size=chunk_size, hal_window=config.hal_window,
-                             progress=progress, clip_x0=config.clip_x0, **fast)
-                return {"x0": out.x0, "hal": out.hal, "wall_time_s": time.perf_counter() - start}
+def _generation_model(g: int, first: Tensor | MixtureModelSpec | ImageModelSpec, data: Tensor, parent: dict[str, Any],
+                      init: nn.Module | None, seeds: GenerationSeeds, config: RecursionConfig, schedule: NoiseSchedule,
+                      settings: Settings) -> _Model:
+    """Generation g's model: a spec's (shipped, cached or trained by mixture_model / image_model) for generation 0,
+    else trained on ``data`` (warm-started from ``init`` if given) or loaded, through :func:`fit_or_load`."""
+    if g == 0 and isinstance(first, (MixtureModelSpec, ImageModelSpec)):
+        trained = (mixture_model if isinstance(first, MixtureModelSpec) else image_model)(first, settings)
+        key = config_key("recursion-spec-model", {"spec": first, "origin": trained.origin}, code=CODE)
+        return _Model(trained.model, key, trained.losses, trained.wall_time_s, trained.source)
+    train_config = dataclasses.replace(config.train_0 if g == 0 and config.train_0 is not None else config.train, seed=seeds.train)
+    model_config = {
+        "data": {"x0": first} if g == 0 else parent,
+        "model": config.model,
+        "train": train_config,
+        "schedule": config.schedule,
+        "warm_start": init is not None,
+        **settings.training_key(),
+    }
+    data_sha = data_fingerprint(data)
 
-            drawn_value = cached("recursion-samples", samples_config, draw, root=settings.cache_dir, code=CODE)
-            kept = select(drawn_value["hal"], config.n_keep, config.filter, seeds.filter)
-            result = GenerationResult(
-                generation=g,
-                seeds=seeds,
-                model=model,
-                losses=losses,
-                train_wall_time_s=train_s,
-                source=source,
-                candidates=drawn_value["x0"],
-                hal=drawn_value["hal"],
-                sample_wall_time_s=float(drawn_value["wall_time_s"]),
-                samples_cached=not drawn,
-                kept=kept,
-                model_key=model_key,
-                samples_key=config_key("recursion-samples", samples_config, code=CODE),
-            )
-            if mixture is not None:
-                result.report = mixture_report(result.samples, mixture, k, true_cells=cells)
-                result.kept_report = mixture_report(result.kept_x0, mixture, k, true_cells=cells)
-                bar.set_postfix(hallucination=f"{100 * result.report['hallucination']:.2f}%", refresh=False)
-            results.append(result)
-            bar.update(1)
-            # ---- what generation g+1 trains on
-            if real is not None:  # the control: n_keep real training points, drawn afresh each generation
-                pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(seeds.filter))[: config.n_keep].sort().values
-                parent = {"real": {"spec": first} if isinstance(first, (MixtureModelSpec, ImageModelSpec)) else {"x0": first},
-                          "n_keep": config.n_keep, "filter_seed": seeds.filter,
-                          "previous": result.samples_key}  # names generation g's weights, which a warm start begins from
-                data = real[pick]
-            else:
-                parent = {"candidates": result.samples_key, "filter": config.filter, "n_keep": config.n_keep}
-                if config.filter == "random":
-                    parent["filter_seed"] = seeds.filter
-                data = result.kept_x0
-    return RecursionResult(config, results)
+    def run_training(resume: Path) -> TrainResult:
+        net = initial_model(config.model, seeds.train)
+        if init is not None:
+            net.load_state_dict(init.state_dict())
+        return train(net, data.to(settings.device), schedule, train_config, progress=settings.progress, resume=resume,
+                     **settings.train_options())
+
+    def fit(resume: Path) -> dict[str, Any]:
+        try:
+            out = run_training(resume)
+        except StaleTrainingState:
+            # Generation g's training data are its parent's kept candidates, drawn again in this session
+            # (candidates are not always carried between sessions) and not bit for bit the draw the saved
+            # state was trained on: that training cannot go on, so it starts over on these data.
+            warnings.warn(f"generation {g}: its training data were drawn again and differ from those its saved training "
+                          f"state was trained on; training it from the start ({resume.name})", stacklevel=2)
+            resume.unlink(missing_ok=True)
+            out = run_training(resume)
+        return trained_payload(out, data_sha=data_sha)  # with EMA, its weights are the model
+
+    payload, ran = fit_or_load("recursion-model", model_config, fit, settings, code=CODE)
+    if payload["data_sha"] != data_sha:  # cached from another draw of the parent's candidates: stale here
+        warnings.warn(f"generation {g}: the cached model was trained on another draw of its training data; training it again",
+                      stacklevel=3)
+        payload, ran = fit_or_load("recursion-model", model_config, fit, settings, code=CODE, refresh=True)
+    return _Model(loaded(config.model, payload, settings.device), config_key("recursion-model", model_config, code=CODE),
+                  payload["losses"], float(payload["wall_time_s"]), "trained" if ran else "cached")
+
+
+def _draw_candidates(model: _Model, g: int, seeds: GenerationSeeds, config: RecursionConfig, schedule: NoiseSchedule,
+                     settings: Settings, chunk_size: int | None) -> GenerationResult:
+    """Generation g's ``n_candidates`` samples with their Hal, in one pass (cached), and the ``n_keep`` its filter keeps."""
+    samples_config = {
+        "model": model.key,
+        "weights": weights_fingerprint(model.net),  # by content: a model trained again never reuses another's draw
+        "n": config.n_candidates,
+        "seed": seeds.sample,
+        "hal_window": config.hal_window,
+        "schedule": config.schedule,
+        "device": settings.device.type,
+    }
+    if config.clip_x0 is not None:  # in the key only when set
+        samples_config["clip_x0"] = float(config.clip_x0)
+    fast = settings.sample_options(fusable=isinstance(model.net, MLPDenoiser))
+    if fast:  # likewise
+        samples_config["fast"] = fast
+    drawn = []
+
+    def draw() -> dict[str, Any]:
+        drawn.append(True)
+        start = time.perf_counter()
+        out = sample(model.net, schedule, config.n_candidates, seed=seeds.sample, chunk_size=chunk_size, hal_window=config.hal_window,
+                     progress=settings.progress, clip_x0=config.clip_x0, **fast)
+        return {"x0": out.x0, "hal": out.hal, "wall_time_s": time.perf_counter() - start}
+
+    value = cached("recursion-samples", samples_config, draw, root=settings.cache_dir, code=CODE)
+    return GenerationResult(
+        generation=g,
+        seeds=seeds,
+        model=model.net,
+        losses=model.losses,
+        train_wall_time_s=model.train_wall_time_s,
+        source=model.source,
+        candidates=value["x0"],
+        hal=value["hal"],
+        sample_wall_time_s=float(value["wall_time_s"]),
+        samples_cached=not drawn,
+        kept=select(value["hal"], config.n_keep, config.filter, seeds.filter),
+        model_key=model.key,
+        samples_key=config_key("recursion-samples", samples_config, code=CODE),
+    )
+
+
+def _next_training_set(result: GenerationResult, first: Tensor | MixtureModelSpec | ImageModelSpec, real: Tensor | None,
+                       seeds: GenerationSeeds, config: RecursionConfig) -> tuple[Tensor, dict[str, Any]]:
+    """What generation g+1 trains on, and its part of that model's cache key: generation g's kept candidates, or for
+    the "real" control n_keep real training points drawn afresh."""
+    if real is not None:
+        pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(seeds.filter))[: config.n_keep].sort().values
+        parent = {"real": {"spec": first} if isinstance(first, (MixtureModelSpec, ImageModelSpec)) else {"x0": first},
+                  "n_keep": config.n_keep, "filter_seed": seeds.filter,
+                  "previous": result.samples_key}  # names generation g's weights, which a warm start begins from
+        return real[pick], parent
+    parent = {"candidates": result.samples_key, "filter": config.filter, "n_keep": config.n_keep}
+    if config.filter == "random":
+        parent["filter_seed"] = seeds.filter
+    return result.kept_x0, parent
 
 
 # ---------------------------------------------------------------------------------------- measurements
