@@ -1,7 +1,7 @@
 """Recursive training on real 8x8 digits (chapter 7's MNIST part at CI scale): none / random / Hal filters and the real-data control.
 
 The shipped digits (mi_lib.digits.load_digits_8x8, 1,797 images) are split once (split seed 0) into 1,300
-training digits and 497 held-out ones. A digit classifier (mi_lib.experiments.recursive_judge.train_classifier, seed 0) is fitted to
+training digits and 497 held-out ones. A digit classifier (mi_lib.experiments.recursive_digits.train_classifier, seed 0) is fitted to
 the training digits; its accuracy on the held-out ones is printed, and its features of the held-out digits are
 the reference of every FID-like score. Generation 0 of mi_lib.recursion.recursive_training is the official MLP
 (width 128, data_dim 64) trained on the training digits flattened to 64 values in [-1, 1]; every filter runs on

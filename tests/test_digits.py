@@ -1,7 +1,7 @@
-"""Real digits (mi_lib.digits) and chapter 7b's digit measurements (mi_lib.experiments.recursive_digits): the shipped 8x8 and MNIST files and their fallbacks
-(scikit-learn, torchvision; both faked here), the classifiers, the Fréchet distance on hand-computable cases,
-label histograms and the report. The 8x8 classifier trains once (~0.5 s on one CPU thread), a short MNIST one
-once (~5 s on two); the whole file takes about 10 s."""
+"""Real digits (mi_lib.digits) and chapter 7b's digit measurements (mi_lib.experiments.recursive_digits): the
+shipped 8x8 and MNIST files and their fallbacks (scikit-learn, torchvision; both faked here), the classifiers,
+the Fréchet distance on hand-computable cases, label histograms and the report. The 8x8 classifier trains once
+(~0.5 s on one CPU thread), a short MNIST one once (~5 s on two); the whole file takes about 10 s."""
 
 import dataclasses
 import hashlib

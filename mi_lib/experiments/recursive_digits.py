@@ -68,6 +68,8 @@ DIGIT_RUNS: dict[str, dict[str, Any]] = {
             train=TrainConfig(steps=30, batch_size=32, lr=1e-4))),
     ),
 }
+
+
 # ------------------------------------------------------------------------------ the judge: a digit classifier
 # There is no Inception network to download, so the chapter trains its own: train_classifier fits a small MLP, with
 # conv layers in front for MNIST (DigitClassifier, CLASSIFIER_PRESETS), on real digits, deterministically in its seed
@@ -379,8 +381,8 @@ def midpoint_null(images: Tensor, n: int, seed: int = 0) -> Tensor:
     return (images[i] + images[j]) / 2
 
 
-NULLS = {"Gaussian fit": gaussian_null, "midpoints of two real digits": midpoint_null}
 # -------------------------------------------------------------------------------------------- the chapter
+NULLS = {"Gaussian fit": gaussian_null, "midpoints of two real digits": midpoint_null}
 
 
 @dataclass(frozen=True)
