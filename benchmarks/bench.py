@@ -139,7 +139,7 @@ def official_figures(script: str, device: torch.device, samples: int, train_step
 
 
 def env_text(options: dict) -> str:
-    """``options`` as an MI_FAST_* value (mi_lib.fast.parse_fast_options reads it back)."""
+    """``options`` as an MI_FAST_* value (mi_lib.settings.parse_fast_options reads it back)."""
     return ",".join(f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in sorted(options.items()))
 
 

@@ -54,7 +54,8 @@ from .settings import Settings
 from .sampling import ReverseStep, SampleResult, WindowVariance, reverse_process, sample, timesteps
 from .sampling import initial_noise
 from . import noise
-from .fast import PRECISIONS, FastDenoiser
+from .fast import FastDenoiser
+from .settings import PRECISIONS
 from .schedule import COSINE, OFFICIAL, SCHEDULE_PRESETS, STANDARD, NoiseSchedule, ScheduleConfig, broadcast_to
 from .train import NonFiniteLoss, TrainConfig, TrainResult, diffusion_loss, train, train_many
 from .unet import UNetConfig, UNetDenoiser

@@ -9,7 +9,7 @@ setup cell, a script), and reach the library as arguments:
 * ``MI_RESULTS_DIR`` -- where ``results/<chapter>.json`` goes (default: the book's ``results/``; :mod:`mi_lib.results`).
 * ``MI_PROGRESS`` -- 0 turns every progress bar off (headless runs).
 * ``MI_FAST_TRAIN``, ``MI_FAST_SAMPLE`` -- the fast paths of the runs mi_lib starts itself (parsed by
-  :func:`mi_lib.fast.parse_fast_options`); they change results in their last bits, so they enter cache keys and
+  :func:`mi_lib.settings.parse_fast_options`); they change results in their last bits, so they enter cache keys and
   results files.
 
 The others describe the process rather than a run, and are asked where they act:

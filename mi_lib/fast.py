@@ -20,10 +20,10 @@ compiles for tens of seconds, and the last, smaller chunk of a sampling run comp
 
 The runs mi_lib starts itself -- the trainings and sampling runs behind :func:`mi_lib.mixture_model`,
 :func:`~mi_lib.image_model`, their ``*_samples`` and :func:`~mi_lib.recursive_training` -- take their fast
-paths from the :class:`mi_lib.Settings` they are passed (``fast_train``: ``precision``, ``compile``, ``fused``,
+paths from the :class:`mi_lib.Settings` they are passed, which parses them (``fast_train``: ``precision``, ``compile``, ``fused``,
 ``graph``: :func:`mi_lib.train`'s CUDA-graph step, ``batch``: :func:`mi_lib.mixture_models` trains together what it
 can; ``fast_sample``: ``precision``, ``compile``, ``fused``: the one-kernel sampler of :mod:`mi_lib.fused`, for the
-MLP's runs only; :func:`parse_fast_options`). A chapter's settings come from ``$MI_FAST_TRAIN`` and
+MLP's runs only; :func:`mi_lib.settings.parse_fast_options`). A chapter's settings come from ``$MI_FAST_TRAIN`` and
 ``$MI_FAST_SAMPLE`` (:meth:`mi_lib.Settings.from_environment`), so a paper-scale run can switch them on without
 touching a chapter. What they ask for enters the cache keys of what those runs produce (a model trained in bf16 is
 another model) and the results files of the chapter (:func:`mi_lib.save_results`).
@@ -32,21 +32,16 @@ another model) and the results files of the chapter (:func:`mi_lib.save_results`
 from __future__ import annotations
 
 import contextlib
-import re
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
 
-from .environment import OFF, ON  # the words of a switch, one list for the package
 from .runtime import require_cuda
+from .settings import COMPILE_MODES, PRECISIONS
 
-__all__ = ["PRECISIONS", "COMPILE_MODES", "check_fast_options", "parse_fast_options", "trainer_options", "precision_flags",
-           "FastDenoiser"]
+__all__ = ["check_fast_options", "precision_flags", "FastDenoiser"]
 
-PRECISIONS = ("float32", "tf32", "bf16")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 _CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
@@ -61,64 +56,6 @@ def _compile_mode(compile: bool | str) -> str | None:
     if isinstance(compile, str) and compile in COMPILE_MODES:
         return compile
     raise ValueError(f"compile must be True, False or one of {COMPILE_MODES}, got {compile!r}")
-
-
-_FAST_KEYS = {"train": ("precision", "compile", "fused", "graph", "batch"), "sample": ("precision", "compile", "fused")}
-_DEFAULTS = {"precision": "float32", "compile": False, "fused": False, "graph": False, "batch": False}
-_TRUE, _FALSE = ON, (*OFF, "")  # "fused=" is off
-
-
-def parse_fast_options(kind: str, value: str | Mapping[str, Any], *, source: str | None = None) -> dict[str, Any]:
-    """The fast paths of a training (``kind="train"``) or sampling run (``kind="sample"``) as keyword arguments of
-    :func:`mi_lib.train` / :func:`mi_lib.sample`, holding only what differs from the default (so
-    ``precision=float32`` is the same as nothing: ``{}``). ``value`` is a mapping or its text, a comma-separated list
-    of ``key=value``: ``precision`` (one of :data:`PRECISIONS`), ``compile`` (0/1 or a mode of
-    :data:`COMPILE_MODES`), ``fused`` (0/1: for training, Adam's fused kernel; for sampling, the fused sampler of
-    :mod:`mi_lib.fused`, or its launch configuration ROWSxWARPS, which implies 1) and, for training, ``graph``
-    (0/1: :func:`mi_lib.train`'s CUDA-graph step) and ``batch`` (0/1: :func:`mi_lib.mixture_models` trains the
-    models it is asked for together; :func:`trainer_options` leaves it out of a trainer's keywords). Anything else
-    is one ValueError naming ``source`` (say ``"$MI_FAST_TRAIN"``); whether the options suit the device is
-    checked where they are used (:func:`check_fast_options`)."""
-    if kind not in _FAST_KEYS:
-        raise ValueError(f"kind must be one of {sorted(_FAST_KEYS)}, got {kind!r}")
-    if isinstance(value, Mapping):
-        value = ",".join(f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in value.items())
-    if not isinstance(value, str):
-        raise TypeError(f"fast options must be a mapping or a string, got {type(value).__name__}")
-    where = f"{source or kind + ' fast options'}={value!r}"
-    options: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in value.split(","))):
-        key, sep, text = (x.strip() for x in item.partition("="))
-        if not sep or key not in _FAST_KEYS[kind]:
-            raise ValueError(f"{where}: {item!r} is not one of {', '.join(k + '=...' for k in _FAST_KEYS[kind])}")
-        if key in options:
-            raise ValueError(f"{where}: {key} is given twice")
-        low = text.lower()
-        if key == "precision":
-            if text not in PRECISIONS:
-                raise ValueError(f"{where}: precision must be one of {PRECISIONS}, got {text!r}")
-            options[key] = text
-        elif key == "compile":
-            if low in _TRUE or low in _FALSE:
-                options[key] = low in _TRUE
-            elif text in COMPILE_MODES:
-                options[key] = True if text == "default" else text
-            else:
-                raise ValueError(f"{where}: compile must be 0, 1 or one of {COMPILE_MODES}, got {text!r}")
-        elif key == "fused" and kind == "sample" and re.fullmatch(r"\d+x\d+", low):  # the kernel's launch configuration
-            options[key] = low
-        else:  # fused, graph, batch
-            if low not in _TRUE + _FALSE:
-                more = " or a launch configuration ROWSxWARPS such as 128x8" if key == "fused" and kind == "sample" else ""
-                raise ValueError(f"{where}: {key} must be 0 or 1{more}, got {text!r}")
-            options[key] = low in _TRUE
-    return {key: value for key, value in options.items() if value != _DEFAULTS[key]}
-
-
-def trainer_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The keywords of :func:`mi_lib.train` / :func:`mi_lib.train_many` among ``options``
-    (:func:`parse_fast_options`'s): all but ``batch``, which says whether to batch, not how to train."""
-    return {key: value for key, value in options.items() if key != "batch"}
 
 
 def check_fast_options(precision: str, compile: bool | str, device: torch.device | str) -> None:

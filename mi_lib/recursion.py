@@ -27,7 +27,7 @@ change gives new keys downstream. Candidates are keyed by their model's weights 
 the content hash of the data it was trained on: a later session that draws a parent's candidates differently
 trains the child again rather than reuse a model or a draw that belongs to another chain.
 
-Measurements (:func:`mixture_report`) are for Gaussian mixtures: hallucination share, modes covered, and
+Measurements (:func:`mi_lib.metrics.mixture_report`) are for Gaussian mixtures: hallucination share, modes covered, and
 distances of the per-mode mass vector to its exact value under the true distribution.
 """
 
@@ -43,12 +43,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from scipy import stats
 from torch import Tensor, nn
 
 from .cache import cached, config_key
 from .data import GaussianMixture
-from .metrics import DEFAULT_K, check_k
+from .metrics import DEFAULT_K, mixture_report, true_cell_mass
 from .models import ImageModelSpec, MixtureModelSpec, fit_or_load, image_model, initial_model, loaded, mixture_model, trained_payload
 from .nets import MLPConfig, MLPDenoiser
 from .params import positive_int
@@ -66,10 +65,8 @@ __all__ = [
     "RecursionConfig",
     "RecursionResult",
     "generation_seeds",
-    "mixture_report",
     "recursive_training",
     "select",
-    "true_cell_mass",
 ]
 
 #: The modules whose source is in the generations' cache keys: this one and all it imports.
@@ -439,77 +436,3 @@ def _next_training_set(result: GenerationResult, first: Tensor | MixtureModelSpe
     if config.filter == "random":
         parent["filter_seed"] = seeds.filter
     return result.kept_x0, parent
-
-
-# ---------------------------------------------------------------------------------------- measurements
-def _disjoint_balls(mixture: GaussianMixture, k: float) -> None:
-    radius = k * mixture.sigma
-    dist = torch.cdist(mixture.means, mixture.means)
-    off_diag = ~torch.eye(mixture.n_modes, dtype=torch.bool)
-    if bool((dist < radius[:, None] + radius[None, :])[off_diag].any()):
-        raise ValueError(f"the {k:g}-sigma balls around the modes overlap; choose a smaller k")
-
-
-def true_cell_mass(mixture: GaussianMixture, k: float = DEFAULT_K) -> Tensor:
-    """The exact probability that a sample of ``mixture`` lands in each mode's k-sigma ball, and outside all
-    of them (the last entry): (K + 1,) float64, summing to 1. Ball j gets sum_i w_i P(|X_i - mu_j| <= k
-    sigma_j), X_i ~ N(mu_i, sigma_i^2 I), each term a (non-central) chi-square CDF. Needs disjoint balls."""
-    k = check_k(k)
-    _disjoint_balls(mixture, k)
-    mu, s, w = mixture.means, mixture.sigma, mixture.weights
-    dist = torch.cdist(mu, mu)
-    D, K = mixture.dim, mixture.n_modes
-    cell = torch.zeros(K + 1, dtype=torch.float64)
-    for i in range(K):
-        for j in range(K):
-            r2 = float((k * s[j] / s[i]) ** 2)
-            if i == j:
-                p = float(stats.chi2.cdf(r2, D))
-            else:
-                p = float(stats.ncx2.cdf(r2, D, float((dist[i, j] / s[i]) ** 2)))
-            cell[j] += float(w[i]) * p
-    cell[K] = max(0.0, 1.0 - float(cell[:K].sum()))
-    return cell
-
-
-def mixture_report(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K, min_share: float = 0.1, true_cells: Tensor | None = None) -> dict[str, Any]:
-    """Measurements of samples ``x`` (N, D) against ``mixture``, on the partition of space into the modes'
-    k-sigma balls (disjoint) and the rest:
-
-    - ``hallucination``: share of samples outside every ball (:func:`mi_lib.metrics.out_of_support`);
-    - ``mode_mass``: (K,) share of samples in each ball;
-    - ``modes_covered``: how many modes hold at least ``min_share`` of their true ball mass;
-    - ``mode_tv``: total variation between the in-support histogram (``mode_mass`` renormalised) and the true
-      weights: how unevenly the modes are filled, whatever the hallucination share (0 = perfect; 1 when no
-      sample is in support);
-    - ``tv``: total variation between the (K + 1)-cell histogram and its exact truth (:func:`true_cell_mass`):
-      a distance to the real distribution that is exact for this partition and, by the data-processing
-      inequality, a lower bound on the total variation between the model's and the true distribution;
-    - ``mean_distance``: mean distance to the nearest mode in sigma (sqrt(pi/2) = 1.2533 for true 2D data);
-    - ``mode_spread``: root mean square distance of the in-support samples to their mode, in sigma per dimension
-      (just under 1 for true data, whose balls cut off the tails beyond k sigma; below 1: narrowed modes).
-
-    ``true_cells`` may pass a precomputed :func:`true_cell_mass` (it costs K^2 chi-square CDFs)."""
-    k = check_k(k)
-    if not 0.0 <= min_share <= 1.0:
-        raise ValueError(f"min_share must be in [0, 1], got {min_share}")
-    if x.dim() != 2 or x.shape[1] != mixture.dim or x.shape[0] < 1:
-        raise ValueError(f"x must have shape (N, {mixture.dim}) with N >= 1, got {tuple(x.shape)}")
-    truth = true_cell_mass(mixture, k) if true_cells is None else true_cells.to(torch.float64)
-    K = mixture.n_modes
-    distance, mode = mixture.nearest_mode_distance(x.detach().cpu())
-    cell = torch.where(distance <= k, mode, torch.full_like(mode, K))  # ball index, or K for "outside"
-    share = torch.bincount(cell, minlength=K + 1).to(torch.float64) / x.shape[0]
-    mode_mass = share[:K]
-    inside = float(mode_mass.sum())
-    in_hist = mode_mass / inside if inside > 0 else torch.zeros(K, dtype=torch.float64)
-    return {
-        "n": int(x.shape[0]),
-        "hallucination": float(share[K]),
-        "modes_covered": int((mode_mass >= min_share * truth[:K]).sum()),
-        "mode_tv": 0.5 * float((in_hist - mixture.weights).abs().sum()) if inside > 0 else 1.0,
-        "tv": 0.5 * float((share - truth).abs().sum()),
-        "mean_distance": float(distance.mean()),
-        "mode_spread": float(distance[cell < K].square().mean().div(mixture.dim).sqrt()) if inside > 0 else float("nan"),
-        "mode_mass": mode_mass,
-    }

@@ -273,7 +273,7 @@ def test_initial_model_dispatches_on_the_config_type():
     ("compile=default,precision=tf32", "sample", {"compile": True, "precision": "tf32"}),
 ])
 def test_fast_options_parse(text, kind, expected):
-    from mi_lib.fast import parse_fast_options
+    from mi_lib.settings import parse_fast_options
 
     assert parse_fast_options(kind, text) == expected
     assert parse_fast_options(kind, expected) == expected  # a mapping, as Settings takes it
