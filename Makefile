@@ -72,8 +72,8 @@ export MI_CACHE_DIR ?= $(abspath .mi_cache)
 # oneDNN's (the UNet's convolutions) too, and MKL's conditional numerical reproducibility in its compatible mode
 # (the one documented for Intel and AMD alike; the three together are reported to give identical float32 results
 # across vendors, pytorch/pytorch#155552, Deep-MI/FastSurfer#892; not checked here, where only an Intel CPU was at hand); part of
-# every cache key (mi_lib.cache.cpu_numerics). Costs about 1.4x on an AVX-512 CPU (UNet training 1.35x, MLP training 1.6x);
-# the MLP's sampling multiplies through oneDNN instead of MKL's SSE2 path (mi_lib.nets.Linear, benchmarks/cpu_sampler.py).
+# every cache key (mi_lib.storage.cache.cpu_numerics). Costs about 1.4x on an AVX-512 CPU (UNet training 1.35x, MLP training 1.6x);
+# the MLP's sampling multiplies through oneDNN instead of MKL's SSE2 path (mi_lib.diffusion.nets.Linear, benchmarks/cpu_sampler.py).
 CPU_NUMERICS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=COMPATIBLE
 HEADLESS := MPLBACKEND=module://matplotlib_inline.backend_inline MI_STATIC_WIDGETS=1 MI_PROGRESS=0 $(CPU_NUMERICS)
 
@@ -83,7 +83,7 @@ HEADLESS := MPLBACKEND=module://matplotlib_inline.backend_inline MI_STATIC_WIDGE
 venv: $(STAMP)
 
 # mi_lib/__init__.py: the editable install maps only packages that existed when it ran.
-$(STAMP): requirements.txt pyproject.toml $(wildcard mi_lib/__init__.py)
+$(STAMP): requirements.txt pyproject.toml $(wildcard mi_lib/__init__.py mi_lib/*/__init__.py)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -r requirements.txt

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 import mi_lib as mi
-from mi_lib.fused import DEFAULT_CONFIG, FUSED_CONFIGS, fused_available
+from mi_lib.diffusion.fused import DEFAULT_CONFIG, FUSED_CONFIGS, fused_available
 
 T = 1000
 #: The official code on one H100 (shared/REFERENCE.md, "Speed of the official code"): the figures printed beside
@@ -51,7 +51,7 @@ OFFICIAL_H100 = {
 }
 HAL_N = 102_500
 PAPER_N = 100_000_000
-#: The UNets timed: the image models' of each scale (mi_lib.models.IMAGE_SCALES; paper: the default config).
+#: The UNets timed: the image models' of each scale (mi_lib.diffusion.models.IMAGE_SCALES; paper: the default config).
 UNETS = {"ci": mi.IMAGE_SCALES["ci"]["model"], "paper": mi.UNetConfig()}
 
 
@@ -111,7 +111,7 @@ def _name(options: dict) -> str:
 
 
 def _sample_name(options: dict) -> str:
-    """A sampling variant's label (``fused`` is the one-kernel sampler of mi_lib.fused)."""
+    """A sampling variant's label (``fused`` is the one-kernel sampler of mi_lib.diffusion.fused)."""
     parts = [options.get("precision", "float32")]
     if options.get("compile"):
         parts.append("compile" if options["compile"] is True else f"compile={options['compile']}")
@@ -152,8 +152,8 @@ def tail_check(device: torch.device, n: int, chunk: int, variants: list[dict]):
     variant, yielded as each ends: (options, seconds, peak GiB, samples in each gap at k = 4, within 3 Poisson
     SDs of float32's counts in every gap, the error that stopped it or None). The first variant must be
     float32 eager (the reference); a fast path that fails is reported and skipped, not fatal."""
-    from mi_lib.metrics import gap_mass
-    from mi_lib.models import MixtureModelSpec, mixture_model
+    from mi_lib.measure.metrics import gap_mass
+    from mi_lib.diffusion.models import MixtureModelSpec, mixture_model
 
     spec = MixtureModelSpec(**TAIL_SPEC, train=mi.TrainConfig(steps=5_000, batch_size=2_000))
     model = mixture_model(spec, mi.Settings(device=device, progress=False)).model  # shipped: nothing trains
@@ -321,7 +321,7 @@ def main() -> None:
         "unet_steps": unet_steps,
         "unet_samples": unet_n,
         "compiled_variants": compile_on,
-        "commit": mi.results.git_commit(),
+        "commit": mi.storage.results.git_commit(),
     }
     print(f"device: {info['device']}  torch {info['torch']}  {info['date']}{'  (--short)' if args.short else ''}")
     official, official_where = dict(OFFICIAL_H100), "H100, shared/REFERENCE.md"

@@ -1,6 +1,6 @@
 """What the CPU sampler's settings cost: glibc's malloc settings (the Makefile keeps freed memory,
 MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_, instead of returning every tensor of 128 KiB or more to the
-kernel) and the library that multiplies the MLP's matrices (oneDNN, mi_lib.nets.Linear, or MKL).
+kernel) and the library that multiplies the MLP's matrices (oneDNN, mi_lib.diffusion.nets.Linear, or MKL).
 
 Draws ``--samples`` samples from chapter 2's shipped 1D model (T = 1000 steps, the chapters' pinned CPU kernels)
 in a fresh process under each setting, ``--repeats`` times, and prints the seconds and a checksum of the
@@ -26,7 +26,7 @@ CHILD = """
 import sys, time, torch
 import mi_lib as mi
 if sys.argv[2] == "mkl":
-    import mi_lib.nets; mi_lib.nets._ONEDNN_LINEAR = None  # the MLP's products through MKL (nn.Linear's own path)
+    import mi_lib.nets; mi_lib.diffusion.nets._ONEDNN_LINEAR = None  # the MLP's products through MKL (nn.Linear's own path)
 spec = mi.MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=20_000, data_seed=0, train=mi.TrainConfig(steps=5_000, batch_size=2_000))
 model = mi.mixture_model(spec, mi.Settings(progress=False))
 assert model.source == "shipped", model.source

@@ -1,35 +1,35 @@
 """mi_lib: the small library behind *Mode Interpolation*, an executable account of how diffusion models
 hallucinate (Aithal, Maini, Lipton, Kolter, NeurIPS 2024).
 
-Modules, one idea each, in layers listed lowest first (a module imports only from its own layer and those
+The package's folders are its layers, listed lowest first (a module imports only from its own layer and those
 listed before it; ``tests/test_repo.py`` holds the list and checks it):
 
-- **foundation**: ``environment`` (the one module that reads environment variables, and the list of them),
-  ``params`` (argument checks), ``runtime`` (device, seeds, progress, widgets), ``noise`` (per-sample
-  counter-based Gaussian noise), ``cache`` (results keyed by their config and the code that computes them),
-  ``fast`` (precision / compile fast paths), ``settings`` (how mi_lib's own runs go: device, fast paths, cache
-  folder, progress; passed down as an argument, never read from the environment on the way);
-- **data sets**: ``data`` (Gaussian mixtures with closed-form noised scores), ``shapes`` and ``hands`` (image
-  data sets with rule-based counters), ``digits`` (real 8x8 and MNIST digits for
-  chapter 7b, whose classifier lives with it; imported on demand: ``from mi_lib import digits``);
-- **diffusion core**: ``schedule`` (forward process), ``nets`` (the MLP denoiser), ``unet`` (the image denoiser),
-  ``fused`` (the MLP's fused sampling loop), ``sampling`` (one reverse loop, and Hal as it samples), ``train``,
-  ``exact`` (denoisers from the true score);
-- **measurements**: ``metrics`` (labels, gaps, segments, intervals), ``detection`` (scoring samples and judging
-  the scores);
-- **trained models**: ``models`` (shipped, cached or trained models through one fit-or-load path);
-- **recursion**: ``recursion`` (recursive training with filters);
-- **presentation**: ``plotting``, ``results``.
+- **foundation** (the package's top level): ``environment`` (the one module that reads environment variables),
+  ``params`` (argument checks), ``runtime`` (device, seeds, progress, widgets), ``settings`` (how mi_lib's own
+  runs go: device, fast paths, cache folder, progress; passed down as an argument, never read on the way);
+- **storage** (``mi_lib/storage``): ``cache`` (results keyed by their config and the code that computes them),
+  ``results`` (the chapters' results files);
+- **data sets** (``mi_lib/datasets``): ``mixtures`` (Gaussian mixtures with closed-form noised scores), ``shapes``
+  and ``hands`` (image data sets with rule-based counters), ``digits`` (real 8x8 and MNIST digits);
+- **diffusion core** (``mi_lib/diffusion``): ``schedule`` (forward process), ``noise`` (per-sample counter-based
+  Gaussian noise), ``nets`` (the MLP denoiser), ``unet`` (the image denoiser), ``exact`` (denoisers from the true
+  score), ``train``, ``sampling`` (one reverse loop, and Hal as it samples) with its fast paths ``fast`` and
+  ``fused``, and ``models`` (shipped, cached or trained models through one fit-or-load path);
+- **measurements** (``mi_lib/measure``): ``metrics`` (labels, gaps, segments, intervals, a sample set's report),
+  ``detection`` (scoring samples and judging the scores);
+- **presentation** (top level): ``plotting``.
 
-On top: ``experiments``, one module per chapter with its experiment code and scales (``from mi_lib.experiments
-import mitigations``, chapter 8); nothing below imports it.
+On top: ``mi_lib/experiments``, one module per chapter with its experiment code and scales (``from mi_lib.experiments
+import mitigations``, chapter 8), and ``recursion``, the recursive-training loop of chapter 7's three sections;
+nothing below imports it. The names below are the public API, re-exported from those modules.
 """
 
-from . import detection, hands, shapes
-from .cache import cached, config_key
-from .data import DATASETS, GaussianMixture, diamond_2d, grid_2d, make_dataset, mixture_1d
-from .exact import ExactDenoiser
-from .metrics import (
+from .measure import detection
+from .datasets import hands, shapes
+from .storage.cache import cached, config_key
+from .datasets.mixtures import DATASETS, GaussianMixture, diamond_2d, grid_2d, make_dataset, mixture_1d
+from .diffusion.exact import ExactDenoiser
+from .measure.metrics import (
     DEFAULT_K,
     DensityRatio,
     ModeSegments,
@@ -44,21 +44,21 @@ from .metrics import (
     true_gap_mass,
     wilson_interval,
 )
-from .models import IMAGE_DATASETS, IMAGE_SCALES, ImageModelSpec, image_model_spec, MixtureModelSpec, TrainedModel, image_model, image_samples, mixture_model, mixture_models, mixture_samples
-from .nets import MLPConfig, MLPDenoiser, shared_timestep, sinusoidal_embedding
+from .diffusion.models import IMAGE_DATASETS, IMAGE_SCALES, ImageModelSpec, image_model_spec, MixtureModelSpec, TrainedModel, image_model, image_samples, mixture_model, mixture_models, mixture_samples
+from .diffusion.nets import MLPConfig, MLPDenoiser, shared_timestep, sinusoidal_embedding
 from .params import choice_parameter, number_parameter, sequence_parameter
-from .recursion import RecursionConfig, RecursionResult, mixture_report, recursive_training
-from .results import Stopwatch, print_results, save_results, say
+from .experiments.recursion import RecursionConfig, RecursionResult, mixture_report, recursive_training
+from .storage.results import Stopwatch, format_number, print_results, save_results, say, seed_sweep
 from .runtime import default_device, describe_device, interact, progress_bar, require_cuda, seed_everything
 from .settings import Settings
-from .sampling import ReverseStep, SampleResult, WindowVariance, reverse_process, sample, timesteps
-from .sampling import initial_noise
-from . import noise
-from .fast import FastDenoiser
+from .diffusion.sampling import ReverseStep, SampleResult, WindowVariance, reverse_process, sample, timesteps
+from .diffusion.sampling import initial_noise
+from .diffusion import noise
+from .diffusion.fast import FastDenoiser
 from .settings import PRECISIONS
-from .schedule import COSINE, OFFICIAL, SCHEDULE_PRESETS, STANDARD, NoiseSchedule, ScheduleConfig, broadcast_to
-from .train import NonFiniteLoss, TrainConfig, TrainResult, diffusion_loss, train, train_many
-from .unet import UNetConfig, UNetDenoiser
+from .diffusion.schedule import COSINE, OFFICIAL, SCHEDULE_PRESETS, STANDARD, NoiseSchedule, ScheduleConfig, broadcast_to
+from .diffusion.train import NonFiniteLoss, TrainConfig, TrainResult, diffusion_loss, train, train_many
+from .diffusion.unet import UNetConfig, UNetDenoiser
 
 __version__ = "0.1.0"
 
@@ -73,7 +73,7 @@ __all__ = [
     "out_of_support_mass", "print_results", "say", "progress_bar", "require_cuda", "reverse_process", "sample",
     "save_results", "seed_everything", "shapes", "shared_timestep", "sinusoidal_embedding", "timesteps",
     "train", "train_many", "NonFiniteLoss", "true_gap_mass", "sequence_parameter", "number_parameter", "choice_parameter", "DensityRatio", "density_ratio", "gap_lengths", "wilson_interval",
-    "noise", "initial_noise", "PRECISIONS", "FastDenoiser",
+    "noise", "initial_noise", "format_number", "seed_sweep", "PRECISIONS", "FastDenoiser",
     "IMAGE_DATASETS", "IMAGE_SCALES", "ImageModelSpec", "image_model", "image_model_spec", "image_samples", "interact",
     "RecursionConfig", "Settings", "RecursionResult", "mixture_report", "recursive_training",
 ]

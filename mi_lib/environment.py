@@ -5,8 +5,8 @@ that run chapters (the Makefile, scripts/paper_scale.sh, a Colab session) and ne
 noted. The first five are read once, at the boundary, by :meth:`mi_lib.Settings.from_environment` (a chapter's
 setup cell, a script), and reach the library as arguments:
 
-* ``MI_CACHE_DIR`` -- the cache of trained models and samples (default ``./.mi_cache``; :mod:`mi_lib.cache`).
-* ``MI_RESULTS_DIR`` -- where ``results/<chapter>.json`` goes (default: the book's ``results/``; :mod:`mi_lib.results`).
+* ``MI_CACHE_DIR`` -- the cache of trained models and samples (default ``./.mi_cache``; :mod:`mi_lib.storage.cache`).
+* ``MI_RESULTS_DIR`` -- where ``results/<chapter>.json`` goes (default: the book's ``results/``; :mod:`mi_lib.storage.results`).
 * ``MI_PROGRESS`` -- 0 turns every progress bar off (headless runs).
 * ``MI_FAST_TRAIN``, ``MI_FAST_SAMPLE`` -- the fast paths of the runs mi_lib starts itself (parsed by
   :func:`mi_lib.settings.parse_fast_options`); they change results in their last bits, so they enter cache keys and

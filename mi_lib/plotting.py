@@ -11,8 +11,8 @@ import torch
 from matplotlib.axes import Axes
 from torch import Tensor
 
-from .data import GaussianMixture
-from .schedule import NoiseSchedule
+from .datasets.mixtures import GaussianMixture
+from .diffusion.schedule import NoiseSchedule
 
 __all__ = ["FILTER_COLORS", "FILTER_LABELS", "use_book_style", "hist_vs_density", "scatter_vs_modes", "schedule_curves", "image_mosaic"]
 

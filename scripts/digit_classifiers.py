@@ -1,6 +1,6 @@
 """Why chapter 7 judges MNIST with a conv classifier: held-out accuracy and FID-like scores of two classifiers.
 
-On the shipped MNIST digits (mi_lib.digits.load_mnist_10k, split_indices(10000, 1500, seed=0): 8,500 training
+On the shipped MNIST digits (mi_lib.datasets.digits.load_mnist_10k, split_indices(10000, 1500, seed=0): 8,500 training
 digits, 1,500 held out), it trains CLASSIFIER_PRESETS["mnist"] (two conv layers + MLP) and an MLP on the raw
 784 pixels (784-256-64, 1,000 steps), both with seed 0. For each it prints the held-out accuracy, the training
 time and two FID-like scores against the held-out digits (judge.digits_report):
@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from mi_lib import digits
+from mi_lib.datasets import digits
 from mi_lib.experiments import recursive_digits as judge
 
 

@@ -1,9 +1,9 @@
 """Recursive training on real 8x8 digits (chapter 7's MNIST part at CI scale): none / random / Hal filters and the real-data control.
 
-The shipped digits (mi_lib.digits.load_digits_8x8, 1,797 images) are split once (split seed 0) into 1,300
+The shipped digits (mi_lib.datasets.digits.load_digits_8x8, 1,797 images) are split once (split seed 0) into 1,300
 training digits and 497 held-out ones. A digit classifier (mi_lib.experiments.recursive_digits.train_classifier, seed 0) is fitted to
 the training digits; its accuracy on the held-out ones is printed, and its features of the held-out digits are
-the reference of every FID-like score. Generation 0 of mi_lib.recursion.recursive_training is the official MLP
+the reference of every FID-like score. Generation 0 of mi_lib.experiments.recursion.recursive_training is the official MLP
 (width 128, data_dim 64) trained on the training digits flattened to 64 values in [-1, 1]; every filter runs on
 the same seeds. Per generation it prints, for the model's plain output (the first n_keep candidates, the same
 noise for every filter): the FID-like score against the held-out digits, the number of digit classes holding at
@@ -17,7 +17,7 @@ reference floor is the same score for n_keep real training digits.
 floor, the classifier's accuracy, the command and thread count) for chapter 7's section 7b, which prints them: its
 seed-to-seed statements are read from that file, not typed.
 
-Everything is cached by mi_lib.cache ($MI_CACHE_DIR, default ./.mi_cache); point MI_CACHE_DIR at an empty
+Everything is cached by mi_lib.storage.cache ($MI_CACHE_DIR, default ./.mi_cache); point MI_CACHE_DIR at an empty
 folder to time a run from scratch. Wall times of cached generations are those recorded when they were computed.
 
 The committed sweep (results/seeds/07b_recursive_digits.json, from the second command above under the chapters'
@@ -43,10 +43,10 @@ for _var, _value in CPU_NUMERICS.items():
 import torch
 
 import mi_lib as mi
-from mi_lib import digits
+from mi_lib.datasets import digits
 from mi_lib.experiments import recursive_digits as judge
-from mi_lib.recursion import RecursionConfig, recursive_training
-from mi_lib.shapes import to_model_range
+from mi_lib.experiments.recursion import RecursionConfig, recursive_training
+from mi_lib.datasets.shapes import to_model_range
 
 os.environ.setdefault("MI_PROGRESS", "0")
 
@@ -121,7 +121,7 @@ def main() -> None:
         from pathlib import Path
 
         out = {
-            "command": " ".join(["python", *sys.argv]), "torch_threads": torch.get_num_threads(), "commit": mi.results.git_commit(),
+            "command": " ".join(["python", *sys.argv]), "torch_threads": torch.get_num_threads(), "commit": mi.storage.results.git_commit(),
             "date": time.strftime("%Y-%m-%d"), "accuracy": accuracy, "floor_fid": floor["fid"], "generations": args.generations,
             "seeds": {str(seed): {"fid_generation_0": first[seed], "fid_last": {f: final[(seed, f)] for f in args.filters}} for seed in args.seeds},
         }

@@ -34,15 +34,15 @@ for _var, _value in CPU_NUMERICS.items():
 import torch
 
 import mi_lib as mi
-from mi_lib.models import MixtureModelSpec
+from mi_lib.diffusion.models import MixtureModelSpec
 from mi_lib.experiments.recursive_training import SCALES
-from mi_lib.recursion import recursive_training
+from mi_lib.experiments.recursion import recursive_training
 
 os.environ.setdefault("MI_PROGRESS", "0")
 #: Chapter 7's generation 0 at CI scale (mi_lib.experiments.recursive_training.SCALES["ci"]): the shipped grid checkpoint's spec.
 GENERATION_0 = MixtureModelSpec("grid", n_train=20_000, model=mi.MLPConfig(data_dim=2), train=mi.TrainConfig(steps=30_000, batch_size=2_000))
 
-#: The per-generation measures kept for each filter (mi_lib.recursion.mixture_report, of the samples and of the kept set).
+#: The per-generation measures kept for each filter (mi_lib.experiments.recursion.mixture_report, of the samples and of the kept set).
 MEASURES = ("hallucination", "kept_hallucination", "mode_spread", "kept_mode_spread", "mean_distance", "tv", "mode_tv")
 
 
@@ -73,7 +73,7 @@ def main() -> None:
         print(f"seed {seed}: generation 0 {first:.2%}; last generation " + ", ".join(f"{f} {v:.2%}" for f, v in last.items()), flush=True)
     print(f"total wall {time.perf_counter() - start:.0f} s on {torch.get_num_threads()} threads")
     if args.json:
-        out = {"command": " ".join(["python", *sys.argv]), "torch_threads": torch.get_num_threads(), "commit": mi.results.git_commit(),
+        out = {"command": " ".join(["python", *sys.argv]), "torch_threads": torch.get_num_threads(), "commit": mi.storage.results.git_commit(),
                "date": time.strftime("%Y-%m-%d"), "config": repr(preset), "k": args.k, "seeds": seeds}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")

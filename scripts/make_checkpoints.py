@@ -36,9 +36,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import mi_lib as mi  # noqa: E402
-from mi_lib.cache import canonical  # noqa: E402
-from mi_lib.models import CHECKPOINT_DIR, ImageModelSpec, MixtureModelSpec, load_manifest, spec_key, train_payload  # noqa: E402
-from mi_lib.results import git_commit  # noqa: E402
+from mi_lib.storage.cache import canonical  # noqa: E402
+from mi_lib.diffusion.models import CHECKPOINT_DIR, ImageModelSpec, MixtureModelSpec, load_manifest, spec_key, train_payload  # noqa: E402
+from mi_lib.storage.results import git_commit  # noqa: E402
 
 #: CPU-trainable stand-ins for the official models (20k-100k steps at batch 10k): same network, data,
 #: schedule and optimiser, fewer and smaller steps.
@@ -69,10 +69,10 @@ CI_SPECS: dict[str, MixtureModelSpec] = {
                                                       model=mi.MLPConfig(learn_sigma=True),
                                                       train=dataclasses.replace(CI_TRAIN, seed=1235)),
 }
-#: Chapter 5's CPU-trainable image models (mi_lib.models.IMAGE_SCALES["ci"]): 6,000 steps at batch 64 with
+#: Chapter 5's CPU-trainable image models (mi_lib.diffusion.models.IMAGE_SCALES["ci"]): 6,000 steps at batch 64 with
 #: EMA, about 55 minutes on one core.
 for _dataset in ("shapes", "hands"):
-    CI_SPECS[f"{_dataset}-ci"] = mi.models.image_model_spec(_dataset, "ci")
+    CI_SPECS[f"{_dataset}-ci"] = mi.diffusion.models.image_model_spec(_dataset, "ci")
 #: Paper-scale models the GPU windows train and --adopt ships (chapter 2's; chapter 4's model is its N = 500k one).
 PAPER_SPECS: dict[str, MixtureModelSpec] = {
     **{f"1d-123-n{n // 1000}k-paper": MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=n, train=mi.TrainConfig())
@@ -94,7 +94,7 @@ def sample_stats(model: torch.nn.Module, spec: MixtureModelSpec | ImageModelSpec
     if isinstance(spec, ImageModelSpec):
         x = mi.sample(
             model, mi.NoiseSchedule(spec.schedule), IMAGE_STATS_N, seed=STATS_SEED, progress=False,
-            clip_x0=mi.models.IMAGE_CLIP_X0, chunk_size=256,
+            clip_x0=mi.diffusion.models.IMAGE_CLIP_X0, chunk_size=256,
         ).x0.double()
         images = mi.shapes.from_model_range(x)
         if spec.dataset == "shapes":
@@ -114,7 +114,7 @@ def make(name: str, spec: MixtureModelSpec) -> dict:
     CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
     path = CHECKPOINT_DIR / f"{name}.pt"
     torch.save(payload, path)
-    model = mi.models.initial_model(spec.model, 0)
+    model = mi.diffusion.models.initial_model(spec.model, 0)
     model.load_state_dict(payload["state_dict"])
     return {
         "name": name,
@@ -162,7 +162,7 @@ def adopt(sources: list[Path], commit: str | None = None) -> dict[str, dict]:
                 spec = PAPER_SPECS[name]
                 path = CHECKPOINT_DIR / f"{name}.pt"
                 torch.save({k: payload[k] for k in ("spec", "state_dict", "losses", "wall_time_s")}, path)
-                model = mi.models.initial_model(spec.model, 0)
+                model = mi.diffusion.models.initial_model(spec.model, 0)
                 model.load_state_dict(payload["state_dict"])
                 torch_line = next((line for line in lines if line.startswith("torch ")), "torch ? | cuda: ?")  # "torch 2.11.0+cu130 | cuda: NVIDIA H200 | ..."
                 torch_version, device = torch_line.split(" | ")[0].split(" ")[1], torch_line.split("cuda: ")[-1].split(" | ")[0]

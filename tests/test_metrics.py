@@ -9,7 +9,7 @@ from mi_lib.experiments.mode_interpolation_1d import side_tails
 from mi_lib.experiments.score_smoothness import within_mode_spread
 from mi_lib import GaussianMixture, WindowVariance, grid_2d, mean_var_zscores, mixture_1d, out_of_support, out_of_support_mass
 from mi_lib.experiments import mode_interpolation_2d as ch3, score_smoothness as ch4
-from mi_lib.metrics import gap_mass, mode_segments, nearest_segment, true_gap_mass
+from mi_lib.measure.metrics import gap_mass, mode_segments, nearest_segment, true_gap_mass
 
 
 def test_out_of_support_labels():
@@ -128,7 +128,7 @@ def test_segment_of_uses_tubes_between_modes():
     off_tube = ((a + b) / 2 - torch.tensor([10 * s, 0.0], dtype=torch.float64))[None]  # outside the grid, beside an edge
     near_mode = (a + torch.tensor([0.0, 3 * s], dtype=torch.float64))[None]  # along the edge, within 4 sigma of mode 0
     tail = (a + torch.tensor([-5 * s, 0.0], dtype=torch.float64))[None]  # out of support, pointing away from the grid
-    got = mi.metrics.segment_of(torch.cat([on_edge, off_tube, near_mode, tail]), g, segs)
+    got = mi.measure.metrics.segment_of(torch.cat([on_edge, off_tube, near_mode, tail]), g, segs)
     assert set(segs.pairs[got[0]].tolist()) == {0, 1}
     assert got[1].item() == -1  # beyond the 4-sigma tube of every segment
     assert got[2].item() == -1  # within 4 sigma of the segment's end: not between the modes yet
@@ -142,9 +142,9 @@ def test_segment_of_end_margin():
     at = lambda u: (a + u * (b - a))[None]  # noqa: E731
     x = torch.cat([at(0.2), at(0.3), at(0.5)])
     margin = 0.25 * float((b - a).norm())
-    got = mi.metrics.segment_of(x, g, segs, end_margin=margin)
+    got = mi.measure.metrics.segment_of(x, g, segs, end_margin=margin)
     assert got[0].item() == -1 and got[1].item() == got[2].item() >= 0
-    assert (mi.metrics.segment_of(x, g, segs) >= 0).all()  # the default margin (k sigma) keeps all three
+    assert (mi.measure.metrics.segment_of(x, g, segs) >= 0).all()  # the default margin (k sigma) keeps all three
 
 
 def test_mode_segments_up_to():
@@ -259,7 +259,7 @@ def test_alignment_counts_points_along_neighbour_directions_against_the_isotropi
 def test_gap_midpoint_share_and_within_mode_spread_by_hand():
     m = mi.mixture_1d()  # modes 1, 2, 3, sigma 0.05: gaps (1.2, 1.8) and (2.2, 2.8), midpoints 1.5 and 2.5
     x = torch.tensor([[1.5], [1.64], [1.66], [1.21], [2.5], [2.0], [0.5]])
-    assert mi.metrics.gap_midpoint_share(x, m) == (3, 5)  # 1.5, 1.64, 2.5 near a midpoint; 1.66, 1.21 farther; the rest outside
+    assert mi.measure.metrics.gap_midpoint_share(x, m) == (3, 5)  # 1.5, 1.64, 2.5 near a midpoint; 1.66, 1.21 farther; the rest outside
     on_modes = torch.tensor([[1.0 + 0.03], [1.0 - 0.03], [2.0 + 0.03], [3.0 - 0.03], [1.5]])  # 1.5 is 10 sigma out: left out
     assert abs(within_mode_spread(on_modes, m) - 0.03) < 1e-6  # float32 inputs
 

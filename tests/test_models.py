@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import mi_lib as mi
-from mi_lib.cache import canonical
-from mi_lib.models import CHECKPOINT_DIR, MixtureModelSpec, load_manifest, mixture_model, mixture_samples, spec_key
+from mi_lib.storage.cache import canonical
+from mi_lib.diffusion.models import CHECKPOINT_DIR, MixtureModelSpec, load_manifest, mixture_model, mixture_samples, spec_key
 from mi_lib.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def test_unshipped_spec_is_trained_then_cached(tmp_path, monkeypatch):
     run = quiet(tmp_path)
     first = mixture_model(TINY, run, checkpoints=tmp_path / "none")
     assert first.source == "trained" and len(first.losses) == 5
-    monkeypatch.setattr(mi.models, "train", lambda *a, **k: pytest.fail("a cached model was retrained"))
+    monkeypatch.setattr(mi.diffusion.models, "train", lambda *a, **k: pytest.fail("a cached model was retrained"))
     again = mixture_model(TINY, run, checkpoints=tmp_path / "none")
     for p, q in zip(first.model.parameters(), again.model.parameters()):
         assert torch.equal(p, q)
@@ -69,10 +69,10 @@ def test_unshipped_spec_is_trained_then_cached(tmp_path, monkeypatch):
 def test_training_resumes_from_its_partial_file_which_refresh_discards(tmp_path, monkeypatch):
     """mixture_model/image_model train with a resume file beside the cache entry: a leftover file that does
     not belong to this training is an error (never silently used); refresh=True discards it."""
-    from mi_lib.cache import partial_path
+    from mi_lib.storage.cache import partial_path
 
     run = quiet(tmp_path)
-    resume = partial_path("mixture-model", {"spec": TINY, **run.training_key()}, root=tmp_path, code=mi.models.CODE)
+    resume = partial_path("mixture-model", {"spec": TINY, **run.training_key()}, root=tmp_path, code=mi.diffusion.models.CODE)
     resume.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"fingerprint": "another training"}, resume)
     with pytest.raises(ValueError, match="another training"):
@@ -85,7 +85,7 @@ def test_shipped_checkpoint_is_used_only_for_its_exact_spec(tmp_path, monkeypatc
     run = quiet(tmp_path / "cache")
     folder = tmp_path / "ckpt"
     folder.mkdir()
-    payload = mi.models.train_payload(TINY, QUIET)
+    payload = mi.diffusion.models.train_payload(TINY, QUIET)
     torch.save(payload, folder / "tiny.pt")
     entry = {"name": "tiny", "file": "tiny.pt", "spec_key": spec_key(TINY), "sha256": hashlib.sha256((folder / "tiny.pt").read_bytes()).hexdigest()}
     (folder / "manifest.json").write_text(json.dumps({"checkpoints": [entry]}))
@@ -103,14 +103,14 @@ def test_installed_without_data_the_shipped_checkpoints_are_fetched_and_checked(
     a warning, and the model is trained as without shipped files."""
     server, missing = tmp_path / "server", tmp_path / "site-packages" / "data" / "checkpoints"
     server.mkdir()
-    payload = mi.models.train_payload(TINY, QUIET)
+    payload = mi.diffusion.models.train_payload(TINY, QUIET)
     torch.save(payload, server / "tiny.pt")
     entry = {"name": "tiny", "file": "tiny.pt", "spec_key": spec_key(TINY), "sha256": hashlib.sha256((server / "tiny.pt").read_bytes()).hexdigest()}
     (server / "manifest.json").write_text(json.dumps({"checkpoints": [entry]}))
     run = quiet(tmp_path / "cache")
-    monkeypatch.setattr(mi.models, "CHECKPOINT_DIR", missing)
-    monkeypatch.setattr(mi.models, "CHECKPOINT_URL", server.as_uri() + "/")
-    monkeypatch.setattr(mi.models, "_fetched_manifest", set())
+    monkeypatch.setattr(mi.diffusion.models, "CHECKPOINT_DIR", missing)
+    monkeypatch.setattr(mi.diffusion.models, "CHECKPOINT_URL", server.as_uri() + "/")
+    monkeypatch.setattr(mi.diffusion.models, "_fetched_manifest", set())
     model = mixture_model(TINY, run, checkpoints=missing)
     assert model.source == "shipped" and (tmp_path / "cache" / "checkpoints" / "tiny.pt").read_bytes() == (server / "tiny.pt").read_bytes()
     assert all(torch.equal(a, b) for a, b in zip(model.model.state_dict().values(), payload["state_dict"].values()))
@@ -122,13 +122,13 @@ def test_installed_without_data_the_shipped_checkpoints_are_fetched_and_checked(
         mixture_model(TINY, run, checkpoints=missing)
     assert not (tmp_path / "cache" / "checkpoints" / "tiny.pt").exists()
 
-    monkeypatch.setattr(mi.models, "CHECKPOINT_URL", (tmp_path / "nowhere").as_uri() + "/")
-    monkeypatch.setattr(mi.models, "_fetched_manifest", set())
+    monkeypatch.setattr(mi.diffusion.models, "CHECKPOINT_URL", (tmp_path / "nowhere").as_uri() + "/")
+    monkeypatch.setattr(mi.diffusion.models, "_fetched_manifest", set())
     with pytest.warns(UserWarning, match="could not be fetched .* training instead"):
         assert mixture_model(TINY, run, checkpoints=missing).source == "trained"
     # the repository's own folder, present, is never fetched from
-    monkeypatch.setattr(mi.models, "CHECKPOINT_DIR", CHECKPOINT_DIR)
-    assert mi.models._load_shipped(TINY, CHECKPOINT_DIR, run.cache_dir) is None
+    monkeypatch.setattr(mi.diffusion.models, "CHECKPOINT_DIR", CHECKPOINT_DIR)
+    assert mi.diffusion.models._load_shipped(TINY, CHECKPOINT_DIR, run.cache_dir) is None
 
 
 MANIFEST = load_manifest()
@@ -160,7 +160,7 @@ def test_shipped_checkpoint_reproduces_its_manifest(entry):
     train_device = entry.get("train_device", "cpu")
     if train_device == "cpu" or torch.cuda.is_available():
         head = spec.replace(train=mi.TrainConfig(**{**spec.train.__dict__, "steps": len(entry["loss_head"])}))
-        losses = mi.models.train_payload(head, QUIET.replace(device=train_device))["losses"]
+        losses = mi.diffusion.models.train_payload(head, QUIET.replace(device=train_device))["losses"]
         # rtol 1e-3, not 1e-4: the unit tests run on the CPU's own kernels, and twenty steps of the untied 1D
         # network (recorded on an Intel CPU) came out 3.1e-4 apart on an AMD EPYC with AVX-512; a change to the
         # trainer (batches, initialisation, learning rate) moves these losses by far more
@@ -215,7 +215,7 @@ def test_image_spec_validates_and_builds_its_data():
 
 
 def test_image_model_spec_per_scale_is_what_ships_and_the_defaults():
-    shipped = {e["name"]: e["spec_key"] for e in mi.models.load_manifest()}
+    shipped = {e["name"]: e["spec_key"] for e in mi.diffusion.models.load_manifest()}
     for dataset in mi.IMAGE_DATASETS:
         assert spec_key(mi.image_model_spec(dataset, "ci")) == shipped[f"{dataset}-ci"]
         assert mi.image_model_spec(dataset, "paper") == mi.ImageModelSpec(dataset)
@@ -234,8 +234,8 @@ def test_image_model_trains_caches_samples_and_keeps_the_ema_weights(tmp_path, m
         mixture_model(TINY_IMAGE)
     first = mi.image_model(TINY_IMAGE, run)
     assert first.source == "trained" and isinstance(first.model, mi.UNetDenoiser) and len(first.losses) == 3
-    payload = mi.models.train_payload(TINY_IMAGE, QUIET)
-    raw = mi.models.initial_model(TINY_IMAGE.model, TINY_IMAGE.train.seed)
+    payload = mi.diffusion.models.train_payload(TINY_IMAGE, QUIET)
+    raw = mi.diffusion.models.initial_model(TINY_IMAGE.model, TINY_IMAGE.train.seed)
     plain = mi.train(raw, TINY_IMAGE.training_data(), mi.NoiseSchedule(TINY_IMAGE.schedule), TINY_IMAGE.train, progress=False)
     for k, v in payload["state_dict"].items():  # the payload holds the EMA weights, not the raw ones
         torch.testing.assert_close(v, plain.ema_model.state_dict()[k])
@@ -245,21 +245,21 @@ def test_image_model_trains_caches_samples_and_keeps_the_ema_weights(tmp_path, m
     again = mi.image_samples(TINY_IMAGE, 5, run, seed=1, hal_window=(0, 2), chunk_size=2)
     assert sorted(tmp_path.glob("image-samples-*.pt")) == entries  # chunk_size is not in the key: one entry
     drawn = mi.sample(first.model, mi.NoiseSchedule(TINY_IMAGE.schedule), 5, seed=1, hal_window=(0, 2), chunk_size=2,
-                      clip_x0=mi.models.IMAGE_CLIP_X0, progress=False)
+                      clip_x0=mi.diffusion.models.IMAGE_CLIP_X0, progress=False)
     assert out.x0.shape == (5, 1, 64, 64) and out.hal.shape == (5,)
     for served in (again, drawn):  # and rightly so: drawn 2 at a time, the samples are the same bits
         torch.testing.assert_close(out.x0, served.x0, rtol=0, atol=0)
         torch.testing.assert_close(out.hal, served.hal, rtol=0, atol=0)
-    assert out.x0.abs().max() <= mi.models.IMAGE_CLIP_X0  # x0_hat is clamped at every step, the last included
+    assert out.x0.abs().max() <= mi.diffusion.models.IMAGE_CLIP_X0  # x0_hat is clamped at every step, the last included
     free = mi.image_samples(TINY_IMAGE, 5, run, seed=1, hal_window=(0, 2), clip_x0=None)
     assert free.x0.abs().max() > 1.0  # a separate cache entry: the 3-step model strays outside [-1, 1]
 
 
 def test_initial_model_dispatches_on_the_config_type():
-    assert isinstance(mi.models.initial_model(mi.MLPConfig(), 0), mi.MLPDenoiser)
-    assert isinstance(mi.models.initial_model(TINY_IMAGE.model, 0), mi.UNetDenoiser)
+    assert isinstance(mi.diffusion.models.initial_model(mi.MLPConfig(), 0), mi.MLPDenoiser)
+    assert isinstance(mi.diffusion.models.initial_model(TINY_IMAGE.model, 0), mi.UNetDenoiser)
     with pytest.raises(TypeError, match="MLPConfig or a UNetConfig"):
-        mi.models.initial_model({"width": 8}, 0)
+        mi.diffusion.models.initial_model({"width": 8}, 0)
 
 
 @pytest.mark.parametrize("text, kind, expected", [
@@ -328,8 +328,8 @@ def test_fast_paths_reach_training_and_sampling_with_their_own_cache_entries(tmp
     plain = mixture_model(TINY, plain_run, checkpoints=None)
     plain_x0 = mixture_samples(TINY, 40, plain_run, seed=1).x0
     calls = []
-    real_sample = mi.models.sample
-    monkeypatch.setattr(mi.models, "sample", lambda *a, **k: calls.append(k) or real_sample(*a, **k))
+    real_sample = mi.diffusion.models.sample
+    monkeypatch.setattr(mi.diffusion.models, "sample", lambda *a, **k: calls.append(k) or real_sample(*a, **k))
     bf16_sampling = plain_run.replace(fast_sample="precision=bf16")
     fast_x0 = mixture_samples(TINY, 40, bf16_sampling, seed=1).x0  # the same (cached) model, sampled in bf16
     assert calls and calls[-1]["precision"] == "bf16" and not torch.equal(fast_x0, plain_x0)
@@ -353,8 +353,8 @@ def test_mixture_models_trains_what_it_can_together(tmp_path, monkeypatch):
     holds the rest), and without batch=1 the call is mixture_model in a loop."""
     batched = quiet(tmp_path / "cache").replace(fast_train="batch=1")
     calls = []
-    real = mi.models.train_many
-    monkeypatch.setattr(mi.models, "train_many", lambda models, *a, **k: calls.append(len(models)) or real(models, *a, **k))
+    real = mi.diffusion.models.train_many
+    monkeypatch.setattr(mi.diffusion.models, "train_many", lambda models, *a, **k: calls.append(len(models)) or real(models, *a, **k))
     other_n, other_seed = TINY.replace(n_train=80), TINY.replace(data_seed=3, train=mi.TrainConfig(steps=5, batch_size=32, seed=9))
     wider = TINY.replace(model=mi.MLPConfig(width=32, time_dim=16))
     got = mi.mixture_models([TINY, other_n, other_seed, wider, TINY], batched, checkpoints=None)

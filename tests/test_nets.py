@@ -58,10 +58,10 @@ def test_bad_config():
 
 
 def test_cpu_inference_linear_is_onednn_rows_independent_of_the_batch(monkeypatch):
-    """Without autograd the MLP's linear layers run through oneDNN on the CPU (mi_lib.nets.Linear): each row comes
+    """Without autograd the MLP's linear layers run through oneDNN on the CPU (mi_lib.diffusion.nets.Linear): each row comes
     out the same in a batch of any size from 3 rows up (the sampler's chunk-size invariance rests on it), within
     float32 rounding of nn.Linear; with autograd or under autocast they are nn.Linear itself."""
-    from mi_lib import nets
+    from mi_lib.diffusion import nets
 
     if nets._ONEDNN_LINEAR is None:
         pytest.skip("this torch build has no oneDNN linear")

@@ -1,4 +1,4 @@
-"""The counter-based normal generator (mi_lib.noise): bits, per-sample determinism, distribution and tails."""
+"""The counter-based normal generator (mi_lib.diffusion.noise): bits, per-sample determinism, distribution and tails."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mi_lib import noise
-from mi_lib.noise import MAX_ABS_NORMAL, _box_muller, _stream, normal, random_bits
+from mi_lib.diffusion.noise import MAX_ABS_NORMAL, _box_muller, _stream, normal, random_bits
 
 MASK = (1 << 64) - 1
 

@@ -18,10 +18,10 @@ import matplotlib
 import nbformat
 import pytest
 
-from mi_lib import models
-from mi_lib.recursion import RecursionConfig
-from mi_lib.train import TrainConfig
-from mi_lib.unet import UNetConfig
+from mi_lib.diffusion import models
+from mi_lib.experiments.recursion import RecursionConfig
+from mi_lib.diffusion.train import TrainConfig
+from mi_lib.diffusion.unet import UNetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.paper_dry_run

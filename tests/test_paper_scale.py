@@ -228,7 +228,7 @@ def test_a_window_runs_the_benchmark_then_its_chapters_with_their_parameters(tmp
     runner sources; the chapter gets the window's fixed parameter and records make gpu-wheels' commit stamp (the
     device's .git may be stale); bench.json comes back."""
     repo = _tiny_repo(tmp_path, parameters='scale = "ci"\nn_samples = None',
-                      body="import os\nfrom mi_lib.results import git_commit\n"
+                      body="import os\nfrom mi_lib.storage.results import git_commit\n"
                            "print('n_samples', n_samples, 'fast', os.environ.get('MI_FAST_SAMPLE'), 'commit', git_commit())",
                       script=lambda text: text.replace(" 03_mode_interpolation_2d 04_score_smoothness", "").replace("02_mode_interpolation_1d", "00_tiny"))
     (repo / "benchmarks").mkdir()

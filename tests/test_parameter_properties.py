@@ -47,8 +47,8 @@ class WorkStarted(Exception):
 WORK = {  # module -> the names in it that train or sample
     "mi_lib": ("train", "train_many", "sample", "mixture_model", "mixture_models", "mixture_samples", "image_model",
                "image_samples", "recursive_training"),
-    "mi_lib.models": ("mixture_model", "mixture_models", "mixture_samples", "image_model", "image_samples"),
-    "mi_lib.recursion": ("recursive_training",),
+    "mi_lib.diffusion.models": ("mixture_model", "mixture_models", "mixture_samples", "image_model", "image_samples"),
+    "mi_lib.experiments.recursion": ("recursive_training",),
 }
 
 

@@ -1,4 +1,4 @@
-"""Recursive training (mi_lib.recursion): seeds, filters, caching, inputs, and the mixture report on hand-built
+"""Recursive training (mi_lib.experiments.recursion): seeds, filters, caching, inputs, and the mixture report on hand-built
 points. Tiny networks and a 20-step schedule keep every test to a few seconds on one CPU core."""
 
 import copy
@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from mi_lib import recursion
-from mi_lib.data import GaussianMixture, grid_2d
-from mi_lib.metrics import out_of_support_mass
-from mi_lib.models import IMAGE_CLIP_X0, ImageModelSpec, MixtureModelSpec
-from mi_lib.nets import MLPConfig
-from mi_lib.recursion import (
+from mi_lib.experiments import recursion
+from mi_lib.datasets.mixtures import GaussianMixture, grid_2d
+from mi_lib.measure.metrics import out_of_support_mass
+from mi_lib.diffusion.models import IMAGE_CLIP_X0, ImageModelSpec, MixtureModelSpec
+from mi_lib.diffusion.nets import MLPConfig
+from mi_lib.experiments.recursion import (
     RecursionConfig,
     generation_seeds,
     mixture_report,
@@ -21,10 +21,10 @@ from mi_lib.recursion import (
     select,
     true_cell_mass,
 )
-from mi_lib.schedule import ScheduleConfig
+from mi_lib.diffusion.schedule import ScheduleConfig
 from mi_lib.settings import Settings
-from mi_lib.train import TrainConfig
-from mi_lib.unet import UNetConfig, UNetDenoiser
+from mi_lib.diffusion.train import TrainConfig
+from mi_lib.diffusion.unet import UNetConfig, UNetDenoiser
 
 TINY = RecursionConfig(
     generations=2,
@@ -386,7 +386,7 @@ def test_true_cell_mass_is_exact_and_matches_the_truth_on_samples():
 
 
 def test_fast_paths_give_other_models_and_candidates_under_other_keys(data):
-    """The settings' fast paths (mi_lib.fast) reach the recursion's trainings and sampling runs, and their cache
+    """The settings' fast paths (mi_lib.diffusion.fast) reach the recursion's trainings and sampling runs, and their cache
     keys: a bf16 run never returns the float32 run's entries, nor overwrites them."""
     plain = _run(data).generations
     bf16_sampling = _SETTINGS[0].replace(fast_sample="precision=bf16")

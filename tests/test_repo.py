@@ -61,8 +61,8 @@ def test_chapter_conventions(path):
 
 
 def _wide_lines(nb) -> list[str]:
-    """Code lines and printed output lines wider than the book's column (mi_lib.results.LINE_WIDTH)."""
-    from mi_lib.results import LINE_WIDTH
+    """Code lines and printed output lines wider than the book's column (mi_lib.storage.results.LINE_WIDTH)."""
+    from mi_lib.storage.results import LINE_WIDTH
 
     lines = []
     for cell in (c for c in nb.cells if c.cell_type == "code"):
@@ -143,7 +143,7 @@ def test_the_ci_column_is_what_the_committed_chapters_print(results_table):
     """The tables' CI-scale figures (results/<chapter>.json, entry "ci", written by `make outputs`) are the numbers
     each committed notebook prints, which nbval compares with a fresh run on every test: the column cannot go stale
     without a test failing. A row the CI run does not measure is one declared paper-scale only."""
-    from mi_lib.results import format_number
+    from mi_lib.storage.results import format_number
 
     for chapter, claims in results_table.CLAIMS.items():
         entries = json.loads((ROOT / "results" / f"{chapter}.json").read_text())
@@ -253,39 +253,35 @@ def test_the_seed_sweeps_pin_the_chapters_cpu_kernels():
         assert text.index("os.environ.setdefault(_var, _value)") < text.index("\nimport torch"), script
 
 
-#: mi_lib's layers, lowest first: a module imports from its own layer or the ones below, never from above, and
-#: none imports a chapter's module (mi_lib/experiments sits on top of them all). The same list is in
-#: mi_lib/__init__.py's docstring.
+#: mi_lib's layers, lowest first, each a folder of the package (the foundation and presentation are its top level):
+#: a module imports from its own layer or the ones below, never from above, and none imports a chapter's module
+#: (mi_lib/experiments sits on top of them all). The same list is in mi_lib/__init__.py's docstring.
 LAYERS = {
-    "foundation": ("environment", "params", "runtime", "noise", "cache", "fast", "settings"),
-    "data sets": ("data", "shapes", "hands", "digits"),
-    "diffusion core": ("schedule", "nets", "unet", "fused", "sampling", "train", "exact"),
-    "measurements": ("metrics", "detection"),
-    "trained models": ("models",),
-    "recursion": ("recursion",),
-    "presentation": ("plotting", "results"),
+    "foundation": ("environment.py", "params.py", "runtime.py", "settings.py"),
+    "storage": ("storage/cache.py", "storage/results.py"),
+    "data sets": ("datasets/mixtures.py", "datasets/shapes.py", "datasets/hands.py", "datasets/digits.py"),
+    "diffusion core": ("diffusion/schedule.py", "diffusion/noise.py", "diffusion/nets.py", "diffusion/unet.py", "diffusion/exact.py",
+                       "diffusion/fast.py", "diffusion/fused.py", "diffusion/sampling.py", "diffusion/train.py", "diffusion/models.py"),
+    "measurements": ("measure/metrics.py", "measure/detection.py"),
+    "presentation": ("plotting.py",),
 }
 
 
-def _relative_imports(path: Path, level: int) -> set[str]:
-    import ast
-
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == level:
-            names.update([node.module.split(".")[0]] if node.module else [alias.name for alias in node.names])
-    return names
-
-
 def test_mi_lib_imports_only_downward_through_its_layers():
-    package = ROOT / "mi_lib"
+    from mi_lib.storage.cache import PACKAGE, _imports
+
     rank = {module: i for i, modules in enumerate(LAYERS.values()) for module in modules}
-    modules = {path.stem for path in package.glob("*.py")} - {"__init__"}
+    modules = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
+               if p.name != "__init__.py" and p.parent.name != "experiments"}
     assert modules == set(rank), f"every module has a layer: {sorted(modules ^ set(rank))}"
+    for layer, members in LAYERS.items():  # a layer is one folder, and a folder one layer
+        assert len({m.rpartition("/")[0] for m in members}) == 1, f"the {layer} layer spans folders"
     for module in sorted(modules):
-        for imported in _relative_imports(package / f"{module}.py", 1):
-            assert imported != "experiments", f"mi_lib.{module} imports a chapter's module"
-            assert rank[imported] <= rank[module], f"mi_lib.{module} ({list(LAYERS)[rank[module]]}) imports mi_lib.{imported}, a layer above"
-    docstring = (package / "__init__.py").read_text()
+        path = PACKAGE / module
+        for imported in _imports(path, path.stat().st_mtime_ns, PACKAGE) - {"__init__.py"}:
+            assert not imported.startswith("experiments/"), f"mi_lib/{module} imports a chapter's module"
+            if not imported.endswith("/__init__.py"):  # a folder's __init__ holds only its docstring
+                assert rank[imported] <= rank[module], f"mi_lib/{module} ({list(LAYERS)[rank[module]]}) imports mi_lib/{imported}, a layer above"
+    docstring = (PACKAGE / "__init__.py").read_text()
     for layer in LAYERS:
         assert layer in docstring, f"mi_lib/__init__.py's docstring does not name the layer {layer!r}"

@@ -63,4 +63,4 @@ def test_the_library_takes_its_settings_as_arguments():
     assert [name for name, text in texts.items() if "from_environment(" in text] == ["settings.py"]
     askers = sorted(name for name, text in texts.items()
                     if re.search(r"^from \.+ import .*\benvironment\b|^from \.+environment import", text, re.M))
-    assert askers == ["cache.py", "fast.py", "fused.py", "runtime.py", "settings.py"], askers
+    assert askers == ["diffusion/fused.py", "runtime.py", "settings.py", "storage/cache.py"], askers

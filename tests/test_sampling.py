@@ -5,9 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from mi_lib import MLPConfig, MLPDenoiser, NoiseSchedule, ScheduleConfig, TrainConfig, fast, mean_var_zscores, mixture_1d, reverse_process, sample, timesteps, train
-from mi_lib.noise import normal
-from mi_lib.sampling import initial_noise
+from mi_lib import MLPConfig, MLPDenoiser, NoiseSchedule, ScheduleConfig, TrainConfig, mean_var_zscores, mixture_1d, reverse_process, sample, timesteps, train
+from mi_lib.diffusion import fast
+from mi_lib.diffusion.noise import normal
+from mi_lib.diffusion.sampling import initial_noise
 
 
 class ZeroEps(nn.Module):

@@ -6,7 +6,7 @@ import torch
 from scipy import ndimage
 
 from mi_lib import shapes
-from mi_lib.shapes import (
+from mi_lib.datasets.shapes import (
     COLUMN_WIDTH,
     SHAPE_SIZED,
     blobs_per_column,
@@ -25,7 +25,7 @@ from mi_lib.shapes import (
     shape_stencil,
     to_model_range,
 )
-from mi_lib.metrics import wilson_interval
+from mi_lib.measure.metrics import wilson_interval
 
 AREA = {"triangle": 66, "square": 64, "pentagon": 70}
 
@@ -164,7 +164,7 @@ def test_counter_reads_every_real_image_exactly(real):
 
 
 def test_counting_in_chunks_changes_nothing(real, monkeypatch):
-    import mi_lib.shapes as shapes
+    import mi_lib.datasets.shapes as shapes
 
     whole = count_shapes(real.images[:50])
     monkeypatch.setattr(shapes, "_COUNT_CHUNK", 7)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import mi_lib as mi
-from mi_lib import MLPConfig, MLPDenoiser, NoiseSchedule, ScheduleConfig, TrainConfig, diffusion_loss, fast, mixture_1d, train
+from mi_lib import MLPConfig, MLPDenoiser, NoiseSchedule, ScheduleConfig, TrainConfig, diffusion_loss, mixture_1d, train
+from mi_lib.diffusion import fast
 
 SMALL = MLPConfig(data_dim=1, width=32, time_dim=32)
 

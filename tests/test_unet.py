@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import mi_lib
-from mi_lib.nets import shared_timestep
-from mi_lib.models import IMAGE_SCALES
-from mi_lib.unet import UNetConfig, UNetDenoiser
+from mi_lib.diffusion.nets import shared_timestep
+from mi_lib.diffusion.models import IMAGE_SCALES
+from mi_lib.diffusion.unet import UNetConfig, UNetDenoiser
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():

@@ -1,4 +1,4 @@
-"""Learned variance and VSM's penalty (mi_lib.train.loss_terms, the sampler's variance="learned", the keys of
+"""Learned variance and VSM's penalty (mi_lib.diffusion.train.loss_terms, the sampler's variance="learned", the keys of
 the fields they added): the pieces chapter 8's VSM sweep stands on."""
 
 import math
@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import mi_lib as mi
-from mi_lib.cache import canonical
-from mi_lib.models import spec_key
-from mi_lib.train import loss_terms
+from mi_lib.storage.cache import canonical
+from mi_lib.diffusion.models import spec_key
+from mi_lib.diffusion.train import loss_terms
 
 SCHED = mi.NoiseSchedule(mi.OFFICIAL)
 
@@ -87,7 +87,7 @@ def test_a_learned_variance_network_trains_alone_and_batched_alike():
     spec = mi.MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=400, model=mi.MLPConfig(learn_sigma=True),
                                train=mi.TrainConfig(steps=30, batch_size=200, rho=0.1))
     data = spec.training_data()
-    alone = mi.train(mi.models.initial_model(spec.model, 0), data, SCHED, spec.train, progress=False)
-    both = mi.train_many([mi.models.initial_model(spec.model, 0)], [data], SCHED, spec.train, progress=False)
+    alone = mi.train(mi.diffusion.models.initial_model(spec.model, 0), data, SCHED, spec.train, progress=False)
+    both = mi.train_many([mi.diffusion.models.initial_model(spec.model, 0)], [data], SCHED, spec.train, progress=False)
     torch.testing.assert_close(both[0].losses, alone.losses, rtol=1e-4, atol=1e-5)
     assert torch.isfinite(alone.losses).all() and alone.losses[-1] < alone.losses[0]

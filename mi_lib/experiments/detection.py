@@ -3,7 +3,7 @@
 Each model of the chapter (the 1D mixture under the official and the standard beta schedule, the 5x5 grid, and
 chapter 5's two image models) becomes a :class:`Measured`: a test batch (and, for the mixtures, a calibration
 batch drawn with the next seed), its labels from geometry or from chapter 5's counters alone, and four scores
-per sample (:func:`mi_lib.detection.detection_scores`: Hal, the variance of x_t over the same window, the norm
+per sample (:func:`mi_lib.measure.detection.detection_scores`: Hal, the variance of x_t over the same window, the norm
 of the predicted noise at the last step, a random score). The rest are measurements on those: AUROCs, a
 threshold fitted on the calibration batch and applied to the test batch (:func:`threshold_rates`), the grid's
 hallucinations split by where they lie (:func:`grid_split`), and AUROC over a grid of windows
@@ -21,17 +21,17 @@ import torch
 from matplotlib.axes import Axes
 from torch import Tensor, nn
 
-from .. import detection as det
-from .. import hands, shapes
-from ..metrics import mode_segments, out_of_support, segment_of
-from ..models import MixtureModelSpec, image_model, image_model_spec, image_samples, mixture_model, mixture_samples
-from ..nets import MLPConfig
+from ..datasets import hands, shapes
+from ..diffusion.models import MixtureModelSpec, image_model, image_model_spec, image_samples, mixture_model, mixture_samples
+from ..diffusion.nets import MLPConfig
+from ..diffusion.sampling import SampleResult
+from ..diffusion.schedule import OFFICIAL, STANDARD, NoiseSchedule
+from ..diffusion.train import TrainConfig
+from ..measure import detection as det
+from ..measure.metrics import mode_segments, out_of_support, segment_of
 from ..params import choice_parameter, number_parameter, sequence_parameter
-from ..results import say
-from ..sampling import SampleResult
-from ..schedule import OFFICIAL, STANDARD, NoiseSchedule
-from ..train import TrainConfig
 from ..settings import Settings
+from ..storage.results import say
 
 __all__ = [
     "SCALES", "IMAGE_NAMES", "Setup", "Measured", "setup", "mixture_specs", "sample_mixtures", "measure_mixtures",

@@ -19,10 +19,10 @@ import torch
 from matplotlib.axes import Axes
 from torch import Tensor
 
-from ..data import GaussianMixture
-from ..metrics import mean_var_zscores
+from ..datasets.mixtures import GaussianMixture
+from ..diffusion.schedule import NoiseSchedule
+from ..measure.metrics import mean_var_zscores
 from ..params import choice_parameter, number_parameter
-from ..schedule import NoiseSchedule
 
 __all__ = ["first_pure_noise_step", "tv_to_noise", "SCALES", "SCHEDULES", "CHECK_T", "Setup", "setup", "moment_check", "print_moments", "score_check",
            "plot_tv", "pure_noise_table", "claimed_numbers"]

@@ -10,7 +10,7 @@ Three families of remedy, each scored by :func:`scoreboard` with the same measur
   :class:`SharpenedDenoiser`; :func:`laplacian_check` holds the estimate against the exact score's Laplacian;
 - **training-time**: Variance-guided Score Modulation (VSM; Bhosale et al. 2026), ported from its official
   code to the MLP: a learned-variance head trained with Improved DDPM's hybrid loss plus
-  rho / sqrt(1 - alpha_bar_t) * mean(1 / (1 + J^2)), J = -1 / sigma_theta^2 (:func:`mi_lib.train.loss_terms`),
+  rho / sqrt(1 - alpha_bar_t) * mean(1 / (1 + J^2)), J = -1 / sigma_theta^2 (:func:`mi_lib.diffusion.train.loss_terms`),
   swept over rho (rho = 0 is the learned-variance baseline), sampled with the learned variance;
   :func:`vsm_terms` shows what the penalty weighs against the rest of the loss. Beside it the baselines a
   reader would try first: more training data, four times the training steps, the untied network (three times
@@ -41,20 +41,20 @@ import torch
 from matplotlib.axes import Axes
 from torch import Tensor, nn
 
-from .. import detection, plotting
-from ..cache import cached
-from ..data import GaussianMixture
-from ..metrics import DEFAULT_K, out_of_support, wilson_interval
-from ..models import MixtureModelSpec, mixture_model
-from ..nets import MLPConfig, shared_timestep
+from .. import plotting
+from ..datasets.mixtures import GaussianMixture
+from ..diffusion.models import MixtureModelSpec, mixture_model
+from ..diffusion.nets import MLPConfig, shared_timestep
+from ..diffusion.sampling import sample, timesteps
+from ..diffusion.schedule import OFFICIAL, NoiseSchedule
+from ..diffusion.train import TrainConfig, loss_terms
+from ..measure import detection
+from ..measure.metrics import DEFAULT_K, mixture_report, out_of_support, wilson_interval
 from ..params import choice_parameter, number_parameter, positive_int, sequence_parameter
-from ..results import say
-from ..recursion import mixture_report
 from ..runtime import progress_bar
-from ..sampling import sample, timesteps
-from ..schedule import OFFICIAL, NoiseSchedule
-from ..train import TrainConfig, loss_terms
 from ..settings import Settings
+from ..storage.cache import cached
+from ..storage.results import say
 
 __all__ = [
     "Method",
@@ -164,7 +164,9 @@ def laplacian_check(mixture: GaussianMixture, schedule: NoiseSchedule, ts: Seque
     modes (where hallucinations live: on the modes the score is nearly linear and its Laplacian nearly 0), for
     each t in ``ts``: one row per (t, probes) with the relative error ||estimate - exact|| / ||exact|| over the
     points, in float64, and the Laplacian's root mean square."""
-    from ..exact import ExactDenoiser  # noqa: PLC0415  (only the check needs it)
+    from ..diffusion.exact import (
+        ExactDenoiser,  # noqa: PLC0415  (only the check needs it)
+    )
 
     exact_model = ExactDenoiser(mixture, schedule)
     delta = delta_rel * mode_spacing(mixture)
@@ -186,7 +188,7 @@ def laplacian_check(mixture: GaussianMixture, schedule: NoiseSchedule, ts: Seque
 #: DDIM starts at the last timestep whose alpha_bar is at least this (the data's share of x_t, sqrt(alpha_bar), is
 #: about 0.003 there: x_t is pure noise as far as the sampler can tell):
 #: the official schedule's alpha_bar falls to 1.3e-47 at t = 999, where DDIM's deterministic step would
-#: multiply the network's error in eps by up to ~1e20 (see :mod:`mi_lib.sampling`). DDPM runs all 1000 steps.
+#: multiply the network's error in eps by up to ~1e20 (see :mod:`mi_lib.diffusion.sampling`). DDPM runs all 1000 steps.
 DDIM_START_ALPHA_BAR = 1e-5
 
 
@@ -347,7 +349,7 @@ def vsm_spec(base: MixtureModelSpec, rho: float) -> MixtureModelSpec:
 
 @torch.no_grad()
 def vsm_terms(scale: Scale, *, n: int = 20_000, seed: int = 0, settings: Settings = Settings()) -> list[dict[str, Any]]:
-    """What VSM's penalty weighs in each model of the rho sweep: the loss terms of :func:`mi_lib.train.loss_terms`
+    """What VSM's penalty weighs in each model of the rho sweep: the loss terms of :func:`mi_lib.diffusion.train.loss_terms`
     averaged over ``n`` training draws (x_0 from the training set, t uniform, eps normal; ``seed``): ``mse``, ``vb``
     and ``penalty`` = mean(rho / sqrt(1 - alpha_bar_t) * smooth), its share of the loss, and where the learned
     variance sits between beta tilde (0) and beta (1) at t < 50 and over all t (``frac_low_t``, ``frac``)."""
@@ -398,7 +400,7 @@ def _run_source() -> str:
 def run_method(method: Method, n: int, *, seed: int = 0, settings: Settings = Settings(), k: float = DEFAULT_K) -> dict[str, Any]:
     """Sample ``n`` points with ``method`` (one chunk, ``seed``) and :func:`measure` them; cached on disk
     (the key holds the method, the model's origin, the source of the code here that runs it and of
-    ``mi_lib``'s recursion and detection modules with all they import)."""
+    ``mi_lib``'s metrics and detection modules with all they import: the sampler, the networks)."""
     trained = mixture_model(method.spec, settings)
     config = {"method": method, "origin": trained.origin, "n": n, "seed": seed, "k": k,
               "device": settings.device.type, "module": _run_source()}
@@ -415,7 +417,7 @@ def run_method(method: Method, n: int, *, seed: int = 0, settings: Settings = Se
                         seed=seed, hal_window=method.hal_window(), progress=False)
         return {"x0": result.x0, **measure(result.x0, result.hal, method.spec.mixture(), k)}
 
-    return cached("mitigation-run", config, compute, root=settings.cache_dir, code=("recursion.py", "detection.py"))
+    return cached("mitigation-run", config, compute, root=settings.cache_dir, code=("measure/metrics.py", "measure/detection.py"))
 
 
 def scoreboard(scale: Scale, datasets: Sequence[str] = ("grid", "1d"), *, seed: int = 0,

@@ -18,13 +18,13 @@ from matplotlib.axes import Axes
 from torch import Tensor
 
 from .. import plotting
-from ..data import GaussianMixture, mixture_1d
-from ..metrics import DEFAULT_K, DensityRatio, density_ratio, gap_lengths, gap_mass, true_gap_mass, wilson_interval
-from ..models import MixtureModelSpec
+from ..datasets.mixtures import GaussianMixture, mixture_1d
+from ..diffusion.models import MixtureModelSpec
+from ..diffusion.train import TrainConfig
+from ..measure.metrics import DEFAULT_K, DensityRatio, density_ratio, gap_lengths, gap_mass, true_gap_mass, wilson_interval
 from ..params import choice_parameter, number_parameter, sequence_parameter
-from ..results import format_number as fmt
-from ..results import say
-from ..train import TrainConfig
+from ..storage.results import format_number as fmt
+from ..storage.results import say
 
 __all__ = ["side_tails", "SCALES", "Setup", "setup", "gap_names", "gap_table", "moved_reading", "tail_reading", "plot_zoom",
            "claimed_numbers"]

@@ -22,14 +22,13 @@ from matplotlib.axes import Axes
 from torch import Tensor
 
 from .. import plotting
-from ..data import GaussianMixture
-from ..metrics import (DEFAULT_K, DensityRatio, ModeSegments, density_ratio, mode_segments, out_of_support, out_of_support_mass,
-                       segment_of, wilson_interval)
-from ..models import MixtureModelSpec
-from ..nets import MLPConfig
+from ..datasets.mixtures import GaussianMixture
+from ..diffusion.models import MixtureModelSpec
+from ..diffusion.nets import MLPConfig
+from ..diffusion.train import TrainConfig
+from ..measure.metrics import DEFAULT_K, DensityRatio, ModeSegments, density_ratio, mode_segments, out_of_support, out_of_support_mass, segment_of, wilson_interval
 from ..params import choice_parameter, number_parameter
-from ..results import format_number as fmt
-from ..train import TrainConfig
+from ..storage.results import format_number as fmt
 
 __all__ = ["SCALES", "LAYOUTS", "Setup", "setup", "segment_order", "tube_lengths", "rotated_about_nearest_mode",
            "nearest_neighbour_alignment", "segment_shares", "print_shares", "print_nearest_shares", "plot_generated",
@@ -91,7 +90,7 @@ def setup(scale: str, seed: int, k: float, between: float, max_order: int, n_nul
 # ---------------------------------------------------------------------------------------- geometry and nulls
 def segment_order(x: Tensor, mixture: GaussianMixture, segments: ModeSegments, k: float = DEFAULT_K,
                   end_margin: float | None = None) -> Tensor:
-    """The order (1 = nearest neighbours, ...) of the segment each point lies on (:func:`mi_lib.metrics.segment_of`,
+    """The order (1 = nearest neighbours, ...) of the segment each point lies on (:func:`mi_lib.measure.metrics.segment_of`,
     same arguments), 0 for a point on none. x: (N, D) -> (N,) long."""
     on = segment_of(x, mixture, segments, k, end_margin)
     return torch.where(on >= 0, segments.order[on.clamp(min=0)], torch.zeros_like(on))
@@ -99,7 +98,7 @@ def segment_order(x: Tensor, mixture: GaussianMixture, segments: ModeSegments, k
 
 def tube_lengths(segments: ModeSegments, mixture: GaussianMixture, k: float = DEFAULT_K, end_margin: float | None = None, *,
                  n_points: int = 500_000, seed: int = 0) -> Tensor:
-    """The effective length of each segment's tube (:func:`mi_lib.metrics.segment_of`, same ``k`` and
+    """The effective length of each segment's tube (:func:`mi_lib.measure.metrics.segment_of`, same ``k`` and
     ``end_margin``) in a 2D mixture: the area of the plane that ``segment_of`` assigns to the segment, divided by
     the tube's width 2 k sigma. A model that spread its between-mode samples evenly over the plane near the
     segments would put them in proportion to these lengths, so they are the baseline for comparing segments of

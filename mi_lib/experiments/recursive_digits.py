@@ -1,6 +1,6 @@
 """Chapter 7b, *Recursive training on real digits*: the recursion of chapter 7 on handwritten digits, judged by a
 digit classifier's FID-like score (the classifier is this module's: :func:`train_classifier`; the digits come from
-:mod:`mi_lib.digits`).
+:mod:`mi_lib.datasets.digits`).
 
 At CI scale the 1,797 shipped 8x8 UCI digits go through the official MLP (64 values a digit); at paper scale
 28x28 MNIST through a UNet. Every filter ("none", "random", "hal", and "real": each generation fine-tuned on real
@@ -25,18 +25,19 @@ from matplotlib.axes import Axes
 from scipy import linalg
 from torch import Tensor, nn
 
-from .. import digits, plotting
-from ..models import IMAGE_CLIP_X0, IMAGE_SCALES
-from ..nets import MLPConfig
+from .. import plotting
+from ..datasets import digits
+from ..datasets.shapes import from_model_range, to_model_range
+from ..diffusion.models import IMAGE_CLIP_X0, IMAGE_SCALES
+from ..diffusion.nets import MLPConfig
+from ..diffusion.schedule import OFFICIAL, STANDARD
+from ..diffusion.train import TrainConfig
+from ..diffusion.unet import UNetConfig
 from ..params import choice_parameter, number_parameter, positive_int, sequence_parameter
-from ..results import say
 from ..runtime import progress_bar
-from ..recursion import FILTERS, RecursionConfig, RecursionResult, recursive_training
-from ..schedule import OFFICIAL, STANDARD
-from ..shapes import from_model_range, to_model_range
-from ..train import TrainConfig
-from ..unet import UNetConfig
 from ..settings import Settings
+from ..storage.results import say
+from .recursion import FILTERS, RecursionConfig, RecursionResult, recursive_training
 
 __all__ = ["DIGIT_RUNS", "Setup", "Digits", "Measures", "setup", "load", "run", "measure", "print_measures",
            "plot_fid_and_classes", "digit_mosaic", "print_seed_sweep", "claimed_numbers",
@@ -321,7 +322,7 @@ def digits_report(
     """Measure generated digits against real ones with a trained :class:`DigitClassifier`.
 
     ``images``: (N, S*S) or (N, 1, S, S) / (N, S, S), in the diffusion range [-1, 1] when ``model_range``
-    (the default: what :func:`mi_lib.recursion.recursive_training` samples; mapped with ``from_model_range``,
+    (the default: what :func:`mi_lib.experiments.recursion.recursive_training` samples; mapped with ``from_model_range``,
     which clamps to [0, 1]), else already in [0, 1]. ``reference_features``: :func:`classifier_features` of
     real digits (held-out ones, for an honest floor). Returns
 

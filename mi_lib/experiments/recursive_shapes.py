@@ -3,7 +3,7 @@
 Generation 0 is chapter 5's shapes UNet (data seed 0); every later generation is fine-tuned on the images the
 one before it generated and a filter kept ("none", "random" or "hal"). :func:`run` runs each filter on the same
 seeds; :func:`measure` counts, per generation, the images with a crowded column (the rule-based counter of
-:mod:`mi_lib.shapes`, independent of Hal) among the generated and the kept images. At CI scale the run is a
+:mod:`mi_lib.datasets.shapes`, independent of Hal) among the generated and the kept images. At CI scale the run is a
 smoke test of the pipeline (2 generations of 32 images), recorded, not asserted.
 """
 
@@ -17,14 +17,15 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from .. import plotting, shapes
-from ..models import IMAGE_CLIP_X0, ImageModelSpec, image_model_spec
+from .. import plotting
+from ..datasets import shapes
+from ..diffusion.models import IMAGE_CLIP_X0, ImageModelSpec, image_model_spec
+from ..diffusion.train import TrainConfig
 from ..params import choice_parameter, number_parameter, sequence_parameter
 from ..plotting import FILTER_COLORS, FILTER_LABELS
-from ..recursion import FILTERS, RecursionConfig, RecursionResult, recursive_training
-from ..results import say
-from ..train import TrainConfig
 from ..settings import Settings
+from ..storage.results import say
+from .recursion import FILTERS, RecursionConfig, RecursionResult, recursive_training
 
 __all__ = ["SCALES", "Setup", "setup", "run", "shapes_report", "measure", "print_rows", "plot_runs",
            "claimed_numbers"]

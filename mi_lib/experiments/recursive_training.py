@@ -1,7 +1,7 @@
 """Chapter 7, *Recursive training*: do hallucinations compound, and does filtering by Hal slow the drift?
 
 The 5x5 grid's model (generation 0, trained on real data; at CI scale the shipped checkpoint) starts one
-recursion per filter (:func:`mi_lib.recursion.recursive_training`): each generation draws candidates with Hal,
+recursion per filter (:func:`mi_lib.experiments.recursion.recursive_training`): each generation draws candidates with Hal,
 the filter ("none", "random", "hal", or "real" data as a control) keeps ``n_keep`` of them, and the next
 generation trains on those. Everything here measures the runs (:func:`generation_table`, :func:`plot_measures`,
 :func:`claimed_numbers`) or reads the committed seed sweeps (``results/seeds/``, written by
@@ -21,15 +21,15 @@ from matplotlib.axes import Axes
 from torch import Tensor
 
 from .. import plotting
-from ..data import GaussianMixture
-from ..metrics import out_of_support
-from ..models import MixtureModelSpec
-from ..nets import MLPConfig
+from ..datasets.mixtures import GaussianMixture
+from ..diffusion.models import MixtureModelSpec
+from ..diffusion.nets import MLPConfig
+from ..diffusion.train import TrainConfig
+from ..measure.metrics import out_of_support
 from ..params import choice_parameter, number_parameter, sequence_parameter
-from ..results import say
-from ..recursion import FILTERS, RecursionConfig, RecursionResult, mixture_report, recursive_training
-from ..train import TrainConfig
 from ..settings import Settings
+from ..storage.results import say
+from .recursion import FILTERS, RecursionConfig, RecursionResult, mixture_report, recursive_training
 
 __all__ = ["SCALES", "Setup", "setup", "run_filters", "real_report", "generation_table", "plot_measures",
            "scatter_generation", "print_seed_sweep", "claimed_numbers", "keep_ratio_summary", "plot_keep_ratio_sweeps"]

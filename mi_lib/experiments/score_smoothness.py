@@ -20,19 +20,19 @@ import torch
 from matplotlib.axes import Axes
 from torch import Tensor
 
-from ..cache import cached
-from ..data import GaussianMixture
-from ..exact import ExactDenoiser
-from ..metrics import DEFAULT_K, check_k, gap_lengths, gap_mass, gap_midpoint_share, true_gap_mass, wilson_interval
-from ..models import MixtureModelSpec
-from ..nets import shared_timestep
+from ..datasets.mixtures import GaussianMixture
+from ..diffusion.exact import ExactDenoiser
+from ..diffusion.models import MixtureModelSpec
+from ..diffusion.nets import shared_timestep
+from ..diffusion.sampling import sample
+from ..diffusion.schedule import NoiseSchedule
+from ..diffusion.train import TrainConfig
+from ..measure.metrics import DEFAULT_K, check_k, gap_lengths, gap_mass, gap_midpoint_share, true_gap_mass, wilson_interval
 from ..params import choice_parameter, number_parameter, sequence_parameter
-from ..results import format_number as fmt
-from ..results import say
-from ..sampling import sample
-from ..schedule import NoiseSchedule
-from ..train import TrainConfig
 from ..settings import Settings
+from ..storage.cache import cached
+from ..storage.results import format_number as fmt
+from ..storage.results import say
 
 __all__ = ["within_mode_spread", "SCALES", "SLOPE_TIMES", "Setup", "setup", "Scores", "plot_scores", "error_map", "max_slopes",
            "print_slopes", "exact_score_samples", "GapMasses", "gap_masses", "plot_gap_masses", "print_gap_masses",
@@ -174,7 +174,7 @@ def exact_score_samples(s: Setup, mixture: GaussianMixture, h: float, settings: 
            "seed": s.seed, "device": settings.device.type}
     denoiser = ExactDenoiser(mixture, schedule, smoothing=h, device=settings.device)
     draw = lambda: sample(denoiser, schedule, s.n_samples, seed=s.seed, chunk_size=1_000_000, progress=settings.progress).x0  # noqa: E731
-    return cached("exact-score-samples", key, draw, root=settings.cache_dir, code=("exact.py", "sampling.py"))
+    return cached("exact-score-samples", key, draw, root=settings.cache_dir, code=("diffusion/exact.py", "diffusion/sampling.py"))
 
 
 @dataclass(frozen=True)

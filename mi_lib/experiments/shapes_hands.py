@@ -21,10 +21,12 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
-from .. import detection, hands, plotting, shapes
-from ..metrics import wilson_interval
+from .. import plotting
+from ..datasets import hands, shapes
+from ..measure import detection
+from ..measure.metrics import wilson_interval
 from ..params import choice_parameter, number_parameter, sequence_parameter
-from ..results import say
+from ..storage.results import say
 
 __all__ = ["SCALES", "LABEL_COLORS", "KIND_COLORS", "Setup", "setup", "TrainingImages", "check_counters", "outline",
            "made_up_examples", "ShapesCensus", "shapes_census", "BlobReading", "blob_reading", "HandsCensus",

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .params import positive_int
+from ..params import positive_int
 
 __all__ = ["GaussianMixture", "mixture_1d", "grid_2d", "diamond_2d", "make_dataset", "DATASETS"]
 

@@ -9,7 +9,7 @@ A long training can be resumed: with ``resume=<file>``, :func:`train` writes its
 ``save_every_s`` seconds (weights, optimizer, EMA, random generator, the epoch's data order, losses so far)
 and, when the file exists at the start, goes on from it. A resumed run gives bit for bit the model an
 uninterrupted one gives (same device and settings). The lent GPU machine runs a command for at most ten
-minutes, so a training longer than that finishes over several calls (:func:`mi_lib.cache.partial_path`
+minutes, so a training longer than that finishes over several calls (:func:`mi_lib.storage.cache.partial_path`
 names the file next to the cache entry it will become).
 """
 
@@ -31,10 +31,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from .cache import KEY_OMITS_DEFAULT, load_or_warn, write_atomic
+from ..params import positive_int
+from ..runtime import progress_bar, require_cuda
+from ..storage.cache import KEY_OMITS_DEFAULT, load_or_warn, write_atomic
 from .fast import FastDenoiser, precision_flags
-from .params import positive_int
-from .runtime import progress_bar, require_cuda
 from .schedule import NoiseSchedule, broadcast_to
 
 __all__ = ["TrainConfig", "TrainResult", "StaleTrainingState", "NonFiniteLoss", "check_finite", "diffusion_loss", "loss_terms", "train", "train_many", "data_fingerprint", "weights_fingerprint"]
@@ -121,7 +121,7 @@ def loss_terms(model: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSchedul
     """The per-sample (B,) terms of :func:`diffusion_loss`: ``mse`` and ``loss``, and for a learned-variance
     network ``vb`` and ``smooth`` too.
 
-    A learned-variance network (its output has twice x's channels: eps, then v; :mod:`mi_lib.nets`) is trained
+    A learned-variance network (its output has twice x's channels: eps, then v; :mod:`mi_lib.diffusion.nets`) is trained
     with Improved DDPM's hybrid loss, MSE + VB, where VB (in bits per dimension, times T / 1000 as in Improved
     DDPM) is KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) for t > 0 and the Gaussian negative log-likelihood of
     x_0 at t = 0 (continuous data: no 8-bit discretisation), with eps held fixed in it, so that VB trains the
@@ -172,7 +172,7 @@ def train(
 
     Fast paths, all off by default (then results are bit-identical run to run on one device):
     ``precision`` ("float32", "tf32", "bf16": the forward pass under bf16 autocast, the loss and optimizer
-    in float32) and ``compile`` as in :mod:`mi_lib.fast`; ``fused=True`` uses Adam's fused CUDA kernel on a
+    in float32) and ``compile`` as in :mod:`mi_lib.diffusion.fast`; ``fused=True`` uses Adam's fused CUDA kernel on a
     GPU and the default Adam elsewhere (on the CPU the results are those of ``fused=False``). ``graph=True``
     (CUDA only) captures the whole step -- forward, backward, Adam and the EMA update -- once as a CUDA graph
     and replays it: the host then launches five kernels a step instead of a few hundred. Its random draws

@@ -1,7 +1,7 @@
 """Measurements: hallucination labels for mixtures, the true out-of-support mass, moment checks, the gaps
 between 1D modes, the segments between 2D modes, counting statistics, and a sample set's report against the
 modes' k-sigma balls (:func:`mixture_report`: hallucination share, modes covered, distances to the truth). (The Hal statistic itself is
-:class:`mi_lib.sampling.WindowVariance`: the sampler computes it while it samples.)
+:class:`mi_lib.diffusion.sampling.WindowVariance`: the sampler computes it while it samples.)
 
 Hallucination labels here come from geometry alone (distance to the modes), never from the detector, so a
 detector can be scored against them honestly.
@@ -19,8 +19,8 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from .data import GaussianMixture
-from .params import positive_int
+from ..datasets.mixtures import GaussianMixture
+from ..params import positive_int
 
 __all__ = [
     "DEFAULT_K",
@@ -336,7 +336,7 @@ def mixture_report(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K, mi
     """Measurements of samples ``x`` (N, D) against ``mixture``, on the partition of space into the modes'
     k-sigma balls (disjoint) and the rest:
 
-    - ``hallucination``: share of samples outside every ball (:func:`mi_lib.metrics.out_of_support`);
+    - ``hallucination``: share of samples outside every ball (:func:`mi_lib.measure.metrics.out_of_support`);
     - ``mode_mass``: (K,) share of samples in each ball;
     - ``modes_covered``: how many modes hold at least ``min_share`` of their true ball mass;
     - ``mode_tv``: total variation between the in-support histogram (``mode_mass`` renormalised) and the true

@@ -1,10 +1,10 @@
 """Recursive training: each generation is trained on samples of the one before, optionally filtered.
 
-Generation 0 is trained on real data (a tensor, or the model of a :class:`~mi_lib.models.MixtureModelSpec`
-or :class:`~mi_lib.models.ImageModelSpec`, which reuses a shipped or cached checkpoint). The network is the
+Generation 0 is trained on real data (a tensor, or the model of a :class:`~mi_lib.diffusion.models.MixtureModelSpec`
+or :class:`~mi_lib.diffusion.models.ImageModelSpec`, which reuses a shipped or cached checkpoint). The network is the
 official MLP for vectors or a UNet for images (``config.model``); image runs clamp x0_hat while sampling
-(``config.clip_x0``, as :func:`mi_lib.models.image_samples` does). Generation g draws ``n_candidates`` samples with Hal (one
-streaming pass of :func:`mi_lib.sampling.sample`), keeps ``n_keep`` of them by the filter, and generation g+1
+(``config.clip_x0``, as :func:`mi_lib.diffusion.models.image_samples` does). Generation g draws ``n_candidates`` samples with Hal (one
+streaming pass of :func:`mi_lib.diffusion.sampling.sample`), keeps ``n_keep`` of them by the filter, and generation g+1
 is trained on the kept ones. Filters: ``"none"`` keeps candidates 0..n_keep-1 (with per-sample seeding these
 are exactly the samples a plain ``sample(model, n_keep, seed=...)`` gives, so no-filter sees no oversampling),
 ``"random"`` a uniformly random n_keep of them, ``"hal"`` the n_keep with the lowest Hal -- the official
@@ -18,8 +18,8 @@ by hashing (``config.seed``, g, purpose); they do not depend on the filter, so t
 on the same seeds, and generation 0 (model and candidates) is the same for all of them.
 
 Caching. Every generation's model (state dict, losses, wall time) is fitted or loaded by
-:func:`mi_lib.models.fit_or_load`, the path every trained model takes, and its candidates (x0, Hal, wall time)
-are stored with :func:`mi_lib.cache.cached`; the keys hold the source of this module and all it imports. A model's key holds what it was trained on -- the real data for
+:func:`mi_lib.diffusion.models.fit_or_load`, the path every trained model takes, and its candidates (x0, Hal, wall time)
+are stored with :func:`mi_lib.storage.cache.cached`; the keys hold the source of this module and all it imports. A model's key holds what it was trained on -- the real data for
 generation 0, else the key of generation g-1's candidates plus the filter that chose from them (for the
 ``"real"`` control: the real data, its draw's seed and generation g-1's candidates key, which names the weights
 a warm start begins from) -- so keys form a chain: more generations reuse the earlier ones, and any upstream
@@ -27,7 +27,7 @@ change gives new keys downstream. Candidates are keyed by their model's weights 
 the content hash of the data it was trained on: a later session that draws a parent's candidates differently
 trains the child again rather than reuse a model or a draw that belongs to another chain.
 
-Measurements (:func:`mi_lib.metrics.mixture_report`) are for Gaussian mixtures: hallucination share, modes covered, and
+Measurements (:func:`mi_lib.measure.metrics.mixture_report`) are for Gaussian mixtures: hallucination share, modes covered, and
 distances of the per-mode mass vector to its exact value under the true distribution.
 """
 
@@ -45,18 +45,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .cache import cached, config_key
-from .data import GaussianMixture
-from .metrics import DEFAULT_K, mixture_report, true_cell_mass
-from .models import ImageModelSpec, MixtureModelSpec, fit_or_load, image_model, initial_model, loaded, mixture_model, trained_payload
-from .nets import MLPConfig, MLPDenoiser
-from .params import positive_int
-from .runtime import progress_bar
-from .sampling import check_clip, sample
-from .schedule import OFFICIAL, NoiseSchedule, ScheduleConfig
-from .settings import Settings
-from .train import StaleTrainingState, TrainConfig, TrainResult, data_fingerprint, train, weights_fingerprint
-from .unet import UNetConfig, UNetDenoiser
+from ..datasets.mixtures import GaussianMixture
+from ..diffusion.models import ImageModelSpec, MixtureModelSpec, fit_or_load, image_model, initial_model, loaded, mixture_model, trained_payload
+from ..diffusion.nets import MLPConfig, MLPDenoiser
+from ..diffusion.sampling import check_clip, sample
+from ..diffusion.schedule import OFFICIAL, NoiseSchedule, ScheduleConfig
+from ..diffusion.train import StaleTrainingState, TrainConfig, TrainResult, data_fingerprint, train, weights_fingerprint
+from ..diffusion.unet import UNetConfig, UNetDenoiser
+from ..measure.metrics import DEFAULT_K, mixture_report, true_cell_mass
+from ..params import positive_int
+from ..runtime import progress_bar
+from ..settings import Settings
+from ..storage.cache import cached, config_key
 
 __all__ = [
     "FILTERS",
@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 #: The modules whose source is in the generations' cache keys: this one and all it imports.
-CODE = "recursion.py"
+CODE = "experiments/recursion.py"
 
 #: The filters applied to each generation's candidates before the next generation trains on them, and one
 #: control: ``"real"`` trains the next generation on ``n_keep`` real training points drawn afresh (no samples at
@@ -89,9 +89,9 @@ class RecursionConfig:
     :func:`generation_seeds`). ``warm_start=True`` starts generation g from generation g-1's weights instead
     of from scratch (a departure from the paper, which retrains from scratch; it makes CPU runs feasible).
     ``model`` is an :class:`MLPConfig` (vectors) or a :class:`UNetConfig` (images); ``clip_x0`` clamps x0_hat
-    while sampling (None: no clamp; use :data:`mi_lib.models.IMAGE_CLIP_X0` for images in [-1, 1]). With
+    while sampling (None: no clamp; use :data:`mi_lib.diffusion.models.IMAGE_CLIP_X0` for images in [-1, 1]). With
     ``train.ema_decay`` set, a generation's model -- what samples, and what the next one warm-starts from -- is
-    the EMA weights, as in :func:`mi_lib.models.image_model`.
+    the EMA weights, as in :func:`mi_lib.diffusion.models.image_model`.
     ``train_0`` is generation 0's training when it is trained here on data (None: ``train``), e.g. a long
     training from scratch on real data followed by short warm-started generations; a spec passed as generation
     0 carries its own training, so ``train_0`` must then be None."""
@@ -260,7 +260,7 @@ def recursive_training(
 
     ``first`` is generation 0's training data, (N, *config.sample_shape) on any device, or a
     :class:`MixtureModelSpec` / :class:`ImageModelSpec` whose model (shipped, cached or trained by
-    :func:`mi_lib.models.mixture_model` / :func:`~mi_lib.models.image_model`) is generation 0; its network
+    :func:`mi_lib.diffusion.models.mixture_model` / :func:`~mi_lib.diffusion.models.image_model`) is generation 0; its network
     and schedule must be ``config.model`` and ``config.schedule``. ``mixture`` (default: the spec's) turns on
     :func:`mixture_report` at ``k`` sigma for every generation. Training and sampling run as ``settings`` say
     (device, fast paths, cache folder, progress bars); ``chunk_size`` bounds the sampling batch and does not change

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..params import positive_int
 from .nets import sinusoidal_embedding
-from .params import positive_int
 
 __all__ = ["UNetConfig", "UNetDenoiser"]
 
@@ -137,7 +137,7 @@ class UNetDenoiser(nn.Module):
 
     Parameters: 1,534,849 for the default config (64x64, three levels of 32/64/64 channels, two blocks each: the
     paper-scale image models) and 311,124 for the CI-scale ones (16/32/32 channels, one block each, on 2x2
-    patches: :data:`mi_lib.models.IMAGE_SCALES`). When all samples share one timestep (``t`` built by :func:`~mi_lib.nets.shared_timestep`), the
+    patches: :data:`mi_lib.diffusion.models.IMAGE_SCALES`). When all samples share one timestep (``t`` built by :func:`~mi_lib.diffusion.nets.shared_timestep`), the
     time embedding and its per-block projections are computed for one row and broadcast."""
 
     def __init__(self, config: UNetConfig = UNetConfig()):

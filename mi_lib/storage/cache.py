@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from .environment import CPU_NUMERICS_VARS, cpu_numerics
+from ..environment import CPU_NUMERICS_VARS, cpu_numerics
 
 __all__ = ["CPU_NUMERICS_VARS", "KEY_OMITS_DEFAULT", "PRESENTATION", "config_key", "cache_path", "cached", "code_fingerprint", "code_modules", "cpu_numerics", "partial_path"]
 
@@ -60,31 +60,54 @@ def canonical(obj: Any) -> Any:
 
 #: Modules that change no computed result -- figures, the results files, the chapters' parameter checks, the
 #: environment's parser -- and are left out of :func:`code_fingerprint` even where imported: editing them
-#: recomputes nothing.
-PRESENTATION = frozenset({"plotting.py", "results.py", "params.py", "environment.py"})
+#: recomputes nothing. Names are paths inside the package, as :func:`code_modules` gives them.
+PRESENTATION = frozenset({"plotting.py", "storage/results.py", "params.py", "environment.py"})
 
-#: The ``code`` a caller names: a module of the package, several, or None for all of them (the safe default).
+#: The package whose modules :func:`code_modules` names: mi_lib.
+PACKAGE = Path(__file__).resolve().parents[1]
+
+#: The ``code`` a caller names: a module of the package (its path inside it, such as ``"diffusion/train.py"``),
+#: several, or None for all of them outside ``experiments/`` (the safe default).
 Code = str | Sequence[str] | None
 
 
+def _module_file(folder: Path, dotted: str) -> Path | None:
+    """The file of module ``dotted`` under ``folder`` (``a.b`` -> a/b.py or a/b/__init__.py), if any."""
+    base = folder.joinpath(*dotted.split("."))
+    return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+
+
 @functools.lru_cache(maxsize=None)
-def _imports(path: Path, mtime_ns: int) -> frozenset[str]:
-    """The sibling modules ``path`` imports relatively (``from .x import y``, ``from . import x``), anywhere in it
-    (a function's lazy import too); cached per file version."""
-    names = set()
+def _imports(path: Path, mtime_ns: int, package: Path) -> frozenset[str]:
+    """The modules of ``package`` that ``path`` imports relatively (``from .x import y``, ``from ..a.b import y``,
+    ``from . import x``), anywhere in it (a function's lazy import too), as paths inside ``package``; cached per
+    file version. A subpackage's ``__init__.py`` counts only where it is imported itself."""
+    found: set[Path] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            names.update([node.module.split(".")[0]] if node.module else [alias.name for alias in node.names])
-    return frozenset(f"{name}.py" for name in names)
+        if not (isinstance(node, ast.ImportFrom) and node.level > 0):
+            continue
+        base = path.parent
+        for _ in range(node.level - 1):
+            base = base.parent
+        if node.module:
+            target = _module_file(base, node.module)
+            found.update([target] if target is not None else [])
+            if target is not None and target.name == "__init__.py":  # from .pkg import module
+                found.update(f for alias in node.names if (f := _module_file(target.parent, alias.name)) is not None)
+        else:  # from . import x, y
+            found.update(f for alias in node.names if (f := _module_file(base, alias.name)) is not None)
+    return frozenset(f.relative_to(package).as_posix() for f in found if f.is_relative_to(package))
 
 
 def code_modules(code: Code = None, package: Path | str | None = None) -> tuple[str, ...]:
     """The modules whose source a value computed by ``code`` depends on: the named modules of ``package``
-    (default ``mi_lib``; e.g. ``"models.py"`` or ``("recursion.py", "detection.py")``) and every module they
-    import, directly or not, less :data:`PRESENTATION`. ``None``: every module of the package."""
-    folder = Path(package or Path(__file__).parent)
+    (default ``mi_lib``; paths inside it, e.g. ``"diffusion/models.py"`` or ``("experiments/recursion.py",
+    "measure/detection.py")``) and every module they import, directly or not, less :data:`PRESENTATION`.
+    ``None``: every module of the package outside ``experiments/``."""
+    folder = Path(package or PACKAGE)
     if code is None:
-        return tuple(sorted(p.name for p in folder.glob("*.py") if p.name not in PRESENTATION))
+        every = (p.relative_to(folder).as_posix() for p in folder.rglob("*.py"))
+        return tuple(sorted(n for n in every if not n.startswith("experiments/") and n not in PRESENTATION))
     todo = [code] if isinstance(code, str) else list(code)
     seen: set[str] = set()
     while todo:
@@ -95,14 +118,14 @@ def code_modules(code: Code = None, package: Path | str | None = None) -> tuple[
         if not path.is_file():
             raise ValueError(f"code names {name!r}, which is not a module of {folder}")
         seen.add(name)
-        todo.extend(n for n in _imports(path, path.stat().st_mtime_ns) if (folder / n).is_file())
+        todo.extend(_imports(path, path.stat().st_mtime_ns, folder))
     return tuple(sorted(seen - PRESENTATION))
 
 
 def code_fingerprint(package: Path | str | None = None, code: Code = None) -> str:
     """SHA-256 of the source of :func:`code_modules` (``code``, ``package``): a change to any of them -- the
     trainer, the networks, the sampler, the data -- invalidates the entries they compute."""
-    folder = Path(package or Path(__file__).parent)
+    folder = Path(package or PACKAGE)
     h = hashlib.sha256()
     for name in code_modules(code, folder):
         h.update(name.encode())
@@ -169,7 +192,7 @@ def load_or_warn(path: Path, what: str) -> Any:
 
 def partial_path(name: str, config: Any, *, root: Path | str, code: Code = None) -> Path:
     """Where a long computation of :func:`cached`'s entry (``name``, ``config``) keeps its resumable progress
-    (e.g. :func:`mi_lib.train.train`'s ``resume`` file): ``<key>.partial.pt`` beside the entry. The key is the
+    (e.g. :func:`mi_lib.diffusion.train.train`'s ``resume`` file): ``<key>.partial.pt`` beside the entry. The key is the
     entry's, so a changed config or computing code never resumes stale progress."""
     return Path(root) / f"{config_key(name, config, code=code)}.partial.pt"
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .cache import KEY_OMITS_DEFAULT
-from .params import positive_int
+from ..params import positive_int
+from ..storage.cache import KEY_OMITS_DEFAULT
 
 __all__ = ["MLPConfig", "MLPDenoiser", "sinusoidal_embedding", "shared_timestep"]
 

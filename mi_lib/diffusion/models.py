@@ -4,10 +4,10 @@ fresh training run -- through one path, :func:`mixture_model` for the Gaussian m
 
 A :class:`MixtureModelSpec` or :class:`ImageModelSpec` names everything a trained model depends on (data set
 and its seed, training-set size, network, optimiser, schedule). A shipped checkpoint is used only when its recorded spec equals the
-requested one exactly; anything else is trained with :func:`mi_lib.train.train` and cached (the cache key
+requested one exactly; anything else is trained with :func:`mi_lib.diffusion.train.train` and cached (the cache key
 also hashes the source of this module and of every module it imports -- trainer, networks, sampler, data -- so
 changed computing code retrains; a changed figure helper or chapter module does not). :func:`fit_or_load` is
-that one path from a key to a trained payload, shared with :mod:`mi_lib.recursion`'s generations. Shipped checkpoints are what lets a chapter
+that one path from a key to a trained payload, shared with :mod:`mi_lib.experiments.recursion`'s generations. Shipped checkpoints are what lets a chapter
 run at CI scale on two CPU cores with a model trained for minutes, not seconds; each is listed in
 ``data/checkpoints/manifest.json`` with how it was made and the sample statistics it produced, which the
 tests reproduce (so a shipped file can never silently disagree with the code).
@@ -30,13 +30,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .cache import cache_path, cached, canonical, partial_path
-from .data import DATASETS, GaussianMixture, make_dataset
+from ..datasets.mixtures import DATASETS, GaussianMixture, make_dataset
+from ..params import positive_int
+from ..settings import Settings
+from ..storage.cache import cache_path, cached, canonical, partial_path
 from .nets import MLPConfig, MLPDenoiser
-from .params import positive_int
 from .sampling import SampleResult, sample
 from .schedule import OFFICIAL, STANDARD, NoiseSchedule, ScheduleConfig
-from .settings import Settings
 from .train import TrainConfig, TrainResult, train, train_many
 from .unet import UNetConfig, UNetDenoiser
 
@@ -63,11 +63,11 @@ __all__ = [
     "trained_payload",
 ]
 
-#: The modules whose source is in this module's cache keys: this one and all it imports (:func:`mi_lib.cache.code_modules`).
-CODE = "models.py"
+#: The modules whose source is in this module's cache keys: this one and all it imports (:func:`mi_lib.storage.cache.code_modules`).
+CODE = "diffusion/models.py"
 
 #: The shipped checkpoints (``data/checkpoints`` at the repository root).
-CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
+CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "data" / "checkpoints"
 #: Where ``mi_lib`` installed without the repository's ``data/`` folder (``pip install`` from git, as on Colab)
 #: fetches the shipped checkpoints from, on first use: the same folder of the repository. Each file is checked
 #: against the sha256 of the manifest fetched with it and kept in the cache folder's ``checkpoints/``. Nothing is
@@ -134,8 +134,8 @@ IMAGE_CLIP_X0 = 1.0
 @dataclass(frozen=True)
 class ImageModelSpec:
     """Everything a trained image model depends on: ``n_train`` images of ``dataset`` ("shapes": Simple
-    Shapes, :func:`mi_lib.shapes.make_shapes`; "hands": five-finger synthetic hands,
-    :func:`mi_lib.hands.make_hands`) drawn with ``data_seed`` and mapped to [-1, 1], a :class:`UNetConfig`, the
+    Shapes, :func:`mi_lib.datasets.shapes.make_shapes`; "hands": five-finger synthetic hands,
+    :func:`mi_lib.datasets.hands.make_hands`) drawn with ``data_seed`` and mapped to [-1, 1], a :class:`UNetConfig`, the
     optimiser and the schedule. With ``train.ema_decay`` set, the EMA weights are the model that samples.
     The defaults are paper scale (the paper's data sizes; its training settings are not published)."""
 
@@ -157,8 +157,8 @@ class ImageModelSpec:
 
     def training_data(self) -> Tensor:
         """The ``n_train`` training images, (n_train, 1, 64, 64) float32 in {-1, 1} on the CPU."""
-        from .hands import make_hands
-        from .shapes import make_shapes, to_model_range
+        from ..datasets.hands import make_hands
+        from ..datasets.shapes import make_shapes, to_model_range
 
         if self.dataset == "shapes":
             images = make_shapes(self.n_train, self.data_seed).images
@@ -300,7 +300,7 @@ def _fast_suffix(options: dict[str, Any]) -> str:
 
 def train_payload(spec: ModelSpec, settings: Settings = Settings(), resume: Path | None = None) -> dict[str, Any]:
     """Train ``spec`` now, as ``settings`` say; the returned payload is what a checkpoint file stores (the EMA
-    weights when ``spec.train.ema_decay`` is set). ``resume``: :func:`mi_lib.train.train`'s training-state file."""
+    weights when ``spec.train.ema_decay`` is set). ``resume``: :func:`mi_lib.diffusion.train.train`'s training-state file."""
     model = initial_model(spec.model, spec.train.seed)
     result = train(model, spec.training_data().to(settings.device), NoiseSchedule(spec.schedule), spec.train, progress=settings.progress,
                    resume=resume, **settings.train_options())
@@ -338,7 +338,7 @@ def fit_or_load(
 ) -> tuple[dict[str, Any], bool]:
     """The one path from a cache key to a trained model's payload (:func:`trained_payload`): the entry cached
     under (``name``, ``key``, ``code``) in ``settings.cache_dir``, else ``fit(resume)``'s, stored. ``resume`` is
-    the file where :func:`mi_lib.train.train` keeps its resumable state beside the entry, so a training cut off
+    the file where :func:`mi_lib.diffusion.train.train` keeps its resumable state beside the entry, so a training cut off
     (by a GPU window's time limit, say) goes on where it stopped; it is removed once the payload is stored.
     ``refresh=True`` trains again from the start. Returns (payload, whether ``fit`` ran)."""
     resume = partial_path(name, key, root=settings.cache_dir, code=code)
@@ -474,7 +474,7 @@ def _samples(
     name: str, spec: ModelSpec, trained: TrainedModel, n: int, seed: int, settings: Settings,
     chunk_size: int | None, hal_window: tuple[int, int] | None, record_steps: Sequence[int], clip_x0: float | None,
 ) -> SampleResult:
-    # chunk_size is not in the key: it bounds memory and changes no sample (mi_lib.sampling), so one entry serves
+    # chunk_size is not in the key: it bounds memory and changes no sample (mi_lib.diffusion.sampling), so one entry serves
     # every chunk size
     config = {"spec": spec, "origin": trained.origin, "n": n, "seed": seed, "hal_window": hal_window, "device": settings.device.type}
     record_steps = sorted({int(t) for t in record_steps})

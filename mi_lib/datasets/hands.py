@@ -26,7 +26,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
-from .params import positive_int
+from ..params import positive_int
 
 __all__ = [
     "MAX_FINGERS",

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import Tensor
 
-from .data import GaussianMixture
+from ..datasets.mixtures import GaussianMixture
 from .schedule import NoiseSchedule
 
 __all__ = ["ExactDenoiser"]

@@ -22,7 +22,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
-from .params import positive_int
+from ..params import positive_int
 
 __all__ = [
     "SHAPES",

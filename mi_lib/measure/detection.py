@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .nets import shared_timestep
-from .sampling import WindowVariance
-from .schedule import NoiseSchedule
+from ..diffusion.nets import shared_timestep
+from ..diffusion.sampling import WindowVariance
+from ..diffusion.schedule import NoiseSchedule
 
 __all__ = [
     "Records",

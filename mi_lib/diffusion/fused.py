@@ -3,13 +3,13 @@
 :func:`mi_lib.sample` with ``fused=True`` calls :func:`fused_ddpm_sample`. Each program of the kernel takes a
 block of samples and walks them through all T steps without leaving the chip: the network (input
 projection, the residual blocks with their LayerNorms, the output projection), x0_hat, the posterior mean,
-the per-sample noise of :mod:`mi_lib.noise` (SplitMix64 and Box-Muller, the same bits) and the streaming
+the per-sample noise of :mod:`mi_lib.diffusion.noise` (SplitMix64 and Box-Muller, the same bits) and the streaming
 Hal statistic. Only the final samples and Hal are written. The width-128 MLP is too small for the GPU's
 matrix units to hide the memory traffic of one kernel per layer (an eager or compiled network re-reads
 every activation from memory at every layer of every step); here that traffic is gone and the matrix
 products are the cost.
 
-What it computes is :func:`mi_lib.sampling.reverse_process` with ``sampler="ddpm"``: same noise, same
+What it computes is :func:`mi_lib.diffusion.sampling.reverse_process` with ``sampler="ddpm"``: same noise, same
 schedule tables (float32), same order of operations; the network differs from the eager one only in
 rounding (``precision``: "bf16" multiplies bfloat16 operands with float32 accumulation and keeps the
 residual stream in float32; "tf32" uses TF32 products; "float32" exact float32 products). The time
@@ -29,7 +29,8 @@ import math
 import torch
 from torch import Tensor
 
-from . import environment, noise
+from .. import environment
+from . import noise
 from .nets import MLPDenoiser, sinusoidal_embedding
 from .schedule import NoiseSchedule
 
@@ -63,7 +64,7 @@ def fused_available(device: torch.device | str) -> str | None:
     if device.type == "cpu" and _interpreting():
         return None
     return (f"the fused sampler runs on a CUDA GPU, or on the CPU under Triton's interpreter (TRITON_INTERPRET=1 before "
-            f"mi_lib.fused is imported); the model is on {device}")
+            f"mi_lib.diffusion.fused is imported); the model is on {device}")
 
 
 if triton is not None:
@@ -98,7 +99,7 @@ if triton is not None:
 
     @triton.jit
     def _normal(key, gamma, counter, angle_step):
-        """mi_lib.noise.normal's value at ``counter`` of the stream (key, gamma): SplitMix64, then Box-Muller in
+        """mi_lib.diffusion.noise.normal's value at ``counter`` of the stream (key, gamma): SplitMix64, then Box-Muller in
         float64 (``angle_step`` = 2 pi / 2**24 as a float64: a float literal here would be float32)."""
         z = key + counter * gamma
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
@@ -125,7 +126,7 @@ if triton is not None:
         dims = tl.arange(0, DP)
         cols = tl.arange(0, W)
         live = (rows[:, None] < n_rows) & (dims[None, :] < D)
-        # counter of element e of sample k: k * D + e (mi_lib.noise), as uint64
+        # counter of element e of sample k: k * D + e (mi_lib.diffusion.noise), as uint64
         counter = ((sample_offset + rows[:, None]).to(tl.uint64) * D + dims[None, :].to(tl.uint64))
         angle_step = tl.load(angle)
         key = tl.load(keys + T).to(tl.uint64, bitcast=True)
@@ -163,7 +164,7 @@ if triton is not None:
             if CLIP:
                 x0_hat = tl.minimum(tl.maximum(x0_hat, -clip), clip)
             if HAL:
-                if (t >= t_lo) & (t <= t_hi):  # Welford, as mi_lib.sampling.WindowVariance
+                if (t >= t_lo) & (t <= t_hi):  # Welford, as mi_lib.diffusion.sampling.WindowVariance
                     count += 1.0
                     delta = x0_hat - mean_h
                     mean_h += delta / count
@@ -183,7 +184,7 @@ if triton is not None:
 
 
 def _stream_tables(seed: int, T: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """The (key, gamma) of mi_lib.noise's streams for steps 0..T, as int64 bit patterns."""
+    """The (key, gamma) of mi_lib.diffusion.noise's streams for steps 0..T, as int64 bit patterns."""
     pairs = [noise._stream(seed, step) for step in range(T + 1)]
     keys = torch.tensor([noise._as_int64(k) for k, _ in pairs], dtype=torch.int64, device=device)
     gammas = torch.tensor([noise._as_int64(g) for _, g in pairs], dtype=torch.int64, device=device)
