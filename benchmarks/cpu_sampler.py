@@ -26,7 +26,7 @@ CHILD = """
 import sys, time, torch
 import mi_lib as mi
 if sys.argv[2] == "mkl":
-    import mi_lib.nets; mi_lib.diffusion.nets._ONEDNN_LINEAR = None  # the MLP's products through MKL (nn.Linear's own path)
+    import mi_lib.diffusion.nets; mi_lib.diffusion.nets._ONEDNN_LINEAR = None  # the MLP's products through MKL (nn.Linear's own path)
 spec = mi.MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=20_000, data_seed=0, train=mi.TrainConfig(steps=5_000, batch_size=2_000))
 model = mi.mixture_model(spec, mi.Settings(progress=False))
 assert model.source == "shipped", model.source

@@ -8,7 +8,7 @@ listed before it; ``tests/test_repo.py`` holds the list and checks it):
   ``params`` (argument checks), ``runtime`` (device, seeds, progress, widgets), ``settings`` (how mi_lib's own
   runs go: device, fast paths, cache folder, progress; passed down as an argument, never read on the way);
 - **storage** (``mi_lib/storage``): ``cache`` (results keyed by their config and the code that computes them),
-  ``results`` (the chapters' results files);
+  ``checkpoints`` (the shipped checkpoints and their manifest), ``results`` (the chapters' results files);
 - **data sets** (``mi_lib/datasets``): ``mixtures`` (Gaussian mixtures with closed-form noised scores), ``shapes``
   and ``hands`` (image data sets with rule-based counters), ``digits`` (real 8x8 and MNIST digits);
 - **diffusion core** (``mi_lib/diffusion``): ``schedule`` (forward process), ``noise`` (per-sample counter-based

@@ -70,20 +70,21 @@ def number_parameter(value: Any, name: str, kind: type = float, *, at_least: flo
                      above: float | None = None, below: float | None = None, at_most: float | None = None) -> Any:
     """``value`` as a finite ``kind`` (float or int) within the bounds given, else one ValueError naming ``name``.
 
-    An int parameter takes only an int (``1e4`` is a float: write ``10_000``); a float parameter takes an int too.
+    An int parameter takes only an int, a numpy one too (``1e4`` is a float: write ``10_000``); a float parameter
+    takes an int too.
     A bool is neither (``True`` is no count), nor is a string: papermill's ``-p k 4`` already passes a number."""
     if kind not in (float, int):
         raise TypeError(f"kind must be float or int, got {kind!r}")
     bounds = [f"{op} {bound:g}" for op, bound in ((">=", at_least), (">", above), ("<", below), ("<=", at_most))
               if bound is not None]
     wanted = ("an int" if kind is int else "a finite number") + (f" {' and '.join(bounds)}" if bounds else "")
-    ok = (isinstance(value, int) or (kind is float and isinstance(value, float) and math.isfinite(value))) \
+    ok = (isinstance(value, numbers.Integral) or (kind is float and isinstance(value, float) and math.isfinite(value))) \
         and not isinstance(value, bool)
     ok = ok and (at_least is None or value >= at_least) and (above is None or value > above) \
         and (below is None or value < below) and (at_most is None or value <= at_most)
     if not ok:
         raise ValueError(f"{name} must be {wanted}, got {value!r}")
-    return float(value) if kind is float else value
+    return float(value) if kind is float else int(value)
 
 
 def choice_parameter(value: Any, name: str, choices: tuple) -> Any:

@@ -12,9 +12,8 @@ from matplotlib.axes import Axes
 from torch import Tensor
 
 from .datasets.mixtures import GaussianMixture
-from .diffusion.schedule import NoiseSchedule
 
-__all__ = ["FILTER_COLORS", "FILTER_LABELS", "use_book_style", "hist_vs_density", "scatter_vs_modes", "schedule_curves", "image_mosaic"]
+__all__ = ["FILTER_COLORS", "FILTER_LABELS", "use_book_style", "hist_vs_density", "scatter_vs_modes", "image_mosaic"]
 
 #: One colour and one legend label per recursive-training filter (chapter 7 and its sections), the same on every page.
 FILTER_COLORS = {"none": "C3", "random": "C1", "hal": "C0", "real": "C2"}
@@ -91,19 +90,6 @@ def scatter_vs_modes(
     if title:
         ax.set_title(title)
     return ax
-
-
-def schedule_curves(axes: tuple[Axes, Axes], schedules: Mapping[str, NoiseSchedule]) -> tuple[Axes, Axes]:
-    """alpha_bar_t (left) and log10 SNR_t (right) against t for several schedules."""
-    left, right = axes
-    for name, s in schedules.items():
-        t = np.arange(s.T)
-        left.plot(t, s.alpha_bar_64.numpy(), label=name)
-        right.plot(t, np.log10(s.snr_64().numpy()), label=name)
-    left.set(xlabel="timestep t", ylabel=r"$\bar\alpha_t$", title=r"signal kept: $\bar\alpha_t$")
-    right.set(xlabel="timestep t", ylabel=r"$\log_{10}$ SNR$_t$", title=r"signal-to-noise ratio $\bar\alpha_t/(1-\bar\alpha_t)$")
-    left.legend()
-    return axes
 
 
 def image_mosaic(

@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import mi_lib as mi  # noqa: E402
 from mi_lib.storage.cache import canonical  # noqa: E402
-from mi_lib.diffusion.models import CHECKPOINT_DIR, ImageModelSpec, MixtureModelSpec, load_manifest, spec_key, train_payload  # noqa: E402
+from mi_lib.diffusion.models import ImageModelSpec, MixtureModelSpec, train_payload  # noqa: E402
+from mi_lib.storage.checkpoints import CHECKPOINT_DIR, load_manifest, spec_key  # noqa: E402
 from mi_lib.storage.results import git_commit  # noqa: E402
 
 #: CPU-trainable stand-ins for the official models (20k-100k steps at batch 10k): same network, data,

@@ -1,5 +1,5 @@
 """Write data/digits/digits_8x8.npz: scikit-learn's copy of the UCI "Optical Recognition of Handwritten Digits"
-test set (1,797 images of 8x8 pixels, values 0..16, labels 0..9), stored compactly for mi_lib.digits.
+test set (1,797 images of 8x8 pixels, values 0..16, labels 0..9), stored compactly for mi_lib.datasets.digits.
 
 scikit-learn is not a dependency of the book; run this once with a throwaway environment:
 

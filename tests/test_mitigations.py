@@ -8,7 +8,7 @@ import torch
 
 import mi_lib as mi
 from mi_lib.experiments import mitigations as M
-from mi_lib.diffusion.models import load_manifest, spec_key
+from mi_lib.storage.checkpoints import load_manifest, spec_key
 
 SCHED = mi.NoiseSchedule(mi.OFFICIAL)
 

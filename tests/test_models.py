@@ -11,7 +11,8 @@ import torch
 
 import mi_lib as mi
 from mi_lib.storage.cache import canonical
-from mi_lib.diffusion.models import CHECKPOINT_DIR, MixtureModelSpec, load_manifest, mixture_model, mixture_samples, spec_key
+from mi_lib.diffusion.models import MixtureModelSpec, mixture_model, mixture_samples
+from mi_lib.storage.checkpoints import CHECKPOINT_DIR, load_manifest, spec_key
 from mi_lib.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,9 +109,9 @@ def test_installed_without_data_the_shipped_checkpoints_are_fetched_and_checked(
     entry = {"name": "tiny", "file": "tiny.pt", "spec_key": spec_key(TINY), "sha256": hashlib.sha256((server / "tiny.pt").read_bytes()).hexdigest()}
     (server / "manifest.json").write_text(json.dumps({"checkpoints": [entry]}))
     run = quiet(tmp_path / "cache")
-    monkeypatch.setattr(mi.diffusion.models, "CHECKPOINT_DIR", missing)
-    monkeypatch.setattr(mi.diffusion.models, "CHECKPOINT_URL", server.as_uri() + "/")
-    monkeypatch.setattr(mi.diffusion.models, "_fetched_manifest", set())
+    monkeypatch.setattr(mi.storage.checkpoints, "CHECKPOINT_DIR", missing)
+    monkeypatch.setattr(mi.storage.checkpoints, "CHECKPOINT_URL", server.as_uri() + "/")
+    monkeypatch.setattr(mi.storage.checkpoints, "_fetched_manifest", set())
     model = mixture_model(TINY, run, checkpoints=missing)
     assert model.source == "shipped" and (tmp_path / "cache" / "checkpoints" / "tiny.pt").read_bytes() == (server / "tiny.pt").read_bytes()
     assert all(torch.equal(a, b) for a, b in zip(model.model.state_dict().values(), payload["state_dict"].values()))
@@ -122,13 +123,13 @@ def test_installed_without_data_the_shipped_checkpoints_are_fetched_and_checked(
         mixture_model(TINY, run, checkpoints=missing)
     assert not (tmp_path / "cache" / "checkpoints" / "tiny.pt").exists()
 
-    monkeypatch.setattr(mi.diffusion.models, "CHECKPOINT_URL", (tmp_path / "nowhere").as_uri() + "/")
-    monkeypatch.setattr(mi.diffusion.models, "_fetched_manifest", set())
+    monkeypatch.setattr(mi.storage.checkpoints, "CHECKPOINT_URL", (tmp_path / "nowhere").as_uri() + "/")
+    monkeypatch.setattr(mi.storage.checkpoints, "_fetched_manifest", set())
     with pytest.warns(UserWarning, match="could not be fetched .* training instead"):
         assert mixture_model(TINY, run, checkpoints=missing).source == "trained"
     # the repository's own folder, present, is never fetched from
-    monkeypatch.setattr(mi.diffusion.models, "CHECKPOINT_DIR", CHECKPOINT_DIR)
-    assert mi.diffusion.models._load_shipped(TINY, CHECKPOINT_DIR, run.cache_dir) is None
+    monkeypatch.setattr(mi.storage.checkpoints, "CHECKPOINT_DIR", CHECKPOINT_DIR)
+    assert mi.storage.checkpoints.load_shipped(TINY, CHECKPOINT_DIR, run.cache_dir) is None
 
 
 MANIFEST = load_manifest()
@@ -215,7 +216,7 @@ def test_image_spec_validates_and_builds_its_data():
 
 
 def test_image_model_spec_per_scale_is_what_ships_and_the_defaults():
-    shipped = {e["name"]: e["spec_key"] for e in mi.diffusion.models.load_manifest()}
+    shipped = {e["name"]: e["spec_key"] for e in mi.storage.checkpoints.load_manifest()}
     for dataset in mi.IMAGE_DATASETS:
         assert spec_key(mi.image_model_spec(dataset, "ci")) == shipped[f"{dataset}-ci"]
         assert mi.image_model_spec(dataset, "paper") == mi.ImageModelSpec(dataset)

@@ -327,7 +327,7 @@ def test_images_recurse_through_a_unet_with_the_clamp():
         ({"oversample": math.inf}, "oversample must be a finite number >= 1"),
         ({"hal_window": (5, 2)}, "hal_window"),
         ({"hal_window": (0, 20)}, "hal_window"),
-        ({"seed": -1}, "seed must be a non-negative int"),
+        ({"seed": -1}, "seed must be an int >= 0"),
         ({"clip_x0": 0.0}, "clip_x0 must be a positive number or None"),
     ],
 )

@@ -258,7 +258,7 @@ def test_the_seed_sweeps_pin_the_chapters_cpu_kernels():
 #: (mi_lib/experiments sits on top of them all). The same list is in mi_lib/__init__.py's docstring.
 LAYERS = {
     "foundation": ("environment.py", "params.py", "runtime.py", "settings.py"),
-    "storage": ("storage/cache.py", "storage/results.py"),
+    "storage": ("storage/cache.py", "storage/checkpoints.py", "storage/results.py"),
     "data sets": ("datasets/mixtures.py", "datasets/shapes.py", "datasets/hands.py", "datasets/digits.py"),
     "diffusion core": ("diffusion/schedule.py", "diffusion/noise.py", "diffusion/nets.py", "diffusion/unet.py", "diffusion/exact.py",
                        "diffusion/fast.py", "diffusion/fused.py", "diffusion/sampling.py", "diffusion/train.py", "diffusion/models.py"),

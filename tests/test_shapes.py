@@ -369,7 +369,7 @@ def test_wilson_interval():
     [
         (dict(n=0, seed=0), "n must be a positive int"),
         (dict(n=2.5, seed=0), "n must be a positive int"),
-        (dict(n=10, seed=-1), "seed must be a non-negative int"),
+        (dict(n=10, seed=-1), "seed must be an int >= 0"),
         (dict(n=10, seed=0, p=0.0), r"p must be in \(0, 1\]"),
         (dict(n=10, seed=0, p=1.5), r"p must be in \(0, 1\]"),
         (dict(n=10, seed=0, size=32), "size must be an int >= 63"),

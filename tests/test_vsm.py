@@ -8,7 +8,7 @@ import torch
 
 import mi_lib as mi
 from mi_lib.storage.cache import canonical
-from mi_lib.diffusion.models import spec_key
+from mi_lib.storage.checkpoints import spec_key
 from mi_lib.diffusion.train import loss_terms
 
 SCHED = mi.NoiseSchedule(mi.OFFICIAL)

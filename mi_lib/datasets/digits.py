@@ -17,14 +17,13 @@ work in [-1, 1] (:func:`mi_lib.datasets.shapes.to_model_range` and ``from_model_
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..params import positive_int
+from ..params import number_parameter, positive_int
 
 __all__ = [
     "DIGITS_FILE",
@@ -148,14 +147,7 @@ def load_mnist(root: str | Path, *, train: bool = True, size: int = 28, download
 
 def split_indices(n: int, n_test: int, seed: int = 0) -> tuple[Tensor, Tensor]:
     """A random split of 0..n-1 into (train, test) index tensors, each sorted; ``n_test`` indices go to test."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an int >= 2, got {n!r}")
-    if isinstance(n_test, bool) or not isinstance(n_test, int) or not 1 <= n_test < n:
-        raise ValueError(f"n_test must be an int in 1..{n - 1}, got {n_test!r}")
+    number_parameter(n, "n", int, at_least=2)
+    number_parameter(n_test, "n_test", int, at_least=1, below=n)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[n_test:].sort().values, order[:n_test].sort().values
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes (hex), as recorded in ``data/digits/README.md``."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

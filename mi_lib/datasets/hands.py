@@ -26,7 +26,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
-from ..params import positive_int
+from ..params import number_parameter, positive_int
 
 __all__ = [
     "MAX_FINGERS",
@@ -209,8 +209,7 @@ def make_hands(
     size = positive_int(size, "size")
     if size < 48:
         raise ValueError(f"size must be >= 48 so neighbouring fingers stay apart, got {size}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an int, got {seed!r}")
+    number_parameter(seed, "seed", int)
     u = np.random.default_rng(int(seed)).random((n, _N_GLOBAL + 3 * MAX_FINGERS))
     counts = _finger_counts(n_fingers, n, u[:, 8])
     images = _rasterise(_hand_geometry(u, counts, size), size)

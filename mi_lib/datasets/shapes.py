@@ -22,7 +22,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
-from ..params import positive_int
+from ..params import number_parameter, positive_int
 
 __all__ = [
     "SHAPES",
@@ -154,8 +154,7 @@ def make_shapes(n: int, seed: int, *, p: float = 0.5, size: int = 64) -> ShapesD
     images are redrawn, a shape is present in a fraction p / (1 - (1 - p)^3) of the images (4/7 for p = 0.5),
     not p. Images: (n, 1, size, size), size >= 63 (the 63x63 canvas padded with zeros on the right and bottom)."""
     n = positive_int(n, "n")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    number_parameter(seed, "seed", int, at_least=0)
     if not isinstance(p, (int, float)) or not 0.0 < p <= 1.0:
         raise ValueError(f"p must be in (0, 1], got {p!r}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < _CONTENT:
@@ -318,8 +317,7 @@ def count_shapes(
     in 10 pixels, so the default 4 can never accept one component as two shapes; a component whose area is
     more than 4 px from 64-70 (a blob, two merged shapes, a fragment) is always unrecognised."""
     min_area = positive_int(min_area, "min_area")
-    if isinstance(max_mismatch, bool) or not isinstance(max_mismatch, (int, np.integer)) or max_mismatch < 0:
-        raise ValueError(f"max_mismatch must be a non-negative int, got {max_mismatch!r}")
+    number_parameter(max_mismatch, "max_mismatch", int, at_least=0)
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     x = _check_images(images)

@@ -9,19 +9,15 @@ also hashes the source of this module and of every module it imports -- trainer,
 changed computing code retrains; a changed figure helper or chapter module does not). :func:`fit_or_load` is
 that one path from a key to a trained payload, shared with :mod:`mi_lib.experiments.recursion`'s generations. Shipped checkpoints are what lets a chapter
 run at CI scale on two CPU cores with a model trained for minutes, not seconds; each is listed in
-``data/checkpoints/manifest.json`` with how it was made and the sample statistics it produced, which the
-tests reproduce (so a shipped file can never silently disagree with the code).
+``data/checkpoints/manifest.json`` (:mod:`mi_lib.storage.checkpoints`) with how it was made and the sample
+statistics it produced, which the tests reproduce (so a shipped file can never silently disagree with the code).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
 import json
-import os
-import urllib.request
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +30,7 @@ from ..datasets.mixtures import DATASETS, GaussianMixture, make_dataset
 from ..params import positive_int
 from ..settings import Settings
 from ..storage.cache import cache_path, cached, canonical, partial_path
+from ..storage.checkpoints import CHECKPOINT_DIR, load_shipped, spec_json, spec_key
 from .nets import MLPConfig, MLPDenoiser
 from .sampling import SampleResult, sample
 from .schedule import OFFICIAL, STANDARD, NoiseSchedule, ScheduleConfig
@@ -53,10 +50,6 @@ __all__ = [
     "mixture_model",
     "mixture_models",
     "mixture_samples",
-    "spec_key",
-    "load_manifest",
-    "CHECKPOINT_DIR",
-    "CHECKPOINT_URL",
     "fit_or_load",
     "initial_model",
     "loaded",
@@ -65,15 +58,6 @@ __all__ = [
 
 #: The modules whose source is in this module's cache keys: this one and all it imports (:func:`mi_lib.storage.cache.code_modules`).
 CODE = "diffusion/models.py"
-
-#: The shipped checkpoints (``data/checkpoints`` at the repository root).
-CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "data" / "checkpoints"
-#: Where ``mi_lib`` installed without the repository's ``data/`` folder (``pip install`` from git, as on Colab)
-#: fetches the shipped checkpoints from, on first use: the same folder of the repository. Each file is checked
-#: against the sha256 of the manifest fetched with it and kept in the cache folder's ``checkpoints/``. Nothing is
-#: fetched where ``data/checkpoints`` is present (a clone, the CI machines).
-CHECKPOINT_URL = "https://raw.githubusercontent.com/mode-interpolation/mode-interpolation-book/main/data/checkpoints/"
-
 
 @dataclass(frozen=True)
 class MixtureModelSpec:
@@ -209,81 +193,6 @@ class TrainedModel:
     origin: str
 
 
-def _spec_json(spec: ModelSpec) -> str:
-    """The canonical JSON of a spec: what checkpoints record and what :func:`spec_key` hashes."""
-    return json.dumps(canonical(spec), sort_keys=True)
-
-
-def spec_key(spec: ModelSpec) -> str:
-    """A stable 16-hex-digit fingerprint of a spec (independent of the library's source, unlike the cache)."""
-    return hashlib.sha256(_spec_json(spec).encode()).hexdigest()[:16]
-
-
-def load_manifest(folder: Path | str = CHECKPOINT_DIR) -> list[dict[str, Any]]:
-    """The manifest's entries (an empty list if there is none)."""
-    path = Path(folder) / "manifest.json"
-    return json.loads(path.read_text())["checkpoints"] if path.exists() else []
-
-
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _fetch(url: str, path: Path) -> None:
-    """Download ``url`` to ``path`` whole or not at all (a temporary file, renamed when complete)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            tmp.write_bytes(response.read())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-_fetched_manifest: set[Path] = set()  # mirrors whose manifest this process has fetched (once per process)
-
-
-def _fetched_checkpoints(spec: ModelSpec, mirror: Path) -> dict[str, Any] | None:
-    """The shipped checkpoint of ``spec`` fetched from :data:`CHECKPOINT_URL` into ``mirror`` (see there);
-    None, with one warning, where the repository cannot be reached (the model is then trained)."""
-    try:
-        if mirror not in _fetched_manifest:
-            try:
-                _fetch(CHECKPOINT_URL + "manifest.json", mirror / "manifest.json")
-            except OSError:
-                if not (mirror / "manifest.json").is_file():
-                    raise
-                # offline: the manifest fetched before still names the files (each is checked against it)
-            _fetched_manifest.add(mirror)
-        entry = next((e for e in load_manifest(mirror) if e["spec_key"] == spec_key(spec)), None)
-        if entry is not None and not ((mirror / entry["file"]).is_file() and _file_sha256(mirror / entry["file"]) == entry["sha256"]):
-            _fetch(CHECKPOINT_URL + entry["file"], mirror / entry["file"])
-            if _file_sha256(mirror / entry["file"]) != entry["sha256"]:
-                (mirror / entry["file"]).unlink()
-                raise RuntimeError(f"{CHECKPOINT_URL + entry['file']} does not match the sha256 of its manifest entry: not used")
-    except OSError as error:  # no network, a missing file on the server: train instead, as without shipped files
-        warnings.warn(f"the shipped checkpoints could not be fetched from {CHECKPOINT_URL} ({error}); training instead", stacklevel=4)
-        return None
-    return _load_shipped(spec, mirror, mirror.parent)
-
-
-def _load_shipped(spec: ModelSpec, folder: Path, cache_dir: Path) -> dict[str, Any] | None:
-    if folder == CHECKPOINT_DIR and not folder.is_dir():  # installed without the repository's data/ (Colab): fetch them
-        return _fetched_checkpoints(spec, cache_dir / "checkpoints")
-    key = spec_key(spec)
-    for entry in load_manifest(folder):
-        if entry["spec_key"] == key:
-            path = folder / entry["file"]
-            if _file_sha256(path) != entry["sha256"]:
-                raise RuntimeError(f"{path} does not match the sha256 recorded in its manifest; restore it from git")
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-            if payload["spec"] != _spec_json(spec):
-                raise RuntimeError(f"{path} was trained for a different spec than its manifest entry says")
-            return payload
-    return None
-
-
 def initial_model(config: MLPConfig | UNetConfig, seed: int) -> MLPDenoiser | UNetDenoiser:
     """A freshly initialised network (an MLP or a UNet, by the config's type) whose weights depend on
     ``seed`` only (the global RNG is untouched)."""
@@ -304,7 +213,7 @@ def train_payload(spec: ModelSpec, settings: Settings = Settings(), resume: Path
     model = initial_model(spec.model, spec.train.seed)
     result = train(model, spec.training_data().to(settings.device), NoiseSchedule(spec.schedule), spec.train, progress=settings.progress,
                    resume=resume, **settings.train_options())
-    return trained_payload(result, spec=_spec_json(spec))
+    return trained_payload(result, spec=spec_json(spec))
 
 
 def trained_payload(result: TrainResult, **extra: Any) -> dict[str, Any]:
@@ -386,7 +295,7 @@ def mixture_models(
     if settings.fast_train.get("batch"):
         key_of = lambda spec: {"spec": spec, **settings.training_key()}  # noqa: E731  (mixture_model's key)
         pending = [spec for spec in specs
-                   if (checkpoints is None or _load_shipped(spec, Path(checkpoints), settings.cache_dir) is None)
+                   if (checkpoints is None or load_shipped(spec, Path(checkpoints), settings.cache_dir) is None)
                    and not cache_path("mixture-model", key_of(spec), root=settings.cache_dir, code=CODE).exists()]
         groups: dict[str, list[MixtureModelSpec]] = {}
         for spec in dict.fromkeys(pending):  # one training per distinct spec
@@ -399,7 +308,7 @@ def mixture_models(
                                  [spec.training_data().to(settings.device) for spec in group], NoiseSchedule(group[0].schedule),
                                  [spec.train for spec in group], progress=settings.progress, **settings.train_options())
             for spec, result in zip(group, results):
-                payload = trained_payload(result, spec=_spec_json(spec), trained_with=len(group))
+                payload = trained_payload(result, spec=spec_json(spec), trained_with=len(group))
                 fit_or_load("mixture-model", key_of(spec), lambda _resume: payload, settings)
     return [mixture_model(spec, settings, checkpoints=checkpoints) for spec in specs]
 
@@ -421,7 +330,7 @@ def image_model(
 def _trained_model(name: str, spec: ModelSpec, settings: Settings, checkpoints: Path | str | None, refresh: bool) -> TrainedModel:
     if not isinstance(settings, Settings):
         raise TypeError(f"settings must be a mi_lib.Settings, got {type(settings).__name__}")
-    payload = _load_shipped(spec, Path(checkpoints), settings.cache_dir) if checkpoints is not None and not refresh else None
+    payload = load_shipped(spec, Path(checkpoints), settings.cache_dir) if checkpoints is not None and not refresh else None
     source = "shipped"
     if payload is None:
         source = "trained"

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..params import positive_int
+from ..params import number_parameter, positive_int
 from ..runtime import progress_bar
 from . import noise
 from .fast import FastDenoiser
@@ -112,11 +112,9 @@ def timesteps(T: int, sampler: str = "ddpm", steps: int | None = None, start: in
             raise ValueError(f"ddpm starts at t = T-1 = {T - 1}; use sampler='ddim' for start={start}")
         return list(range(T - 1, -1, -1))
     start = T - 1 if start is None else start
-    if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= T - 1:
-        raise ValueError(f"start must be an int in 0..T-1={T - 1}, got {start!r}")
+    number_parameter(start, "start", int, at_least=0, at_most=T - 1)
     steps = start + 1 if steps is None else steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= start + 1:
-        raise ValueError(f"steps must be an int in 1..{start + 1} (start + 1), got {steps!r}")
+    number_parameter(steps, "steps", int, at_least=1, at_most=start + 1)
     grid = torch.linspace(start, 0, steps, dtype=torch.float64).round().long().unique_consecutive()
     return grid.tolist()
 
@@ -124,8 +122,7 @@ def timesteps(T: int, sampler: str = "ddpm", steps: int | None = None, start: in
 def _check_eta_steps(eta_steps: int | None, sampler: str) -> None:
     if eta_steps is None:
         return
-    if isinstance(eta_steps, bool) or not isinstance(eta_steps, int) or eta_steps < 0:
-        raise ValueError(f"eta_steps must be None (eta at every step) or an int >= 0, got {eta_steps!r}")
+    number_parameter(eta_steps, "eta_steps", int, at_least=0)
     if sampler != "ddim":
         raise ValueError("eta_steps applies to sampler='ddim' only")
 

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from ..params import positive_int
+from ..params import number_parameter, positive_int
 from ..runtime import progress_bar, require_cuda
 from ..storage.cache import KEY_OMITS_DEFAULT, load_or_warn, write_atomic
 from .fast import FastDenoiser, precision_flags
@@ -92,8 +92,7 @@ class TrainConfig:
             object.__setattr__(self, name, positive_int(getattr(self, name), f"TrainConfig.{name}"))  # a numpy int is stored as int
         if not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
-        if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or not 0 <= self.rho < math.inf:
-            raise ValueError(f"TrainConfig.rho must be a finite number >= 0, got {self.rho!r}")
+        number_parameter(self.rho, "TrainConfig.rho", float, at_least=0)
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"TrainConfig.ema_decay must be in (0, 1) or None, got {self.ema_decay}")
 
@@ -190,16 +189,8 @@ def train(
     if not data.is_floating_point():
         raise TypeError(f"data must be floating point, got {data.dtype}")
     check_finite(data)
-    if not isinstance(fused, bool):
-        raise TypeError(f"fused must be a bool, got {fused!r}")
-    if not isinstance(graph, bool):
-        raise TypeError(f"graph must be a bool, got {graph!r}")
-    if graph and compile is not False:
-        raise ValueError("graph=True captures the eager step as a CUDA graph; it does not combine with compile (choose one)")
-    if graph and data.device.type != "cuda":
-        require_cuda(f"graph=True (CUDA graphs) with data on {data.device}")
-    if isinstance(save_every_s, bool) or not isinstance(save_every_s, (int, float)) or not save_every_s >= 0:
-        raise ValueError(f"save_every_s must be a number >= 0, got {save_every_s!r}")
+    _check_step_options(fused, graph, compile, data.device)
+    number_parameter(save_every_s, "save_every_s", float, at_least=0)
     device = data.device
     model.to(device).train()
     net = FastDenoiser(model, precision=precision, compile=compile, device=device)
@@ -330,12 +321,7 @@ def train_many(
     draws = [_Draws(d, c, T) for d, c in zip(datas, configs)]
     if len({dr.b for dr in draws}) > 1:
         raise ValueError(f"every model must draw batches of one size, min(batch_size, N): got {[dr.b for dr in draws]}")
-    if not isinstance(graph, bool) or not isinstance(fused, bool):
-        raise TypeError(f"graph and fused must be bools, got {graph!r}, {fused!r}")
-    if graph and compile is not False:
-        raise ValueError("graph=True captures the eager step as a CUDA graph; it does not combine with compile (choose one)")
-    if graph and device.type != "cuda":
-        require_cuda(f"graph=True (CUDA graphs) with data on {device}")
+    _check_step_options(fused, graph, compile, device)
     for m in models:
         m.to(device).train()
     params, buffers = stack_module_state(models)  # {name: (K, ...)} leaves that require grad
@@ -403,6 +389,16 @@ def train_many(
             model.eval()
             results.append(TrainResult(model, losses[i].cpu(), ema_model, wall))
     return results
+
+
+def _check_step_options(fused: bool, graph: bool, compile: bool | str, device: torch.device) -> None:
+    for name, value in (("fused", fused), ("graph", graph)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be a bool, got {value!r}")
+    if graph and compile is not False:
+        raise ValueError("graph=True captures the eager step as a CUDA graph; it does not combine with compile (choose one)")
+    if graph and device.type != "cuda":
+        require_cuda(f"graph=True (CUDA graphs) with data on {device}")
 
 
 def data_fingerprint(data: Tensor) -> str:

@@ -24,7 +24,7 @@ from ..diffusion.schedule import NoiseSchedule
 from ..measure.metrics import mean_var_zscores
 from ..params import choice_parameter, number_parameter
 
-__all__ = ["first_pure_noise_step", "tv_to_noise", "SCALES", "SCHEDULES", "CHECK_T", "Setup", "setup", "moment_check", "print_moments", "score_check",
+__all__ = ["schedule_curves", "first_pure_noise_step", "tv_to_noise", "SCALES", "SCHEDULES", "CHECK_T", "Setup", "setup", "moment_check", "print_moments", "score_check",
            "plot_tv", "pure_noise_table", "claimed_numbers"]
 
 SCALES: dict[str, dict[str, Any]] = {"ci": dict(n_samples=100_000), "paper": dict(n_samples=10_000_000)}
@@ -164,3 +164,16 @@ def first_pure_noise_step(mixture: GaussianMixture, schedule: NoiseSchedule, tol
         else:
             lo = mid
     return hi
+
+
+def schedule_curves(axes: tuple[Axes, Axes], schedules: Mapping[str, NoiseSchedule]) -> tuple[Axes, Axes]:
+    """alpha_bar_t (left) and log10 SNR_t (right) against t for several schedules."""
+    left, right = axes
+    for name, s in schedules.items():
+        t = np.arange(s.T)
+        left.plot(t, s.alpha_bar_64.numpy(), label=name)
+        right.plot(t, np.log10(s.snr_64().numpy()), label=name)
+    left.set(xlabel="timestep t", ylabel=r"$\bar\alpha_t$", title=r"signal kept: $\bar\alpha_t$")
+    right.set(xlabel="timestep t", ylabel=r"$\log_{10}$ SNR$_t$", title=r"signal-to-noise ratio $\bar\alpha_t/(1-\bar\alpha_t)$")
+    left.legend()
+    return axes

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ from ..diffusion.schedule import OFFICIAL, NoiseSchedule, ScheduleConfig
 from ..diffusion.train import StaleTrainingState, TrainConfig, TrainResult, data_fingerprint, train, weights_fingerprint
 from ..diffusion.unet import UNetConfig, UNetDenoiser
 from ..measure.metrics import DEFAULT_K, mixture_report, true_cell_mass
-from ..params import positive_int
+from ..params import number_parameter, positive_int
 from ..runtime import progress_bar
 from ..settings import Settings
 from ..storage.cache import cached, config_key
@@ -114,15 +113,13 @@ class RecursionConfig:
             object.__setattr__(self, name, positive_int(getattr(self, name), f"RecursionConfig.{name}"))
         if self.filter not in FILTERS:
             raise ValueError(f"unknown filter {self.filter!r}; choose one of {FILTERS}")
-        if isinstance(self.oversample, bool) or not isinstance(self.oversample, (int, float)) or not (1.0 <= self.oversample < math.inf):
-            raise ValueError(f"RecursionConfig.oversample must be a finite number >= 1, got {self.oversample!r}")
+        number_parameter(self.oversample, "RecursionConfig.oversample", float, at_least=1)
         object.__setattr__(self, "oversample", float(self.oversample))
         window = tuple(self.hal_window)
         if len(window) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in window) or not 0 <= window[0] <= window[1] < self.schedule.T:
             raise ValueError(f"RecursionConfig.hal_window must be (t_lo, t_hi) ints with 0 <= t_lo <= t_hi < T={self.schedule.T}, got {self.hal_window!r}")
         object.__setattr__(self, "hal_window", window)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"RecursionConfig.seed must be a non-negative int, got {self.seed!r}")
+        number_parameter(self.seed, "RecursionConfig.seed", int, at_least=0)
         for name, kind, what in (("model", (MLPConfig, UNetConfig), "an MLPConfig or a UNetConfig"), ("train", TrainConfig, "a TrainConfig"),
                                  ("schedule", ScheduleConfig, "a ScheduleConfig")):
             if not isinstance(getattr(self, name), kind):
@@ -159,6 +156,7 @@ class GenerationSeeds:
 
 
 def _derive(seed: int, generation: int, purpose: str) -> int:
+    # "mi_lib.recursion" is a fixed salt (the module's first name): changing it would change every seed
     digest = hashlib.sha256(f"mi_lib.recursion/{seed}/{generation}/{purpose}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 2  # 62 bits: a valid torch and noise seed
 

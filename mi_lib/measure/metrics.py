@@ -14,13 +14,12 @@ import operator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from scipy import stats
 from torch import Tensor
 
 from ..datasets.mixtures import GaussianMixture
-from ..params import positive_int
+from ..params import number_parameter, positive_int
 
 __all__ = [
     "DEFAULT_K",
@@ -258,8 +257,7 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion k / n (z = 1.96: 95%). Unlike the normal approximation
     it stays inside [0, 1] and is not empty at k = 0 or k = n. Returns (low, high)."""
     positive_int(n, "n")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= n:
-        raise ValueError(f"k must be an int in [0, n] = [0, {n}], got {k!r}")
+    number_parameter(k, "k", int, at_least=0, at_most=n)
     if not z > 0:
         raise ValueError(f"z must be positive, got {z}")
     phat, z2 = k / n, z * z
