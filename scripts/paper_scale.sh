@@ -8,8 +8,7 @@
 # brought back), OUT_KB (all of $OUT), PART_KB, MI_FAST_TRAIN / MI_FAST_SAMPLE (mi_lib/settings.py): defaults below.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
-REPO=$PWD START=$SECONDS WINDOW=
-die() { echo "[paper_scale] $*" >&2; exit 2; }
+REPO=$PWD START=$SECONDS WINDOW= && die() { echo "[paper_scale] $*" >&2; exit 2; }
 declare -A PARAMS=()
 if [[ ${1:-} == --window ]]; then
     (($# == 2)) || die "usage: --window N (a window names its chapters)"
@@ -17,9 +16,10 @@ if [[ ${1:-} == --window ]]; then
     case $WINDOW in  # chapter 2: 5 models x 20 M samples, ~170 s with the fused bf16 sampler on the H200
         1) set -- 02_mode_interpolation_1d 03_mode_interpolation_2d 04_score_smoothness
            PARAMS[02_mode_interpolation_1d]="-p n_samples 20000000" ;;
-        2) set -- 06_detection 07_recursive_training ;;
+        2) set -- 06_detection 07_recursive_training && PARAMS[06_detection]="-p n_images 0" ;;  # 6: the mixtures alone
+        3 | 4) set -- 05_shapes_hands ;;  # its UNets (shapes, then hands) train across calls, resumed (make paper-cache)
         7) set -- 08_mitigations ;;  # once window 1 has shipped chapter 3's grid model
-        *) die "window $WINDOW is not prepared (1, 2, 7)" ;;
+        *) die "window $WINDOW is not prepared (1, 2, 3, 4, 7)" ;;
     esac
 fi
 CHAPTERS=()

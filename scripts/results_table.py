@@ -207,6 +207,8 @@ def results_table() -> str:
                 ran = {k: entry.get("params", {}).get(k) for k in wanted}
                 if ran != wanted:  # e.g. chapter 7 run on 8x8 digits: its numbers are not what the label says
                     ours = "not run with " + ", ".join(f"{k}={v}" for k, v in wanted.items()) + " (ran " + ", ".join(f"{k}={v}" for k, v in ran.items()) + ")"
+                elif key not in entry["numbers"]:  # e.g. chapter 6's image rows, left out of GPU window 2 (n_images=0)
+                    ours = "not in this run (its parameters left it out)"
                 else:
                     ours = format_number(entry["numbers"][key])
                 prov = _provenance(entry)

@@ -15,8 +15,11 @@ def test_chapter6_setup_fills_sizes_from_the_scale_and_refuses_bad_input_by_name
     assert s.keep_rule == "keep 96% (calibration)"
     with pytest.raises(ValueError, match="window"):
         ch6.setup("ci", 0, 4.0, (9, 9), 0.96, None, None, None)
-    with pytest.raises(ValueError, match="n_images"):
-        ch6.setup("ci", 0, 4.0, (0, 9), 0.96, None, None, 1)
+    for bad in (1, -1, 2.0):
+        with pytest.raises(ValueError, match="n_images"):
+            ch6.setup("ci", 0, 4.0, (0, 9), 0.96, None, None, bad)
+    left_out = ch6.setup("paper", 0, 4.0, (0, 9), 0.96, None, None, 0)  # GPU window 2: the mixtures alone
+    assert left_out.n_images == 0 and ch6.measure_images(left_out, mi.Settings(progress=False)) == {}
     with pytest.raises(ValueError, match="kept_target"):
         ch6.setup("paper", 0, 4.0, (0, 9), 1.0, None, None, None)
 

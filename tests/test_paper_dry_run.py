@@ -73,8 +73,13 @@ def shrink(value: Any, key: str = "", small: dict[str, Any] = SMALL) -> Any:
     return value
 
 
-@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
-def test_the_chapter_runs_through_at_paper_scale_on_a_cpu(chapter, tmp_path, monkeypatch):
+#: The parameters a window passes a chapter (scripts/paper_scale.sh's PARAMS) that change its code path: run as well.
+WINDOW_PARAMS = {"06_detection": {"n_images": 0}}  # window 2: chapter 6's mixtures alone
+
+
+@pytest.mark.parametrize("chapter, params", [(c, {}) for c in sorted(CHAPTERS)] + sorted(WINDOW_PARAMS.items()),
+                         ids=[*sorted(CHAPTERS), *(f"{c}-window" for c in sorted(WINDOW_PARAMS))])
+def test_the_chapter_runs_through_at_paper_scale_on_a_cpu(chapter, params, tmp_path, monkeypatch):
     matplotlib.use("Agg")
     for name, value in {"MI_CACHE_DIR": tmp_path / "cache", "MI_RESULTS_DIR": tmp_path / "results", "MI_PROGRESS": "0",
                         "MI_STATIC_WIDGETS": "1"}.items():
@@ -97,7 +102,7 @@ def test_the_chapter_runs_through_at_paper_scale_on_a_cpu(chapter, tmp_path, mon
     cells = [c for c in nbformat.read(ROOT / "chapters" / f"{chapter}.ipynb", 4).cells if c.cell_type == "code"]
     namespace: dict[str, Any] = {}
     exec(compile(cells[0].source, f"{chapter}[parameters]", "exec"), namespace)
-    namespace["scale"] = "paper"
+    namespace.update(scale="paper", **params)
     for i, cell in enumerate(cells[1:], 1):
         try:
             exec(compile(cell.source, f"{chapter}[{i}]", "exec"), namespace)

@@ -186,6 +186,19 @@ def test_results_rows_show_only_runs_with_the_parameters_they_describe(tmp_path,
     assert all("0.25" in line for line in table.results_table().splitlines() if line.startswith("| 07b |"))
 
 
+def test_results_rows_a_run_left_out_say_so(tmp_path, results_table):
+    """GPU window 2 runs chapter 6 with n_images=0: its image rows say they are not in that run, the rest show it."""
+    table = results_table
+    keys = [row[0] for row in table.CLAIMS["06_detection"]]
+    numbers = {k: 0.5 for k in keys if "shapes" not in k and "hands" not in k}
+    entry = {"numbers": numbers, "device": "GPU", "wall_time_s": 1.0, "commit": "abc", "params": {"n_images": 0, "seed": 0}}
+    (tmp_path / "results" / "06_detection.json").write_text(json.dumps({"paper": entry}))
+    rows = [line for line in table.results_table().splitlines() if line.startswith("| 06 |")]
+    assert len(rows) == len(keys) and 0 < len(numbers) < len(keys)
+    assert sum("| not in this run (its parameters left it out) |" in r for r in rows) == len(keys) - len(numbers)
+    assert sum("| 0.500 |" in r for r in rows) == len(numbers)
+
+
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()

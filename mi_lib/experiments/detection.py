@@ -95,8 +95,14 @@ def setup(scale: str, seed: int, k: float, window: Sequence[int], kept_target: f
         scale, number_parameter(seed, "seed", int, at_least=0, at_most=2**32 - 1), number_parameter(k, "k", above=0),
         tuple(window), number_parameter(kept_target, "kept_target", above=0, below=1),
         size_of(n_samples, "n_samples", 1), size_of(n_calibration, "n_calibration", 1),
-        size_of(n_images, "n_images", 2),  # calibration and test halves
+        _image_count(size_of(n_images, "n_images", 0)),
     )
+
+
+def _image_count(n_images: int) -> int:
+    if n_images == 1:
+        raise ValueError("n_images must be 0 (the image models left out) or at least 2 (calibration and test halves), got 1")
+    return n_images
 
 
 def mixture_specs(s: Setup) -> dict[str, MixtureModelSpec]:
@@ -189,7 +195,11 @@ def matched_window_end(schedule: NoiseSchedule, window: tuple[int, int]) -> int:
 def measure_images(s: Setup, settings: Settings) -> dict[str, Measured]:
     """Chapter 5's image models: one batch of ``n_images`` each (the same cached batch as chapter 5's at CI scale),
     recording the last steps the windows below need; labelled by the counters. A model with fewer than
-    :data:`MIN_PER_CLASS` images of one kind in either half gets no scores (said in the output)."""
+    :data:`MIN_PER_CLASS` images of one kind in either half gets no scores (said in the output). ``n_images = 0``
+    leaves them out: GPU window 2 runs the mixtures before the paper-scale UNets are trained."""
+    if s.n_images == 0:
+        say("n_images = 0: chapter 5's image models are left out")
+        return {}
     specs = {dataset: image_model_spec(dataset, s.scale, n_train=5_000, data_seed=s.seed) for dataset in IMAGE_NAMES}
     schedules = {dataset: NoiseSchedule(spec.schedule) for dataset, spec in specs.items()}
     up_to = max(20, s.window[1] + 1, *(matched_window_end(sch, s.window) + 1 for sch in schedules.values()))
