@@ -12,15 +12,15 @@ REPO=$PWD START=$SECONDS WINDOW= && die() { echo "[paper_scale] $*" >&2; exit 2;
 declare -A PARAMS=()
 if [[ ${1:-} == --window ]]; then
     (($# == 2)) || die "usage: --window N (a window names its chapters)"
-    WINDOW=$2
-    case $WINDOW in  # chapter 2: 5 models x 20 M samples, ~170 s with the fused bf16 sampler on the H200
+    case ${WINDOW:=$2} in  # chapter 2: 5 models x 20 M samples, ~170 s with the fused bf16 sampler on the H200
         1) set -- 02_mode_interpolation_1d 03_mode_interpolation_2d 04_score_smoothness
            PARAMS[02_mode_interpolation_1d]="-p n_samples 20000000" ;;
         2) set -- 06_detection 07_recursive_training && PARAMS[06_detection]="-p n_images 0" ;;  # 6: the mixtures alone
         3 | 4) set -- 05_shapes_hands ;;  # its UNets (shapes, then hands) train across calls, resumed (make paper-cache)
+        5) set -- 05_shapes_hands 06_detection 07c_recursive_shapes ;;  # from the UNets windows 3 and 4 shipped
+        6) set -- 07b_recursive_digits ;;  # MNIST through a UNet, generation by generation across calls
         7) set -- 08_mitigations ;;  # once window 1 has shipped chapter 3's grid model
-        *) die "window $WINDOW is not prepared (1, 2, 3, 4, 7)" ;;
-    esac
+        *) die "window $WINDOW is not one of 1-7" ;; esac
 fi
 CHAPTERS=()
 (($#)) || set -- chapters/*.ipynb

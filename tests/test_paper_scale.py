@@ -32,7 +32,7 @@ def test_paper_scale_checks_its_arguments_before_installing(tmp_path):
     (tmp_path / "whl" / "bogus-1.0-py3-none-any.whl").write_text("not a wheel")
     env = {**os.environ, "OUT": str(tmp_path / "out"), "TMPDIR": str(tmp_path), "WHEELS": str(tmp_path / "whl")}
     for args, message in ((["no_such_chapter"], "no single chapter matches 'no_such_chapter'"), (["07"], "no single chapter matches '07'"),
-                          (["--window", "9"], "window 9 is not prepared"), (["--window", "1", "02"], "usage: --window N")):
+                          (["--window", "9"], "window 9 is not one of 1-7"), (["--window", "1", "02"], "usage: --window N")):
         out = subprocess.run(["bash", "scripts/paper_scale.sh", *args], cwd=ROOT, env=env, capture_output=True, text=True)
         assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
     assert not (tmp_path / "out").exists()
