@@ -41,13 +41,14 @@ from .measure.metrics import (
     nearest_segment,
     out_of_support,
     out_of_support_mass,
+    mixture_report,
     true_gap_mass,
     wilson_interval,
 )
 from .diffusion.models import IMAGE_DATASETS, IMAGE_SCALES, ImageModelSpec, image_model_spec, MixtureModelSpec, TrainedModel, image_model, image_samples, mixture_model, mixture_models, mixture_samples
 from .diffusion.nets import MLPConfig, MLPDenoiser, shared_timestep, sinusoidal_embedding
 from .params import choice_parameter, number_parameter, sequence_parameter
-from .experiments.recursion import RecursionConfig, RecursionResult, mixture_report, recursive_training
+from .experiments.recursion import RecursionConfig, RecursionResult, recursive_training
 from .storage.results import Stopwatch, format_number, print_results, save_results, say, seed_sweep
 from .runtime import default_device, describe_device, interact, progress_bar, require_cuda, seed_everything
 from .settings import Settings

@@ -1,5 +1,5 @@
 """Figures shared by the chapters: one style, histograms against closed-form densities, scatters against
-modes, schedule curves, image mosaics with coloured frames. Every function draws on a given matplotlib Axes and returns it."""
+modes, image mosaics with coloured frames. Every function draws on a given matplotlib Axes and returns it."""
 
 from __future__ import annotations
 

@@ -35,15 +35,15 @@ _DEFAULTS = {"precision": "float32", "compile": False, "fused": False, "graph": 
 
 def parse_fast_options(kind: str, value: str | Mapping[str, Any], *, source: str | None = None) -> dict[str, Any]:
     """The fast paths of a training (``kind="train"``) or sampling run (``kind="sample"``) as keyword arguments of
-    :func:`mi_lib.diffusion.train` / :func:`mi_lib.sample`, holding only what differs from the default (so
+    :func:`mi_lib.train` / :func:`mi_lib.sample`, holding only what differs from the default (so
     ``precision=float32`` is the same as nothing: ``{}``). ``value`` is a mapping or its text, a comma-separated list
     of ``key=value``: ``precision`` (one of :data:`PRECISIONS`), ``compile`` (0/1 or a mode of
     :data:`COMPILE_MODES`), ``fused`` (0/1: for training, Adam's fused kernel; for sampling, the fused sampler of
     :mod:`mi_lib.diffusion.fused`, or its launch configuration ROWSxWARPS, which implies 1) and, for training, ``graph``
-    (0/1: :func:`mi_lib.diffusion.train`'s CUDA-graph step) and ``batch`` (0/1: :func:`mi_lib.mixture_models` trains the
+    (0/1: :func:`mi_lib.train`'s CUDA-graph step) and ``batch`` (0/1: :func:`mi_lib.mixture_models` trains the
     models it is asked for together; :func:`trainer_options` leaves it out of a trainer's keywords). Anything else
     is one ValueError naming ``source`` (say ``"$MI_FAST_TRAIN"``); whether the options suit the device is
-    checked where they are used (:func:`check_fast_options`)."""
+    checked where they are used (:func:`mi_lib.diffusion.fast.check_fast_options`)."""
     if kind not in _FAST_KEYS:
         raise ValueError(f"kind must be one of {sorted(_FAST_KEYS)}, got {kind!r}")
     if isinstance(value, Mapping):
@@ -81,7 +81,7 @@ def parse_fast_options(kind: str, value: str | Mapping[str, Any], *, source: str
 
 
 def trainer_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The keywords of :func:`mi_lib.diffusion.train` / :func:`mi_lib.train_many` among ``options``
+    """The keywords of :func:`mi_lib.train` / :func:`mi_lib.train_many` among ``options``
     (:func:`parse_fast_options`'s): all but ``batch``, which says whether to batch, not how to train."""
     return {key: value for key, value in options.items() if key != "batch"}
 
@@ -130,7 +130,7 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     def train_options(self) -> dict[str, Any]:
-        """The keywords of :func:`mi_lib.diffusion.train` that ``fast_train`` asks for."""
+        """The keywords of :func:`mi_lib.train` that ``fast_train`` asks for."""
         return trainer_options(self.fast_train)
 
     def sample_options(self, fusable: bool = True) -> dict[str, Any]:

@@ -42,7 +42,7 @@ os.environ.setdefault("MI_PROGRESS", "0")
 #: Chapter 7's generation 0 at CI scale (mi_lib.experiments.recursive_training.SCALES["ci"]): the shipped grid checkpoint's spec.
 GENERATION_0 = MixtureModelSpec("grid", n_train=20_000, model=mi.MLPConfig(data_dim=2), train=mi.TrainConfig(steps=30_000, batch_size=2_000))
 
-#: The per-generation measures kept for each filter (mi_lib.experiments.recursion.mixture_report, of the samples and of the kept set).
+#: The per-generation measures kept for each filter (mi_lib.measure.metrics.mixture_report, of the samples and of the kept set).
 MEASURES = ("hallucination", "kept_hallucination", "mode_spread", "kept_mode_spread", "mean_distance", "tv", "mode_tv")
 
 

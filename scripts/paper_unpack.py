@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-def step(state: Path) -> int:  # how far a saved training state (mi_lib.diffusion.train's resume file) has got
+def step(state: Path) -> int:  # how far a saved training state (mi_lib.train's resume file) has got
     import torch  # only here: the rest needs no torch
     return int(torch.load(state, map_location="cpu", weights_only=True)["step"])
 

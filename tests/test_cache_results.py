@@ -176,7 +176,7 @@ def test_number_and_choice_parameters_take_clean_values_and_refuse_the_rest_by_n
 
 
 def test_cache_keys_hold_the_code_that_computes_the_value_only(tmp_path):
-    """A model's key follows the source of models.py and of what it imports: editing a figure helper, the results
+    """A model's key follows the source of diffusion/models.py and of what it imports: editing a figure helper, the results
     files, the parameter checks, a measurement or a chapter's module retrains nothing; editing the trainer, the
     network, the sampler or the data does. The recursion's keys follow their own closure, which holds metrics."""
     shutil.copytree(cache_mod.PACKAGE, tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
@@ -210,3 +210,29 @@ def test_cache_keys_hold_the_code_that_computes_the_value_only(tmp_path):
     assert fingerprints() == before
     with pytest.raises(ValueError, match="not a module"):
         cache_mod.code_modules("nowhere.py")
+
+
+def test_chapter_8s_runs_follow_the_model_code_and_the_measurements_not_the_chapter(tmp_path):
+    """A mitigation run samples a model fitted or loaded by diffusion/models.py and measures it: its key follows the
+    trainer and the networks (a retrained model), the sampler and the measurements, not chapter 8's own module."""
+    from mi_lib.experiments import mitigations
+
+    shutil.copytree(cache_mod.PACKAGE, tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    before = cache_mod.code_fingerprint(tmp_path, mitigations.CODE)
+    for name, expected in (("diffusion/train.py", True), ("diffusion/unet.py", True), ("diffusion/sampling.py", True),
+                           ("measure/detection.py", True), ("measure/metrics.py", True),
+                           ("experiments/mitigations.py", False), ("plotting.py", False)):
+        edited = tmp_path / name
+        original = edited.read_text()
+        edited.write_text(original + "\n# an edit\n")
+        assert (cache_mod.code_fingerprint(tmp_path, mitigations.CODE) != before) == expected, name
+        edited.write_text(original)
+
+
+def test_the_import_walk_follows_a_name_a_folder_re_exports(tmp_path):
+    """``from . import name`` where name is defined in the folder's __init__.py (not a module): that file is hashed."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("from .core import thing\n")
+    (tmp_path / "pkg" / "core.py").write_text("thing = 1\n")
+    (tmp_path / "pkg" / "user.py").write_text("from . import thing\n")
+    assert cache_mod.code_modules("pkg/user.py", tmp_path) == ("pkg/__init__.py", "pkg/core.py", "pkg/user.py")

@@ -10,16 +10,14 @@ import torch
 
 from mi_lib.experiments import recursion
 from mi_lib.datasets.mixtures import GaussianMixture, grid_2d
-from mi_lib.measure.metrics import out_of_support_mass
+from mi_lib.measure.metrics import mixture_report, out_of_support_mass, true_cell_mass
 from mi_lib.diffusion.models import IMAGE_CLIP_X0, ImageModelSpec, MixtureModelSpec
 from mi_lib.diffusion.nets import MLPConfig
 from mi_lib.experiments.recursion import (
     RecursionConfig,
     generation_seeds,
-    mixture_report,
     recursive_training,
     select,
-    true_cell_mass,
 )
 from mi_lib.diffusion.schedule import ScheduleConfig
 from mi_lib.settings import Settings

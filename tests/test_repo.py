@@ -280,6 +280,22 @@ LAYERS = {
 }
 
 
+def test_mi_lib_imports_itself_relatively_and_its_folders_init_hold_only_a_docstring():
+    """What the cache's import walk (mi_lib.storage.cache.code_modules) relies on: it follows relative imports only,
+    and does not hash the __init__.py a folder's import runs on the way."""
+    import ast
+
+    package = ROOT / "mi_lib"
+    for path in package.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        absolute = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) and getattr(n, "level", 0) == 0
+                    and any(name.split(".")[0] == "mi_lib" for name in ([n.module or ""] if isinstance(n, ast.ImportFrom) else [a.name for a in n.names]))]
+        assert not absolute, f"{path.relative_to(ROOT)} imports mi_lib by its absolute name (line {absolute[0].lineno})"
+        if path.name == "__init__.py" and path.parent != package:
+            assert len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr) and isinstance(tree.body[0].value, ast.Constant), \
+                f"{path.relative_to(ROOT)} should hold only its docstring"
+
+
 def test_mi_lib_imports_only_downward_through_its_layers():
     from mi_lib.storage.cache import PACKAGE, _imports
 
@@ -287,7 +303,7 @@ def test_mi_lib_imports_only_downward_through_its_layers():
     modules = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
                if p.name != "__init__.py" and p.parent.name != "experiments"}
     assert modules == set(rank), f"every module has a layer: {sorted(modules ^ set(rank))}"
-    for layer, members in LAYERS.items():  # a layer is one folder, and a folder one layer
+    for layer, members in LAYERS.items():  # a layer is one folder (the top level holds two)
         assert len({m.rpartition("/")[0] for m in members}) == 1, f"the {layer} layer spans folders"
     for module in sorted(modules):
         path = PACKAGE / module

@@ -12,5 +12,7 @@ notebook that calls it:
 - ``chapters/07c_recursive_shapes.ipynb`` -> :mod:`mi_lib.experiments.recursive_shapes`
 - ``chapters/08_mitigations.ipynb`` -> :mod:`mi_lib.experiments.mitigations`
 
-Imported on demand (``from mi_lib.experiments import mitigations``); the diffusion core does not import it.
+and :mod:`mi_lib.experiments.recursion`, the recursive-training loop of chapter 7's three sections (its public names
+are re-exported by ``mi_lib``: ``mi.recursive_training``). A chapter's module is imported on demand (``from
+mi_lib.experiments import mitigations``); nothing below ``experiments/`` imports from it.
 """

@@ -86,6 +86,10 @@ __all__ = [
     "claimed_numbers",
 ]
 
+#: The modules behind a run's cache key (:func:`run_method`): the model's fit-or-load path, which imports the trainer,
+#: the networks and the sampler, and the measurements.
+CODE = ("diffusion/models.py", "measure/metrics.py", "measure/detection.py")
+
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 FAMILIES = ("sampler", "sharpening", "training")
 
@@ -400,7 +404,7 @@ def _run_source() -> str:
 def run_method(method: Method, n: int, *, seed: int = 0, settings: Settings = Settings(), k: float = DEFAULT_K) -> dict[str, Any]:
     """Sample ``n`` points with ``method`` (one chunk, ``seed``) and :func:`measure` them; cached on disk
     (the key holds the method, the model's origin, the source of the code here that runs it and of
-    ``mi_lib``'s metrics and detection modules with all they import: the sampler, the networks)."""
+    the model's fit-or-load path, metrics and detection with all they import: trainer, networks, sampler)."""
     trained = mixture_model(method.spec, settings)
     config = {"method": method, "origin": trained.origin, "n": n, "seed": seed, "k": k,
               "device": settings.device.type, "module": _run_source()}
@@ -417,7 +421,7 @@ def run_method(method: Method, n: int, *, seed: int = 0, settings: Settings = Se
                         seed=seed, hal_window=method.hal_window(), progress=False)
         return {"x0": result.x0, **measure(result.x0, result.hal, method.spec.mixture(), k)}
 
-    return cached("mitigation-run", config, compute, root=settings.cache_dir, code=("measure/metrics.py", "measure/detection.py"))
+    return cached("mitigation-run", config, compute, root=settings.cache_dir, code=CODE)
 
 
 def scoreboard(scale: Scale, datasets: Sequence[str] = ("grid", "1d"), *, seed: int = 0,

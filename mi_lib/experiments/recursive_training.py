@@ -25,11 +25,11 @@ from ..datasets.mixtures import GaussianMixture
 from ..diffusion.models import MixtureModelSpec
 from ..diffusion.nets import MLPConfig
 from ..diffusion.train import TrainConfig
-from ..measure.metrics import out_of_support
+from ..measure.metrics import mixture_report, out_of_support
 from ..params import choice_parameter, number_parameter, sequence_parameter
 from ..settings import Settings
 from ..storage.results import say
-from .recursion import FILTERS, RecursionConfig, RecursionResult, mixture_report, recursive_training
+from .recursion import FILTERS, RecursionConfig, RecursionResult, recursive_training
 
 __all__ = ["SCALES", "Setup", "setup", "run_filters", "real_report", "generation_table", "plot_measures",
            "scatter_generation", "print_seed_sweep", "claimed_numbers", "keep_ratio_summary", "plot_keep_ratio_sweeps"]

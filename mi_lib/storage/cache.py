@@ -81,7 +81,8 @@ def _module_file(folder: Path, dotted: str) -> Path | None:
 def _imports(path: Path, mtime_ns: int, package: Path) -> frozenset[str]:
     """The modules of ``package`` that ``path`` imports relatively (``from .x import y``, ``from ..a.b import y``,
     ``from . import x``), anywhere in it (a function's lazy import too), as paths inside ``package``; cached per
-    file version. A subpackage's ``__init__.py`` counts only where it is imported itself."""
+    file version. A subpackage's ``__init__.py`` counts only where it is imported itself (they hold only their
+    docstrings: ``tests/test_repo.py``); mi_lib imports itself only relatively (the same test)."""
     found: set[Path] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if not (isinstance(node, ast.ImportFrom) and node.level > 0):
@@ -94,8 +95,8 @@ def _imports(path: Path, mtime_ns: int, package: Path) -> frozenset[str]:
             found.update([target] if target is not None else [])
             if target is not None and target.name == "__init__.py":  # from .pkg import module
                 found.update(f for alias in node.names if (f := _module_file(target.parent, alias.name)) is not None)
-        else:  # from . import x, y
-            found.update(f for alias in node.names if (f := _module_file(base, alias.name)) is not None)
+        else:  # from . import x, y: modules, or names the package's __init__ defines (then that file)
+            found.update(_module_file(base, alias.name) or base / "__init__.py" for alias in node.names)
     return frozenset(f.relative_to(package).as_posix() for f in found if f.is_relative_to(package))
 
 
@@ -150,7 +151,7 @@ def _key(name: str, config: Any, fingerprint: str) -> str:
 def cached(name: str, config: Any, compute: Callable[[], T], *, root: Path | str, code: Code = None, refresh: bool = False) -> T:
     """Return ``compute()``'s value for ``config``, computing and storing it in the folder ``root`` on a miss.
 
-    ``code``: the modules that compute it (:func:`code_modules`; None: all of ``mi_lib``). The value must be
+    ``code``: the modules that compute it (:func:`code_modules`; None: all of ``mi_lib`` outside ``experiments/``). The value must be
     torch-serialisable (tensors, state dicts, numbers, lists, dicts). ``refresh=True`` recomputes and overwrites."""
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"cache name must be a plain non-empty file name, got {name!r}")
