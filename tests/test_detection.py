@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from mi_lib import MLPConfig, MLPDenoiser, NoiseSchedule, sample
-from mi_lib.measure.detection import (
-    auroc,
+from mi_lib.experiments.detection import (
+    auroc_standard_error,
     detection_scores,
     filter_rates,
-    hal_from_records,
     roc_curve,
     threshold_keeping,
     window_auroc_grid,
     youden_threshold,
 )
+from mi_lib.measure.detection import auroc, hal_from_records
 
 
 def _pairwise_auroc(scores, labels):
@@ -131,7 +131,6 @@ def test_detection_scores_and_window_grid(recorded):
 
 
 def test_auroc_standard_error_by_hand_and_by_simulation():
-    from mi_lib.measure.detection import auroc, auroc_standard_error
     # chance, 100 against 100: the Mann-Whitney variance (n1 + n2 + 1) / (12 n1 n2) exactly
     assert auroc_standard_error(0.5, 100, 100) == pytest.approx(math.sqrt(201 / 120_000))
     assert auroc_standard_error(1.0, 50, 70) == 0.0  # a perfect separation has nothing to vary

@@ -259,7 +259,7 @@ def test_alignment_counts_points_along_neighbour_directions_against_the_isotropi
 def test_gap_midpoint_share_and_within_mode_spread_by_hand():
     m = mi.mixture_1d()  # modes 1, 2, 3, sigma 0.05: gaps (1.2, 1.8) and (2.2, 2.8), midpoints 1.5 and 2.5
     x = torch.tensor([[1.5], [1.64], [1.66], [1.21], [2.5], [2.0], [0.5]])
-    assert mi.measure.metrics.gap_midpoint_share(x, m) == (3, 5)  # 1.5, 1.64, 2.5 near a midpoint; 1.66, 1.21 farther; the rest outside
+    assert ch4.gap_midpoint_share(x, m) == (3, 5)  # 1.5, 1.64, 2.5 near a midpoint; 1.66, 1.21 farther; the rest outside
     on_modes = torch.tensor([[1.0 + 0.03], [1.0 - 0.03], [2.0 + 0.03], [3.0 - 0.03], [1.5]])  # 1.5 is 10 sigma out: left out
     assert abs(within_mode_spread(on_modes, m) - 0.03) < 1e-6  # float32 inputs
 

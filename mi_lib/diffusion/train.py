@@ -184,11 +184,7 @@ def train(
     state returns the finished model at once). A file left by another training (other config, data, initial
     weights, schedule, device or fast paths) is an error, never silently reused. ``wall_time_s`` then counts
     the time of every part."""
-    if not isinstance(data, Tensor) or data.dim() < 2 or data.shape[0] < 1:
-        raise ValueError(f"data must be a tensor of shape (N, ...) with N >= 1, got {getattr(data, 'shape', type(data))}")
-    if not data.is_floating_point():
-        raise TypeError(f"data must be floating point, got {data.dtype}")
-    check_finite(data)
+    _check_data(data, "data")
     _check_step_options(fused, graph, compile, data.device)
     number_parameter(save_every_s, "save_every_s", float, at_least=0)
     device = data.device
@@ -242,25 +238,15 @@ def train(
                 torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - config.ema_decay)
         return loss.detach()
 
-    with progress_bar(total=config.steps, desc="training", disable=not progress, initial=first_step) as bar, precision_flags(precision, device):
-        live = [*model.parameters(), *(ema.parameters() if ema is not None else ())]
-        replay = _capture(update, live, opt, buffers, [data], sched.T) if graph and first_step < config.steps else None
-        checked = first_step  # losses before it were checked by the run that made them
-        for step in range(first_step, config.steps):
-            draws.draw(step, x0_b, t_b, eps_b)
-            if replay is None:
-                opt.zero_grad(set_to_none=True)
-                losses[step] = update()
-            else:
-                losses[step] = replay()
-            if (step + 1) % 100 == 0 or step + 1 == config.steps:
-                _check_losses(losses, checked, step + 1)
-                checked = step + 1
-                bar.update(step + 1 - bar.n)
-                bar.set_postfix(loss=f"{losses[step].item():.4f}", refresh=False)
-            if state_path is not None and step + 1 < config.steps and time.perf_counter() - last_save >= save_every_s:
-                save(step + 1)
-                last_save = time.perf_counter()
+    def after(step: int) -> None:  # save the state every save_every_s seconds
+        nonlocal last_save
+        if state_path is not None and step + 1 < config.steps and time.perf_counter() - last_save >= save_every_s:
+            save(step + 1)
+            last_save = time.perf_counter()
+
+    live = [*model.parameters(), *(ema.parameters() if ema is not None else ())]
+    _run_steps(update, live, opt, buffers, [data], sched.T, lambda step: draws.draw(step, x0_b, t_b, eps_b), losses, first_step,
+               "training", progress, precision, graph, after)
     # A training that saved its state ends by saving the final one: the caller removes it once the result is
     # stored, so a kill in between loses nothing (a final state resumes to the finished model at once).
     if state_path is not None and state_path.exists() and first_step < config.steps:
@@ -312,9 +298,7 @@ def train_many(
     if len(kinds) > 1:
         raise ValueError(f"train_many stacks networks of one architecture; got {len(kinds)} different ones")
     for i, data in enumerate(datas):
-        if not isinstance(data, Tensor) or data.dim() < 2 or data.shape[0] < 1 or not data.is_floating_point():
-            raise ValueError(f"each data set must be a floating-point tensor (N, ...) with N >= 1, got {getattr(data, 'shape', type(data))}")
-        check_finite(data, f"data set {i}")
+        _check_data(data, f"data set {i}")
     if len({(d.device, d.dtype, d.shape[1:]) for d in datas}) > 1:
         raise ValueError("the data sets must share device, dtype and sample shape")
     config, device, T = configs[0], datas[0].device, schedule.T
@@ -357,22 +341,12 @@ def train_many(
         return loss.detach()
 
     start = time.perf_counter()
-    with progress_bar(total=config.steps, desc=f"training {k} models", disable=not progress) as bar, precision_flags(precision, device):
-        replay = _capture(update, weights + (ema or []), opt, bufs, datas, T) if graph else None
-        checked = 0
-        for step in range(config.steps):
-            for i, dr in enumerate(draws):
-                dr.draw(step, x0_b[i], t_b[i], eps_b[i])
-            if replay is None:
-                opt.zero_grad(set_to_none=True)
-                losses[:, step] = update()
-            else:
-                losses[:, step] = replay()
-            if (step + 1) % 100 == 0 or step + 1 == config.steps:
-                _check_losses(losses, checked, step + 1)
-                checked = step + 1
-                bar.update(step + 1 - bar.n)
-                bar.set_postfix(loss=f"{losses[:, step].mean().item():.4f}", refresh=False)
+
+    def draw(step: int) -> None:
+        for i, dr in enumerate(draws):
+            dr.draw(step, x0_b[i], t_b[i], eps_b[i])
+
+    _run_steps(update, weights + (ema or []), opt, bufs, datas, T, draw, losses, 0, f"training {k} models", progress, precision, graph)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     wall = time.perf_counter() - start
@@ -389,6 +363,40 @@ def train_many(
             model.eval()
             results.append(TrainResult(model, losses[i].cpu(), ema_model, wall))
     return results
+
+
+def _run_steps(update: Callable[[], Tensor], live: list[Tensor], opt: torch.optim.Optimizer, buffers: tuple[Tensor, Tensor, Tensor],
+               datas: list[Tensor], T: int, draw: Callable[[int], None], losses: Tensor, first_step: int, desc: str,
+               progress: bool, precision: str, graph: bool, after: Callable[[int], None] | None = None) -> None:
+    """The training loop of :func:`train` and :func:`train_many`: steps ``first_step`` .. of ``losses`` (..., steps),
+    each ``draw(step)`` into the buffers, then one ``update()`` (or its CUDA-graph replay, ``graph``: see
+    :func:`_capture`); the losses checked for NaN every 100 steps; ``after(step)`` once a step is done."""
+    steps, device = losses.shape[-1], losses.device
+    with progress_bar(total=steps, desc=desc, disable=not progress, initial=first_step) as bar, precision_flags(precision, device):
+        replay = _capture(update, live, opt, buffers, datas, T) if graph and first_step < steps else None
+        checked = first_step  # losses before it were checked by the run that made them
+        for step in range(first_step, steps):
+            draw(step)
+            if replay is None:
+                opt.zero_grad(set_to_none=True)
+                losses[..., step] = update()
+            else:
+                losses[..., step] = replay()
+            if (step + 1) % 100 == 0 or step + 1 == steps:
+                _check_losses(losses, checked, step + 1)
+                checked = step + 1
+                bar.update(step + 1 - bar.n)
+                bar.set_postfix(loss=f"{losses[..., step].mean().item():.4f}", refresh=False)
+            if after is not None:
+                after(step)
+
+
+def _check_data(data: Tensor, name: str) -> None:
+    if not isinstance(data, Tensor) or data.dim() < 2 or data.shape[0] < 1:
+        raise ValueError(f"{name} must be a tensor of shape (N, ...) with N >= 1, got {getattr(data, 'shape', type(data))}")
+    if not data.is_floating_point():
+        raise TypeError(f"{name} must be floating point, got {data.dtype}")
+    check_finite(data, name)
 
 
 def _check_step_options(fused: bool, graph: bool, compile: bool | str, device: torch.device) -> None:

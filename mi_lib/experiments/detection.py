@@ -3,7 +3,7 @@
 Each model of the chapter (the 1D mixture under the official and the standard beta schedule, the 5x5 grid, and
 chapter 5's two image models) becomes a :class:`Measured`: a test batch (and, for the mixtures, a calibration
 batch drawn with the next seed), its labels from geometry or from chapter 5's counters alone, and four scores
-per sample (:func:`mi_lib.measure.detection.detection_scores`: Hal, the variance of x_t over the same window, the norm
+per sample (:func:`detection_scores`: Hal, the variance of x_t over the same window, the norm
 of the predicted noise at the last step, a random score). The rest are measurements on those: AUROCs, a
 threshold fitted on the calibration batch and applied to the test batch (:func:`threshold_rates`), the grid's
 hallucinations split by where they lie (:func:`grid_split`), and AUROC over a grid of windows
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+import math
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 
 from ..datasets import hands, shapes
 from ..diffusion.models import MixtureModelSpec, image_model, image_model_spec, image_samples, mixture_model, mixture_samples
-from ..diffusion.nets import MLPConfig
+from ..diffusion.nets import MLPConfig, shared_timestep
 from ..diffusion.sampling import SampleResult
 from ..diffusion.schedule import OFFICIAL, STANDARD, NoiseSchedule
 from ..diffusion.train import TrainConfig
@@ -34,6 +35,8 @@ from ..settings import Settings
 from ..storage.results import say
 
 __all__ = [
+    "detection_scores", "auroc_standard_error", "roc_curve", "FilterRates", "filter_rates", "threshold_keeping",
+    "youden_threshold", "window_auroc_grid",
     "SCALES", "IMAGE_NAMES", "Setup", "Measured", "setup", "mixture_specs", "sample_mixtures", "measure_mixtures",
     "measure_images", "score_images",
     "auroc_vs_radius", "threshold_rates", "grid_split", "window_sweep", "claimed_numbers", "plot_hal_histograms",
@@ -58,6 +61,122 @@ IMAGE_NAMES = {"shapes": "Simple Shapes", "hands": "synthetic hands"}
 CLASS_NAMES = {"Simple Shapes": ("crowded column", "no crowded column"),
                "synthetic hands": ("not five fingers", "five fingers")}
 MIN_PER_CLASS = 5  # fewer images of one kind than this in either half: nothing to measure a detector on
+
+
+# ---------------------------------------------------------------- scores, and how they are judged
+def detection_scores(model: Callable[[Tensor, Tensor], Tensor], records: det.Records, schedule: NoiseSchedule,
+                     window: tuple[int, int] = (0, 9), *, seed: int = 0) -> dict[str, Tensor]:
+    """Hal and three baselines for the samples whose steps were recorded, each (N,) float64, larger = more
+    suspicious:
+
+    - ``"Hal"``: variance of x0_hat over ``window`` (the paper's Eq. 4, averaged over dimensions);
+    - ``"x_t variance"``: the same variance of x_t instead of x0_hat;
+    - ``"|eps_hat| at t=0"``: the norm of ``model``'s predicted noise at the last step (re-evaluated on the
+      recorded x_0 input: recovering it from x0_hat would divide a float32 difference by sqrt(1 - alpha_bar_0));
+    - ``"random"``: uniform noise from ``seed`` (a detector that knows nothing: AUROC 0.5 in expectation)."""
+    det.check_window(records, window)
+    if 0 not in records:
+        raise ValueError("the |eps_hat| baseline needs step t=0 recorded")
+    xt = records[0][0]
+    device = next((p.device for p in model.parameters()), torch.device("cpu")) if isinstance(model, nn.Module) else xt.device
+    with torch.inference_mode():
+        eps_hat = torch.cat([model(part.to(device), shared_timestep(0, len(part), device)).cpu() for part in xt.split(65_536)])
+    return {
+        "Hal": det.hal_from_records(records, window).double(),
+        "x_t variance": det.hal_from_records(records, window, of="xt").double(),
+        "|eps_hat| at t=0": eps_hat.double().flatten(1).norm(dim=1),
+        "random": torch.rand(xt.shape[0], generator=torch.Generator().manual_seed(seed), dtype=torch.float64),
+    }
+
+
+def auroc_standard_error(auroc: float, n_pos: int, n_neg: int) -> float:
+    """The standard error of an AUROC measured on ``n_pos`` hallucinated and ``n_neg`` other samples (Hanley &
+    McNeil 1982, exponential approximation): how far sampling alone moves it. A difference from 0.5 (chance)
+    of under two standard errors is not evidence of a detector."""
+    if not 0.0 <= auroc <= 1.0:
+        raise ValueError(f"auroc must be in [0, 1], got {auroc}")
+    if n_pos < 1 or n_neg < 1:
+        raise ValueError(f"need at least one sample of each kind, got {n_pos} and {n_neg}")
+    q1, q2 = auroc / (2 - auroc), 2 * auroc**2 / (1 + auroc)
+    var = (auroc * (1 - auroc) + (n_pos - 1) * (q1 - auroc**2) + (n_neg - 1) * (q2 - auroc**2)) / (n_pos * n_neg)
+    return math.sqrt(max(var, 0.0))
+
+
+def roc_curve(scores: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The ROC curve of "flag the samples scoring above a threshold", one point per distinct score.
+
+    Returns (false-positive rate, true-positive rate, thresholds), each (M + 1,) float64, from (0, 0)
+    (threshold +inf: flag nothing) to (1, 1). At ``thresholds[i]`` the flagged samples are those with
+    score >= thresholds[i]. scores, labels: (N,)."""
+    scores, labels, n_pos, n_neg = det.check_scores(scores, labels)
+    order = torch.argsort(scores, descending=True, stable=True)
+    s, y = scores[order], labels[order].double()
+    tp, fp = torch.cumsum(y, 0), torch.cumsum(1 - y, 0)
+    last = torch.ones_like(s, dtype=torch.bool)
+    last[:-1] = s[1:] != s[:-1]  # the last member of each group of tied scores
+    zero = torch.zeros(1, dtype=torch.float64)
+    fpr = torch.cat([zero, fp[last] / n_neg])
+    tpr = torch.cat([zero, tp[last] / n_pos])
+    thresholds = torch.cat([torch.full((1,), float("inf"), dtype=torch.float64), s[last]])
+    return fpr, tpr, thresholds
+
+
+@dataclass(frozen=True)
+class FilterRates:
+    """What removing every sample whose score exceeds ``threshold`` does: ``removed`` is the share of
+    hallucinated samples removed, ``kept`` the share of in-support samples kept, out of ``n_hallucinated``
+    and ``n_in_support``."""
+
+    threshold: float
+    removed: float
+    kept: float
+    n_hallucinated: int
+    n_in_support: int
+
+
+def filter_rates(scores: Tensor, labels: Tensor, threshold: float) -> FilterRates:
+    """Remove the samples with score > ``threshold``; report the shares removed/kept. scores, labels: (N,)."""
+    scores, labels, n_pos, n_neg = det.check_scores(scores, labels)
+    flagged = scores > threshold
+    return FilterRates(float(threshold), float(flagged[labels].sum()) / n_pos, float((~flagged[~labels]).sum()) / n_neg, n_pos, n_neg)
+
+
+def threshold_keeping(scores: Tensor, labels: Tensor, kept: float = 0.96) -> float:
+    """The smallest threshold that keeps at least a share ``kept`` of the in-support samples (label False):
+    the ceil(kept * n)-th smallest in-support score. Fit it on a calibration batch, apply it with
+    :func:`filter_rates` to another."""
+    scores, labels, _, _ = det.check_scores(scores, labels, both=False)
+    if not 0.0 < kept <= 1.0:
+        raise ValueError(f"kept must be in (0, 1], got {kept}")
+    in_support = scores[~labels]
+    if len(in_support) == 0:
+        raise ValueError("no in-support samples to calibrate on")
+    rank = max(1, math.ceil(kept * len(in_support) - 1e-9))
+    return float(torch.sort(in_support).values[rank - 1])
+
+
+def youden_threshold(scores: Tensor, labels: Tensor) -> float:
+    """The threshold maximising removed + kept - 1 (Youden's J) on these samples; fit it on a calibration
+    batch. Ties between thresholds go to the largest (the one that removes least)."""
+    fpr, tpr, thresholds = roc_curve(scores, labels)
+    j = tpr - fpr
+    best = int(torch.nonzero(j == j.max())[0])
+    if best == 0:  # flagging nothing is best: no score exceeds the largest one
+        return float(thresholds[1])
+    # flagging score >= thresholds[best] is removing score > anything between it and the next lower score
+    below = thresholds[best + 1] if best + 1 < len(thresholds) else thresholds[best] - 1.0
+    return float((thresholds[best] + below) / 2)
+
+
+def window_auroc_grid(records: det.Records, labels: Tensor, t_los: Sequence[int], t_his: Sequence[int]) -> Tensor:
+    """AUROC of Hal for every window (t_lo, t_hi) with t_lo <= t_hi; NaN where t_lo > t_hi.
+    Returns (len(t_los), len(t_his)) float64."""
+    grid = torch.full((len(t_los), len(t_his)), float("nan"), dtype=torch.float64)
+    for i, t_lo in enumerate(t_los):
+        for j, t_hi in enumerate(t_his):
+            if t_lo <= t_hi:
+                grid[i, j] = det.auroc(det.hal_from_records(records, (t_lo, t_hi)), labels)
+    return grid
 
 
 @dataclass(frozen=True)
@@ -162,7 +281,7 @@ def measure_mixtures(s: Setup, specs: Mapping[str, MixtureModelSpec], samples: M
         model, schedule = mixture_model(spec, settings).model, NoiseSchedule(spec.schedule)
         batches = samples[name]
         labels = [out_of_support(b.x0, spec.mixture(), s.k) for b in batches]
-        scores = [det.detection_scores(model, b.records, schedule, s.window, seed=s.seed) for b in batches]
+        scores = [detection_scores(model, b.records, schedule, s.window, seed=s.seed) for b in batches]
         runs[name] = Measured(name, schedule, batches[0], labels[0], scores[0], batches[1], labels[1], scores[1], model)
     print(f"{'hallucinated':>22} | {'test batch':>23} | {'calibration batch':>17}")
     for name, r in runs.items():
@@ -219,7 +338,7 @@ def score_images(s: Setup, runs: Mapping[str, Measured]) -> None:
         if min(min(int(h.sum()), int((~h).sum())) for h in (r.labels[0::2], r.labels[1::2])) < MIN_PER_CLASS:
             say(f"{r.name}: too few of one kind in a half to measure a detector: its detection figures are recorded as NaN")
             continue
-        r.scores = det.detection_scores(r.model, r.test.records, r.schedule, s.window, seed=s.seed)
+        r.scores = detection_scores(r.model, r.test.records, r.schedule, s.window, seed=s.seed)
         # the records reproduce the sampler's own streaming Hal (to float rounding: on a GPU the sampler reduced there)
         torch.testing.assert_close(det.hal_from_records(r.test.records, s.window), r.test.hal, rtol=1e-4, atol=1e-12)
 
@@ -236,7 +355,7 @@ def print_auroc_table(runs: Sequence[Measured]) -> None:
 
 def hal_standard_error(r: Measured) -> float:
     """Hanley-McNeil's standard error of Hal's AUROC: chance alone moves an AUROC about this much."""
-    return det.auroc_standard_error(r.aurocs["Hal"], int(r.labels.sum()), int((~r.labels).sum()))
+    return auroc_standard_error(r.aurocs["Hal"], int(r.labels.sum()), int((~r.labels).sum()))
 
 
 def auroc_vs_radius(spec: MixtureModelSpec, r: Measured, k_values: Sequence[float]) -> dict[float, float]:
@@ -247,17 +366,17 @@ def auroc_vs_radius(spec: MixtureModelSpec, r: Measured, k_values: Sequence[floa
     return {float(kk): det.auroc(hal, distance > kk) for kk in k_values if 5 <= int((distance > kk).sum()) < len(hal)}
 
 
-def threshold_rates(s: Setup, scores: Tensor, labels: Tensor, scores_cal: Tensor, labels_cal: Tensor) -> dict[str, det.FilterRates]:
+def threshold_rates(s: Setup, scores: Tensor, labels: Tensor, scores_cal: Tensor, labels_cal: Tensor) -> dict[str, FilterRates]:
     """Removed and kept on the test scores at the thresholds two rules fit on the calibration scores: keep
     ``kept_target`` of the in-support ones, or maximise removed + kept (Youden's J)."""
     rules: dict[str, Callable[[Tensor, Tensor], float]] = {
-        s.keep_rule: lambda x, y: det.threshold_keeping(x, y, s.kept_target),
-        "Youden (calibration)": det.youden_threshold,
+        s.keep_rule: lambda x, y: threshold_keeping(x, y, s.kept_target),
+        "Youden (calibration)": youden_threshold,
     }
-    return {rule: det.filter_rates(scores, labels, fit(scores_cal, labels_cal)) for rule, fit in rules.items()}
+    return {rule: filter_rates(scores, labels, fit(scores_cal, labels_cal)) for rule, fit in rules.items()}
 
 
-def print_rates(rates: Mapping[str, Mapping[str, det.FilterRates]], batch: str, others: str) -> None:
+def print_rates(rates: Mapping[str, Mapping[str, FilterRates]], batch: str, others: str) -> None:
     """Per model and threshold rule: the threshold, the share of hallucinations it removes and of ``others`` it keeps
     on the ``batch``; the paper's figures last."""
     print(f"{batch:>22} | {'threshold rule':>22} | threshold | removed | {others:>15}")
@@ -289,7 +408,7 @@ def grid_split(s: Setup, spec: MixtureModelSpec, r: Measured, keep_threshold: fl
         keep = m | ~r.labels
         a = det.auroc(r.scores["Hal"][keep], m[keep]) if m.any() else float("nan")
         split[group]["Hal, at least 8 sigma out"] = a
-        se = det.auroc_standard_error(a, int(m.sum()), int((~r.labels).sum())) if m.any() else float("nan")
+        se = auroc_standard_error(a, int(m.sum()), int((~r.labels).sum())) if m.any() else float("nan")
         say(f"{group}, at least 8 sigma from every mode ({int(m.sum())} samples): Hal {a:.3f} (standard error {se:.3f})")
     removed_between = float((r.scores["Hal"][groups["between two modes"]] > keep_threshold).double().mean())
     return split, removed_between
@@ -298,7 +417,7 @@ def grid_split(s: Setup, spec: MixtureModelSpec, r: Measured, keep_threshold: fl
 def window_sweep(r: Measured, t_los: Sequence[int], t_his: Sequence[int]) -> tuple[Tensor, tuple[int, int, float]]:
     """Hal's AUROC for every window [T1, T2] of the grid (NaN where T1 > T2), and the best cell: picked on the
     test labels, an upper bound, not a result."""
-    grid = det.window_auroc_grid(r.test.records, r.labels, t_los, t_his)
+    grid = window_auroc_grid(r.test.records, r.labels, t_los, t_his)
     i, j = np.unravel_index(np.nanargmax(grid.numpy()), grid.shape)
     return grid, (t_los[i], t_his[j], float(grid[i, j]))
 
@@ -321,7 +440,7 @@ def plot_rocs(axes: Sequence[Axes], runs: Sequence[Measured]) -> None:
     for ax, r in zip(axes, runs):
         bad, good = CLASS_NAMES.get(r.name, ("hallucinations", "in-support samples"))
         for score, (s, a) in {x: (r.scores[x], v) for x, v in r.aurocs.items()}.items():
-            fpr, tpr, _ = det.roc_curve(s, r.labels)
+            fpr, tpr, _ = roc_curve(s, r.labels)
             ax.plot(fpr, tpr, label=f"{score} ({a:.3f})", lw=1.5 if score == "Hal" else 1.0)
         ax.plot([0, 1], [0, 1], color="grey", lw=0.5, ls=":")
         ax.set(title=r.name, xlabel=f"{good}: share removed (false-positive rate)",
@@ -347,7 +466,7 @@ def plot_window_grids(axes: Sequence[Axes], sweeps: Mapping[str, Tensor], t_los:
 
 
 def claimed_numbers(s: Setup, mixtures: Mapping[str, Measured], images: Mapping[str, Measured],
-                    rates: Mapping[str, Mapping[str, det.FilterRates]], best_window: Mapping[str, tuple[int, int, float]],
+                    rates: Mapping[str, Mapping[str, FilterRates]], best_window: Mapping[str, tuple[int, int, float]],
                     split: Mapping[str, Mapping[str, float]], removed_between: float, auroc_vs_k: Mapping[str, Mapping[float, float]],
                     matched: Mapping[str, tuple[int, float]]) -> dict[str, float]:
     """What ``results/06_detection.json`` records (NaN for an image model with too few of one kind to measure)."""
@@ -395,7 +514,7 @@ def claimed_numbers(s: Setup, mixtures: Mapping[str, Measured], images: Mapping[
     return numbers
 
 
-def print_summary(s: Setup, runs: Sequence[Measured], rates: Mapping[str, Mapping[str, det.FilterRates]]) -> None:
+def print_summary(s: Setup, runs: Sequence[Measured], rates: Mapping[str, Mapping[str, FilterRates]]) -> None:
     """One line per measured model: its hallucinations, Hal's AUROC, the best baseline's, and removed / kept at the
     calibrated "keep" threshold; the paper's figures last."""
     print(f"{'data set':>21} | hallucinated | {'Hal':>5} | {'best baseline':>22} | removed | {'kept':>6}")
@@ -412,7 +531,7 @@ def print_summary(s: Setup, runs: Sequence[Measured], rates: Mapping[str, Mappin
 def plot_threshold(ax: Axes, r: Measured, log10_threshold: float) -> None:
     """The two kinds' log10 Hal and one threshold, with what it removes and keeps in the title (the widget)."""
     hal, y = r.scores["Hal"], r.labels
-    rates = det.filter_rates(hal, y, 10.0**log10_threshold)
+    rates = filter_rates(hal, y, 10.0**log10_threshold)
     lh, y = hal.clamp(min=1e-12).log10().numpy(), y.numpy()
     edges = np.linspace(lh.min(), lh.max(), 60)
     bad, good = CLASS_NAMES.get(r.name, ("hallucinated", "in support"))

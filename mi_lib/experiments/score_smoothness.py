@@ -27,14 +27,14 @@ from ..diffusion.nets import shared_timestep
 from ..diffusion.sampling import sample
 from ..diffusion.schedule import NoiseSchedule
 from ..diffusion.train import TrainConfig
-from ..measure.metrics import DEFAULT_K, check_k, gap_lengths, gap_mass, gap_midpoint_share, true_gap_mass, wilson_interval
+from ..measure.metrics import DEFAULT_K, check_k, gap_lengths, gap_mass, gap_points, true_gap_mass, wilson_interval
 from ..params import choice_parameter, number_parameter, sequence_parameter
 from ..settings import Settings
 from ..storage.cache import cached
 from ..storage.results import format_number as fmt
 from ..storage.results import say
 
-__all__ = ["within_mode_spread", "SCALES", "SLOPE_TIMES", "Setup", "setup", "Scores", "plot_scores", "error_map", "max_slopes",
+__all__ = ["gap_midpoint_share", "within_mode_spread", "SCALES", "SLOPE_TIMES", "Setup", "setup", "Scores", "plot_scores", "error_map", "max_slopes",
            "print_slopes", "exact_score_samples", "GapMasses", "gap_masses", "plot_gap_masses", "print_gap_masses",
            "matching_width", "MatchedReading",
            "matched_reading", "claimed_numbers"]
@@ -287,6 +287,16 @@ def claimed_numbers(g: GapMasses, m: MatchedReading, slopes: Mapping[str, Sequen
         **{f"{key}_mode_spread": m.spread[name] for key, name in runs.items() if name in m.spread},
         "slope_ratio_true_over_learned_t0": slopes["true"][0] / slopes["learned"][0],
     }
+
+
+def gap_midpoint_share(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K, radius: float = 0.15) -> tuple[int, int]:
+    """Where a 1D sample's gap mass lies: (how many of the samples in the gaps of :func:`mi_lib.measure.metrics.gap_mass` lie within
+    ``radius`` of their gap's midpoint, how many lie in the gaps). Samples spread evenly over a gap of length L
+    give 2 radius / L of them there; a stretched tail of each mode gives fewer. x: (N, 1)."""
+    v, lo, hi = gap_points(x, mixture, k)
+    inside = (v > lo) & (v < hi)  # (N, K-1)
+    near_mid = inside & ((v - (lo + hi) / 2).abs() <= radius)
+    return int(near_mid.sum()), int(inside.sum())
 
 
 def within_mode_spread(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K) -> float:

@@ -31,7 +31,7 @@ __all__ = [
     "gap_mass",
     "gap_lengths",
     "true_gap_mass",
-    "gap_midpoint_share",
+    "gap_points",
     "ModeSegments",
     "mode_segments",
     "nearest_segment",
@@ -120,7 +120,7 @@ def _gap_bounds(mixture: GaussianMixture, k: float) -> tuple[Tensor, Tensor]:
     return lo, hi
 
 
-def _gap_points(x: Tensor, mixture: GaussianMixture, k: float) -> tuple[Tensor, Tensor, Tensor]:
+def gap_points(x: Tensor, mixture: GaussianMixture, k: float) -> tuple[Tensor, Tensor, Tensor]:
     """The gap edges (lo, hi) of :func:`_gap_bounds` and 1D points x (N, 1) as (N, 1) float64 on the CPU."""
     lo, hi = _gap_bounds(mixture, k)
     if x.dim() != 2 or x.shape[1] != 1:
@@ -131,7 +131,7 @@ def _gap_points(x: Tensor, mixture: GaussianMixture, k: float) -> tuple[Tensor, 
 def gap_mass(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K) -> Tensor:
     """Share of samples in each gap between neighbouring modes of a 1D mixture (farther than k sigma from
     both; modes sorted by position). x: (N, 1) -> (K-1,) float64. Mass in the outer tails is not counted."""
-    v, lo, hi = _gap_points(x, mixture, k)
+    v, lo, hi = gap_points(x, mixture, k)
     return ((v > lo) & (v < hi)).to(torch.float64).mean(0)
 
 
@@ -151,16 +151,6 @@ def true_gap_mass(mixture: GaussianMixture, k: float = DEFAULT_K) -> Tensor:
         for a, b in zip(lo.tolist(), hi.tolist())
     ]
     return torch.tensor(out, dtype=torch.float64)
-
-
-def gap_midpoint_share(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K, radius: float = 0.15) -> tuple[int, int]:
-    """Where a 1D sample's gap mass lies: (how many of the samples in the gaps of :func:`gap_mass` lie within
-    ``radius`` of their gap's midpoint, how many lie in the gaps). Samples spread evenly over a gap of length L
-    give 2 radius / L of them there; a stretched tail of each mode gives fewer. x: (N, 1)."""
-    v, lo, hi = _gap_points(x, mixture, k)
-    inside = (v > lo) & (v < hi)  # (N, K-1)
-    near_mid = inside & ((v - (lo + hi) / 2).abs() <= radius)
-    return int(near_mid.sum()), int(inside.sum())
 
 
 # ---------------------------------------------------------------------------------------- segments (2D)
