@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
@@ -28,7 +29,7 @@ from ..measure.metrics import wilson_interval
 from ..params import choice_parameter, number_parameter, sequence_parameter
 from ..storage.results import say
 
-__all__ = ["SCALES", "LABEL_COLORS", "KIND_COLORS", "Setup", "setup", "TrainingImages", "check_counters", "outline",
+__all__ = ["SCALES", "LABEL_COLORS", "KIND_COLORS", "Setup", "setup", "TrainingImages", "check_counters", "outline", "plot_made_up", "plot_hallucinated",
            "made_up_examples", "ShapesCensus", "shapes_census", "BlobReading", "blob_reading", "HandsCensus",
            "hands_census", "finger_color", "hal_aurocs", "claimed_numbers", "plot_losses", "hallucinated_picks",
            "print_components", "plot_blobs", "plot_fingers", "browse_options"]
@@ -143,6 +144,17 @@ def made_up_examples(real: shapes.ShapesDataset) -> tuple[Tensor, dict[str, Tens
         "two shapes merged": _paste(_paste(one_square, "triangle", 2, 4), "triangle", 6, 8),
         "a blob": torch.maximum(base, disc),
     }
+
+
+def plot_made_up(base: Tensor, made: Mapping[str, Tensor]) -> None:
+    """:func:`made_up_examples` in one row, each image outlined by the counter and titled with its label."""
+    fig, axes = plt.subplots(1, 1 + len(made), figsize=(13, 3.0))
+    outline(axes[0], base, shapes.count_shapes(base[None])[0], "training image: " + shapes.classify_images(base[None])[0])
+    for ax, (name, image) in zip(axes[1:], made.items()):
+        report = shapes.count_shapes(image[None])[0]
+        outline(ax, image, report, f"{name}:\n{shapes.classify_image(report)}")
+    fig.legend(handles=kind_legend(), loc="lower center", ncol=4, fontsize=8)
+    plt.tight_layout(rect=(0, 0.08, 1, 1))
 
 
 @dataclass
@@ -346,6 +358,19 @@ def hallucinated_picks(census: ShapesCensus, per_label: int = 4) -> list[int]:
     """The first ``per_label`` images the strict counter calls duplicated, misplaced and malformed."""
     return [i for label in ("duplicated", "misplaced", "malformed")
             for i in [j for j, lab in enumerate(census.labels) if lab == label][:per_label]]
+
+
+def plot_hallucinated(census: ShapesCensus) -> None:
+    """The images of :func:`hallucinated_picks`, each outlined by the counter, in one row (or a line saying there are
+    none)."""
+    picks = hallucinated_picks(census)
+    if not picks:
+        print("no hallucinated shapes image in this batch")
+        return
+    fig, axes = plt.subplots(1, len(picks), figsize=(1.9 * len(picks), 2.6), squeeze=False)
+    for ax, i in zip(axes[0], picks):
+        outline(ax, census.images[i], census.reports[i], f"#{i}: {census.labels[i]}")
+    plt.tight_layout()
 
 
 def print_components(census: ShapesCensus) -> None:
