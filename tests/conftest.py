@@ -1,10 +1,19 @@
 import importlib.util
 import os
+import platform
 import subprocess
 from pathlib import Path
 
-import pytest
-import torch
+# Before numpy loads: its OpenBLAS multiplies with the kernels of the CPU it detects, or of $OPENBLAS_CORETYPE, and
+# the Haswell ones (what CI machines of the AMD EPYC kind set there) round a row of a product differently by where
+# the row sits in its block. Triton's interpreter multiplies through numpy, so the fused sampler's samples would then
+# depend on the chunk they are drawn in (tests/test_fused.py asserts they do not, as on a GPU). The Sandybridge
+# kernels (AVX: every x86-64 CI machine) round each row alike, as the SkylakeX ones an Intel Xeon detects do.
+if platform.machine().lower() in ("x86_64", "amd64"):
+    os.environ["OPENBLAS_CORETYPE"] = "Sandybridge"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 os.environ.setdefault("MI_PROGRESS", "0")
 if "OMP_NUM_THREADS" not in os.environ:  # an explicit thread count (e.g. beside other jobs) wins
