@@ -50,7 +50,7 @@ from .diffusion.nets import MLPConfig, MLPDenoiser, shared_timestep, sinusoidal_
 from .params import choice_parameter, number_parameter, sequence_parameter
 from .experiments.recursion import RecursionConfig, RecursionResult, recursive_training
 from .storage.results import Stopwatch, format_number, print_results, save_results, say, seed_sweep
-from .runtime import default_device, describe_device, interact, progress_bar, require_cuda, seed_everything
+from .runtime import default_device, describe_device, interact, progress_bar, require_cuda
 from .settings import Settings
 from .diffusion.sampling import ReverseStep, SampleResult, WindowVariance, reverse_process, sample, timesteps
 from .diffusion.sampling import initial_noise
@@ -72,7 +72,7 @@ __all__ = [
     "detection", "diffusion_loss", "gap_mass", "grid_2d", "hands", "make_dataset", "mean_var_zscores", "mixture_1d",
     "mixture_model", "mixture_models", "mixture_samples", "mode_segments", "nearest_segment", "out_of_support",
     "out_of_support_mass", "print_results", "say", "progress_bar", "require_cuda", "reverse_process", "sample",
-    "save_results", "seed_everything", "shapes", "shared_timestep", "sinusoidal_embedding", "timesteps",
+    "save_results", "shapes", "shared_timestep", "sinusoidal_embedding", "timesteps",
     "train", "train_many", "NonFiniteLoss", "true_gap_mass", "sequence_parameter", "number_parameter", "choice_parameter", "DensityRatio", "density_ratio", "gap_lengths", "wilson_interval",
     "noise", "initial_noise", "format_number", "seed_sweep", "PRECISIONS", "FastDenoiser",
     "IMAGE_DATASETS", "IMAGE_SCALES", "ImageModelSpec", "image_model", "image_model_spec", "image_samples", "interact",

@@ -1,21 +1,19 @@
-"""Where code runs: device choice, seeding, progress bars and widgets. Notebooks and scripts call these; library
-functions infer their device from their inputs (or their :class:`mi_lib.Settings`) and take explicit seeds instead."""
+"""Where code runs: device choice, progress bars and widgets. Notebooks and scripts call these; library functions
+infer their device from their inputs (or their :class:`mi_lib.Settings`) and take explicit seeds."""
 
 from __future__ import annotations
 
 import os
-import random
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import torch
 
 from . import environment
 
-__all__ = ["default_device", "require_cuda", "seed_everything", "describe_device", "progress_bar", "interact"]
+__all__ = ["default_device", "require_cuda", "describe_device", "progress_bar", "interact"]
 
 
 def default_device() -> torch.device:
@@ -28,13 +26,6 @@ def require_cuda(feature: str) -> torch.device:
     if not torch.cuda.is_available():
         raise RuntimeError(f"{feature} needs a CUDA GPU, and torch sees none (torch {torch.__version__})")
     return torch.device("cuda")
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices). For notebooks; library code takes explicit generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def describe_device(device: torch.device | str) -> str:
