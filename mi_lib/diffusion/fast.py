@@ -18,15 +18,10 @@ Triton, an unsupported Python) the first call raises one RuntimeError saying so 
 is no silent fallback, so a timing taken with ``compile=True`` is a compiled timing. On a CPU the first call
 compiles for tens of seconds, and the last, smaller chunk of a sampling run compiles once more.
 
-The runs mi_lib starts itself -- the trainings and sampling runs behind :func:`mi_lib.mixture_model`,
-:func:`~mi_lib.image_model`, their ``*_samples`` and :func:`~mi_lib.recursive_training` -- take their fast
-paths from the :class:`mi_lib.Settings` they are passed, which parses them (``fast_train``: ``precision``, ``compile``, ``fused``,
-``graph``: :func:`mi_lib.train`'s CUDA-graph step, ``batch``: :func:`mi_lib.mixture_models` trains together what it
-can; ``fast_sample``: ``precision``, ``compile``, ``fused``: the one-kernel sampler of :mod:`mi_lib.diffusion.fused`, for the
-MLP's runs only; :func:`mi_lib.settings.parse_fast_options`). A chapter's settings come from ``$MI_FAST_TRAIN`` and
-``$MI_FAST_SAMPLE`` (:meth:`mi_lib.Settings.from_environment`), so a paper-scale run can switch them on without
-touching a chapter. What they ask for enters the cache keys of what those runs produce (a model trained in bf16 is
-another model) and the results files of the chapter (:func:`mi_lib.save_results`).
+The runs mi_lib starts itself (:func:`mi_lib.mixture_model`, :func:`~mi_lib.image_model`, their ``*_samples``,
+:func:`~mi_lib.recursive_training`) take their fast paths from the :class:`mi_lib.Settings` they are passed
+(:func:`mi_lib.settings.parse_fast_options` lists the options); what those ask for enters the cache keys of what
+the runs produce (a model trained in bf16 is another model) and the chapter's results file.
 """
 
 from __future__ import annotations
