@@ -58,6 +58,8 @@ def test_chapter_conventions(path):
     assert not widgets, "stored widget output: re-execute the chapter with MI_PROGRESS=0 (as make outputs does)"
     assert "widgets" not in nb.metadata, "stored widget state (no output shows it): make outputs drops it, or scripts/strip_widget_state.py"
     assert "save_results(" in "\n".join(c.source for c in code), "a chapter records its claims"
+    lines = sum(len(c.source.splitlines()) for c in code)
+    assert lines <= 150, f"{lines} lines of code (at most 150, issue 21): move loops and figures into the chapter's module"
 
 
 def _wide_lines(nb) -> list[str]:
