@@ -71,9 +71,7 @@ export MI_CACHE_DIR ?= $(abspath .mi_cache)
 # recursion that trains on its own samples turns those bits into other numbers. ATen's vector kernels capped at AVX2,
 # oneDNN's (the UNet's convolutions) too, and MKL's conditional numerical reproducibility in its compatible mode
 # (the one documented for Intel and AMD alike; the three together are reported to give identical float32 results
-# across vendors, pytorch/pytorch#155552, Deep-MI/FastSurfer#892; checked on 2026-12-07: the committed outputs of nine chapters,
-# made on a 2-core Intel Xeon, passed nbval from a clean clone on a 2-core AMD EPYC with AVX-512, and chapter 5 re-run there
-# printed the Xeon's numbers; nbval masks timings and progress bars only, nbval_sanitize.cfg); part of
+# across vendors, pytorch/pytorch#155552, Deep-MI/FastSurfer#892; here they do not quite: see the README's "Both runs pin"); part of
 # every cache key (mi_lib.storage.cache.cpu_numerics). Costs about 1.4x on an AVX-512 CPU (UNet training 1.35x, MLP training 1.6x);
 # the MLP's sampling multiplies through oneDNN instead of MKL's SSE2 path (mi_lib.diffusion.nets.Linear, benchmarks/cpu_sampler.py).
 CPU_NUMERICS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=COMPATIBLE
