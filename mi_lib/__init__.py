@@ -16,7 +16,7 @@ listed before it; ``tests/test_repo.py`` holds the list and checks it):
   score), ``train``, ``sampling`` (one reverse loop, and Hal as it samples) with its fast paths ``fast`` and
   ``fused``, and ``models`` (shipped, cached or trained models through one fit-or-load path);
 - **measurements** (``mi_lib/measure``): ``metrics`` (labels, gaps, segments, intervals, a sample set's report),
-  ``detection`` (scoring samples and judging the scores);
+  ``detection`` (Hal from the sampler's records, and AUROC);
 - **presentation** (top level): ``plotting``.
 
 On top: ``mi_lib/experiments``, one module per chapter with its experiment code and scales (``from mi_lib.experiments

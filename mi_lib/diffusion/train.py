@@ -370,7 +370,7 @@ def _run_steps(update: Callable[[], Tensor], live: list[Tensor], opt: torch.opti
                progress: bool, precision: str, graph: bool, after: Callable[[int], None] | None = None) -> None:
     """The training loop of :func:`train` and :func:`train_many`: steps ``first_step`` .. of ``losses`` (..., steps),
     each ``draw(step)`` into the buffers, then one ``update()`` (or its CUDA-graph replay, ``graph``: see
-    :func:`_capture`); the losses checked for NaN every 100 steps; ``after(step)`` once a step is done."""
+    :func:`_capture`); the losses checked for NaN and inf every 100 steps; ``after(step)`` once a step is done."""
     steps, device = losses.shape[-1], losses.device
     with progress_bar(total=steps, desc=desc, disable=not progress, initial=first_step) as bar, precision_flags(precision, device):
         replay = _capture(update, live, opt, buffers, datas, T) if graph and first_step < steps else None

@@ -1,2 +1,2 @@
 """Measurements: hallucination labels from geometry, gaps, segments and intervals (:mod:`~mi_lib.measure.metrics`),
-and scoring samples and judging the scores (:mod:`~mi_lib.measure.detection`)."""
+and Hal from the sampler's records and AUROC (:mod:`~mi_lib.measure.detection`)."""
