@@ -67,6 +67,7 @@ CLAIMS: dict[str, list[tuple[str, str, str] | tuple[str, str, str, dict[str, obj
         ("matched_midpoint_share", "exact score smoothed by h*: the same share", "—"),
         ("learned_mode_spread", "learned score: spread of the modes (true sigma 0.05)", "—"),
         ("matched_mode_spread", "exact score smoothed by h*: spread of the modes", "—"),
+        ("score_fit_width_t0", "width h whose smoothed exact score lies closest to the learned score in the gaps at t = 0 (read from the score, not the samples)", "—"),
         ("slope_ratio_true_over_learned_t0", "largest slope between modes at t = 0: true / learned", "— (Fig. 4, qualitative)"),
     ],
     "05_shapes_hands": [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import mi_lib as mi
 from mi_lib.experiments import detection as ch6
@@ -69,3 +70,18 @@ def test_chapter2_setup_reads_papermill_lists_and_refuses_a_gapless_mixture():
         ch2.setup("ci", 0, [1, 2, 3], [2, 2], 0.05, 4.0, None, None)
     with pytest.raises(ValueError, match="k must be at least 3"):
         ch2.setup("ci", 0, [1, 2, 3], [1, 2, 4], 0.05, 2.0, None, None)
+
+
+def test_chapter4_score_fit_recovers_the_width_of_a_smoothed_exact_score():
+    """A 'learned' score that is the exact score smoothed by h = 0.1 is best fitted by h = 0.1 where the true
+    score still jumps (small t), and the fit is far closer there than the exact score itself."""
+    from mi_lib.experiments import score_smoothness as ch4
+
+    s = ch4.setup("ci", 0, [1.0, 2.0, 3.0], 0.05, 4.0, [0.0, 0.1], [0], None)
+    mixture = s.spec.mixture()
+    schedule = mi.NoiseSchedule(s.spec.schedule)
+    stand_in = mi.ExactDenoiser(mixture, schedule, smoothing=0.1)
+    scores = ch4.Scores(stand_in, mixture, schedule, torch.device("cpu"))
+    fit = ch4.score_fit(scores, s, times=(0, 2, 5), widths=(0.0, 0.05, 0.08, 0.1, 0.12, 0.2))
+    assert fit.best() == [0.1, 0.1, 0.1]
+    assert (fit.rms[:, 3] < 0.01 * fit.rms[:, 0]).all()

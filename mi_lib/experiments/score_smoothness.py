@@ -4,8 +4,9 @@ The true score of a 1D mixture jumps between modes; the learned one is smooth. :
 any timestep; :func:`error_map` and :func:`max_slopes` measure where and how much they differ. The control:
 :func:`exact_score_samples` samples with the closed-form score smoothed by a Gaussian of width h, through the
 same sampler; :func:`matching_width` finds the width whose gap mass matches the learned model's, and
-:func:`matched_reading` checks where in the gaps that width puts its samples. :func:`claimed_numbers` gathers
-what ``results/04_score_smoothness.json`` records.
+:func:`matched_reading` checks where in the gaps that width puts its samples; :func:`score_fit` reads the width
+a second way, from the learned score itself. :func:`claimed_numbers` gathers what
+``results/04_score_smoothness.json`` records.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from ..storage.results import say
 __all__ = ["gap_midpoint_share", "within_mode_spread", "SCALES", "SLOPE_TIMES", "Setup", "setup", "Scores", "plot_scores", "error_map", "max_slopes",
            "print_slopes", "exact_score_samples", "GapMasses", "gap_masses", "plot_gap_masses", "print_gap_masses",
            "matching_width", "MatchedReading",
-           "matched_reading", "claimed_numbers"]
+           "matched_reading", "plot_score_at", "FIT_TIMES", "FIT_WIDTHS", "ScoreFit", "score_fit", "print_score_fit",
+           "plot_score_fit", "claimed_numbers"]
 
 SCALES: dict[str, dict[str, Any]] = {
     # CI: chapter 2's largest shipped checkpoint (scripts/make_checkpoints.py)
@@ -122,16 +124,25 @@ class Scores:
         return self.mixture.noised(self.alpha_bar(t)).score(x.double())
 
 
+def plot_score_at(ax: Axes, scores: Scores, means: Sequence[float], t: int, smoothing: float | None = None) -> None:
+    """Both scores against x_t at timestep t, the noised modes dotted; with ``smoothing`` = h, also the exact score
+    smoothed by h (what :func:`exact_score_samples` samples with)."""
+    ab = scores.alpha_bar(t)
+    x = torch.linspace(ab**0.5 * min(means) - 0.4, ab**0.5 * max(means) + 0.4, 1201, dtype=torch.float64)[:, None]
+    ax.plot(x[:, 0], scores.true(x, t)[:, 0], color="k", lw=1.0, label="true score")
+    if smoothing is not None:
+        smoothed = ExactDenoiser(scores.mixture, scores.schedule, smoothing).score(x, t)
+        ax.plot(x[:, 0], smoothed[:, 0], color="C0", lw=1.4, ls="--", label=f"true score smoothed by h = {smoothing:g}")
+    ax.plot(x[:, 0], scores.learned(x, t)[:, 0], color="C1", lw=1.4, label="learned score")
+    for m in means:
+        ax.axvline(ab**0.5 * m, color="grey", ls=":", lw=0.8)
+    ax.set(title=f"t = {t}  ($\\bar\\alpha_t$ = {ab:.2f})", xlabel="$x_t$", ylabel="score")
+
+
 def plot_scores(axes: np.ndarray, scores: Scores, means: Sequence[float], times: Sequence[int]) -> None:
-    """One panel per timestep: both scores against x_t, the noised modes dotted."""
+    """One panel per timestep (:func:`plot_score_at`)."""
     for ax, t in zip(axes.flat, times):
-        ab = scores.alpha_bar(t)
-        x = torch.linspace(ab**0.5 * min(means) - 0.4, ab**0.5 * max(means) + 0.4, 1201, dtype=torch.float64)[:, None]
-        ax.plot(x[:, 0], scores.true(x, t)[:, 0], color="k", lw=1.0, label="true score")
-        ax.plot(x[:, 0], scores.learned(x, t)[:, 0], color="C1", lw=1.4, label="learned score")
-        for m in means:
-            ax.axvline(ab**0.5 * m, color="grey", ls=":", lw=0.8)
-        ax.set(title=f"t = {t}  ($\\bar\\alpha_t$ = {ab:.2f})", xlabel="$x_t$", ylabel="score")
+        plot_score_at(ax, scores, means, t)
     axes.flat[0].legend()
 
 
@@ -272,7 +283,62 @@ def matched_reading(s: Setup, mixture: GaussianMixture, g: GapMasses, learned_x:
     return MatchedReading(effective_h, h_star, matched_name, where, spread, even)
 
 
-def claimed_numbers(g: GapMasses, m: MatchedReading, slopes: Mapping[str, Sequence[float]]) -> dict[str, float]:
+FIT_TIMES = (0, 1, 2, 5, 10, 20, 50)  # timesteps of the score fit
+FIT_WIDTHS = tuple(round(0.005 * i, 3) for i in range(61))  # widths h tried: 0 to 0.3
+
+
+@dataclass(frozen=True)
+class ScoreFit:
+    """How far the learned score is from the exact score smoothed by each width, over the gaps, per timestep."""
+
+    times: tuple[int, ...]
+    widths: tuple[float, ...]
+    rms: np.ndarray  # (times, widths): root mean square of learned - smoothed over the gap points
+
+    def best(self) -> list[float]:
+        """Per timestep, the width whose smoothed score lies closest to the learned one."""
+        return [self.widths[int(i)] for i in self.rms.argmin(1)]
+
+
+def score_fit(scores: Scores, s: Setup, times: Sequence[int] = FIT_TIMES,
+              widths: Sequence[float] = FIT_WIDTHS) -> ScoreFit:
+    """A second reading of the network's smoothing, from its score rather than its samples: for each t, the
+    distance between the learned score and the exact score smoothed by each width h, over 2,001 data points
+    between the outer modes that lie in the gaps (as :func:`mi_lib.measure.metrics.gap_mass` draws them), moved
+    to x_t. The samples play no part, so nothing here was fitted to the gap masses of :func:`matching_width`."""
+    grid = torch.linspace(min(s.means), max(s.means), 2001, dtype=torch.float64)[:, None]
+    points, lo, hi = gap_points(grid, scores.mixture, s.k)
+    points = points[((points > lo) & (points < hi)).any(1)]
+    rms = np.empty((len(times), len(widths)))
+    for i, t in enumerate(times):
+        x = scores.alpha_bar(t) ** 0.5 * points
+        learned = scores.learned(x, t)
+        for j, h in enumerate(widths):
+            smoothed = ExactDenoiser(scores.mixture, scores.schedule, h).score(x, t)
+            rms[i, j] = float((learned - smoothed).square().mean().sqrt())
+    return ScoreFit(tuple(times), tuple(widths), rms)
+
+
+def print_score_fit(fit: ScoreFit, m: MatchedReading) -> None:
+    """Per timestep: the best-fitting width, and how much of the learned score's distance from the exact score it
+    removes."""
+    print(f"{'t':>3} | best-fitting h | RMS distance: exact score -> smoothed by that h")
+    for t, h, row in zip(fit.times, fit.best(), fit.rms):
+        print(f"{t:>3} | {h:>14.3f} | {fmt(float(row[0])):>9} -> {fmt(float(row.min())):>9} ({row[0] / row.min():5.1f}×)")
+    say(f"the width matched on the gap mass of the samples (above): h* = {fmt(m.effective_h)}")
+
+
+def plot_score_fit(ax: Axes, fit: ScoreFit, m: MatchedReading) -> None:
+    """The best-fitting width per timestep beside h*."""
+    ax.plot(fit.times, fit.best(), "o-", color="C0", label="best fit to the learned score at t")
+    ax.axhline(m.effective_h, color="C1", ls="--", label="h*: matches the learned gap mass")
+    ax.set(xscale="symlog", xlabel="timestep t", ylabel="smoothing width h", ylim=(0, max(fit.widths)),
+           xlim=(0, 1.3 * max(fit.times)), title="How smooth is the learned score?")
+    ax.legend(fontsize=8)
+
+
+def claimed_numbers(g: GapMasses, m: MatchedReading, slopes: Mapping[str, Sequence[float]],
+                    fit: ScoreFit) -> dict[str, float]:
     """What ``results/04_score_smoothness.json`` records."""
     runs = {"learned": "learned score", "matched": m.matched_name, "exact": "exact score (h = 0)"}
     return {
@@ -286,6 +352,7 @@ def claimed_numbers(g: GapMasses, m: MatchedReading, slopes: Mapping[str, Sequen
         "even_spread_midpoint_share": m.even,
         **{f"{key}_mode_spread": m.spread[name] for key, name in runs.items() if name in m.spread},
         "slope_ratio_true_over_learned_t0": slopes["true"][0] / slopes["learned"][0],
+        **{f"score_fit_width_t{t}": h for t, h in zip(fit.times, fit.best())},
     }
 
 
