@@ -320,11 +320,13 @@ def score_fit(scores: Scores, s: Setup, times: Sequence[int] = FIT_TIMES,
 
 
 def print_score_fit(fit: ScoreFit, m: MatchedReading) -> None:
-    """Per timestep: the best-fitting width, and how much of the learned score's distance from the exact score it
-    removes."""
-    print(f"{'t':>3} | best-fitting h | RMS distance: exact score -> smoothed by that h")
+    """Per timestep: the best-fitting width, and the learned score's distance from the exact score and from the
+    exact score smoothed by that width."""
+    print(f"{'':>3} | {'':>14} | the learned score's RMS distance from")
+    print(f"{'t':>3} | best-fitting h | the exact score | the smoothed one")
     for t, h, row in zip(fit.times, fit.best(), fit.rms):
-        print(f"{t:>3} | {h:>14.3f} | {fmt(float(row[0])):>9} -> {fmt(float(row.min())):>9} ({row[0] / row.min():5.1f}×)")
+        exact, smoothed = float(row[0]), float(row.min())
+        print(f"{t:>3} | {h:>14.3f} | {fmt(exact):>15} | {fmt(smoothed):>7} ({exact / smoothed:.1f}× closer)")
     say(f"the width matched on the gap mass of the samples (above): h* = {fmt(m.effective_h)}")
 
 
