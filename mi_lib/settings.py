@@ -105,7 +105,12 @@ class Settings:
     def __post_init__(self) -> None:
         if not isinstance(self.progress, bool):
             raise TypeError(f"progress must be True or False, got {self.progress!r}")
-        for name, value in (("device", torch.device(self.device)), ("cache_dir", Path(self.cache_dir)),
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must be a torch.device or its name ('cpu', 'cuda', 'cuda:1', 'mps'), got "
+                             f"{self.device!r}") from None
+        for name, value in (("device", device), ("cache_dir", Path(self.cache_dir)),
                             ("results_dir", None if self.results_dir is None else Path(self.results_dir)),
                             ("fast_train", parse_fast_options("train", self.fast_train)),
                             ("fast_sample", parse_fast_options("sample", self.fast_sample))):

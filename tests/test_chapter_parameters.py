@@ -15,11 +15,12 @@ nbformat = pytest.importorskip("nbformat", reason="the book toolchain (requireme
 CHAPTERS = Path(__file__).resolve().parents[1] / "chapters"
 
 
-def setup_namespace(chapter: str, **parameters: Any) -> dict[str, Any]:
-    """Run the chapter's parameters cell, override ``parameters`` (as papermill would), run its setup cell."""
+def setup_namespace(chapter: str, into: dict[str, Any] | None = None, **parameters: Any) -> dict[str, Any]:
+    """Run the chapter's parameters cell, override ``parameters`` (as papermill would), run its setup cell, in
+    ``into`` if given (so that a caller still sees what the cells made when the setup cell raises)."""
     code = [c for c in nbformat.read(CHAPTERS / f"{chapter}.ipynb", 4).cells if c.cell_type == "code"]
     assert "parameters" in code[0].metadata.get("tags", []) and "find_spec" in code[1].source
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {} if into is None else into
     exec(compile(code[0].source, f"{chapter}[parameters]", "exec"), namespace)
     unknown = set(parameters) - set(namespace)
     assert not unknown, f"{chapter} has no parameters {unknown}"

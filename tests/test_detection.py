@@ -78,7 +78,8 @@ def test_youden_when_nothing_separates():
     scores = torch.tensor([1.0, 1.0, 1.0, 1.0])
     labels = torch.tensor([False, True, False, True])
     r = filter_rates(scores, labels, youden_threshold(scores, labels))
-    assert r.removed + r.kept - 1 == 0.0
+    # every threshold gives J = 0 here; the documented tie rule picks the one that removes least: nothing
+    assert (r.removed, r.kept) == (0.0, 1.0)
 
 
 def test_bad_inputs_give_one_clear_error():
@@ -124,10 +125,16 @@ def test_detection_scores_and_window_grid(recorded):
     with torch.no_grad():
         model_eps = model(result.records[0][0], torch.zeros(64, dtype=torch.long))
     torch.testing.assert_close(scores["|eps_hat| at t=0"].float(), model_eps.norm(dim=1))
+    # Hal is the sampler's streamed statistic; the x_t variance the same variance of the recorded x_t
+    torch.testing.assert_close(scores["Hal"], result.hal.double())
+    x_t = torch.stack([result.records[t][0] for t in range(10)]).double()  # (10, N, 2)
+    # (float32 accumulation there, float64 here: loose, yet far tighter than x_t vs x0_hat would give)
+    torch.testing.assert_close(scores["x_t variance"], x_t.var(0, unbiased=False).mean(-1), rtol=1e-2, atol=1e-6)
+    assert not torch.allclose(scores["x_t variance"], scores["Hal"], rtol=0.1)
     labels = torch.arange(64) % 3 == 0
     grid = window_auroc_grid(result.records, labels, [0, 5], [4, 9])
     assert torch.isnan(grid[1, 0]) and not torch.isnan(grid[0, 0])
-    assert grid[0, 1] == auroc(hal_from_records(result.records, (0, 9)), labels)
+    assert grid[0, 1] == auroc(result.hal, labels)  # the full window is the sampler's own Hal
 
 
 def test_auroc_standard_error_by_hand_and_by_simulation():

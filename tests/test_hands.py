@@ -1,3 +1,4 @@
+import dataclasses
 import math
 import zipfile
 
@@ -59,7 +60,7 @@ def test_make_hands_shapes_dtypes_and_binary_values():
     assert set(d.images.unique().tolist()) == {0.0, 1.0}  # binary, so within [0, 1]
     area = d.images.sum((1, 2, 3))
     assert bool((area > 300).all()) and bool((area < 0.5 * 64 * 64).all())  # a hand, not a speck or a flood
-    with pytest.raises(Exception):  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
         d.images = d.images  # type: ignore[misc]
 
 

@@ -199,8 +199,9 @@ def test_density_ratio_by_hand():
         assert mi.wilson_interval(0, n)[0] == 0.0 and mi.wilson_interval(n, n)[1] == 1.0
     assert mi.density_ratio(torch.tensor(3), torch.tensor(1.0), 1, 1.0).ratio == pytest.approx(3.0)  # plain floats out
     assert isinstance(mi.density_ratio(torch.tensor(3), torch.tensor(1.0), 1, 1.0).ratio, float)
-    for bad in [(0, 1.0, 0, 1.0), (-1, 1.0, 3, 1.0), (1, 0.0, 3, 1.0), (1, 1.0, 3, math.inf)]:
-        with pytest.raises(ValueError):
+    for bad, match in [((0, 1.0, 0, 1.0), "counts must"), ((-1, 1.0, 3, 1.0), "counts must"),
+                       ((1, 0.0, 3, 1.0), "lengths must"), ((1, 1.0, 3, math.inf), "lengths must")]:
+        with pytest.raises(ValueError, match=match):
             mi.density_ratio(*bad)
     with pytest.raises(TypeError):
         mi.density_ratio(2.9, 1.0, 3, 1.0)  # a count is a whole number

@@ -10,8 +10,9 @@ chapter's setup cell:
 
 A TypeError, IndexError, AttributeError... from the setup cell, a ValueError that does not name the parameter,
 or a bad value let through is a failure. "No work before the checks": the functions that train or sample are
-replaced by stubs that raise ``WorkStarted``; reaching one counts as having passed the checks, so a check placed
-after the first training call would let bad values reach it (and fail the type rule).
+replaced by stubs that raise ``WorkStarted``; reaching one counts as having passed the checks, and the value as the
+setup cell left it up to there (the chapter module's checked ``setup``, else the raw parameter) must then be clean,
+so a check placed after the first training call fails the type rule.
 
 The examples are derandomized (the same ones in every run) so that CI is reproducible; ``HYPOTHESIS_PROFILE=deep``
 draws ten times as many, at random.
@@ -130,22 +131,25 @@ REFERENCES: dict[str, dict[str, Any]] = {}
 def reference(chapter: str) -> dict[str, Any]:
     """The chapter's setup namespace with its default parameters (the kinds a passing value must have)."""
     if chapter not in REFERENCES:
+        namespace: dict[str, Any] = {}
         try:
-            REFERENCES[chapter] = setup_namespace(chapter)
-        except WorkStarted:  # a setup cell that loads a model after its checks: rerun up to there
-            REFERENCES[chapter] = {}
+            setup_namespace(chapter, namespace)
+        except WorkStarted:  # a setup cell that loads a model after its checks: what it made up to there
+            pass
+        REFERENCES[chapter] = namespace
     return REFERENCES[chapter]
 
 
 def check_one(chapter: str, name: str, value: Any, default: Any = None) -> None:
     """The property for one value: refused by name, or passed as a clean value; anything else an AssertionError."""
+    namespace: dict[str, Any] = {}
     try:
-        namespace = setup_namespace(chapter, **{name: value})
+        setup_namespace(chapter, namespace, **{name: value})
     except ValueError as error:
         assert name in str(error), f"{chapter}: {name}={value!r} refused without naming {name}: {error}"
         return
     except WorkStarted:
-        return  # the checks passed and the chapter began its work (the setup cell's own model)
+        pass  # the checks passed and the chapter began its work: what did they make of the value?
     except Exception as error:  # noqa: BLE001 -- the point: no other error may come out of the setup cell
         raise AssertionError(f"{chapter}: {name}={value!r} raised {type(error).__name__}: {error}") from error
     ref = checked_value(reference(chapter), name, default)
@@ -187,3 +191,9 @@ def test_the_property_fails_on_a_missing_check(monkeypatch):
         check_one("02_mode_interpolation_1d", "sigma", "0.05")
     with pytest.raises(AssertionError, match="passed the checks as True"):
         check_one("05_shapes_hands", "n_show", True)
+    # a value that reaches the chapter's work (chapter 4's setup cell loads its model) is checked all the same
+    from mi_lib.experiments import score_smoothness
+
+    monkeypatch.setattr(score_smoothness, "sequence_parameter", lambda value, name, kind=float: value)
+    with pytest.raises(AssertionError, match="score_times=.* passed the checks as"):
+        check_one("04_score_smoothness", "score_times", (2.5, 3.5))

@@ -140,8 +140,14 @@ def test_hal_and_records_agree_with_the_trajectory():
     expected = x0_hats.var(dim=0, unbiased=False).mean(-1)
     assert out.hal.shape == (12,)
     assert torch.allclose(out.hal.double(), expected, rtol=1e-5)
-    # the recorded state at t = 0 feeds the final sample
+    # the recorded state at t = 0 feeds the final sample: its x0_hat, from the network at the recorded x_0
     assert out.records[0][0].shape == (12, 2)
+    torch.testing.assert_close(out.x0, out.records[0][1])
+    with torch.no_grad():
+        eps = model(out.records[0][0], torch.zeros(12, dtype=torch.long))
+    ab0 = float(s.alpha_bar_64[0])
+    torch.testing.assert_close(out.records[0][1], (out.records[0][0] - (1 - ab0) ** 0.5 * eps) / ab0**0.5,
+                               rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("sampler, variance, steps, eta, preserves", [

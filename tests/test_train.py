@@ -51,16 +51,24 @@ def test_loss_is_per_sample():
     s = NoiseSchedule("official")
     net = MLPDenoiser(SMALL)
     x0 = torch.randn(8, 1)
-    loss = diffusion_loss(net, s, x0, torch.arange(8), torch.randn(8, 1))
+    t, eps = torch.arange(8), torch.randn(8, 1)
+    loss = diffusion_loss(net, s, x0, t, eps)
     assert loss.shape == (8,)
+    x2, eps2 = torch.randn(8, 2), torch.randn(8, 2)  # two dimensions: the mean over them, per sample
+    net2 = MLPDenoiser(MLPConfig(data_dim=2, width=16, time_dim=16))
+    with torch.no_grad():
+        expected = ((net2(s.q_sample(x2, t, eps2), t) - eps2) ** 2).mean(1)
+    torch.testing.assert_close(diffusion_loss(net2, s, x2, t, eps2).detach(), expected)
 
 
 @pytest.mark.parametrize(
-    "data, error",
-    [(torch.zeros(10), ValueError), (torch.zeros(10, 1, dtype=torch.long), TypeError), ([[0.0]], ValueError)],
+    "data, error, match",
+    [(torch.zeros(10), ValueError, "data must be a tensor of shape"),
+     (torch.zeros(10, 1, dtype=torch.long), TypeError, "data must be floating point"),
+     ([[0.0]], ValueError, "data must be a tensor of shape")],
 )
-def test_bad_data(data, error):
-    with pytest.raises(error):
+def test_bad_data(data, error, match):
+    with pytest.raises(error, match=match):
         train(MLPDenoiser(SMALL), data, NoiseSchedule(ScheduleConfig("linear", 10, 1e-3, 0.2)), TrainConfig(steps=1), progress=False)
 
 
