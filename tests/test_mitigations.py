@@ -48,7 +48,7 @@ def test_sharpening_changes_eps_only_where_asked():
     torch.testing.assert_close(sharpened, expected, rtol=0.02, atol=1e-3 * float(expected.abs().max()))
     for bad in (dict(alpha=-1.0), dict(alpha=float("nan")), dict(delta=0.0), dict(probes=0), dict(probes=True)):
         kwargs = dict(alpha=1e-3, delta=0.02) | bad
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=next(iter(bad))):  # the message names the bad argument
             M.SharpenedDenoiser(exact, **kwargs)
 
 

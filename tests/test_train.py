@@ -74,7 +74,7 @@ def test_bad_data(data, error, match):
 
 @pytest.mark.parametrize("kwargs", [dict(steps=0), dict(batch_size=-1), dict(lr=0.0), dict(ema_decay=1.0)])
 def test_bad_config(kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"TrainConfig.{next(iter(kwargs))} must"):
         TrainConfig(**kwargs)
 
 
