@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -76,6 +76,7 @@ __all__ = [
     "print_laplacian_check",
     "by_method",
     "print_board",
+    "plot_method",
     "plot_grid_samples",
     "plot_board",
     "print_vsm_terms",
@@ -514,6 +515,25 @@ def print_board(board: Sequence[dict[str, Any]], s: Setup) -> None:
                   f"{r['mode_tv']:7.3f} {r['mode_spread']:6.2f} {r['hal_auroc']:5.2f}")
 
 
+def plot_method(ax: Axes, row: Mapping[str, Any], s: Setup, title: str | None = None) -> None:
+    """One method's samples: on the grid a scatter with the out-of-support ones in red, in 1D a histogram (log
+    density) against the true density, the band of each mode's k sigma shaded."""
+    mixture = s.config.specs[row["dataset"]].mixture()
+    title = title or f"{row['dataset']}: {row['method']}\n{row['rate']:.1%} out of support"
+    x = row["x0"]
+    if mixture.dim == 2:
+        out = out_of_support(x, mixture, s.k)
+        plotting.scatter_vs_modes(ax, x[~out], mixture, lim=1.75, title=title)
+        ax.scatter(x[out, 0].numpy(), x[out, 1].numpy(), s=1.5, c="red", linewidths=0)
+        return
+    means, sigma = mixture.means[:, 0].tolist(), float(mixture.sigma.max())
+    lo, hi, bins = min(means) - 0.5, max(means) + 0.5, 300
+    plotting.hist_vs_density(ax, x, mixture, bins=bins, x_range=(lo, hi), log=True, title=title)
+    ax.set_ylim(bottom=0.5 * bins / (len(x) * (hi - lo)))  # half of one sample in a bin: the floor a count shows
+    for m in means:
+        ax.axvspan(m - s.k * sigma, m + s.k * sigma, color="grey", alpha=0.12, lw=0)
+
+
 def plot_grid_samples(axes: Any, board: Sequence[dict[str, Any]], s: Setup) -> None:
     """The grid's samples under the first four samplers, the last-5-steps noise and one sharpening strength, the
     out-of-support ones in red."""
@@ -522,14 +542,10 @@ def plot_grid_samples(axes: Any, board: Sequence[dict[str, Any]], s: Setup) -> N
     show += [r for r in grid_board if "last 5" in r["method"]]
     sharpened = [r for r in grid_board if r["family"] == "sharpening"]
     show += sharpened[(len(sharpened) - 1) // 2:][:1]  # a middling strength
-    grid = s.config.specs["grid"].mixture()
     for ax in axes.flat[len(show):]:
         ax.axis("off")
     for ax, r in zip(axes.flat, show):
-        out = out_of_support(r["x0"], grid, s.k)
-        title = f"{r['method']}\n{r['rate']:.1%} out of support (red)"
-        plotting.scatter_vs_modes(ax, r["x0"][~out], grid, lim=1.75, title=title)
-        ax.scatter(r["x0"][out, 0].numpy(), r["x0"][out, 1].numpy(), s=1.5, c="red", linewidths=0)
+        plot_method(ax, r, s, title=f"{r['method']}\n{r['rate']:.1%} out of support (red)")
 
 
 def plot_board(axes: Sequence[Axes], board: Sequence[dict[str, Any]]) -> None:
