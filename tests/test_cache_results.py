@@ -81,11 +81,20 @@ def test_cache_refuses_values_it_could_not_reload(tmp_path):
 
 def test_cache_returns_cpu_tensors_and_bad_input(tmp_path):
     v = cached("t", {}, lambda: torch.ones(2), root=tmp_path)
-    assert v.device.type == "cpu"
+    assert v.device.type == "cpu" and torch.equal(v, torch.ones(2))
+    hit = cached("t", {}, lambda: pytest.fail("a hit must not compute"), root=tmp_path)
+    assert hit.device.type == "cpu" and torch.equal(hit, v)
     with pytest.raises(ValueError, match="plain non-empty"):
         cached("../evil", {}, lambda: 1, root=tmp_path)
     with pytest.raises(TypeError, match="cannot hash"):
         config_key("x", {"f": object()})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cache_returns_a_gpu_value_on_the_cpu_on_a_miss_as_on_a_hit(tmp_path):
+    miss = cached("g", {}, lambda: torch.ones(2, device="cuda"), root=tmp_path)
+    hit = cached("g", {}, lambda: pytest.fail("a hit must not compute"), root=tmp_path)
+    assert miss.device.type == hit.device.type == "cpu" and torch.equal(miss, hit)
 
 
 def test_save_results_keeps_each_scale(tmp_path, monkeypatch):

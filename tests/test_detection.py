@@ -151,7 +151,7 @@ def test_auroc_standard_error_by_hand_and_by_simulation():
     mean = sum(values) / len(values)
     spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
     assert auroc_standard_error(mean, 60, 100) == pytest.approx(spread, rel=0.15)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one sample of each kind"):
         auroc_standard_error(0.7, 0, 10)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"auroc must be in \[0, 1\]"):
         auroc_standard_error(1.2, 10, 10)

@@ -394,23 +394,27 @@ def test_make_hands_rejects_bad_input(kwargs, match):
         make_hands(**kwargs)
 
 
+SHAPE = r"images must have shape \(N, 1, H, W\)"
+COUNTS = "counts must be a non-empty 1-D sequence"
+
+
 @pytest.mark.parametrize(
-    "call",
+    "call, match",
     [
-        lambda: count_fingers(torch.zeros(2, 3, 64, 64)),
-        lambda: count_fingers(torch.zeros(64, 64)),
-        lambda: count_fingers(torch.zeros(2, 1, 1, 64, 64)),
-        lambda: count_fingers(torch.zeros(2, 1, 4, 4)),
-        lambda: count_fingers(torch.zeros(2, 1, 64, 64), threshold=float("nan")),
-        lambda: finger_histogram(torch.tensor([])),
-        lambda: finger_histogram(torch.tensor([[5, 5]])),
-        lambda: finger_histogram([5.0, 4.5]),
-        lambda: miscount_rate([5, 5], expected=0),
-        lambda: miscount_rate([]),
-        lambda: load_11k_hands("unused", n=0),
-        lambda: load_11k_hands("unused", size=0),
+        (lambda: count_fingers(torch.zeros(2, 3, 64, 64)), SHAPE),
+        (lambda: count_fingers(torch.zeros(64, 64)), SHAPE),
+        (lambda: count_fingers(torch.zeros(2, 1, 1, 64, 64)), SHAPE),
+        (lambda: count_fingers(torch.zeros(2, 1, 4, 4)), SHAPE),
+        (lambda: count_fingers(torch.zeros(2, 1, 64, 64), threshold=float("nan")), "threshold must be finite"),
+        (lambda: finger_histogram(torch.tensor([])), COUNTS),
+        (lambda: finger_histogram(torch.tensor([[5, 5]])), COUNTS),
+        (lambda: finger_histogram([5.0, 4.5]), "counts must be integers"),
+        (lambda: miscount_rate([5, 5], expected=0), "expected must be a positive int"),
+        (lambda: miscount_rate([]), COUNTS),
+        (lambda: load_11k_hands("unused", n=0), "n must be a positive int"),
+        (lambda: load_11k_hands("unused", size=0), "size must be a positive int"),
     ],
 )
-def test_bad_input_raises_value_error(call):
-    with pytest.raises(ValueError):
+def test_bad_input_raises_value_error(call, match):
+    with pytest.raises(ValueError, match=match):
         call()
