@@ -160,7 +160,7 @@ test-unit: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest tests/ -p no:cacheprovider -m "not paper_dry_run"
 
 # Before a GPU window: every chapter with a paper scale executed at scale "paper" with tiny trainings, UNets and
-# sample counts (tests/test_paper_dry_run.py; 12 minutes on 2 cores for all): the paper-scale
+# sample counts (tests/test_paper_dry_run.py; about 6 minutes on 2 cores for all): the paper-scale
 # code paths run through on a CPU. One window's chapters: make dry-run-paper K="02 or 03 or 04".
 dry-run-paper: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest tests/test_paper_dry_run.py -p no:cacheprovider -m paper_dry_run $(if $(K),-k "$(K)")

@@ -29,6 +29,10 @@ def test_one_repository_url():
         found = set(re.findall(r'REPOSITORY = "([^"]+)"', sources))
         assert found == {url}, f"{path.name} installs mi_lib from {found}, _config.yml says {url}"
     assert url in (ROOT / "README.md").read_text()
+    from mi_lib.storage.checkpoints import CHECKPOINT_URL
+
+    owner_repo = url.removeprefix("https://github.com/")
+    assert CHECKPOINT_URL.startswith(f"https://raw.githubusercontent.com/{owner_repo}/"), CHECKPOINT_URL
 
 
 def test_every_chapter_is_in_the_toc():
