@@ -36,6 +36,7 @@ CLAIMS: dict[str, list[tuple[str, str, str] | tuple[str, str, str, dict[str, obj
         ("min_excess_largest_N", "1D, largest N: generated / true mass in the worst gap (k = 4)", "— (Fig. 2: visible mass between modes)"),
         ("gap_mass_1-2_N500000", "1D, N = 500k: share of samples in the gap 1–2", "— (read off Fig. 2 only)"),
         ("moved_wide_over_narrow", "modes 1, 2, 4: mass in gap 2–4 / mass in gap 1–2", "— (Fig. 2: 'much smaller')"),
+        ("moved_mass_ratio_high", "… its upper 95% bound (a symmetric blur: about 1; asserted < 1 at paper scale)", "—"),
         ("moved_density_ratio", "modes 1, 2, 4: density per unit length, gap 2–4 / gap 1–2 (an even smear: 1)", "—"),
         ("moved_density_ratio_high", "… its upper 95% bound (asserted < 1)", "—"),
         ("tails_inner", "1D, largest N: end modes' samples 4–6σ out on the side facing a neighbour", "—"),

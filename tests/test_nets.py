@@ -37,6 +37,17 @@ def test_embedding():
     assert sinusoidal_embedding(torch.tensor([3]), 7).shape == (1, 7)
 
 
+def test_embedding_frequencies_are_improved_diffusions_not_the_official_codes():
+    """The documented spacing 10000^(-i / half) (nets.py says why it differs from the official code's
+    10000^(-i / (half - 1))): t = 1 gives sin(f_i) in the first half, cos(f_i) in the second."""
+    half = 64
+    e = sinusoidal_embedding(torch.tensor([1]), 2 * half)[0].double()
+    f = 10_000.0 ** (-torch.arange(half, dtype=torch.float64) / half)
+    assert torch.allclose(e[:half], torch.sin(f), atol=1e-6) and torch.allclose(e[half:], torch.cos(f), atol=1e-6)
+    official = 10_000.0 ** (-torch.arange(half, dtype=torch.float64) / (half - 1))
+    assert not torch.allclose(e[:half], torch.sin(official), atol=1e-4)
+
+
 @pytest.mark.parametrize(
     "x, t, match",
     [

@@ -5,6 +5,10 @@
 a sinusoidal time embedding, residual blocks that each add a projection of the time embedding, and an
 output projection. The official code builds its blocks as ``[block] * 3`` -- one block applied three
 times, sharing weights. ``tied_blocks=True`` reproduces that; ``False`` gives independent blocks.
+One difference, kept because every shipped model was trained with it: :func:`sinusoidal_embedding` spaces its
+frequencies as 10000^(-i / half), improved-diffusion's ``timestep_embedding``, where the official
+``get_timestep_embedding`` (fairseq's) uses 10000^(-i / (half - 1)), whose lowest frequency is exactly 1e-4.
+Same layout, parameter count and initialisation; the first time layer sees slightly different features.
 
 A network that also learns its reverse-step variance (Improved DDPM's "learned range", ``learn_sigma=True``)
 returns twice x's channels, guided-diffusion's convention: eps, then v in roughly [-1, 1], which places the
@@ -41,7 +45,8 @@ except (AttributeError, RuntimeError):  # pragma: no cover - depends on the torc
 
 
 def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
-    """Transformer-style embedding of integer timesteps. ``t``: (B,) -> (B, dim)."""
+    """Transformer-style embedding of integer timesteps, [sin(t f_i), cos(t f_i)] with f_i = 10000^(-i / half),
+    i < half = dim // 2 (improved-diffusion's spacing; the official code divides by half - 1). ``t``: (B,) -> (B, dim)."""
     half = dim // 2
     freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     angles = t.to(torch.float32)[:, None] * freqs[None, :]

@@ -2,7 +2,8 @@
 
 A DDPM trained on three narrow Gaussians puts far more samples *between* neighbouring modes than the data has.
 :func:`gap_table` measures the mass in each gap (farther than k sigma from both neighbours) against its exact
-value, per training-set size; :func:`moved_reading` moves one mode away and compares the gaps per unit length;
+value, per training-set size; :func:`moved_reading` moves one mode away and compares the gaps in all (against a
+symmetric blur of each mode, which fills both alike) and per unit length (against an even smear);
 :func:`tail_reading` counts which side of each mode its tail samples fall on. :func:`claimed_numbers` gathers
 what ``results/02_mode_interpolation_1d.json`` records.
 """
@@ -120,13 +121,15 @@ def gap_table(s: Setup, samples: Mapping[int, Tensor], true_gaps: Tensor) -> dic
 class MovedReading:
     gaps: Tensor  # generated mass per gap of the moved mixture
     wide_over_narrow: float  # mass in the wide gap / mass in the narrow one
-    density: DensityRatio  # per unit length, wide / narrow, with a 95% interval
+    mass: DensityRatio  # the same ratio with a 95% interval (a symmetric blur of each mode: about 1)
+    density: DensityRatio  # per unit length, wide / narrow, with a 95% interval (an even smear: 1)
     comparable: bool  # gaps of different lengths, with samples in them
 
 
 def moved_reading(s: Setup, moved_samples: Tensor, gaps: Mapping[int, Tensor]) -> MovedReading:
-    """The moved mixture's gaps: mass, length, and the wide gap's density per unit length against the narrow one's
-    (an even smear gives 1), printed."""
+    """The moved mixture's gaps: mass and length; the wide gap's mass against the narrow one's (a symmetric blur of
+    each mode puts the same two tails into either gap: about 1) and its density per unit length (an even smear along
+    the line: 1), each with a 95% interval; printed."""
     names, moved = gap_names(s.moved_means), s.moved
     moved_gaps = gap_mass(moved_samples, moved, s.k)
     lengths = gap_lengths(moved, s.k)
@@ -136,16 +139,18 @@ def moved_reading(s: Setup, moved_samples: Tensor, gaps: Mapping[int, Tensor]) -
     wide, narrow = int(lengths.argmax()), int(lengths.argmin())
     comparable = wide != narrow and counts[wide] + counts[narrow] > 0
     wide_over_narrow = float(moved_gaps[wide] / moved_gaps[narrow]) if counts[narrow] else float("nan")
-    density = (density_ratio(counts[wide], float(lengths[wide]), counts[narrow], float(lengths[narrow])) if comparable
-               else DensityRatio(float("nan"), float("nan"), float("nan")))
-    print(f"mass in the wide gap {names[wide]} / mass in the narrow gap {names[narrow]}: {fmt(wide_over_narrow)}")
+    nan = DensityRatio(float("nan"), float("nan"), float("nan"))
+    mass = density_ratio(counts[wide], 1.0, counts[narrow], 1.0) if comparable else nan
+    density = density_ratio(counts[wide], float(lengths[wide]), counts[narrow], float(lengths[narrow])) if comparable else nan
+    say(f"mass in the wide gap {names[wide]} / mass in the narrow gap {names[narrow]}: {fmt(wide_over_narrow)} (95% interval "
+        f"{fmt(mass.low)} to {fmt(mass.high)}; a symmetric blur of each mode: about 1)")
     say(f"density per unit length, wide / narrow: {fmt(density.ratio)} (95% interval {fmt(density.low)} to "
           f"{fmt(density.high)}; an even smear: 1)")
     first = gap_names(s.means)[0]
     if names[0] == first and s.moved_spec.n_train in gaps:
         n_first = round(float(gaps[s.moved_spec.n_train][0]) * s.n_samples)
         print(f"gap {first}: {counts[0]} samples here, {n_first} in the N = {s.moved_spec.n_train:,} model of means {s.means}")
-    return MovedReading(moved_gaps, wide_over_narrow, density, comparable)
+    return MovedReading(moved_gaps, wide_over_narrow, mass, density, comparable)
 
 
 @dataclass
@@ -205,6 +210,7 @@ def claimed_numbers(s: Setup, gaps: Mapping[int, Tensor], true_gaps: Tensor, mov
         "min_excess_largest_N": float((gaps[max(s.n_train_list)] / true_gaps).min()),
         **{f"moved_gap_mass_{g}": float(v) for g, v in zip(gap_names(s.moved_means), moved.gaps)},
         "moved_wide_over_narrow": moved.wide_over_narrow,
+        "moved_mass_ratio_high": moved.mass.high,
         "moved_density_ratio": moved.density.ratio,
         "moved_density_ratio_high": moved.density.high,
         "tails_inner": tails.inner,
