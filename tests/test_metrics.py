@@ -9,7 +9,7 @@ from mi_lib.experiments.mode_interpolation_1d import side_tails
 from mi_lib.experiments.score_smoothness import within_mode_spread
 from mi_lib import GaussianMixture, WindowVariance, grid_2d, mean_var_zscores, mixture_1d, out_of_support, out_of_support_mass
 from mi_lib.experiments import mode_interpolation_2d as ch3, score_smoothness as ch4
-from mi_lib.measure.metrics import gap_mass, mode_segments, nearest_segment, true_gap_mass
+from mi_lib.measure.metrics import difference_interval, gap_mass, mode_segments, nearest_segment, true_gap_mass, wilson_interval
 
 
 def test_out_of_support_labels():
@@ -273,3 +273,20 @@ def test_side_tails_by_hand():
     assert side_tails(x, m).tolist() == [[2, 1], [0, 1], [1, 1]]
     with pytest.raises(ValueError, match="1D"):
         side_tails(torch.zeros(2, 2), mi.grid_2d())
+
+
+@pytest.mark.parametrize("counts, expected", [
+    ((56, 70, 48, 80), (0.0524, 0.3339)),  # Newcombe (1998), Stat. Med. 17:873, Table II, method 10
+    ((9, 10, 3, 10), (0.1705, 0.8090)),
+    ((6, 7, 2, 7), (0.0582, 0.8062)),
+    ((5, 56, 0, 29), (-0.0381, 0.1926)),
+])
+def test_difference_interval_matches_newcombes_published_values(counts, expected):
+    low, high = difference_interval(*counts)
+    assert low == pytest.approx(expected[0], abs=1e-4) and high == pytest.approx(expected[1], abs=1e-4)
+
+
+def test_difference_interval_can_exclude_zero_where_the_wilson_intervals_overlap():
+    a, b = wilson_interval(60, 100), wilson_interval(45, 100)
+    assert a[0] < b[1]  # the two 95% intervals overlap ...
+    assert difference_interval(60, 100, 45, 100)[0] > 0  # ... yet the difference is beyond counting noise

@@ -28,7 +28,7 @@ from ..diffusion.nets import shared_timestep
 from ..diffusion.sampling import sample
 from ..diffusion.schedule import NoiseSchedule
 from ..diffusion.train import TrainConfig
-from ..measure.metrics import DEFAULT_K, check_k, gap_lengths, gap_mass, gap_points, true_gap_mass, wilson_interval
+from ..measure.metrics import DEFAULT_K, check_k, difference_interval, gap_lengths, gap_mass, gap_points, true_gap_mass, wilson_interval
 from ..params import choice_parameter, number_parameter, sequence_parameter
 from ..settings import Settings
 from ..storage.cache import cached
@@ -254,6 +254,7 @@ class MatchedReading:
     where: dict[str, tuple[int, int]]  # per run: (gap samples within 0.15 of a midpoint, gap samples)
     spread: dict[str, float]  # per run: the spread of its modes
     even: float  # the midpoint share an even spread over a gap gives
+    difference: tuple[float, float]  # 95% interval of learned - matched midpoint share (NaN: a run without gap samples)
 
 
 def matched_reading(s: Setup, mixture: GaussianMixture, g: GapMasses, learned_x: Tensor,
@@ -280,7 +281,13 @@ def matched_reading(s: Setup, mixture: GaussianMixture, g: GapMasses, learned_x:
     say(f"in gaps: samples in the gaps between modes; within 0.15 of a midpoint: their share, with its 95% "
         f"interval; mode spread: the standard deviation of the samples around their mode (true sigma {s.sigma:g})")
     print(f"an even spread over a gap puts {even:.0%} of its samples within 0.15 of the midpoint")
-    return MatchedReading(effective_h, h_star, matched_name, where, spread, even)
+    difference = (float("nan"), float("nan"))
+    if matched_name in where and min(where["learned score"][1], where[matched_name][1]) > 0:
+        difference = difference_interval(*where["learned score"], *where[matched_name])
+        (a, n_a), (b, n_b) = where["learned score"], where[matched_name]
+        say(f"learned minus matched share: {a / n_a - b / n_b:+.1%} (95% interval {difference[0]:+.1%} to "
+            f"{difference[1]:+.1%}; 0 inside: no difference beyond counting noise)")
+    return MatchedReading(effective_h, h_star, matched_name, where, spread, even, difference)
 
 
 FIT_TIMES = (0, 1, 2, 5, 10, 20, 50)  # timesteps of the score fit
@@ -352,6 +359,8 @@ def claimed_numbers(g: GapMasses, m: MatchedReading, slopes: Mapping[str, Sequen
         **{f"{key}_midpoint_share": m.where[name][0] / max(m.where[name][1], 1)
            for key, name in runs.items() if key != "exact" and name in m.where},
         "even_spread_midpoint_share": m.even,
+        "midpoint_share_difference_low": m.difference[0],
+        "midpoint_share_difference_high": m.difference[1],
         **{f"{key}_mode_spread": m.spread[name] for key, name in runs.items() if name in m.spread},
         "slope_ratio_true_over_learned_t0": slopes["true"][0] / slopes["learned"][0],
         **{f"score_fit_width_t{t}": h for t, h in zip(fit.times, fit.best())},

@@ -36,7 +36,7 @@ __all__ = [
     "mode_segments",
     "nearest_segment",
     "segment_of",
-    "wilson_interval",
+    "wilson_interval", "difference_interval",
     "DensityRatio",
     "density_ratio",
 ]
@@ -254,6 +254,15 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (phat + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(phat * (1 - phat) / n + z2 / (4 * n * n))
     return (0.0 if k == 0 else max(0.0, centre - half)), (1.0 if k == n else min(1.0, centre + half))
+
+
+def difference_interval(k_a: int, n_a: int, k_b: int, n_b: int, z: float = 1.96) -> tuple[float, float]:
+    """Newcombe's interval (his method 10, from the two :func:`wilson_interval` s) for the difference of two
+    independent proportions k_a / n_a - k_b / n_b (z = 1.96: 95%). Stricter than asking whether the two Wilson
+    intervals overlap: they can overlap while this one excludes 0. Returns (low, high)."""
+    (lo_a, hi_a), (lo_b, hi_b) = wilson_interval(k_a, n_a, z), wilson_interval(k_b, n_b, z)
+    p_a, p_b = k_a / n_a, k_b / n_b
+    return (p_a - p_b - math.hypot(p_a - lo_a, hi_b - p_b), p_a - p_b + math.hypot(hi_a - p_a, p_b - lo_b))
 
 
 @dataclass(frozen=True)
