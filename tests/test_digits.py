@@ -389,5 +389,11 @@ def test_null_digits_match_moments_and_interpolate():
     # each is the average of two different training images
     two = torch.tensor([[0.0], [1.0]]).reshape(2, 1)
     assert judge.midpoint_null(two, 10, seed=3).flatten().tolist() == [0.5] * 10
+    noise = judge.noise_null(images, 5_000, seed=2)
+    assert noise.shape == (5_000, *images.shape[1:]) and noise.dtype == images.dtype
+    assert float(noise.min()) >= float(images.min()) and float(noise.max()) <= float(images.max())
+    pixels = noise.reshape(len(noise), -1).double()
+    assert abs(float(torch.corrcoef(pixels[:, :2].T)[0, 1])) < 0.05  # independent pixels, unlike any digit's
+    assert torch.equal(noise, judge.noise_null(images, 5_000, seed=2))
     with pytest.raises(ValueError, match="N >= 2"):
         judge.gaussian_null(images[:1], 5)

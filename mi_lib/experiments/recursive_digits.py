@@ -42,7 +42,7 @@ from .recursion import FILTERS, RecursionConfig, RecursionResult, recursive_trai
 __all__ = ["DIGIT_RUNS", "Setup", "Digits", "Measures", "setup", "load", "run", "measure", "print_measures",
            "plot_fid_and_classes", "digit_mosaic", "print_seed_sweep", "claimed_numbers",
            "ClassifierConfig", "CLASSIFIER_PRESETS", "DigitClassifier", "train_classifier", "classifier_features", "predict",
-           "accuracy", "frechet_distance", "label_histogram", "digits_report", "gaussian_null", "midpoint_null", "N_CLASSES"]
+           "accuracy", "frechet_distance", "label_histogram", "digits_report", "gaussian_null", "midpoint_null", "noise_null", "N_CLASSES"]
 
 #: Per data set: the held-out digits, the sanity bar on generation 0's score, the drift bar (no filter's last
 #: score above the control's by more than this), the recursion, and per scale the generations and the seeds
@@ -382,8 +382,17 @@ def midpoint_null(images: Tensor, n: int, seed: int = 0) -> Tensor:
     return (images[i] + images[j]) / 2
 
 
+def noise_null(images: Tensor, n: int, seed: int = 0) -> Tensor:
+    """``n`` images of independent pixels, each uniform over the images' value range: no digit at all, the
+    score a sanity bar must rule out. ``images``: (N, ...) -> (n, ...)."""
+    _check_null_images(images)
+    lo, hi = float(images.min()), float(images.max())
+    u = torch.rand((n, *images.shape[1:]), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return (lo + (hi - lo) * u).to(images.dtype)
+
+
 # -------------------------------------------------------------------------------------------- the chapter
-NULLS = {"Gaussian fit": gaussian_null, "midpoints of two real digits": midpoint_null}
+NULLS = {"Gaussian fit": gaussian_null, "midpoints of two real digits": midpoint_null, "pixel noise": noise_null}
 
 
 @dataclass(frozen=True)
@@ -474,7 +483,7 @@ class Measures:
 
 def measure(s: Setup, d: Digits, runs: Mapping[tuple[int, str], RecursionResult]) -> Measures:
     """Every generation's FID-like score, classes present, confidence and class shares, beside the floor and the
-    nulls: the digits' Gaussian fit, and midpoints of two real digits (pure interpolations)."""
+    nulls: the digits' Gaussian fit, midpoints of two real digits (pure interpolations) and pixel noise."""
     floor_idx = torch.randperm(len(d.data), generator=torch.Generator().manual_seed(s.seed))[:s.config.n_keep]
     floor = digits_report(d.data[floor_idx], d.classifier, d.reference)
     nulls = {name: digits_report(make(d.data, s.config.n_keep, seed=s.seed), d.classifier, d.reference)
@@ -499,7 +508,7 @@ def print_measures(s: Setup, d: Digits, m: Measures) -> None:
 
 
 def plot_fid_and_classes(ax0: Axes, ax1: Axes, s: Setup, d: Digits, m: Measures) -> None:
-    """Left: each generation's score per filter (the first seed bold), the floor and the nulls. Right: the class
+    """Left: each generation's score per filter (the first seed bold), the floor and two nulls. Right: the class
     shares of the last generation of each filter (first seed) beside the held-out digits'."""
     colors, labels = plotting.FILTER_COLORS, plotting.FILTER_LABELS
     first = s.seeds[0]
@@ -507,8 +516,8 @@ def plot_fid_and_classes(ax0: Axes, ax1: Axes, s: Setup, d: Digits, m: Measures)
         ax0.plot(range(len(rows)), [r["fid"] for r in rows], "o-", color=colors.get(f), alpha=0.9 if seed == first else 0.4,
                  label=labels.get(f, f) if seed == first else None)
     ax0.axhline(m.floor["fid"], color="k", ls=":", lw=1, label="real digits (floor)")
-    for (name, r), ls in zip(m.nulls.items(), ("--", "-.")):
-        ax0.axhline(r["fid"], color="0.5", ls=ls, lw=1, label=f"null: {name}")
+    for name, ls in (("Gaussian fit", "--"), ("midpoints of two real digits", "-.")):  # pixel noise: printed only,
+        ax0.axhline(m.nulls[name]["fid"], color="0.5", ls=ls, lw=1, label=f"null: {name}")  # far off this scale
     ax0.set(title=f"FID-like score of each generation's digits ({s.kind})", xlabel="generation",
             ylabel="Fréchet distance (classifier features)", xticks=range(s.generations))
     ax0.legend(fontsize=8)
@@ -560,7 +569,8 @@ def claimed_numbers(s: Setup, d: Digits, m: Measures) -> dict[str, float]:
     filter) and the last generation of every filter, each over the seeds."""
     numbers = {"digits_classifier_accuracy": d.accuracy, "digits_fid_floor": m.floor["fid"],
                "digits_fid_null_gaussian": m.nulls["Gaussian fit"]["fid"],
-               "digits_fid_null_midpoints": m.nulls["midpoints of two real digits"]["fid"]}
+               "digits_fid_null_midpoints": m.nulls["midpoints of two real digits"]["fid"],
+               "digits_fid_null_noise": m.nulls["pixel noise"]["fid"]}
     numbers["digits_fid_g0"] = float(np.mean([m.rows[(seed, s.filters[0])][0]["fid"] for seed in s.seeds]))
     numbers["digits_classes_g0"] = min(m.rows[(seed, s.filters[0])][0]["classes_present"] for seed in s.seeds)
     for f in s.filters:
