@@ -79,8 +79,8 @@ def main() -> None:
     for path in set(args.dest.glob("*.whl")) - set(chosen.values()):
         print(f"removing {path.name} (not in the set)")
         path.unlink()
-    git = lambda *a: subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True).stdout.strip()  # noqa: E731
-    commit = (git("rev-parse", "--short=12", "HEAD") or "unknown") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    from mi_lib.storage.results import git_commit  # the chapters' own stamp (a run's outputs do not make it dirty)
+    commit = git_commit()
     (args.dest / "COMMIT").write_text(commit + "\n")
     total = sum(p.stat().st_size for p in chosen.values())
     print("\n".join(f"{p.stat().st_size / 2**20:7.2f} MiB  {p.name}" for p in sorted(chosen.values())))

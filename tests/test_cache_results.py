@@ -245,3 +245,31 @@ def test_the_import_walk_follows_a_name_a_folder_re_exports(tmp_path):
     (tmp_path / "pkg" / "core.py").write_text("thing = 1\n")
     (tmp_path / "pkg" / "user.py").write_text("from . import thing\n")
     assert cache_mod.code_modules("pkg/user.py", tmp_path) == ("pkg/__init__.py", "pkg/core.py", "pkg/user.py")
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_commit_stamp_is_dirty_for_code_changes_not_for_what_a_run_writes(tmp_path, monkeypatch):
+    import subprocess
+
+    from mi_lib.storage.results import git_commit
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    for path in ("mi_lib/core.py", "chapters/01_x.ipynb", "results/01_x.json", "README.md", "results.md", "data/README.md"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("0\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.chdir(tmp_path / "chapters")  # where papermill runs a chapter
+    clean = git_commit()
+    assert len(clean) == 12 and not clean.endswith("-dirty")
+    for path in ("chapters/01_x.ipynb", "results/01_x.json", "README.md", "results.md"):  # a run's own outputs
+        (tmp_path / path).write_text("1\n")
+    assert git_commit() == clean
+    (tmp_path / "data/README.md").write_text("1\n")  # anything else: the code or data the numbers depend on
+    assert git_commit() == clean + "-dirty"
+    (tmp_path / "data/README.md").write_text("0\n")
+    (tmp_path / "mi_lib/core.py").write_text("1\n")
+    assert git_commit() == clean + "-dirty"

@@ -49,11 +49,20 @@ def results_dir(settings: Settings = Settings()) -> Path:
     return here / "results"
 
 
+#: What a run itself writes: the chapters (their outputs), the numbers and the tables made from them. A change there
+#: does not make a run's code "dirty": the notebook that ran is the one committed with its numbers.
+RUN_OUTPUTS = ("chapters/*.ipynb", "results", "README.md", "results.md")
+
+
 def git_commit() -> str:
-    """The checkout's commit (12 hex digits, ``-dirty`` with uncommitted changes), or "unknown"."""
+    """The checkout's commit (12 hex digits), ``-dirty`` when tracked files other than :data:`RUN_OUTPUTS` have
+    uncommitted changes (the library, scripts, data: what a run's numbers depend on besides its notebook), or
+    "unknown". So chapters refreshed one after another each get the commit of the code they ran."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+        excluded = [f":(top,exclude){path}" for path in RUN_OUTPUTS]
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", *excluded],
+                               capture_output=True, text=True, timeout=5)
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
