@@ -136,7 +136,7 @@ def plot_score_at(ax: Axes, scores: Scores, means: Sequence[float], t: int, smoo
     ax.plot(x[:, 0], scores.learned(x, t)[:, 0], color="C1", lw=1.4, label="learned score")
     for m in means:
         ax.axvline(ab**0.5 * m, color="grey", ls=":", lw=0.8)
-    ax.set(title=f"t = {t}  ($\\bar\\alpha_t$ = {ab:.2f})", xlabel="$x_t$", ylabel="score")
+    ax.set(title=f"t = {t}  ($\\bar\\alpha_t$ = {ab:.4g})", xlabel="$x_t$", ylabel="score")
 
 
 def plot_scores(axes: np.ndarray, scores: Scores, means: Sequence[float], times: Sequence[int]) -> None:
