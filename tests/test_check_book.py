@@ -1,5 +1,5 @@
 """scripts/check_book.py, the browser check of the built book: each check fails on a page built to break it, and
-a clean page passes. Needs Chromium (.ci/run installs Debian's chromium when it is missing)."""
+a clean page passes. Needs Chromium (make test's scripts/ensure_chromium.sh installs Debian's chromium when it is missing)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ spec.loader.exec_module(check_book)
 
 pytest.importorskip("websocket", reason="websocket-client (requirements.txt) drives Chromium")
 if not any(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")):
-    pytest.skip("no Chromium here (.ci/run installs it)", allow_module_level=True)
+    pytest.skip("no Chromium here (make test installs it: scripts/ensure_chromium.sh)", allow_module_level=True)
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d49444154789c6360000002000105e00b5c8a0000000049454e44ae426082")  # 1x1 pixel

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -85,3 +87,26 @@ def test_chapter4_score_fit_recovers_the_width_of_a_smoothed_exact_score():
     fit = ch4.score_fit(scores, s, times=(0, 2, 5), widths=(0.0, 0.05, 0.08, 0.1, 0.12, 0.2))
     assert fit.best() == [0.1, 0.1, 0.1]
     assert (fit.rms[:, 3] < 0.01 * fit.rms[:, 0]).all()
+
+
+@pytest.mark.parametrize("mean", [[1.2], [1.2, 0.0], [0.3, -0.4]])
+def test_tv_to_noise_is_the_closed_form_of_two_unit_gaussians(mean):
+    """A unit-variance mode stays unit-variance under noising, so q_t = N(sqrt(ab) mu, I) and its total variation to
+    N(0, I) is 2 Phi(|sqrt(ab) mu| / 2) - 1, in 1D and 2D (chapter 1's pure-noise steps rest on this quadrature)."""
+    from mi_lib.experiments.forward_process import tv_to_noise
+
+    mixture = mi.GaussianMixture(torch.tensor([mean], dtype=torch.float64), 1.0)
+    for ab in (0.9, 0.25, 0.01):
+        shift = (ab ** 0.5) * float(torch.tensor(mean).norm())
+        exact = math.erf(shift / 2 / math.sqrt(2))  # 2 Phi(d / 2) - 1
+        assert tv_to_noise(mixture, ab) == pytest.approx(exact, abs=2e-4)
+
+
+def test_first_pure_noise_step_is_the_first_step_within_the_tolerance():
+    from mi_lib.experiments.forward_process import first_pure_noise_step, tv_to_noise
+
+    schedule = mi.NoiseSchedule(mi.ScheduleConfig("linear", 200, 1e-3, 0.2))
+    mixture = mi.mixture_1d()
+    first = first_pure_noise_step(mixture, schedule, tol=0.01)
+    tv = [tv_to_noise(mixture, float(ab)) for ab in schedule.alpha_bar_64]
+    assert first == next(t for t, v in enumerate(tv) if v < 0.01) and 0 < first < 200

@@ -68,8 +68,9 @@ def test_fused_bf16_tracks_float32():
     ref = sample(model, SHORT, 128, seed=3, progress=False).x0
     fused_gap = (sample(model, SHORT, 128, seed=3, progress=False, fused=True, precision="bf16").x0 - ref).abs()
     eager_gap = (sample(model, SHORT, 128, seed=3, progress=False, precision="bf16").x0 - ref).abs()
-    assert fused_gap.max() > 0, "bf16 did not round anything"
-    assert fused_gap.median() <= 2 * eager_gap.median(), (fused_gap.median(), eager_gap.median())
+    # the float32 kernel already differs from the eager sampler by rounding (about 1e-5): bf16 must round far more,
+    # as much as the eager bf16 path within a factor of a few, or the precision was not applied
+    assert 0.2 * eager_gap.median() < fused_gap.median() <= 2 * eager_gap.median(), (fused_gap.median(), eager_gap.median())
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

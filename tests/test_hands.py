@@ -332,7 +332,7 @@ def test_load_11k_hands_missing_files_say_how_to_get_them(tmp_path):
     with pytest.raises(FileNotFoundError, match="download=True") as info:
         load_11k_hands(tmp_path)
     assert "11khands" in str(info.value)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="no 11k Hands images"):
         load_11k_hands(tmp_path / "does-not-exist")
 
 

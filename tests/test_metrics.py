@@ -79,6 +79,15 @@ def test_mean_var_zscores():
     assert zm[0].abs() > 5 and zv[1].abs() > 5
 
 
+def test_mean_var_zscores_are_standard_normal_under_the_null():
+    """The z-scores four test files check marginals with: over many samples from the stated distribution they are
+    N(0, 1), so "|z| < 5" means what it says (a z scaled by a half or by two would fail here)."""
+    x = torch.randn(2_000, 500, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)  # 2,000 draws of 500
+    z = torch.stack([torch.cat(mean_var_zscores(draw, torch.zeros(1), torch.ones(1))) for draw in x])  # (2000, 2)
+    assert torch.allclose(z.mean(0), torch.zeros(2, dtype=torch.float64), atol=0.15)  # the variance's z is skewed
+    assert bool(((z.std(0) > 0.93) & (z.std(0) < 1.07)).all()), z.std(0)
+
+
 def test_gap_mass_counts_points_by_gap():
     mix = mi.mixture_1d((1.0, 2.0, 4.0))  # sigma 0.05, k=4: gaps (1.2, 1.8) and (2.2, 3.8)
     x = torch.tensor([[1.1], [1.5], [1.79], [1.81], [3.0], [3.7], [4.5], [0.0]])
@@ -203,7 +212,7 @@ def test_density_ratio_by_hand():
                        ((1, 0.0, 3, 1.0), "lengths must"), ((1, 1.0, 3, math.inf), "lengths must")]:
         with pytest.raises(ValueError, match=match):
             mi.density_ratio(*bad)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="integer"):
         mi.density_ratio(2.9, 1.0, 3, 1.0)  # a count is a whole number
 
 
@@ -223,9 +232,9 @@ def test_matching_width_interpolates_on_log_log_axes():
     assert match([0.3, 0.05, 0.1, 0.2], [0.3, 0.0, 0.0027, 0.07], 0.0182) == pytest.approx(
         math.exp(math.log(0.1) + math.log(0.0182 / 0.0027) / math.log(0.07 / 0.0027) * math.log(2)))
     assert math.isnan(match([0.1, 0.2], [1e-3, 1e-2], 1.0)) and math.isnan(match([0.1], [1e-3], 1e-3))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="same length"):
         match([0.1, 0.2], [1e-3], 1e-2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="target"):
         match([0.1, 0.2], [1e-3, 1e-2], 0.0)
 
 

@@ -69,8 +69,12 @@ def test_measure_on_true_samples():
     row = M.measure(x, torch.rand(20_000, generator=torch.Generator().manual_seed(1)), mixture)
     assert row["rate_lo"] <= mi.out_of_support_mass(mixture) <= row["rate_hi"]
     assert 0.9 < row["mode_spread"] < 1.0 and row["mode_tv"] < 0.03
-    assert row["hallucinated"] > 0  # this draw has a few samples beyond 4 sigma, so the AUROC is defined
+    assert row["hallucinated"] == int(mi.out_of_support(x, mixture).sum()) > 0  # a few beyond 4 sigma: AUROC defined
     assert 0.2 < row["hal_auroc"] < 0.8  # a random score on true samples: chance, within a few samples' noise
+    # a score that is the label's own rule ranks perfectly, its negative perfectly wrong: the AUROC's orientation
+    distance = torch.cdist(x.double(), mixture.means.double()).min(1).values
+    assert M.measure(x, distance, mixture)["hal_auroc"] == 1.0
+    assert M.measure(x, -distance, mixture)["hal_auroc"] == 0.0
 
 
 def test_the_ci_scale_samples_shipped_models_only():

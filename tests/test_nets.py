@@ -64,7 +64,7 @@ def test_bad_shapes(x, t, match):
 def test_bad_config():
     with pytest.raises(ValueError, match="width"):
         MLPConfig(width=0)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="must be an MLPConfig"):
         MLPDenoiser({"data_dim": 1})
 
 

@@ -134,3 +134,16 @@ def test_neighbouring_draws_are_uncorrelated(pair):
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         normal((4, 2), **kwargs)
+
+
+def test_normal_is_box_muller_of_the_reference_bits_by_the_textbook():
+    """What the tail test above sums over, tied to the code: z = sqrt(-2 ln u1) cos(theta) with u1 = (top 40
+    bits + 1) / 2**40 and theta = (low 24 bits + 0.5) 2 pi / 2**24, from the textbook SplitMix64 bits, in
+    Python's math (a dropped half-step offset or a swapped bit field changes every value)."""
+    seed, step, offset, n = 7, 3, 1_000, 257
+    z = noise.normal((n,), seed=seed, step=step, sample_offset=offset, dtype=torch.float64).tolist()
+    for i, value in enumerate(z):
+        h = _splitmix64_reference(seed, step, offset + i)
+        u1 = ((h >> 24) + 1) / 2**40
+        theta = ((h & (2**24 - 1)) + 0.5) * 2 * math.pi / 2**24
+        assert value == pytest.approx(math.sqrt(-2 * math.log(u1)) * math.cos(theta), rel=1e-15, abs=1e-15)
