@@ -110,3 +110,37 @@ def test_first_pure_noise_step_is_the_first_step_within_the_tolerance():
     first = first_pure_noise_step(mixture, schedule, tol=0.01)
     tv = [tv_to_noise(mixture, float(ab)) for ab in schedule.alpha_bar_64]
     assert first == next(t for t, v in enumerate(tv) if v < 0.01) and 0 < first < 200
+
+
+def test_threshold_rates_fit_their_thresholds_on_the_calibration_batch_alone():
+    """Chapter 6's 'remove / keep' figures: both rules fit on the calibration scores and labels; the test labels only
+    score the result. Relabelling the test batch moves the rates, never the thresholds."""
+    s = ch6.setup("ci", 0, 4.0, (0, 9), 0.96, None, None, None)
+    g = torch.Generator().manual_seed(0)
+    cal_labels, test_labels = torch.rand(4_000, generator=g) < 0.1, torch.rand(4_000, generator=g) < 0.1
+    cal = torch.randn(4_000, generator=g) + 2.0 * cal_labels  # hallucinations score higher
+    test = torch.randn(4_000, generator=g) + 2.0 * test_labels
+    rates = ch6.threshold_rates(s, test, test_labels, cal, cal_labels)
+    flipped = ch6.threshold_rates(s, test, ~test_labels, cal, cal_labels)
+    assert {r: v.threshold for r, v in rates.items()} == {r: v.threshold for r, v in flipped.items()}
+    keep = rates[s.keep_rule]
+    assert keep.threshold == pytest.approx(float(torch.quantile(cal[~cal_labels].double(), 0.96)), abs=0.02)
+    assert keep.kept == pytest.approx(0.96, abs=0.015) and keep.removed > 0.5  # it transfers to the test batch
+    assert rates[s.keep_rule].removed != flipped[s.keep_rule].removed  # the test labels do score it
+
+
+def test_moved_reading_compares_the_gaps_in_all_and_per_unit_length():
+    """Chapter 2's two ratios on counts placed by hand: 27 samples in gap 1-2 (0.6 long at k = 4), 22 in gap 2-4
+    (1.6 long); the mass ratio's interval is the density ratio's scaled by the lengths (one binomial split)."""
+    from mi_lib.experiments import mode_interpolation_1d as ch2
+
+    s = ch2.setup("ci", 0, [1.0, 2.0, 3.0], [1.0, 2.0, 4.0], 0.05, 4.0, None, None)
+    x = torch.cat([torch.full((27, 1), 1.5), torch.full((22, 1), 3.0), torch.full((s.n_samples - 49, 1), 2.0)])
+    reading = ch2.moved_reading(s, x.double(), {})
+    assert reading.comparable and reading.wide_over_narrow == pytest.approx(22 / 27)
+    assert reading.mass.ratio == pytest.approx(22 / 27)
+    assert reading.density.ratio == pytest.approx((22 / 1.6) / (27 / 0.6))
+    lengths = 1.6 / 0.6
+    assert reading.mass.low == pytest.approx(reading.density.low * lengths)
+    assert reading.mass.high == pytest.approx(reading.density.high * lengths)
+    assert reading.mass.low < 1 < reading.mass.high and reading.density.high < 1  # CI's situation: only one is decisive
