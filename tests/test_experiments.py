@@ -137,8 +137,7 @@ def test_moved_reading_compares_the_gaps_in_all_and_per_unit_length():
     s = ch2.setup("ci", 0, [1.0, 2.0, 3.0], [1.0, 2.0, 4.0], 0.05, 4.0, None, None)
     x = torch.cat([torch.full((27, 1), 1.5), torch.full((22, 1), 3.0), torch.full((s.n_samples - 49, 1), 2.0)])
     reading = ch2.moved_reading(s, x.double(), {})
-    assert reading.comparable and reading.wide_over_narrow == pytest.approx(22 / 27)
-    assert reading.mass.ratio == pytest.approx(22 / 27)
+    assert reading.comparable and reading.mass.ratio == pytest.approx(22 / 27)
     assert reading.density.ratio == pytest.approx((22 / 1.6) / (27 / 0.6))
     lengths = 1.6 / 0.6
     assert reading.mass.low == pytest.approx(reading.density.low * lengths)

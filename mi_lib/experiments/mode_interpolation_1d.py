@@ -120,8 +120,7 @@ def gap_table(s: Setup, samples: Mapping[int, Tensor], true_gaps: Tensor) -> dic
 @dataclass
 class MovedReading:
     gaps: Tensor  # generated mass per gap of the moved mixture
-    wide_over_narrow: float  # mass in the wide gap / mass in the narrow one
-    mass: DensityRatio  # the same ratio with a 95% interval (a symmetric blur of each mode: about 1)
+    mass: DensityRatio  # mass in the wide gap / in the narrow one, with a 95% interval (a symmetric blur: about 1)
     density: DensityRatio  # per unit length, wide / narrow, with a 95% interval (an even smear: 1)
     comparable: bool  # gaps of different lengths, with samples in them
 
@@ -138,11 +137,10 @@ def moved_reading(s: Setup, moved_samples: Tensor, gaps: Mapping[int, Tensor]) -
         print(f"gap {name}: length {float(length):.2f}, generated {fmt(float(v))} ({c} samples), true {fmt(float(t))}")
     wide, narrow = int(lengths.argmax()), int(lengths.argmin())
     comparable = wide != narrow and counts[wide] + counts[narrow] > 0
-    wide_over_narrow = float(moved_gaps[wide] / moved_gaps[narrow]) if counts[narrow] else float("nan")
     nan = DensityRatio(float("nan"), float("nan"), float("nan"))
     mass = density_ratio(counts[wide], 1.0, counts[narrow], 1.0) if comparable else nan
     density = density_ratio(counts[wide], float(lengths[wide]), counts[narrow], float(lengths[narrow])) if comparable else nan
-    say(f"mass in the wide gap {names[wide]} / mass in the narrow gap {names[narrow]}: {fmt(wide_over_narrow)} (95% interval "
+    say(f"mass in the wide gap {names[wide]} / mass in the narrow gap {names[narrow]}: {fmt(mass.ratio)} (95% interval "
         f"{fmt(mass.low)} to {fmt(mass.high)}; a symmetric blur of each mode: about 1)")
     say(f"density per unit length, wide / narrow: {fmt(density.ratio)} (95% interval {fmt(density.low)} to "
           f"{fmt(density.high)}; an even smear: 1)")
@@ -150,7 +148,7 @@ def moved_reading(s: Setup, moved_samples: Tensor, gaps: Mapping[int, Tensor]) -
     if names[0] == first and s.moved_spec.n_train in gaps:
         n_first = round(float(gaps[s.moved_spec.n_train][0]) * s.n_samples)
         print(f"gap {first}: {counts[0]} samples here, {n_first} in the N = {s.moved_spec.n_train:,} model of means {s.means}")
-    return MovedReading(moved_gaps, wide_over_narrow, mass, density, comparable)
+    return MovedReading(moved_gaps, mass, density, comparable)
 
 
 @dataclass
@@ -209,7 +207,7 @@ def claimed_numbers(s: Setup, gaps: Mapping[int, Tensor], true_gaps: Tensor, mov
         **{f"true_gap_mass_{g}": float(t) for g, t in zip(names, true_gaps)},
         "min_excess_largest_N": float((gaps[max(s.n_train_list)] / true_gaps).min()),
         **{f"moved_gap_mass_{g}": float(v) for g, v in zip(gap_names(s.moved_means), moved.gaps)},
-        "moved_wide_over_narrow": moved.wide_over_narrow,
+        "moved_wide_over_narrow": moved.mass.ratio,
         "moved_mass_ratio_high": moved.mass.high,
         "moved_density_ratio": moved.density.ratio,
         "moved_density_ratio_high": moved.density.high,
