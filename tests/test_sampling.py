@@ -1,4 +1,4 @@
-import os
+import shutil
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from mi_lib import MLPConfig, MLPDenoiser, NoiseSchedule, ScheduleConfig, TrainConfig, mean_var_zscores, mixture_1d, reverse_process, sample, timesteps, train
-from mi_lib.diffusion import fast
+from mi_lib.diffusion import fast, nets
 from mi_lib.diffusion.noise import normal
 from mi_lib.diffusion.sampling import initial_noise
 
@@ -264,7 +264,8 @@ def test_shape_required_without_sample_shape():
 
 
 # ---------------------------------------------------------------------------------------------- fast paths
-SLOW = pytest.mark.skipif(os.environ.get("MI_SLOW_TESTS") != "1", reason="real torch.compile takes ~15-60 s on a CPU; set MI_SLOW_TESTS=1")
+# Real torch.compile (Inductor writes and builds C++ kernels): about 10 s on 2 cores; needs a C++ compiler.
+NEEDS_COMPILER = pytest.mark.skipif(shutil.which("g++") is None, reason="Inductor needs a C++ compiler (g++) on the CPU")
 FAST_SCHEDULE = ScheduleConfig("linear", 100, 1e-4, 0.2)
 
 
@@ -302,7 +303,10 @@ def test_tf32_on_the_cpu_is_float32(two_mode_model):
 
 def test_compiled_denoiser_is_used_and_matches(monkeypatch, two_mode_model):
     """The compile path with torch.compile's 'eager' backend (dynamo traces, nothing is code-generated): the
-    wrapper compiles once per sample() call and reproduces the eager samples bitwise."""
+    wrapper compiles once per sample() call and reproduces the eager samples bitwise. A traced MLP multiplies
+    with torch's linear, not through the oneDNN call eager sampling makes on the CPU (nets.Linear), so the
+    eager reference here does the same."""
+    monkeypatch.setattr(nets, "_ONEDNN_LINEAR", None)
     calls = []
 
     def fake_compile(model, mode):
@@ -354,7 +358,7 @@ def test_bad_fast_options(kwargs, error, match):
         sample(_wrap(nn.Linear(2, 2)), NoiseSchedule(ScheduleConfig("linear", 30, 1e-3, 0.2)), 4, progress=False, **kwargs)
 
 
-@SLOW
+@NEEDS_COMPILER
 def test_real_torch_compile_matches_eager(two_mode_model):
     """Inductor's generated kernels round differently from eager ones: close, not bitwise."""
     s = NoiseSchedule(FAST_SCHEDULE)

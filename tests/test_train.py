@@ -1,4 +1,4 @@
-import os
+import shutil
 
 import pytest
 import torch
@@ -79,7 +79,8 @@ def test_bad_config(kwargs):
 
 
 # ---------------------------------------------------------------------------------------------- fast paths
-SLOW = pytest.mark.skipif(os.environ.get("MI_SLOW_TESTS") != "1", reason="real torch.compile takes ~30-90 s on a CPU; set MI_SLOW_TESTS=1")
+# Real torch.compile (Inductor writes and builds C++ kernels): about 10 s on 2 cores; needs a C++ compiler.
+NEEDS_COMPILER = pytest.mark.skipif(shutil.which("g++") is None, reason="Inductor needs a C++ compiler (g++) on the CPU")
 
 
 def _run(steps=30, **options):
@@ -129,7 +130,7 @@ def test_bad_fast_options(options, error, match):
         _run(steps=1, **options)
 
 
-@SLOW
+@NEEDS_COMPILER
 def test_real_torch_compile_trains_like_eager():
     ref, compiled = _run(steps=20), _run(steps=20, compile=True)
     torch.testing.assert_close(compiled.losses, ref.losses, rtol=1e-3, atol=1e-5)

@@ -71,11 +71,12 @@ def _cpu_autocast() -> bool:
 
 class Linear(nn.Linear):
     """``nn.Linear`` (same parameters and state-dict keys) that runs through oneDNN on the CPU without autograd
-    or autocast (see the module docstring)."""
+    or autocast (see the module docstring). Under ``torch.compile`` it is a plain linear layer: Inductor cannot
+    lower the oneDNN op on weights it has not packed itself, and on the CPU picks oneDNN for linear layers anyway."""
 
     def forward(self, x: Tensor) -> Tensor:
         if (_ONEDNN_LINEAR is not None and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
-                and not _cpu_autocast()):
+                and not _cpu_autocast() and not torch.compiler.is_compiling()):
             return _ONEDNN_LINEAR(x, self.weight, self.bias, "none", [], "")
         return super().forward(x)
 
