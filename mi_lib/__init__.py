@@ -64,17 +64,17 @@ from .diffusion.unet import UNetConfig, UNetDenoiser
 __version__ = "0.1.0"
 
 __all__ = [
-    "COSINE", "DATASETS", "DEFAULT_K", "OFFICIAL", "SCHEDULE_PRESETS", "STANDARD",
-    "ExactDenoiser", "GaussianMixture", "MLPConfig", "MLPDenoiser", "MixtureModelSpec", "ModeSegments",
-    "NoiseSchedule", "ReverseStep", "SampleResult", "ScheduleConfig", "Stopwatch", "TrainConfig",
-    "TrainResult", "TrainedModel", "UNetConfig", "UNetDenoiser", "WindowVariance",
-    "broadcast_to", "cached", "config_key", "default_device", "describe_device", "diamond_2d",
-    "detection", "diffusion_loss", "gap_mass", "grid_2d", "hands", "make_dataset", "mean_var_zscores", "mixture_1d",
-    "mixture_model", "mixture_models", "mixture_samples", "mode_segments", "nearest_segment", "out_of_support",
-    "out_of_support_mass", "print_results", "say", "progress_bar", "require_cuda", "reverse_process", "sample",
-    "save_results", "shapes", "shared_timestep", "sinusoidal_embedding", "timesteps",
-    "train", "train_many", "NonFiniteLoss", "true_gap_mass", "sequence_parameter", "number_parameter", "choice_parameter", "DensityRatio", "density_ratio", "gap_lengths", "wilson_interval",
-    "noise", "initial_noise", "format_number", "seed_sweep", "PRECISIONS", "FastDenoiser",
-    "IMAGE_DATASETS", "IMAGE_SCALES", "ImageModelSpec", "image_model", "image_model_spec", "image_samples", "interact",
-    "RecursionConfig", "Settings", "RecursionResult", "mixture_report", "recursive_training",
+    "COSINE", "DATASETS", "DEFAULT_K", "OFFICIAL", "SCHEDULE_PRESETS", "STANDARD", "ExactDenoiser",
+    "GaussianMixture", "MLPConfig", "MLPDenoiser", "MixtureModelSpec", "ModeSegments", "NoiseSchedule",
+    "ReverseStep", "SampleResult", "ScheduleConfig", "Stopwatch", "TrainConfig", "TrainResult", "TrainedModel",
+    "UNetConfig", "UNetDenoiser", "WindowVariance", "broadcast_to", "cached", "config_key", "default_device",
+    "describe_device", "diamond_2d", "detection", "diffusion_loss", "gap_mass", "grid_2d", "hands", "make_dataset",
+    "mean_var_zscores", "mixture_1d", "mixture_model", "mixture_models", "mixture_samples", "mode_segments",
+    "nearest_segment", "out_of_support", "out_of_support_mass", "print_results", "say", "progress_bar",
+    "require_cuda", "reverse_process", "sample", "save_results", "shapes", "shared_timestep", "sinusoidal_embedding",
+    "timesteps", "train", "train_many", "NonFiniteLoss", "true_gap_mass", "sequence_parameter", "number_parameter",
+    "choice_parameter", "DensityRatio", "density_ratio", "gap_lengths", "wilson_interval", "noise", "initial_noise",
+    "format_number", "seed_sweep", "PRECISIONS", "FastDenoiser", "IMAGE_DATASETS", "IMAGE_SCALES", "ImageModelSpec",
+    "image_model", "image_model_spec", "image_samples", "interact", "RecursionConfig", "Settings", "RecursionResult",
+    "mixture_report", "recursive_training"
 ]

@@ -24,7 +24,7 @@ import torch
 from . import environment
 from .runtime import default_device
 
-__all__ = ["COMPILE_MODES", "PRECISIONS", "Settings", "parse_fast_options", "trainer_options"]
+__all__ = ["COMPILE_MODES", "PRECISIONS", "Settings", "parse_fast_options"]
 
 PRECISIONS = ("float32", "tf32", "bf16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -41,7 +41,7 @@ def parse_fast_options(kind: str, value: str | Mapping[str, Any], *, source: str
     :data:`COMPILE_MODES`), ``fused`` (0/1: for training, Adam's fused kernel; for sampling, the fused sampler of
     :mod:`mi_lib.diffusion.fused`, or its launch configuration ROWSxWARPS, which implies 1) and, for training, ``graph``
     (0/1: :func:`mi_lib.train`'s CUDA-graph step) and ``batch`` (0/1: :func:`mi_lib.mixture_models` trains the
-    models it is asked for together; :func:`trainer_options` leaves it out of a trainer's keywords). Anything else
+    models it is asked for together; :meth:`Settings.train_options` leaves it out of a trainer's keywords). Anything else
     is one ValueError naming ``source`` (say ``"$MI_FAST_TRAIN"``); whether the options suit the device is
     checked where they are used (:func:`mi_lib.diffusion.fast.check_fast_options`)."""
     if kind not in _FAST_KEYS:
@@ -78,12 +78,6 @@ def parse_fast_options(kind: str, value: str | Mapping[str, Any], *, source: str
                 raise ValueError(f"{where}: {key} must be 0 or 1{more}, got {text!r}")
             options[key] = low in _TRUE
     return {key: value for key, value in options.items() if value != _DEFAULTS[key]}
-
-
-def trainer_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The keywords of :func:`mi_lib.train` / :func:`mi_lib.train_many` among ``options``
-    (:func:`parse_fast_options`'s): all but ``batch``, which says whether to batch, not how to train."""
-    return {key: value for key, value in options.items() if key != "batch"}
 
 
 @dataclass(frozen=True)
@@ -135,8 +129,9 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     def train_options(self) -> dict[str, Any]:
-        """The keywords of :func:`mi_lib.train` that ``fast_train`` asks for."""
-        return trainer_options(self.fast_train)
+        """The keywords of :func:`mi_lib.train` / :func:`mi_lib.train_many` that ``fast_train`` asks for: all but
+        ``batch``, which says whether to batch, not how to train."""
+        return {key: value for key, value in self.fast_train.items() if key != "batch"}
 
     def sample_options(self, fusable: bool = True) -> dict[str, Any]:
         """The keywords of :func:`mi_lib.sample` that ``fast_sample`` asks for; ``fusable=False`` (a network the

@@ -141,7 +141,7 @@ def test_mnist_without_the_file(monkeypatch, tmp_path):
     y = torch.randint(0, 10, (10_050,), generator=g)
     calls = []
 
-    def fake_load_mnist(root, *, train=True, size=28, download=False):
+    def fake_load_mnist(root, *, train=True, download=False):
         calls.append((root, train, download))
         return x, y
 

@@ -21,19 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..params import number_parameter, positive_int
+from ..params import number_parameter
 
 __all__ = [
-    "DIGITS_FILE",
-    "DIGITS_SHA256",
-    "MNIST_FILE",
-    "MNIST_SHA256",
-    "load_digits_8x8",
-    "load_mnist",
-    "load_mnist_10k",
-    "split_indices",
+    "DIGITS_FILE", "DIGITS_SHA256", "MNIST_FILE", "MNIST_SHA256", "load_digits_8x8", "load_mnist", "load_mnist_10k",
+    "split_indices"
 ]
 
 #: The shipped real digits (``data/digits`` at the repository root); see its README for source and licence.
@@ -121,10 +115,9 @@ def load_mnist_10k(path: str | Path | None = None, *, root: str | Path | None = 
     return x[order].contiguous(), y[order]
 
 
-def load_mnist(root: str | Path, *, train: bool = True, size: int = 28, download: bool = False) -> tuple[Tensor, Tensor]:
-    """MNIST through torchvision: images (N, 1, size, size) float32 in [0, 1] and labels (N,) long (60,000
-    training or 10,000 test images). ``size`` other than 28 resizes with antialiased bilinear interpolation
-    (e.g. ``size=8`` for the scale of :func:`load_digits_8x8`). ``download=True`` fetches the files into
+def load_mnist(root: str | Path, *, train: bool = True, download: bool = False) -> tuple[Tensor, Tensor]:
+    """MNIST through torchvision: images (N, 1, 28, 28) float32 in [0, 1] and labels (N,) long (60,000
+    training or 10,000 test images). ``download=True`` fetches the files into
     ``root`` when missing (Colab); without it, missing files raise FileNotFoundError. Needs torchvision, which
     is not a dependency of ``mi_lib`` (Colab has it)."""
     try:
@@ -134,15 +127,11 @@ def load_mnist(root: str | Path, *, train: bool = True, size: int = 28, download
             "reading MNIST through torchvision, which mi_lib does not install: `pip install torchvision` (Colab has "
             "it), or use the digits the repository ships (data/mnist, data/digits) or load_digits_8x8() with scikit-learn"
         ) from err
-    size = positive_int(size, "size")
     try:
         dataset = MNIST(str(root), train=train, download=download)
     except RuntimeError as err:  # torchvision's "Dataset not found. You can use download=True to download it"
         raise FileNotFoundError(f"no MNIST files under {root}; pass download=True to fetch them") from err
-    x = dataset.data.to(torch.float32)[:, None] / 255.0
-    if size != x.shape[-1]:
-        x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0.0, 1.0)
-    return x, dataset.targets.to(torch.long)
+    return dataset.data.to(torch.float32)[:, None] / 255.0, dataset.targets.to(torch.long)
 
 
 def split_indices(n: int, n_test: int, seed: int = 0) -> tuple[Tensor, Tensor]:

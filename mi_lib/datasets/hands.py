@@ -29,14 +29,8 @@ from torch import Tensor
 from ..params import number_parameter, positive_int
 
 __all__ = [
-    "MAX_FINGERS",
-    "HANDS_11K_URL",
-    "HandsDataset",
-    "make_hands",
-    "count_fingers",
-    "finger_histogram",
-    "miscount_rate",
-    "load_11k_hands",
+    "MAX_FINGERS", "HANDS_11K_URL", "HandsDataset", "make_hands", "count_fingers", "finger_histogram",
+    "miscount_rate", "load_11k_hands"
 ]
 
 #: Most fingers :func:`make_hands` draws on one hand.

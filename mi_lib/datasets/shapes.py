@@ -25,25 +25,9 @@ from torch import Tensor
 from ..params import number_parameter, positive_int
 
 __all__ = [
-    "SHAPES",
-    "LABELS",
-    "COLUMN_WIDTH",
-    "ShapesDataset",
-    "Component",
-    "ShapeReport",
-    "make_shapes",
-    "shape_stencil",
-    "to_model_range",
-    "from_model_range",
-    "count_shapes",
-    "classify_image",
-    "classify_images",
-    "invalid_rate",
-    "SHAPE_SIZED",
-    "blobs_per_column",
-    "repeated_shape",
-    "repeated_shapes",
-    "repeated_same_shape",
+    "SHAPES", "LABELS", "COLUMN_WIDTH", "ShapesDataset", "Component", "ShapeReport", "make_shapes", "shape_stencil",
+    "to_model_range", "from_model_range", "count_shapes", "classify_image", "classify_images", "invalid_rate",
+    "SHAPE_SIZED", "blobs_per_column", "repeated_shape", "repeated_shapes", "repeated_same_shape"
 ]
 
 #: Shape classes, in column order: shape k belongs in column k.

@@ -31,12 +31,12 @@ from torch import Tensor
 
 from .. import environment
 from . import noise
+from .fast import check_fast_options
 from .nets import MLPDenoiser, sinusoidal_embedding
 from .schedule import NoiseSchedule
 
-__all__ = ["FUSED_PRECISIONS", "DEFAULT_CONFIG", "FUSED_CONFIGS", "fused_available", "fused_ddpm_sample", "parse_config"]
+__all__ = ["DEFAULT_CONFIG", "FUSED_CONFIGS", "fused_available", "fused_ddpm_sample", "parse_config"]
 
-FUSED_PRECISIONS = ("float32", "tf32", "bf16")
 #: (samples per program, warps per program): what the kernel runs with unless told otherwise. Measured on the
 #: H200 in window 1 at (64, 4): bf16 1.67 s per million samples x 1000 steps (benchmarks/results/nvidia-h200-short.json);
 #: bench.py --short times the others of FUSED_CONFIGS beside it.
@@ -259,14 +259,11 @@ def fused_ddpm_sample(
         raise TypeError(f"the fused sampler runs the official MLP (MLPDenoiser), got {type(model).__name__}")
     if model.config.learn_sigma:
         raise ValueError("the fused sampler runs the official MLP, not a learned-variance one (use fused=False)")
-    if precision not in FUSED_PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {FUSED_PRECISIONS}")
     device = next(model.parameters()).device
     why = fused_available(device)
     if why is not None:
         raise RuntimeError(why)
-    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
-        raise RuntimeError(f"precision='bf16' needs a GPU with bfloat16 ({torch.cuda.get_device_name(device)} has none); use 'tf32' or 'float32'")
+    check_fast_options(precision, False, device)
     c, T = model.config, schedule.T
     if c.width & (c.width - 1) or c.width < 16:
         raise ValueError(f"the fused sampler needs a power-of-two width >= 16, got {c.width}")
@@ -286,9 +283,7 @@ def fused_ddpm_sample(
     grid = (math.ceil(n / block_rows),)
     _ddpm_kernel[grid](
         x_out, hal_out, n, sample_offset, keys, gammas,
-        weights["w_in"], weights["tproj"], weights["ln1_w"], weights["ln1_b"], weights["w1"], weights["ln2_w"], weights["ln2_b"],
-        weights["w2"], weights["lno_w"], weights["lno_b"], weights["w_out"], weights["b_out"],
-        tables["c_x0_x"], tables["c_x0_eps"], tables["c_mean_x0"], tables["c_mean_xt"], tables["std"],
+        *weights.values(), *tables.values(),  # both dicts list their tensors in the kernel's argument order
         angle, t_lo, t_hi, float(c.negative_slope), float(clip_x0 or 0.0),
         T=T, D=c.data_dim, DP=1 << (c.data_dim - 1).bit_length(), W=c.width, DEPTH=c.depth, N_UNIQUE=len(model.blocks),
         BM=block_rows, PRECISION=precision, CLIP=clip_x0 is not None, HAL=hal_window is not None, EMULATE_BF16=emulate,

@@ -38,22 +38,9 @@ from .train import TrainConfig, TrainResult, train, train_many
 from .unet import UNetConfig, UNetDenoiser
 
 __all__ = [
-    "IMAGE_DATASETS",
-    "IMAGE_CLIP_X0",
-    "ImageModelSpec",
-    "IMAGE_SCALES",
-    "image_model_spec",
-    "image_model",
-    "image_samples",
-    "MixtureModelSpec",
-    "TrainedModel",
-    "mixture_model",
-    "mixture_models",
-    "mixture_samples",
-    "fit_or_load",
-    "initial_model",
-    "loaded",
-    "trained_payload",
+    "IMAGE_DATASETS", "IMAGE_CLIP_X0", "ImageModelSpec", "IMAGE_SCALES", "image_model_spec", "image_model",
+    "image_samples", "MixtureModelSpec", "TrainedModel", "mixture_model", "mixture_models", "mixture_samples",
+    "fit_or_load", "initial_model", "loaded", "trained_payload"
 ]
 
 #: The modules whose source is in this module's cache keys: this one and all it imports (:func:`mi_lib.storage.cache.code_modules`).

@@ -24,7 +24,7 @@ to the network only; see :mod:`mi_lib.diffusion.fast`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from ..params import number_parameter, positive_int
 from ..runtime import progress_bar
 from . import noise
-from .fast import FastDenoiser
+from .fast import Denoiser, FastDenoiser
 from .nets import shared_timestep
 from .schedule import NoiseSchedule
 
@@ -42,8 +42,6 @@ __all__ = ["ReverseStep", "SampleResult", "WindowVariance", "initial_noise", "re
 SAMPLERS = ("ddpm", "ddim")
 _ROW_BLOCK = 16  # sample() runs the network on a multiple of this many rows
 _VARIANCES = ("large", "small", "learned")
-
-Denoiser = Callable[[Tensor, Tensor], Tensor]
 
 
 class WindowVariance:
@@ -155,15 +153,13 @@ def reverse_process(
     eta_steps: int | None = None,
     seed: int = 0,
     sample_offset: int = 0,
-    precision: str = "float32",
-    compile: bool | str = False,
     clip_x0: float | None = None,
 ) -> Iterator[ReverseStep]:
     """Run the reverse process from ``x_T`` (B, ...), yielding a :class:`ReverseStep` per visited timestep.
 
     ``model(x, t) -> eps``. Row b of ``x_T`` is sample ``sample_offset + b``: the noise added when leaving
     timestep t is :func:`mi_lib.diffusion.noise.normal` with (seed, step=t) at that sample index, on x_T's device; no
-    noise is added at the final step. ``precision`` and ``compile`` choose the network's fast path
+    noise is added at the final step. :func:`sample` puts the network behind its fast paths
     (:mod:`mi_lib.diffusion.fast`); x_t, x0_hat and the step arithmetic stay in x_T's dtype. See the module docstring
     for samplers and ``eta_steps``. ``clip_x0=c`` clamps x0_hat to [-c, c] before the step uses it (and yields the clamped
     value), as DDPM and ADM do for images in [-1, 1]; DDIM then uses the eps implied by the clamped x0_hat."""
@@ -180,13 +176,12 @@ def reverse_process(
     ts = timesteps(schedule.T, sampler, steps, start)
     # the first step at which eta applies: the last eta_steps of the len(ts) - 1 steps that can add noise
     first_noisy = 0 if eta_steps is None else max(0, len(ts) - 1 - eta_steps)
-    net = FastDenoiser(model, precision=precision, compile=compile, device=x_T.device)
     sched = schedule.to(x_T.device)
     var_table = sched.beta if variance == "large" else sched.posterior_variance
     x = x_T
     B = x.shape[0]
     for i, t in enumerate(ts):
-        eps = net(x, shared_timestep(t, B, x.device))
+        eps = model(x, shared_timestep(t, B, x.device))
         v = None
         if eps.shape != x.shape:  # a learned-variance network: eps, then v
             eps, v = eps.chunk(2, dim=1)
@@ -314,8 +309,7 @@ def sample(
             window = WindowVariance(*hal_window) if hal_window is not None else None
             loop = reverse_process(
                 net, schedule, x_T, sampler=sampler, variance=variance, steps=steps, start=start, eta=eta, eta_steps=eta_steps,
-                seed=seed, sample_offset=lo,
-                clip_x0=clip_x0,
+                seed=seed, sample_offset=lo, clip_x0=clip_x0,
             )
             for k, step in enumerate(loop, start=1):
                 if window is not None:

@@ -15,13 +15,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "ScheduleConfig",
-    "NoiseSchedule",
-    "OFFICIAL",
-    "STANDARD",
-    "COSINE",
-    "SCHEDULE_PRESETS",
-    "broadcast_to",
+    "ScheduleConfig", "NoiseSchedule", "OFFICIAL", "STANDARD", "COSINE", "SCHEDULE_PRESETS", "broadcast_to"
 ]
 
 _KINDS = ("linear", "cosine")
@@ -87,10 +81,10 @@ def broadcast_to(coef: Tensor, x: Tensor) -> Tensor:
 class NoiseSchedule:
     """The forward-process constants for one :class:`ScheduleConfig`, on one device.
 
-    Attributes are 1-D tensors of length T indexed by t: ``beta, alpha, alpha_bar, alpha_bar_prev,
-    posterior_variance`` (beta tilde), ``posterior_log_variance_clipped, log_beta``, ``posterior_mean_coef_x0``,
-    ``posterior_mean_coef_xt``, in float32
-    on ``device``; the ``*_64`` twins are float64 on the CPU for analysis. Use :meth:`to` to get the same
+    Attributes are 1-D tensors of length T indexed by t: ``beta, alpha_bar, posterior_variance`` (beta tilde),
+    ``posterior_log_variance_clipped, log_beta``, ``posterior_mean_coef_x0``, ``posterior_mean_coef_xt`` and the
+    square roots the forward process and the samplers use, in float32 on ``device``; ``beta_64`` and
+    ``alpha_bar_64`` are their float64 twins on the CPU for analysis. Use :meth:`to` to get the same
     schedule on another device; each device's copy is built once and reused.
     """
 
@@ -109,13 +103,11 @@ class NoiseSchedule:
         alpha = 1 - beta
         alpha_bar = torch.cumprod(alpha, 0)
         alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
-        self.beta_64, self.alpha_bar_64, self.alpha_bar_prev_64 = beta, alpha_bar, alpha_bar_prev
+        self.beta_64, self.alpha_bar_64 = beta, alpha_bar
         posterior_variance = beta * (1 - alpha_bar_prev) / (1 - alpha_bar)
         tables = {
             "beta": beta,
-            "alpha": alpha,
             "alpha_bar": alpha_bar,
-            "alpha_bar_prev": alpha_bar_prev,
             "sqrt_alpha_bar": alpha_bar.sqrt(),
             "sqrt_one_minus_alpha_bar": (1 - alpha_bar).sqrt(),
             "sqrt_recip_alpha_bar": alpha_bar.rsqrt(),
@@ -161,20 +153,6 @@ class NoiseSchedule:
     def x0_from_eps(self, xt: Tensor, t: Tensor | int, eps: Tensor) -> Tensor:
         """The clean sample implied by a noise prediction: x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
         return self._coef(self.sqrt_recip_alpha_bar, t, xt) * xt - self._coef(self.sqrt_recip_alpha_bar_minus_one, t, xt) * eps
-
-    def eps_from_x0(self, xt: Tensor, t: Tensor | int, x0: Tensor) -> Tensor:
-        """The noise implied by a clean-sample estimate (inverse of :meth:`x0_from_eps`)."""
-        return (self._coef(self.sqrt_recip_alpha_bar, t, xt) * xt - x0) / self._coef(
-            self.sqrt_recip_alpha_bar_minus_one, t, xt
-        )
-
-    def score_from_eps(self, t: Tensor | int, eps: Tensor) -> Tensor:
-        """The score of q_t implied by a noise prediction: -eps / sqrt(1 - alpha_bar_t)."""
-        return -eps / self._coef(self.sqrt_one_minus_alpha_bar, t, eps)
-
-    def eps_from_score(self, t: Tensor | int, score: Tensor) -> Tensor:
-        """The noise prediction implied by a score (inverse of :meth:`score_from_eps`)."""
-        return -score * self._coef(self.sqrt_one_minus_alpha_bar, t, score)
 
     def posterior_mean(self, x0: Tensor, xt: Tensor, t: Tensor | int) -> Tensor:
         """Mean of q(x_{t-1} | x_t, x_0)."""

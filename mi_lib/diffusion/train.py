@@ -37,18 +37,11 @@ from ..storage.cache import KEY_OMITS_DEFAULT, load_or_warn, write_atomic
 from .fast import FastDenoiser, precision_flags
 from .schedule import NoiseSchedule, broadcast_to
 
-__all__ = ["TrainConfig", "TrainResult", "StaleTrainingState", "NonFiniteLoss", "check_finite", "diffusion_loss", "loss_terms", "train", "train_many", "data_fingerprint", "weights_fingerprint"]
+__all__ = ["TrainConfig", "TrainResult", "StaleTrainingState", "NonFiniteLoss", "diffusion_loss", "loss_terms", "train", "train_many", "data_fingerprint", "weights_fingerprint"]
 
 
 class NonFiniteLoss(RuntimeError):
     """A training's loss became NaN or infinite: it stops there, and nothing of it is returned, cached or shipped."""
-
-
-def check_finite(data: Tensor, name: str = "data") -> None:
-    """One ValueError if ``data`` holds NaN or infinite values, naming ``name`` and how many."""
-    bad = int((~torch.isfinite(data)).sum())
-    if bad:
-        raise ValueError(f"{name} holds {bad:,} non-finite values (NaN or inf) among its {data.numel():,}: clean it before training")
 
 
 def _check_losses(losses: Tensor, lo: int, hi: int) -> None:
@@ -396,7 +389,9 @@ def _check_data(data: Tensor, name: str) -> None:
         raise ValueError(f"{name} must be a tensor of shape (N, ...) with N >= 1, got {getattr(data, 'shape', type(data))}")
     if not data.is_floating_point():
         raise TypeError(f"{name} must be floating point, got {data.dtype}")
-    check_finite(data, name)
+    bad = int((~torch.isfinite(data)).sum())
+    if bad:
+        raise ValueError(f"{name} holds {bad:,} non-finite values (NaN or inf) among its {data.numel():,}: clean it before training")
 
 
 def _check_step_options(fused: bool, graph: bool, compile: bool | str, device: torch.device) -> None:

@@ -73,19 +73,15 @@ class UNetConfig:
         return (self.in_channels, self.image_size, self.image_size)
 
 
-def _norm(channels: int, groups: int) -> nn.GroupNorm:
-    return nn.GroupNorm(groups, channels)
-
-
 class _ResBlock(nn.Module):
     """GroupNorm -> SiLU -> conv, + time bias, -> GroupNorm -> SiLU -> dropout -> conv, + (1x1) skip."""
 
     def __init__(self, in_ch: int, out_ch: int, time_dim: int, groups: int, dropout: float):
         super().__init__()
-        self.norm1 = _norm(in_ch, groups)
+        self.norm1 = nn.GroupNorm(groups, in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.time_proj = nn.Linear(time_dim, out_ch)
-        self.norm2 = _norm(out_ch, groups)
+        self.norm2 = nn.GroupNorm(groups, out_ch)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
@@ -103,7 +99,7 @@ class _Attention(nn.Module):
 
     def __init__(self, channels: int, groups: int):
         super().__init__()
-        self.norm = _norm(channels, groups)
+        self.norm = nn.GroupNorm(groups, channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
 
@@ -179,7 +175,7 @@ class UNetDenoiser(nn.Module):
             if level > 0:
                 self.up.append(_Up(ch))
 
-        self.out = nn.Sequential(_norm(ch, c.groups), nn.SiLU(), nn.Conv2d(ch, folded, 3, padding=1))
+        self.out = nn.Sequential(nn.GroupNorm(c.groups, ch), nn.SiLU(), nn.Conv2d(ch, folded, 3, padding=1))
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 

@@ -71,7 +71,6 @@ def auroc(scores: Tensor, labels: Tensor) -> float:
     order = torch.argsort(scores)
     sorted_scores = scores[order]
     ranks = torch.empty_like(scores)
-    ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
     # average the ranks within each group of tied scores
     _, inverse, counts = torch.unique_consecutive(sorted_scores, return_inverse=True, return_counts=True)
     first = torch.cumsum(counts, 0) - counts + 1  # 1-based rank of each group's first member

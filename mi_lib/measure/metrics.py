@@ -22,23 +22,9 @@ from ..datasets.mixtures import GaussianMixture
 from ..params import number_parameter, positive_int
 
 __all__ = [
-    "DEFAULT_K",
-    "mixture_report",
-    "true_cell_mass",
-    "out_of_support",
-    "out_of_support_mass",
-    "mean_var_zscores",
-    "gap_mass",
-    "gap_lengths",
-    "true_gap_mass",
-    "gap_points",
-    "ModeSegments",
-    "mode_segments",
-    "nearest_segment",
-    "segment_of",
-    "wilson_interval", "difference_interval",
-    "DensityRatio",
-    "density_ratio",
+    "DEFAULT_K", "mixture_report", "true_cell_mass", "out_of_support", "out_of_support_mass", "mean_var_zscores",
+    "gap_mass", "gap_lengths", "true_gap_mass", "gap_points", "ModeSegments", "mode_segments", "nearest_segment",
+    "segment_of", "wilson_interval", "difference_interval", "DensityRatio", "density_ratio"
 ]
 
 #: Default support radius in units of sigma: a point farther than 4 sigma from every mode is out of
@@ -69,12 +55,8 @@ def out_of_support_mass(mixture: GaussianMixture, k: float = DEFAULT_K) -> float
     (non-central) chi-square CDF. Exact when the k-sigma balls are disjoint; overlapping balls raise
     ValueError (the modes then have no gap between them to measure)."""
     k = check_k(k)
-    mu, s, w = mixture.means, mixture.sigma, mixture.weights
-    dist = torch.cdist(mu, mu)
-    radius = k * s
-    off_diag = ~torch.eye(mixture.n_modes, dtype=torch.bool)
-    if bool((dist < radius[:, None] + radius[None, :])[off_diag].any()):
-        raise ValueError(f"the {k:g}-sigma balls around the modes overlap; choose a smaller k")
+    s, w, radius = mixture.sigma, mixture.weights, k * mixture.sigma
+    dist = _disjoint_balls(mixture, k)
     D = mixture.dim
     outside = 0.0
     for i in range(mixture.n_modes):
@@ -299,12 +281,14 @@ def density_ratio(count_a: int, length_a: float, count_b: int, length_b: float, 
 
 
 # ---------------------------------------------------------------- a sample set against the mixture's modes
-def _disjoint_balls(mixture: GaussianMixture, k: float) -> None:
+def _disjoint_balls(mixture: GaussianMixture, k: float) -> Tensor:
+    """The distances between the modes, (K, K), or one clear error where their k-sigma balls overlap."""
     radius = k * mixture.sigma
     dist = torch.cdist(mixture.means, mixture.means)
     off_diag = ~torch.eye(mixture.n_modes, dtype=torch.bool)
     if bool((dist < radius[:, None] + radius[None, :])[off_diag].any()):
         raise ValueError(f"the {k:g}-sigma balls around the modes overlap; choose a smaller k")
+    return dist
 
 
 def true_cell_mass(mixture: GaussianMixture, k: float = DEFAULT_K) -> Tensor:
@@ -312,19 +296,15 @@ def true_cell_mass(mixture: GaussianMixture, k: float = DEFAULT_K) -> Tensor:
     of them (the last entry): (K + 1,) float64, summing to 1. Ball j gets sum_i w_i P(|X_i - mu_j| <= k
     sigma_j), X_i ~ N(mu_i, sigma_i^2 I), each term a (non-central) chi-square CDF. Needs disjoint balls."""
     k = check_k(k)
-    _disjoint_balls(mixture, k)
-    mu, s, w = mixture.means, mixture.sigma, mixture.weights
-    dist = torch.cdist(mu, mu)
+    dist = _disjoint_balls(mixture, k)
+    s, w = mixture.sigma, mixture.weights
     D, K = mixture.dim, mixture.n_modes
     cell = torch.zeros(K + 1, dtype=torch.float64)
     for i in range(K):
         for j in range(K):
             r2 = float((k * s[j] / s[i]) ** 2)
-            if i == j:
-                p = float(stats.chi2.cdf(r2, D))
-            else:
-                p = float(stats.ncx2.cdf(r2, D, float((dist[i, j] / s[i]) ** 2)))
-            cell[j] += float(w[i]) * p
+            p = stats.chi2.cdf(r2, D) if i == j else stats.ncx2.cdf(r2, D, float((dist[i, j] / s[i]) ** 2))
+            cell[j] += float(w[i]) * float(p)
     cell[K] = max(0.0, 1.0 - float(cell[:K].sum()))
     return cell
 

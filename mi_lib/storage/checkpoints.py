@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import urllib.request
 import warnings
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .cache import canonical
+from .cache import canonical, write_atomic
 
 __all__ = ["CHECKPOINT_DIR", "CHECKPOINT_URL", "file_sha256", "load_manifest", "load_shipped", "spec_json", "spec_key"]
 
@@ -53,15 +52,9 @@ def file_sha256(path: Path) -> str:
 
 
 def _fetch(url: str, path: Path) -> None:
-    """Download ``url`` to ``path`` whole or not at all (a temporary file, renamed when complete)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            tmp.write_bytes(response.read())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Download ``url`` to ``path`` whole or not at all."""
+    with urllib.request.urlopen(url, timeout=60) as response:
+        write_atomic(path, path.name, response.read())
 
 
 _fetched_manifest: set[Path] = set()  # mirrors whose manifest this process has fetched (once per process)

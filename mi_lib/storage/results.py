@@ -81,9 +81,7 @@ class Stopwatch:
 
 def format_number(x: Any, digits: int = 3) -> str:
     """A number rounded to ``digits`` significant digits, in plain or scientific notation as fits."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return str(x)
-    if isinstance(x, int) or x == 0 or not math.isfinite(x):
+    if not isinstance(x, float) or x == 0 or not math.isfinite(x):  # ints, bools, strings, None as they are
         return str(x)
     exponent = math.floor(math.log10(abs(x)))
     if -3 <= exponent < 6:
