@@ -12,8 +12,8 @@
 #                             notebooks in results/executed/), benchmarks/results/, _build/html-paper,
 #                             README results table (FROM: tarball(s), parts or folder(s); several: FROM="a b")
 #   make paper-cache FROM=... between device calls: the models and training states a run brought back -> .whl/cache/ (carried)
-#   make test                 pytest tests/ + nbval on chapters/ (each chapter re-executed, its outputs compared) + make book
-#                             + every page opened in headless Chromium (scripts/check_book.py; scripts/ensure_chromium.sh installs it)
+#   make test                 pytest tests/ + nbval on chapters/ (each chapter re-executed, its outputs compared) + the GPU
+#                             campaign's CPU dry run (make dry-run-paper) + make book + every page opened in headless Chromium (scripts/check_book.py; scripts/ensure_chromium.sh installs it)
 #   make outputs [CHAPTERS=.] after editing a chapter: re-execute it in place at CI scale (the outputs nbval checks)
 #   make results-table        rebuild the results tables (README.md, the book's results.md) from results/*.json
 #   make bench                trainer/sampler throughput on this machine
@@ -152,18 +152,19 @@ paper-cache: $(STAMP)
 	$(PY) scripts/paper_unpack.py $(FROM) --cache-only --cache .whl/cache
 
 # ---------------------------------------------------------------- tests
-test: test-unit test-nbval
+test: test-unit test-nbval dry-run-paper
 	$(MAKE) book SCALE=ci
 	CHROMIUM=$$(bash scripts/ensure_chromium.sh) $(PY) scripts/check_book.py _build/html --screenshots _build/screenshots  # every page in headless Chromium
 
 test-unit: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest tests/ -p no:cacheprovider -m "not paper_dry_run"
 
-# Before a GPU window: every chapter with a paper scale executed at scale "paper" with tiny trainings, UNets and
-# sample counts (tests/test_paper_dry_run.py; about 6 minutes on 2 cores for all): the paper-scale
-# code paths run through on a CPU. One window's chapters: make dry-run-paper K="02 or 03 or 04".
+# Every chapter with a paper scale executed at scale "paper" with tiny trainings, UNets and sample counts
+# (tests/test_paper_dry_run.py; about 6 minutes on 2 cores for all): the paper-scale code paths, which nbval never
+# reaches, run through on a CPU at every make test, so no GPU window meets a broken one. One window's chapters:
+# make dry-run-paper K="02 or 03 or 04". CPU_NUMERICS: the same kernels on every CPU, as for nbval.
 dry-run-paper: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m pytest tests/test_paper_dry_run.py -p no:cacheprovider -m paper_dry_run $(if $(K),-k "$(K)")
+	MPLBACKEND=Agg $(CPU_NUMERICS) $(PY) -m pytest tests/test_paper_dry_run.py -p no:cacheprovider -m paper_dry_run $(if $(K),-k "$(K)")
 
 # Re-runs chapters/*.ipynb and compares against their committed outputs (text only; images skipped).
 test-nbval: $(STAMP)

@@ -4,7 +4,8 @@ steps and every sample count to a few thousand, so a window's chapters are known
 minutes are spent on them. Such models may fail the chapter's claims: only an AssertionError of the claims
 cell (the one that records the chapter's numbers) is allowed; any other error fails.
 
-Not part of ``make test`` (about 6 minutes on 2 cores): run ``make dry-run-paper K=<the window's chapters>`` before a GPU window.
+Part of ``make test`` (``make dry-run-paper``, about 6 minutes on 2 cores), so a landing that breaks a paper-scale
+code path fails CI; ``make dry-run-paper K=<the window's chapters>`` runs one window's.
 """
 
 from __future__ import annotations
