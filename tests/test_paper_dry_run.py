@@ -75,7 +75,10 @@ def shrink(value: Any, key: str = "", small: dict[str, Any] = SMALL) -> Any:
 
 
 #: The parameters a window passes a chapter (scripts/paper_scale.sh's PARAMS) that change its code path: run as well.
-WINDOW_PARAMS = {"06_detection": {"n_images": 0}}  # window 2: chapter 6's mixtures alone
+WINDOW_PARAMS = {
+    "02_mode_interpolation_1d": {"n_samples": 4_000},  # window 1 sets n_samples (20M); here a small number, not None
+    "06_detection": {"n_images": 0},  # window 2: chapter 6's mixtures alone
+}
 
 
 @pytest.mark.parametrize("chapter, params", [(c, {}) for c in sorted(CHAPTERS)] + sorted(WINDOW_PARAMS.items()),
