@@ -13,7 +13,8 @@
 #                             README results table (FROM: tarball(s), parts or folder(s); several: FROM="a b")
 #   make paper-cache FROM=... between device calls: the models and training states a run brought back -> .whl/cache/ (carried)
 #   make test                 pytest tests/ + nbval on chapters/ (each chapter re-executed, its outputs compared) + the GPU
-#                             campaign's CPU dry run (make dry-run-paper) + make book + every page opened in headless Chromium (scripts/check_book.py; scripts/ensure_chromium.sh installs it)
+#                             campaign's CPU dry run (make dry-run-paper) + make book + every page opened in headless
+#                             Chromium (scripts/check_book.py; scripts/ensure_chromium.sh installs it)
 #   make outputs [CHAPTERS=.] after editing a chapter: re-execute it in place at CI scale (the outputs nbval checks)
 #   make results-table        rebuild the results tables (README.md, the book's results.md) from results/*.json
 #   make bench                trainer/sampler throughput on this machine
@@ -160,7 +161,7 @@ test-unit: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest tests/ -p no:cacheprovider -m "not paper_dry_run"
 
 # Every chapter with a paper scale executed at scale "paper" with tiny trainings, UNets and sample counts
-# (tests/test_paper_dry_run.py; about 6 minutes on 2 cores for all): the paper-scale code paths, which nbval never
+# (tests/test_paper_dry_run.py; about 8 minutes on 2 cores for all, README durations): the paper-scale code paths, which nbval never
 # reaches, run through on a CPU at every make test, so no GPU window meets a broken one. One window's chapters:
 # make dry-run-paper K="02 or 03 or 04". CPU_NUMERICS: the same kernels on every CPU, as for nbval.
 dry-run-paper: $(STAMP)
