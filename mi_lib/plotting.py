@@ -9,11 +9,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from torch import Tensor
 
 from .datasets.mixtures import GaussianMixture
 
-__all__ = ["FILTER_COLORS", "FILTER_LABELS", "use_book_style", "hist_vs_density", "scatter_vs_modes", "image_mosaic"]
+__all__ = ["BOOK_WIDTH", "FILTER_COLORS", "FILTER_LABELS", "use_book_style", "panels", "hist_vs_density", "scatter_vs_modes",
+           "image_mosaic"]
+
+#: The widest figure, in inches at the book's 100 dpi, whose text the book's column (about 690 px at a 1280-px
+#: window) shows at two thirds of its size or more; ``scripts/check_book.py`` fails a page with a figure shrunk more.
+BOOK_WIDTH = 9.5
 
 #: One colour and one legend label per recursive-training filter (chapter 7 and its sections), the same on every page.
 FILTER_COLORS = {"none": "C3", "random": "C1", "hal": "C0", "real": "C2"}
@@ -37,6 +43,19 @@ def use_book_style() -> None:
             "legend.frameon": False,
         }
     )
+
+
+def panels(n: int, ncols: int, row_height: float, width: float = BOOK_WIDTH, **subplots_kw: object) -> tuple[Figure, list[Axes]]:
+    """A figure of ``n`` axes in rows of at most ``ncols``, ``width`` inches wide and ``row_height`` inches a row
+    (so that it fits the book's column however many panels a scale asks for); the last row's spare axes are
+    hidden. Returns the figure and the ``n`` axes in reading order."""
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(width, row_height * nrows), squeeze=False, **subplots_kw)
+    axes = list(grid.flat)
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    return fig, axes[:n]
 
 
 def hist_vs_density(

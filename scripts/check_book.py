@@ -11,6 +11,8 @@ For each HTML page (the book's own pages, not Sphinx's search and index pages) i
 * no error output of a notebook cell (a traceback in the page);
 * no horizontal scrollbar in the main column: nothing wider than the article itself (a wide HTML table may
   scroll inside its own box; the article may not);
+* no figure of a notebook shown at less than 1/``MAX_SHRINK`` of its width (the column scales a wide figure down,
+  and its labels with it);
 * no code cell or printed output that scrolls sideways: every ``pre`` of the article fits its box (the book's
   stylesheet ``_static/book.css`` sizes code so that an 88-character line fits at the default width, and wraps
   printed lines longer than the column).
@@ -40,6 +42,9 @@ KNOWN = {
     "Got invalid theme mode: . Resetting to auto.":
         "pydata-sphinx-theme on a reader's first visit, before its localStorage holds a light/dark choice: it uses 'auto', as meant",
 }
+#: The most a notebook's figure may be scaled down in the column (natural width / shown width) at the 1280-px
+#: window: text drawn at 10 pt then reads at 9 px or more (mi_lib.plotting.BOOK_WIDTH keeps figures below it).
+MAX_SHRINK = 1.5
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1280,900", "--remote-debugging-port=0",
          "--allow-file-access-from-files"]
@@ -60,6 +65,8 @@ PROBE = r"""
     while (p && p !== article) { const s = getComputedStyle(p); if (['auto', 'scroll'].includes(s.overflowX)) return false; p = p.parentElement; }
     return r.right > a.right + 2;
   }).slice(0, 3).map(e => e.tagName + '.' + e.className);
+  const shrunk = [...article.querySelectorAll('.cell_output img')].filter(i => i.clientWidth > 0)
+    .map(i => ({alt: (i.getAttribute('src') || '').split('/').pop(), factor: i.naturalWidth / i.clientWidth}));
   const scrolling = [...article.querySelectorAll('pre')].filter(p => p.scrollWidth > p.clientWidth + 1)
     .slice(0, 3).map(p => (p.textContent.split('\n').reduce((a, b) => a.length >= b.length ? a : b, '')).slice(0, 60));
   return JSON.stringify({
@@ -71,6 +78,7 @@ PROBE = r"""
             + (text.includes('Traceback (most recent call last)') ? 1 : 0),
     wide,
     scrolling,
+    shrunk,
   });
 })()
 """
@@ -169,6 +177,8 @@ def check_page(browser: Browser, page: Path, screenshots: Path | None) -> list[s
         problems.append(f"wider than the main column (a horizontal scrollbar): {', '.join(probe['wide'])}")
     if probe["scrolling"]:
         problems.append(f"code or output that scrolls sideways (a line wider than its box): {' / '.join(probe['scrolling'])}")
+    problems += [f"figure shown at 1/{i['factor']:.2f} of its size (its text too small to read; draw it at most "
+                 f"plotting.BOOK_WIDTH wide, in rows): {i['alt']}" for i in probe["shrunk"] if i["factor"] > MAX_SHRINK]
     if screenshots is not None:
         height = browser.call("Runtime.evaluate", expression="document.documentElement.scrollHeight", returnByValue=True)["result"]["value"]
         # the whole page (up to 12,000 px) as one tall viewport at half scale: captureBeyondViewport on a page taller

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = ROOT / "chapters"  # the chapters' titles (tests point ROOT, where results/ lies, elsewhere)
 sys.path.insert(0, str(ROOT))
 from mi_lib.storage.results import format_number  # noqa: E402
 
@@ -189,53 +190,58 @@ def _provenance(entry: dict) -> str:
     return f"{entry['device']}{f' ({fast})' if fast else ''}, {entry['wall_time_s']:.0f} s, `{entry['commit']}`"
 
 
-def results_table() -> str:
-    """One row per claim: the paper's figure, ours at paper scale (where the GPU campaign has run it) and ours at CI
-    scale (the committed chapters' run, written by `make outputs`; tests/test_repo.py checks these numbers against
-    the ones each committed notebook prints, which nbval checks against a fresh run)."""
-    lines = [
-        "| chapter | claim | paper | ours, paper scale | ours, CI scale | paper-scale run: device, wall time, commit |",
-        "|---|---|---|---|---|---|",
-    ]
-    for chapter, claims in CLAIMS.items():
-        path = ROOT / "results" / f"{chapter}.json"
-        entries = json.loads(path.read_text()) if path.exists() else {}
-        entry, ci = entries.get("paper"), entries.get("ci")
-        for key, what, paper, *requires in claims:
-            wanted = requires[0] if requires else {}
-            if entry is None:
-                ours, prov = "not yet run", "—"
+def chapter_title(chapter: str) -> str:
+    """The chapter's number and the title of its notebook (its first heading), e.g. "2. Mode interpolation in 1D"."""
+    nb = json.loads((CHAPTERS / f"{chapter}.ipynb").read_text())
+    heading = next(line for cell in nb["cells"] if cell["cell_type"] == "markdown"
+                   for line in "".join(cell["source"]).splitlines() if line.startswith("# "))
+    return f"{chapter.split('_')[0].lstrip('0')}. {heading[2:].strip()}"
+
+
+def chapter_table(chapter: str) -> str:
+    """One chapter's claims: a heading that links the chapter, one line naming the runs behind its two columns
+    (device, wall time, commit; a paper-scale run that stopped on a claim says so there), and one row per claim
+    with the paper's figure, ours at paper scale (where the GPU campaign has run it) and ours at CI scale (the
+    committed chapter's run, written by `make outputs`; tests/test_repo.py checks these numbers against the ones
+    the committed notebook prints, which nbval checks against a fresh run)."""
+    path = ROOT / "results" / f"{chapter}.json"
+    entries = json.loads(path.read_text()) if path.exists() else {}
+    entry, ci = entries.get("paper"), entries.get("ci")
+    if entry is None:
+        paper_run = "not yet run"
+    else:
+        paper_run = _provenance(entry)
+        if entry.get("claim_failed"):  # the run stopped on an assertion after writing these numbers (paper_unpack.py)
+            paper_run += "; **claim failed**: " + " ".join(str(entry["claim_failed"]).split())
+    lines = [f"### [{chapter_title(chapter)}](chapters/{chapter}.ipynb)", "",
+             f"Paper scale: {paper_run}. CI scale: {_provenance(ci) if ci else 'not yet run (`make outputs`)'}.", "",
+             "| claim | paper | ours, paper scale | ours, CI scale |", "|---|---|---|---|"]
+    for key, what, paper, *requires in CLAIMS[chapter]:
+        wanted = requires[0] if requires else {}
+        if entry is None:
+            ours = "not yet run"
+        else:
+            ran = {k: entry.get("params", {}).get(k) for k in wanted}
+            if ran != wanted:  # e.g. chapter 7 run on 8x8 digits: its numbers are not what the label says
+                ours = "not run with " + ", ".join(f"{k}={v}" for k, v in wanted.items()) + " (ran " + ", ".join(f"{k}={v}" for k, v in ran.items()) + ")"
+            elif key not in entry["numbers"]:  # e.g. chapter 6's image rows, left out of GPU window 2 (n_images=0)
+                ours = "not in this run (its parameters left it out)"
             else:
-                ran = {k: entry.get("params", {}).get(k) for k in wanted}
-                if ran != wanted:  # e.g. chapter 7 run on 8x8 digits: its numbers are not what the label says
-                    ours = "not run with " + ", ".join(f"{k}={v}" for k, v in wanted.items()) + " (ran " + ", ".join(f"{k}={v}" for k, v in ran.items()) + ")"
-                elif key not in entry["numbers"]:  # e.g. chapter 6's image rows, left out of GPU window 2 (n_images=0)
-                    ours = "not in this run (its parameters left it out)"
-                else:
-                    ours = format_number(entry["numbers"][key])
-                prov = _provenance(entry)
-                if entry.get("claim_failed"):  # the run stopped on an assertion after writing these numbers (paper_unpack.py)
-                    prov += "; **claim failed**: " + " ".join(str(entry["claim_failed"]).split()).replace("|", "/")
-            if ci is None:
-                at_ci = "not yet run (`make outputs`)"
-            elif key not in ci["numbers"]:
-                at_ci = "— (paper scale only)" if key in PAPER_SCALE_ONLY.get(chapter, set()) else "not measured (`make outputs`)"
-            else:
-                ran = {k: ci.get("params", {}).get(k) for k in wanted}
-                at_ci = format_number(ci["numbers"][key]) + ("" if ran == wanted else " (" + ", ".join(f"{k}={v}" for k, v in ran.items()) + ")")
-            lines.append(f"| {chapter.split('_')[0]} | {what} | {paper} | {ours} | {at_ci} | {prov} |")
+                ours = format_number(entry["numbers"][key])
+        if ci is None:
+            at_ci = "not yet run"
+        elif key not in ci["numbers"]:
+            at_ci = "— (paper scale only)" if key in PAPER_SCALE_ONLY.get(chapter, set()) else "not measured (`make outputs`)"
+        else:
+            ran = {k: ci.get("params", {}).get(k) for k in wanted}
+            at_ci = format_number(ci["numbers"][key]) + ("" if ran == wanted else " (" + ", ".join(f"{k}={v}" for k, v in ran.items()) + ")")
+        lines.append(f"| {what} | {paper} | {ours} | {at_ci} |")
     return "\n".join(lines)
 
 
-def ci_provenance() -> str:
-    """Where the CI-scale column comes from: one line per chapter (device, wall time, commit of its committed run)."""
-    runs = []
-    for chapter in CLAIMS:
-        path = ROOT / "results" / f"{chapter}.json"
-        ci = json.loads(path.read_text()).get("ci") if path.exists() else None
-        runs.append(f"{chapter}: " + (_provenance(ci) if ci else "not yet run"))
-    return ("CI-scale column: the committed chapters, run by `make outputs` (the outputs nbval checks on every test run): "
-            + "; ".join(runs) + ".")
+def results_table() -> str:
+    """Every chapter's :func:`chapter_table`, in the book's order."""
+    return "\n\n".join(chapter_table(chapter) for chapter in CLAIMS)
 
 
 def performance_table() -> str:
@@ -278,7 +284,7 @@ def _perf_number(value: float) -> str:
 
 
 def render(readme: str, name: str = "README") -> str:
-    for section, table in (("results", results_table() + "\n\n" + ci_provenance()), ("performance", performance_table()),
+    for section, table in (("results", results_table()), ("performance", performance_table()),
                            ("durations", durations_text())):
         start, end = MARKERS[section]
         if section in OPTIONAL and start not in readme and end not in readme:

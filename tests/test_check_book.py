@@ -23,7 +23,11 @@ PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
 
 
 def _page(folder: Path, name: str, body: str) -> Path:
+    from PIL import Image
+
     (folder / "ok.png").write_bytes(PNG)
+    for width in (800, 1000):  # figures 600 px shows at 1/1.33 and 1/1.67 of their width
+        Image.new("RGB", (width, 100), "white").save(folder / f"figure{width}.png")
     page = folder / f"{name}.html"
     page.write_text(f"<!doctype html><html><head><meta charset='utf-8'></head><body><main><article style='width: 600px'>"
                     f"<p>Some prose.</p>{body}</article></main></body></html>")
@@ -36,6 +40,7 @@ BROKEN = {
     "math": ("<p>the score \\(\\nabla_x \\log q_t(x)\\) untypeset</p>", "left untypeset"),
     "traceback": ("<pre>Traceback (most recent call last):\n  File ...\nValueError: bad</pre>", "error output"),
     "wide": ("<div style='width: 3000px'>a table too wide for the page</div>", "wider than the main column"),
+    "shrunk": ("<div class='cell_output'><img src='figure1000.png' style='max-width: 100%'></div>", "figure shown at 1/1.67"),
     "scrolling": ("<div class='cell'><pre style='overflow-x: auto'>" + "x = 1  " * 200 + "</pre></div>", "scrolls sideways"),
 }
 
@@ -55,7 +60,7 @@ def test_each_check_fails_on_a_page_built_to_break_it(browser, tmp_path, name):
 
 
 def test_a_clean_page_passes_and_a_wide_table_may_scroll_in_its_own_box(browser, tmp_path):
-    body = ("<img src='ok.png'><div style='overflow-x: auto'><table style='width: 3000px'><tr><td>a wide table</td></tr>"
+    body = ("<img src='ok.png'><div class='cell_output'><img src='figure800.png' style='max-width: 100%'></div><div style='overflow-x: auto'><table style='width: 3000px'><tr><td>a wide table</td></tr>"
             "</table></div><pre style='white-space: pre-wrap'>" + "a printed line that wraps " * 40 + "</pre>"
             "<script>console.error('Got invalid theme mode: . Resetting to auto.');</script>")
     page = _page(tmp_path, "clean", body)

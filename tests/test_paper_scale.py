@@ -305,12 +305,14 @@ def test_unpack_keeps_the_numbers_of_a_claim_that_failed_but_not_of_a_crash(tmp_
     assert merged["numbers"] == {"x": 1.0} and merged["claim_failed"] == "more data should mean less interpolation"
     assert not (results / "03_y.json").exists()
 
-    # the README's table shows the message (a pipe in it would break the row)
+    # the README's table says so above the chapter's rows, which keep their numbers
     entry = {"numbers": {row[0]: 0.5 for row in results_table.CLAIMS["02_mode_interpolation_1d"]}, "device": "GPU", "wall_time_s": 1.0,
-             "commit": "abc", "claim_failed": "more data | less interpolation"}
+             "commit": "abc", "claim_failed": "more data should mean\n less interpolation"}
     (results / "02_mode_interpolation_1d.json").write_text(json.dumps({"paper": entry}))
-    rows = [line for line in results_table.results_table().splitlines() if line.startswith("| 02 |")]
-    assert rows and all("; **claim failed**: more data / less interpolation |" in r for r in rows), rows
+    lines = results_table.chapter_table("02_mode_interpolation_1d").splitlines()
+    assert lines[2].startswith("Paper scale: GPU, 1 s, `abc`; **claim failed**: more data should mean less interpolation. CI scale:")
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| claim |")]
+    assert len(rows) == len(entry["numbers"]) and all("| 0.500 |" in r for r in rows), rows
 
 
 def test_a_run_killed_at_any_point_leaves_only_whole_files_and_the_next_run_goes_on(tmp_path):

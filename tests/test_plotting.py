@@ -33,3 +33,14 @@ def test_image_mosaic_errors():
     with pytest.raises(ValueError, match="colors has 1 entries for 2 images"):
         plotting.image_mosaic(ax, torch.zeros(2, 4, 4), ["red"])
     plt.close(fig)
+
+
+@pytest.mark.parametrize("n, ncols, shape", [(5, 3, (2, 3)), (2, 3, (1, 2)), (4, 2, (2, 2)), (1, 4, (1, 1))])
+def test_panels_wrap_into_rows_of_the_books_width(n, ncols, shape):
+    fig, axes = plotting.panels(n, ncols, 2.5)
+    assert len(axes) == n and all(ax.axison for ax in axes)
+    spare = [ax for ax in fig.axes if ax not in axes]
+    assert len(fig.axes) == shape[0] * shape[1] and not any(ax.axison for ax in spare)
+    np.testing.assert_allclose(fig.get_size_inches(), (plotting.BOOK_WIDTH, 2.5 * shape[0]))
+    assert [ax.get_subplotspec().rowspan.start for ax in axes] == [i // shape[1] for i in range(n)]  # reading order
+    plt.close(fig)

@@ -175,6 +175,11 @@ def test_the_ci_column_check_can_fail(tmp_path):
     assert printed_results(tmp_path / "x.ipynb") == {"tails_inner": "49", "moved_density_ratio": "0.0692"}
 
 
+def claim_rows(table, chapter: str) -> list[str]:
+    """The rows of one chapter's claims in scripts/results_table.py's tables (not its header)."""
+    return [line for line in table.chapter_table(chapter).splitlines() if line.startswith("| ") and not line.startswith("| claim |")]
+
+
 def test_results_rows_show_only_runs_with_the_parameters_they_describe(tmp_path, results_table):
     """Chapter 7's digits rows (section 07b) describe MNIST; a paper-scale run on the 8x8 digits must not fill them."""
     table = results_table
@@ -182,14 +187,14 @@ def test_results_rows_show_only_runs_with_the_parameters_they_describe(tmp_path,
     entry = {"numbers": {k: 0.25 for k in keys}, "device": "GPU", "wall_time_s": 1.0, "commit": "abc", "params": {"digits_data": "8x8"}}
     path = tmp_path / "results" / "07b_recursive_digits.json"
     path.write_text(json.dumps({"paper": entry}))
-    rows = [line for line in table.results_table().splitlines() if line.startswith("| 07b |")]
+    rows = claim_rows(table, "07b_recursive_digits")
     n_mnist = sum(len(row) == 4 for row in table.CLAIMS["07b_recursive_digits"])
     assert n_mnist == 7 and len(rows) == len(keys)
     assert sum("not run with digits_data=mnist (ran digits_data=8x8)" in r for r in rows) == n_mnist
     assert sum("0.25" in r for r in rows) == len(rows) - n_mnist
     entry["params"]["digits_data"] = "mnist"
     path.write_text(json.dumps({"paper": entry}))
-    assert all("0.25" in line for line in table.results_table().splitlines() if line.startswith("| 07b |"))
+    assert all("0.25" in line for line in claim_rows(table, "07b_recursive_digits"))
 
 
 def test_results_rows_a_run_left_out_say_so(tmp_path, results_table):
@@ -199,7 +204,7 @@ def test_results_rows_a_run_left_out_say_so(tmp_path, results_table):
     numbers = {k: 0.5 for k in keys if "shapes" not in k and "hands" not in k}
     entry = {"numbers": numbers, "device": "GPU", "wall_time_s": 1.0, "commit": "abc", "params": {"n_images": 0, "seed": 0}}
     (tmp_path / "results" / "06_detection.json").write_text(json.dumps({"paper": entry}))
-    rows = [line for line in table.results_table().splitlines() if line.startswith("| 06 |")]
+    rows = claim_rows(table, "06_detection")
     assert len(rows) == len(keys) and 0 < len(numbers) < len(keys)
     assert sum("| not in this run (its parameters left it out) |" in r for r in rows) == len(keys) - len(numbers)
     assert sum("| 0.500 |" in r for r in rows) == len(numbers)
@@ -233,12 +238,12 @@ def test_results_rows_name_the_fast_paths_of_their_run(tmp_path, results_table):
     entry = {"numbers": {k: 0.5 for k in keys}, "device": "GPU", "wall_time_s": 1.0, "commit": "abc", "params": {}}
     path = tmp_path / "results" / "06_detection.json"
     path.write_text(json.dumps({"paper": entry}))
-    rows = [line for line in table.results_table().splitlines() if line.startswith("| 06 |")]
-    assert all("| GPU, 1 s, `abc` |" in r for r in rows)
+    runs = table.chapter_table("06_detection").splitlines()[2]
+    assert runs.startswith("Paper scale: GPU, 1 s, `abc`. CI scale: not yet run")
     entry["fast"] = {"sample": {"precision": "bf16"}, "train": {"compile": "reduce-overhead", "fused": True}}
     path.write_text(json.dumps({"paper": entry}))
-    rows = [line for line in table.results_table().splitlines() if line.startswith("| 06 |")]
-    assert all("| GPU (sample: precision=bf16; train: compile=reduce-overhead, fused=True), 1 s, `abc` |" in r for r in rows)
+    runs = table.chapter_table("06_detection").splitlines()[2]
+    assert runs.startswith("Paper scale: GPU (sample: precision=bf16; train: compile=reduce-overhead, fused=True), 1 s, `abc`.")
 
 
 def test_the_books_copies_hide_papermills_injected_parameters_and_show_the_setup_collapsed(tmp_path):

@@ -111,9 +111,9 @@ def print_rows(s: Setup, rows: Mapping[str, Sequence[Mapping[str, float]]]) -> N
 
 def plot_runs(fig: Figure, s: Setup, runs: Mapping[str, RecursionResult],
               rows: Mapping[str, Sequence[Mapping[str, float]]]) -> None:
-    """The crowded share per generation (generated, and dotted: kept), beside the last generation's images
+    """The crowded share per generation (generated, and dotted: kept), above the last generation's images
     without a filter and with the Hal filter."""
-    ax = fig.add_subplot(1, 3, 1)
+    ax = fig.add_subplot(2, 2, (1, 2))
     markers = {"none": "o", "random": "s", "hal": "^", "real": "D"}
     for j, (f, rows_) in enumerate(rows.items()):
         gens = np.arange(len(rows_)) + 0.04 * (j - (len(rows) - 1) / 2)  # a small offset per filter: equal shares stay visible
@@ -125,7 +125,7 @@ def plot_runs(fig: Figure, s: Setup, runs: Mapping[str, RecursionResult],
            xticks=range(s.shapes_generations))
     ax.legend(fontsize=7)  # lines that coincide hide each other: the table has every value
     for j, f in enumerate([f for f in ("none", "hal") if f in runs]):
-        ax = fig.add_subplot(1, 3, 2 + j)
+        ax = fig.add_subplot(2, 2, 3 + j)
         x = shapes.from_model_range(runs[f].generations[s.last].samples[:12])
         plotting.image_mosaic(ax, x, ncols=4)
         ax.set_title(f"{FILTER_LABELS.get(f, f)}, generation {s.last}")

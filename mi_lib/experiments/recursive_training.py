@@ -238,5 +238,6 @@ def plot_keep_ratio_sweeps(axes: Sequence[Axes], sweeps: Mapping[str, Mapping[st
                     ax.plot(gens, line, color=colors.get(f), lw=0.6, alpha=0.35)
                 ax.plot(gens, per_seed.mean(0), color=colors.get(f), marker="o", ms=4, label=labels.get(f, f))
             ax.set(title=f"{name}: {what}", xlabel="generation", xticks=gens)
-    axes[0].set(ylabel="out of support (%)", ylim=(0, None))
+    for ax in axes[::2]:  # each sweep's first panel
+        ax.set(ylabel="out of support (%)", ylim=(0, None))
     axes[0].legend(fontsize=7, loc="lower left")

@@ -147,14 +147,15 @@ def made_up_examples(real: shapes.ShapesDataset) -> tuple[Tensor, dict[str, Tens
 
 
 def plot_made_up(base: Tensor, made: Mapping[str, Tensor]) -> None:
-    """:func:`made_up_examples` in one row, each image outlined by the counter and titled with its label."""
-    fig, axes = plt.subplots(1, 1 + len(made), figsize=(13, 3.0))
-    outline(axes[0], base, shapes.count_shapes(base[None])[0], "training image: " + shapes.classify_images(base[None])[0])
+    """:func:`made_up_examples` in rows of three, each image outlined by the counter and titled with its label; the
+    legend of the outlines' colours in the last row."""
+    fig, axes = plotting.panels(1 + len(made), 3, 3.6)
+    outline(axes[0], base, shapes.count_shapes(base[None])[0], "training image:\n" + shapes.classify_images(base[None])[0])
     for ax, (name, image) in zip(axes[1:], made.items()):
         report = shapes.count_shapes(image[None])[0]
         outline(ax, image, report, f"{name}:\n{shapes.classify_image(report)}")
-    fig.legend(handles=kind_legend(), loc="lower center", ncol=4, fontsize=8)
-    plt.tight_layout(rect=(0, 0.08, 1, 1))
+    plt.tight_layout()
+    fig.legend(handles=kind_legend(), title="outline: the component read as", loc="center", bbox_to_anchor=(5 / 6, 0.25), fontsize=9)
 
 
 @dataclass
@@ -361,14 +362,14 @@ def hallucinated_picks(census: ShapesCensus, per_label: int = 4) -> list[int]:
 
 
 def plot_hallucinated(census: ShapesCensus) -> None:
-    """The images of :func:`hallucinated_picks`, each outlined by the counter, in one row (or a line saying there are
-    none)."""
+    """The images of :func:`hallucinated_picks`, each outlined by the counter, in rows of five (or a line saying
+    there are none)."""
     picks = hallucinated_picks(census)
     if not picks:
         print("no hallucinated shapes image in this batch")
         return
-    fig, axes = plt.subplots(1, len(picks), figsize=(1.9 * len(picks), 2.6), squeeze=False)
-    for ax, i in zip(axes[0], picks):
+    _, axes = plotting.panels(len(picks), 5, 2.6, width=1.9 * min(len(picks), 5))
+    for ax, i in zip(axes, picks):
         outline(ax, census.images[i], census.reports[i], f"#{i}: {census.labels[i]}")
     plt.tight_layout()
 
