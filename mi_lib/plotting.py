@@ -3,7 +3,7 @@ modes, image mosaics with coloured frames. Every function draws on a given matpl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -119,10 +119,12 @@ def image_mosaic(
     ncols: int = 16,
     pad: int = 3,
     legend: Mapping[str, object] | None = None,
+    dividers: Sequence[float] = (),
 ) -> Axes:
     """Tile grayscale images (N, 1, H, W) or (N, H, W) in [0, 1] into one picture, ``ncols`` per row, each
     framed by a ``pad``-pixel border in its colour from ``colors`` (any matplotlib colour; None: grey).
-    ``legend`` maps a label to its colour and adds a legend of coloured patches. Returns ``ax``."""
+    ``legend`` maps a label to its colour and adds a legend of coloured patches; ``dividers``, x positions in an
+    image's pixels (e.g. the boundaries of Simple Shapes' columns), are drawn as dotted lines on every tile. Returns ``ax``."""
     from matplotlib.colors import to_rgb
     from matplotlib.patches import Patch
 
@@ -144,6 +146,9 @@ def image_mosaic(
         canvas[y0 : y0 + cell_h, x0 : x0 + cell_w] = to_rgb(colors[i]) if colors is not None and colors[i] is not None else (0.8, 0.8, 0.8)
         canvas[y0 + pad : y0 + pad + h, x0 + pad : x0 + pad + w] = np.clip(x[i], 0.0, 1.0)[..., None]
     ax.imshow(canvas, interpolation="nearest")
+    if len(dividers):
+        xs = [c * cell_w + pad + d - 0.5 for c in range(ncols) for d in dividers]
+        ax.vlines(xs, -0.5, nrows * cell_h - 0.5, colors="orange", lw=0.6, linestyles=":")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)

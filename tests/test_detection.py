@@ -132,8 +132,8 @@ def test_detection_scores_and_window_grid(recorded):
     torch.testing.assert_close(scores["x_t variance"], x_t.var(0, unbiased=False).mean(-1), rtol=1e-2, atol=1e-6)
     assert not torch.allclose(scores["x_t variance"], scores["Hal"], rtol=0.1)
     labels = torch.arange(64) % 3 == 0
-    grid = window_auroc_grid(result.records, labels, [0, 5], [4, 9])
-    assert torch.isnan(grid[1, 0]) and not torch.isnan(grid[0, 0])
+    grid = window_auroc_grid(result.records, labels, [0, 4, 5], [4, 9])
+    assert torch.isnan(grid[2, 0]) and torch.isnan(grid[1, 0]) and not torch.isnan(grid[0, 0])  # [4, 4]: one step
     assert grid[0, 1] == auroc(result.hal, labels)  # the full window is the sampler's own Hal
 
 

@@ -169,12 +169,12 @@ def youden_threshold(scores: Tensor, labels: Tensor) -> float:
 
 
 def window_auroc_grid(records: det.Records, labels: Tensor, t_los: Sequence[int], t_his: Sequence[int]) -> Tensor:
-    """AUROC of Hal for every window (t_lo, t_hi) with t_lo <= t_hi; NaN where t_lo > t_hi.
-    Returns (len(t_los), len(t_his)) float64."""
+    """AUROC of Hal for every window (t_lo, t_hi) with t_lo < t_hi; NaN elsewhere (a window of one step has no
+    variance: every sample's Hal is 0). Returns (len(t_los), len(t_his)) float64."""
     grid = torch.full((len(t_los), len(t_his)), float("nan"), dtype=torch.float64)
     for i, t_lo in enumerate(t_los):
         for j, t_hi in enumerate(t_his):
-            if t_lo <= t_hi:
+            if t_lo < t_hi:
                 grid[i, j] = det.auroc(det.hal_from_records(records, (t_lo, t_hi)), labels)
     return grid
 
@@ -415,7 +415,7 @@ def grid_split(s: Setup, spec: MixtureModelSpec, r: Measured, keep_threshold: fl
 
 
 def window_sweep(r: Measured, t_los: Sequence[int], t_his: Sequence[int]) -> tuple[Tensor, tuple[int, int, float]]:
-    """Hal's AUROC for every window [T1, T2] of the grid (NaN where T1 > T2), and the best cell: picked on the
+    """Hal's AUROC for every window [T1, T2] of the grid (NaN where T1 >= T2), and the best cell: picked on the
     test labels, an upper bound, not a result."""
     grid = window_auroc_grid(r.test.records, r.labels, t_los, t_his)
     i, j = np.unravel_index(np.nanargmax(grid.numpy()), grid.shape)
@@ -441,11 +441,12 @@ def plot_rocs(axes: Sequence[Axes], runs: Sequence[Measured]) -> None:
         bad, good = CLASS_NAMES.get(r.name, ("hallucinations", "in-support samples"))
         for score, (s, a) in {x: (r.scores[x], v) for x, v in r.aurocs.items()}.items():
             fpr, tpr, _ = roc_curve(s, r.labels)
-            ax.plot(fpr, tpr, label=f"{score} ({a:.3f})", lw=1.5 if score == "Hal" else 1.0)
+            style = dict(color="grey", ls="--") if score == "random" else {}  # chance, beside the diagonal
+            ax.plot(fpr, tpr, label=f"{score} ({a:.3f})", lw=1.5 if score == "Hal" else 1.0, **style)
         ax.plot([0, 1], [0, 1], color="grey", lw=0.5, ls=":")
         ax.set(title=r.name, xlabel=f"{good}: share removed (false-positive rate)",
                ylabel=f"{bad}: share removed\n(true-positive rate)")
-        ax.legend(fontsize=7, loc="lower right", title="score (AUROC)", title_fontsize=7)
+        ax.legend(fontsize=8, loc="lower right", title="score (AUROC)", title_fontsize=8)
 
 
 def plot_window_grids(axes: Sequence[Axes], sweeps: Mapping[str, Tensor], t_los: Mapping[str, Sequence[int]],
@@ -457,7 +458,7 @@ def plot_window_grids(axes: Sequence[Axes], sweeps: Mapping[str, Tensor], t_los:
         im = ax.imshow(grid, vmin=0.5, vmax=1.0, cmap="viridis", origin="lower", aspect="auto")
         for (i, j), v in np.ndenumerate(grid):
             if np.isfinite(v):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6.5, color="white" if v < 0.8 else "black")
+                ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=6.5, color="white" if v < 0.8 else "black")
         ab = schedules[name].alpha_bar_64
         ax.set_xticks(range(len(t_his[name])), [f"{t}\n({float(ab[t]):.4g})" for t in t_his[name]], fontsize=7, rotation=45, ha="right")
         ax.set_yticks(range(len(t_los[name])), t_los[name], fontsize=7)

@@ -549,7 +549,8 @@ def plot_grid_samples(axes: Any, board: Sequence[dict[str, Any]], s: Setup) -> N
 
 
 def plot_board(axes: Sequence[Axes], board: Sequence[dict[str, Any]]) -> None:
-    """Per data set, every method's rate (with its interval) against its mode TV, shaded by family."""
+    """Per data set, every method's rate (with its interval) against its mode TV, shaded by family and numbered as
+    in the legend."""
     colormaps = {"sampler": plt.cm.Blues, "sharpening": plt.cm.Oranges, "training": plt.cm.Greens}
     markers = "osD^v<>ph*"
     for ax, dataset in zip(axes, dict.fromkeys(r["dataset"] for r in board)):
@@ -559,10 +560,11 @@ def plot_board(axes: Sequence[Axes], board: Sequence[dict[str, Any]]) -> None:
             shade = colormaps[r["family"]](0.45 + 0.5 * same.index(r) / max(1, len(same) - 1))
             xerr = [[100 * (r["rate"] - r["rate_lo"])], [100 * (r["rate_hi"] - r["rate"])]]
             ax.errorbar(100 * r["rate"], r["mode_tv"], xerr=xerr, fmt=markers[i % len(markers)],
-                        color=shade, ms=6, capsize=2, label=f"{r['method']} ({r['family']})")
+                        color=shade, ms=6, capsize=2, label=f"{i + 1}. {r['method']} ({r['family']})")
+            ax.annotate(str(i + 1), (100 * r["rate"], r["mode_tv"]), xytext=(3, 3), textcoords="offset points", fontsize=8)
         ax.set(xlabel="hallucinated (%), 95% Wilson interval",
                ylabel="mode TV (0 = as the truth)", title=f"{dataset}: every method, one seed")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def print_vsm_terms(terms: Sequence[dict[str, Any]]) -> None:
@@ -585,10 +587,10 @@ def plot_vsm(ax: Axes, rows: Sequence[dict[str, Any]]) -> None:
     for i, r in enumerate(rows):
         ax.errorbar(100 * r["rate"], i, fmt="o", color="C2" if "VSM" in r["method"] else "C0",
                     xerr=[[100 * (r["rate"] - r["rate_lo"])], [100 * (r["rate_hi"] - r["rate"])]], capsize=3)
-    ax.set_yticks(range(len(rows)), [r["method"].removeprefix("DDPM, ") for r in rows])
+    ax.set_yticks(range(len(rows)), [r["method"] for r in rows])
     ax.invert_yaxis()
     ax.set(xlabel="hallucinated (%), 95% Wilson interval",
-           title="1D mixture: VSM's weight against the variance the sampler uses")
+           title="1D mixture: a learned-variance network per VSM weight (green)\nbeside the plain network (blue)")
 
 
 def full_ddim_name() -> str:

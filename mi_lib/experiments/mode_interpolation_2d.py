@@ -279,7 +279,8 @@ def plot_generated(axes: Any, s: Setup, real: Mapping[str, Tensor], samples: Map
 
 
 def plot_segments(ax: Axes, s: Setup, layout: str, x: Tensor, k: float) -> None:
-    """The explorer's panel: segments coloured by order, out-of-support samples by the order they lie on."""
+    """The explorer's panel: segments coloured by order, out-of-support samples by the order they lie on (orange:
+    on none, near a mode or elsewhere)."""
     mixture = s.mixtures[layout]
     segs = mode_segments(mixture, clearance=k).up_to(s.max_order)
     out = out_of_support(x, mixture, k)
@@ -288,10 +289,12 @@ def plot_segments(ax: Axes, s: Setup, layout: str, x: Tensor, k: float) -> None:
         if o <= 2:
             a, b = mixture.means[i].numpy(), mixture.means[j].numpy()
             ax.plot([a[0], b[0]], [a[1], b[1]], color="C2" if o == 1 else "C4", lw=0.6, alpha=0.6)
+    ax.plot([], [], color="C2", lw=0.6, label="segment, nearest neighbours (order 1)")
+    ax.plot([], [], color="C4", lw=0.6, label="segment, second-nearest (order 2)")
     plotting.scatter_vs_modes(ax, x[~out], mixture, color="lightgrey", lim=1.75)
     pts = x[out].numpy()
     for o, color, label in [(1, "C2", "between nearest neighbours"), (2, "C4", "between second-nearest"),
-                            (0, "red", "near a mode / elsewhere")]:
+                            (0, "C1", "near a mode / elsewhere")]:
         sel = order == o
         ax.scatter(pts[sel, 0], pts[sel, 1], s=4, c=color, label=f"{label}: {int(sel.sum())}")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))

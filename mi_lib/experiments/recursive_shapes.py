@@ -127,7 +127,7 @@ def plot_runs(fig: Figure, s: Setup, runs: Mapping[str, RecursionResult],
     for j, f in enumerate([f for f in ("none", "hal") if f in runs]):
         ax = fig.add_subplot(2, 2, 3 + j)
         x = shapes.from_model_range(runs[f].generations[s.last].samples[:12])
-        plotting.image_mosaic(ax, x, ncols=4)
+        plotting.image_mosaic(ax, x, ncols=4, dividers=(shapes.COLUMN_WIDTH, 2 * shapes.COLUMN_WIDTH))
         ax.set_title(f"{FILTER_LABELS.get(f, f)}, generation {s.last}")
 
 

@@ -222,7 +222,7 @@ def keep_ratio_summary(sweeps: Mapping[str, Mapping[str, Any]]) -> None:
         say(f"{name} ({r:g} candidates per kept sample, {', '.join(seeds)}): Hal lowest after the last generation on {hal_lowest} of "
             f"{len(seeds)} seeds; its lead over none {np.mean(leads_none):+.1f} points on average (from {min(leads_none):+.1f} to "
             f"{max(leads_none):+.1f}), over random {np.mean(leads_random):+.1f} (from {min(leads_random):+.1f} to {max(leads_random):+.1f})")
-        say(f"    generation 0: out of support {p:.2%}; Hal's kept set {kept:.2%}, a perfect filter's {bound:.2%}; "
+        say(f"    generation 0, mean over the {len(seeds)} seeds: out of support {p:.2%}; Hal's kept set {kept:.2%}, a perfect filter's {bound:.2%}; "
             f"{precision:.0%} of Hal's drops were out of support (a blind drop: {p:.0%})")
 
 

@@ -219,7 +219,7 @@ def plot_gap_masses(ax: Axes, s: Setup, g: GapMasses) -> None:
            title="Gap mass vs smoothness of the score")
     ax.set_xticks(hs, [f"{h:g}" for h in hs])
     ax.minorticks_off()
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes: the levels cross it
 
 
 def print_gap_masses(g: GapMasses) -> None:

@@ -29,13 +29,16 @@ from ..measure.metrics import wilson_interval
 from ..params import choice_parameter, number_parameter, sequence_parameter
 from ..storage.results import say
 
-__all__ = ["SCALES", "LABEL_COLORS", "KIND_COLORS", "Setup", "setup", "TrainingImages", "check_counters", "outline", "plot_made_up", "plot_hallucinated",
+__all__ = ["SCALES", "LABEL_COLORS", "COLUMN_DIVIDERS", "KIND_COLORS", "Setup", "setup", "TrainingImages", "check_counters",
+           "outline", "plot_made_up", "plot_hallucinated",
            "made_up_examples", "ShapesCensus", "shapes_census", "BlobReading", "blob_reading", "HandsCensus",
            "hands_census", "finger_color", "hal_aurocs", "claimed_numbers", "plot_losses", "hallucinated_picks",
            "print_components", "plot_blobs", "plot_fingers", "browse_options"]
 
 SCALES: dict[str, dict[str, Any]] = {"ci": dict(n_samples=128), "paper": dict(n_samples=10_000)}  # models: IMAGE_SCALES
-LABEL_COLORS = {"valid": "#2ca02c", "misplaced": "#ff7f0e", "duplicated": "#d62728", "malformed": "#7f7f7f"}
+LABEL_COLORS = {"valid": "#2ca02c", "misplaced": "#ff7f0e", "duplicated": "#d62728", "malformed": "#8c564b"}
+#: Where a Simple Shapes image's three columns meet (x in pixels): the dotted dividers of the chapter's mosaics.
+COLUMN_DIVIDERS = (shapes.COLUMN_WIDTH, 2 * shapes.COLUMN_WIDTH)
 KIND_COLORS = {"triangle": "#1f77b4", "square": "#9467bd", "pentagon": "#e377c2", "unrecognised": "#7f7f7f"}
 FINGER_COLORS = {"5 fingers": "#2ca02c", "more": "#d62728", "fewer": "#ff7f0e"}
 
@@ -380,7 +383,8 @@ def print_components(census: ShapesCensus) -> None:
 
 
 def plot_blobs(ax0: Axes, ax1: Axes, s: Setup, census: ShapesCensus, b: BlobReading) -> None:
-    """Left: each shape-sized blob's distance to the nearest stencil; right: the images with a crowded column."""
+    """Each shape-sized blob's distance to the nearest stencil (``ax0``); the images with a crowded column, their
+    columns' boundaries dotted (``ax1``)."""
     ax0.hist(np.minimum(b.mismatch, 40), bins=np.arange(0, 42) - 0.5, color="C0")
     ax0.axvline(4.5, color="C3", ls="--", label="strict counter's tolerance (4 px)")
     ax0.set(title="shape-sized blobs: distance to the nearest stencil", ylabel="blobs",
@@ -388,7 +392,7 @@ def plot_blobs(ax0: Axes, ax1: Axes, s: Setup, census: ShapesCensus, b: BlobRead
     ax0.legend(fontsize=8)
     flagged = torch.nonzero(census.repeated).flatten()[:s.n_show]
     if len(flagged):
-        plotting.image_mosaic(ax1, census.images[flagged], ncols=12)
+        plotting.image_mosaic(ax1, census.images[flagged], ncols=12, dividers=COLUMN_DIVIDERS)
         ax1.set_title(f"generated images with a crowded column (first {len(flagged)} of {census.k_rep})")
     else:
         ax1.set_axis_off()
@@ -407,11 +411,11 @@ def plot_fingers(ax0: Axes, ax1: Axes, hc: HandsCensus, show: int) -> None:
 def browse_options(census: ShapesCensus, hc: HandsCensus) -> dict[str, tuple[Tensor, list[int]]]:
     """The explorer's choices: a label -> (the images, the indices of those it picks out)."""
     options = {}
-    if census.k_rep > 0:
-        options["shapes: crowded column"] = (census.images, torch.nonzero(census.repeated).flatten().tolist())
     for label in shapes.LABELS:
         if census.counts[label]:
             options[f"shapes: {label}"] = (census.images, [i for i, lab in enumerate(census.labels) if lab == label])
+    if census.k_rep > 0:  # after the labels: the page's static view (the first choice) shows what no figure above does
+        options["shapes: crowded column"] = (census.images, torch.nonzero(census.repeated).flatten().tolist())
     fingers = hc.fingers.tolist()
     for c in sorted(hc.histogram):
         options[f"hands: {c} fingers"] = (hc.images, [i for i, f in enumerate(fingers) if f == c])
