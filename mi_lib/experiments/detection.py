@@ -538,7 +538,7 @@ def plot_threshold(ax: Axes, r: Measured, log10_threshold: float) -> None:
     bad, good = CLASS_NAMES.get(r.name, ("hallucinated", "in support"))
     ax.hist(lh[~y], bins=edges, density=True, alpha=0.6, color="C0", label=good)
     ax.hist(lh[y], bins=edges, density=True, alpha=0.6, color="C3", label=bad)
-    ax.axvline(log10_threshold, color="black", lw=1)
+    ax.axvline(log10_threshold, color="black", lw=1, label="threshold")
     ax.set(title=f"{r.name}: removed {rates.removed:.1%} of '{bad}', kept {rates.kept:.1%} of '{good}'",
            xlabel=r"$\log_{10}$ Hal", ylabel="density")
     ax.legend(fontsize=8)

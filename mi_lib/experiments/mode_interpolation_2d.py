@@ -263,15 +263,15 @@ def print_nearest_shares(shares: Mapping[str, Mapping[str, float]]) -> None:
 
 # ---------------------------------------------------------------------------------------- figures
 def plot_generated(axes: Any, s: Setup, real: Mapping[str, Tensor], samples: Mapping[str, Tensor]) -> None:
-    """Fig. 3: per layout (rows), real samples (left) and generated ones (right) with the out-of-support ones in
-    red, all drawn."""
+    """Fig. 3: per layout (rows), real samples (left) and generated ones (right) with every out-of-support one
+    drawn in red."""
     for row, (name, mixture) in enumerate(s.mixtures.items()):
         plotting.scatter_vs_modes(axes[row, 0], real[name], mixture, title=f"{name}: real", lim=1.75)
         x = samples[name]
         out = out_of_support(x, mixture, s.k)
         n_in = int((~out).sum())
         shown = min(20_000, n_in)  # scatter_vs_modes draws at most 20,000 points
-        title = f"{name}: generated, {int(out.sum()):,} of {s.n_samples:,} out of support (red, all drawn)"
+        title = f"{name}: generated, {int(out.sum()):,} of {s.n_samples:,} out of support (red)"
         if shown < n_in:
             title += f"\n{shown:,} of the {n_in:,} in support drawn"
         plotting.scatter_vs_modes(axes[row, 1], x[~out], mixture, lim=1.75, title=title)

@@ -532,11 +532,12 @@ def plot_fid_and_classes(ax0: Axes, ax1: Axes, s: Setup, d: Digits, m: Measures)
     ax1.legend(fontsize=7, ncol=2)
 
 
-def digit_mosaic(ax: Axes, s: Setup, x: Tensor, title: str, n: int = 48) -> None:
-    """The first ``n`` digits of ``x`` (flattened 8x8 or 28x28 images in [-1, 1]), twelve a row."""
+def digit_mosaic(ax: Axes, s: Setup, x: Tensor, title: str, n: int = 24) -> None:
+    """The first ``n`` digits of ``x`` (flattened 8x8 or 28x28 images in [-1, 1]), eight a row: large enough to
+    read a stroke in the book's two-column figure."""
     shape = s.config.sample_shape
     side = shape[-1] if len(shape) == 3 else int(round(shape[0] ** 0.5))
-    plotting.image_mosaic(ax, from_model_range(x[:n].reshape(-1, 1, side, side)), ncols=12, pad=1)
+    plotting.image_mosaic(ax, from_model_range(x[:n].reshape(-1, 1, side, side)), ncols=8, pad=1)
     ax.set_title(title)
 
 
@@ -561,6 +562,10 @@ def print_seed_sweep(sweep: Mapping[str, Any] | None) -> list[float] | None:
               + f" | {gaps[-1]:11.2f} | {rises[-1]:11.2f}")
     say(f"smallest gap between no filter and the control: {min(gaps):.2f} (the 8x8 bar: {DIGIT_RUNS['8x8']['drift_margin']:g}); "
         f"no filter worse than its generation 0 on {sum(r > 0 for r in rises)} of {len(rises)} seeds")
+    if "hal" in arms:
+        lasts = [entry["fid_last"] for entry in sweep["seeds"].values()]
+        say("the Hal filter's last score below no filter's on " + f"{sum(x['hal'] < x['none'] for x in lasts)} of {len(lasts)} seeds"
+            + (f", below the random filter's on {sum(x['hal'] < x['random'] for x in lasts)}" if "random" in arms else ""))
     return gaps
 
 

@@ -39,7 +39,7 @@ SCALES: dict[str, dict[str, Any]] = {"ci": dict(n_samples=128), "paper": dict(n_
 LABEL_COLORS = {"valid": "#2ca02c", "misplaced": "#ff7f0e", "duplicated": "#d62728", "malformed": "#8c564b"}
 #: Where a Simple Shapes image's three columns meet (x in pixels): the dotted dividers of the chapter's mosaics.
 COLUMN_DIVIDERS = (shapes.COLUMN_WIDTH, 2 * shapes.COLUMN_WIDTH)
-KIND_COLORS = {"triangle": "#1f77b4", "square": "#9467bd", "pentagon": "#e377c2", "unrecognised": "#7f7f7f"}
+KIND_COLORS = {"triangle": "#1f77b4", "square": "#9467bd", "pentagon": "#e377c2", "unrecognised": "#ffbf00"}
 FINGER_COLORS = {"5 fingers": "#2ca02c", "more": "#d62728", "fewer": "#ff7f0e"}
 
 
@@ -249,7 +249,7 @@ def plot_blobs_per_image(ax: Axes, b: BlobReading) -> None:
     ax.axvline(most + 0.5, color="k", ls=":", lw=1, label="more blobs than columns: a column is crowded")
     ax.set(title="shape-sized blobs per image", xlabel=f"blobs of at least {shapes.SHAPE_SIZED} px", ylabel="share of images",
            xticks=xs)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars, not over them
 
 
 def print_crowding(s: Setup, census: ShapesCensus, b: BlobReading) -> None:
@@ -373,8 +373,10 @@ def plot_hallucinated(census: ShapesCensus) -> None:
         return
     _, axes = plotting.panels(len(picks), 5, 2.6, width=1.9 * min(len(picks), 5))
     for ax, i in zip(axes, picks):
-        outline(ax, census.images[i], census.reports[i], f"#{i}: {census.labels[i]}")
+        outline(ax, census.images[i], census.reports[i], f"image {i}: {census.labels[i]}")
     plt.tight_layout()
+    axes[0].figure.legend(handles=kind_legend(), title="outline: the component read as", loc="upper left",
+                          bbox_to_anchor=(1.0, 1.0), fontsize=8)
 
 
 def print_components(census: ShapesCensus) -> None:
