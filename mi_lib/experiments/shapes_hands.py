@@ -375,8 +375,8 @@ def plot_hallucinated(census: ShapesCensus) -> None:
     for ax, i in zip(axes, picks):
         outline(ax, census.images[i], census.reports[i], f"image {i}: {census.labels[i]}")
     plt.tight_layout()
-    axes[0].figure.legend(handles=kind_legend(), title="outline: the component read as", loc="upper left",
-                          bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    axes[0].figure.legend(handles=kind_legend(), title="outline: the component read as", loc="upper center",
+                          bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=8)  # below: the row keeps the book's width
 
 
 def print_components(census: ShapesCensus) -> None:
