@@ -423,14 +423,19 @@ def window_sweep(r: Measured, t_los: Sequence[int], t_his: Sequence[int]) -> tup
 
 
 def plot_hal_histograms(axes: Sequence[Axes], runs: Sequence[Measured], window: tuple[int, int], bins: int = 60) -> None:
-    """log10 Hal of the two kinds of samples, each normalised to its own area, one panel per model."""
+    """log10 Hal of the two kinds of samples, each normalised to its own area (a kind of fewer than 50 samples: one
+    tick per sample), one panel per model."""
     for ax, r in zip(axes, runs):
         hal, y = r.scores["Hal"].clamp(min=1e-12).log10().numpy(), r.labels.numpy()
         edges = np.linspace(hal.min(), hal.max(), bins)
         bad, good = CLASS_NAMES.get(r.name, ("hallucinated", "in support"))
         ax.hist(hal[~y], bins=edges, density=True, alpha=0.6, color="C0", label=f"{good} ({(~y).sum():,})")
-        ax.hist(hal[y], bins=edges, density=True, alpha=0.6, color="C3",
-                label=f"{bad + ': hallucinated' if r.name in CLASS_NAMES else bad} ({y.sum():,})")
+        label = f"{bad + ': hallucinated' if r.name in CLASS_NAMES else bad} ({y.sum():,})"
+        if y.sum() < 50:  # too few for a density: one tick per sample along the bottom
+            ax.plot(hal[y], np.zeros(int(y.sum())), "|", color="C3", ms=14, mew=1.5, transform=ax.get_xaxis_transform(),
+                    label=label + ", one tick each")
+        else:
+            ax.hist(hal[y], bins=edges, density=True, alpha=0.6, color="C3", label=label)
         ax.set(title=r.name, xlabel=r"$\log_{10}$ Hal (variance of $\hat x_0$, t = %d..%d)" % window, ylabel="density")
         ax.legend(fontsize=8)
 
@@ -458,7 +463,7 @@ def plot_window_grids(axes: Sequence[Axes], sweeps: Mapping[str, Tensor], t_los:
         im = ax.imshow(grid, vmin=0.5, vmax=1.0, cmap="viridis", origin="lower", aspect="auto")
         for (i, j), v in np.ndenumerate(grid):
             if np.isfinite(v):
-                ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=6.5, color="white" if v < 0.8 else "black")
+                ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7, color="white" if v < 0.8 else "black")
         ab = schedules[name].alpha_bar_64
         ax.set_xticks(range(len(t_his[name])), [f"{t}\n({float(ab[t]):.4g})" for t in t_his[name]], fontsize=7, rotation=45, ha="right")
         ax.set_yticks(range(len(t_los[name])), t_los[name], fontsize=7)

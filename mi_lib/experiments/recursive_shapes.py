@@ -112,7 +112,7 @@ def print_rows(s: Setup, rows: Mapping[str, Sequence[Mapping[str, float]]]) -> N
 def plot_runs(fig: Figure, s: Setup, runs: Mapping[str, RecursionResult],
               rows: Mapping[str, Sequence[Mapping[str, float]]]) -> None:
     """The crowded share per generation (generated, and dotted: kept), above the last generation's images
-    without a filter and with the Hal filter."""
+    without a filter and with the Hal filter, those with a crowded column framed in red."""
     ax = fig.add_subplot(2, 2, (1, 2))
     markers = {"none": "o", "random": "s", "hal": "^", "real": "D"}
     for j, (f, rows_) in enumerate(rows.items()):
@@ -127,8 +127,9 @@ def plot_runs(fig: Figure, s: Setup, runs: Mapping[str, RecursionResult],
     for j, f in enumerate([f for f in ("none", "hal") if f in runs]):
         ax = fig.add_subplot(2, 2, 3 + j)
         x = shapes.from_model_range(runs[f].generations[s.last].samples[:12])
-        plotting.image_mosaic(ax, x, ncols=4, dividers=(shapes.COLUMN_WIDTH, 2 * shapes.COLUMN_WIDTH))
-        ax.set_title(f"{FILTER_LABELS.get(f, f)}, generation {s.last}")
+        frames = ["red" if crowded else None for crowded in shapes.repeated_shapes(x).tolist()]
+        plotting.image_mosaic(ax, x, frames, ncols=4, dividers=(shapes.COLUMN_WIDTH, 2 * shapes.COLUMN_WIDTH))
+        ax.set_title(f"{FILTER_LABELS.get(f, f)}, generation {s.last}\n(red frame: a crowded column)")
 
 
 def claimed_numbers(s: Setup, rows: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, float]:
