@@ -17,8 +17,9 @@ from .datasets.mixtures import GaussianMixture
 __all__ = ["BOOK_WIDTH", "FILTER_COLORS", "FILTER_LABELS", "use_book_style", "panels", "hist_vs_density", "scatter_vs_modes",
            "image_mosaic"]
 
-#: The widest figure, in inches at the book's 100 dpi, whose text the book's column (about 690 px at a 1280-px
-#: window) shows at two thirds of its size or more; ``scripts/check_book.py`` fails a page with a figure shrunk more.
+#: How wide the chapters draw a figure, in inches at the book's 100 dpi: 950 px, which the book's column (about
+#: 690 px at a 1280-px window) shows at about 1/1.4 of its size, so 10-pt labels read at 10 px. A legend or label
+#: outside the axes widens the saved figure: ``scripts/check_book.py`` fails a page whose figure is shrunk more than 1.5x.
 BOOK_WIDTH = 9.5
 
 #: One colour and one legend label per recursive-training filter (chapter 7 and its sections), the same on every page.
@@ -146,9 +147,11 @@ def image_mosaic(
         canvas[y0 : y0 + cell_h, x0 : x0 + cell_w] = to_rgb(colors[i]) if colors is not None and colors[i] is not None else (0.8, 0.8, 0.8)
         canvas[y0 + pad : y0 + pad + h, x0 + pad : x0 + pad + w] = np.clip(x[i], 0.0, 1.0)[..., None]
     ax.imshow(canvas, interpolation="nearest")
-    if len(dividers):
-        xs = [c * cell_w + pad + d - 0.5 for c in range(ncols) for d in dividers]
-        ax.vlines(xs, -0.5, nrows * cell_h - 0.5, colors="orange", lw=0.6, linestyles=":")
+    if len(dividers):  # on each image, not across the frames or the empty cells of a last row
+        tiles = [divmod(i, ncols) for i in range(n)]
+        ax.vlines([c * cell_w + pad + d - 0.5 for r, c in tiles for d in dividers],
+                  [r * cell_h + pad - 0.5 for r, c in tiles for d in dividers],
+                  [r * cell_h + pad + h - 0.5 for r, c in tiles for d in dividers], colors="white", lw=0.5, linestyles=":")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)

@@ -44,3 +44,14 @@ def test_panels_wrap_into_rows_of_the_books_width(n, ncols, shape):
     np.testing.assert_allclose(fig.get_size_inches(), (plotting.BOOK_WIDTH, 2.5 * shape[0]))
     assert [ax.get_subplotspec().rowspan.start for ax in axes] == [i // shape[1] for i in range(n)]  # reading order
     plt.close(fig)
+
+
+def test_image_mosaic_dividers_cross_each_image_only():
+    fig, ax = plt.subplots()
+    plotting.image_mosaic(ax, torch.zeros(5, 1, 4, 4), ncols=3, pad=1, dividers=(2,))
+    (lines,) = ax.collections
+    segments = [s for s in lines.get_segments()]
+    assert len(segments) == 5  # one per image; none over the last row's empty cell
+    (x0, y0), (x1, y1) = segments[4]  # image 4: row 1, column 1, its pixels from (1 + 6, 1 + 6)
+    assert x0 == x1 == 6 + 1 + 2 - 0.5 and (y0, y1) == (6 + 1 - 0.5, 6 + 1 + 4 - 0.5)
+    plt.close(fig)

@@ -80,6 +80,19 @@ def _wide_lines(nb) -> list[str]:
     return [line for line in lines if len(line) > LINE_WIDTH]
 
 
+def test_figures_are_drawn_at_most_the_books_width():
+    """Every literal figure width in the chapters and their modules is at most mi_lib.plotting.BOOK_WIDTH: the
+    browser check (scripts/check_book.py) sees only the scale the book renders, this sees the code of both."""
+    from mi_lib.plotting import BOOK_WIDTH
+
+    sources = {p.name: "\n".join(c.source for c in nbformat.read(p, 4).cells if c.cell_type == "code") for p in CHAPTERS}
+    sources |= {p.name: p.read_text() for p in (ROOT / "mi_lib").rglob("*.py")}
+    widths = {(name, float(w)) for name, src in sources.items() for w in re.findall(r"figsize=\(([0-9.]+)\s*,", src)}
+    assert len(widths) > 10, "the pattern finds the chapters' figure sizes"
+    too_wide = sorted((name, w) for name, w in widths if w > BOOK_WIDTH)
+    assert not too_wide, f"figures wider than plotting.BOOK_WIDTH ({BOOK_WIDTH} in): {too_wide}"
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_code_and_printed_lines_fit_the_books_column(path):
     """No code line or printed line is wider than the column (a printed table would wrap mid-row in the book;
@@ -232,7 +245,7 @@ def test_data_stays_lean_and_documented():
         assert p.name in documented, f"{p.relative_to(ROOT)} is named in no README or manifest"
 
 
-def test_results_rows_name_the_fast_paths_of_their_run(tmp_path, results_table):
+def test_results_tables_name_the_fast_paths_of_their_run(tmp_path, results_table):
     table = results_table
     keys = [row[0] for row in table.CLAIMS["06_detection"]]
     entry = {"numbers": {k: 0.5 for k in keys}, "device": "GPU", "wall_time_s": 1.0, "commit": "abc", "params": {}}

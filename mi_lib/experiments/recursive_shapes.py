@@ -25,6 +25,7 @@ from ..params import choice_parameter, number_parameter, sequence_parameter
 from ..plotting import FILTER_COLORS, FILTER_LABELS
 from ..settings import Settings
 from ..storage.results import say
+from .shapes_hands import COLUMN_DIVIDERS
 from .recursion import FILTERS, RecursionConfig, RecursionResult, recursive_training
 
 __all__ = ["SCALES", "Setup", "setup", "run", "shapes_report", "measure", "print_rows", "plot_runs",
@@ -128,7 +129,7 @@ def plot_runs(fig: Figure, s: Setup, runs: Mapping[str, RecursionResult],
         ax = fig.add_subplot(2, 2, 3 + j)
         x = shapes.from_model_range(runs[f].generations[s.last].samples[:12])
         frames = ["red" if crowded else None for crowded in shapes.repeated_shapes(x).tolist()]
-        plotting.image_mosaic(ax, x, frames, ncols=4, dividers=(shapes.COLUMN_WIDTH, 2 * shapes.COLUMN_WIDTH))
+        plotting.image_mosaic(ax, x, frames, ncols=4, dividers=COLUMN_DIVIDERS)
         ax.set_title(f"{FILTER_LABELS.get(f, f)}, generation {s.last}\n(red frame: a crowded column)")
 
 

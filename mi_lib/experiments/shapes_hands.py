@@ -113,8 +113,8 @@ def outline(ax: Axes, image: Tensor, report: Any, title: str) -> None:
     for c in report.components:
         x0, y0, x1, y1 = c.bbox
         ax.add_patch(Rectangle((x0 - 1, y0 - 1), x1 - x0 + 2, y1 - y0 + 2, fill=False, lw=1.2, edgecolor=KIND_COLORS[c.kind]))
-    for k in (1, 2):
-        ax.axvline(k * shapes.COLUMN_WIDTH - 0.5, color="white", lw=0.4, ls=":")
+    for x in COLUMN_DIVIDERS:
+        ax.axvline(x - 0.5, color="white", lw=0.4, ls=":")
     ax.set(title=title, xticks=[], yticks=[])
     ax.grid(False)
 
@@ -158,7 +158,11 @@ def plot_made_up(base: Tensor, made: Mapping[str, Tensor]) -> None:
         report = shapes.count_shapes(image[None])[0]
         outline(ax, image, report, f"{name}:\n{shapes.classify_image(report)}")
     plt.tight_layout()
-    fig.legend(handles=kind_legend(), title="outline: the component read as", loc="center", bbox_to_anchor=(5 / 6, 0.25), fontsize=9)
+    spare = [ax for ax in fig.axes if ax not in axes]  # the last row's empty slot, if any: the legend goes there
+    box = spare[0].get_position() if spare else None
+    fig.legend(handles=kind_legend(), title="outline: the component read as", fontsize=9,
+               **(dict(loc="center", bbox_to_anchor=((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)) if box else
+                  dict(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4)))
 
 
 @dataclass
@@ -413,10 +417,10 @@ def plot_fingers(ax0: Axes, ax1: Axes, hc: HandsCensus, show: int) -> None:
 def browse_options(census: ShapesCensus, hc: HandsCensus) -> dict[str, tuple[Tensor, list[int]]]:
     """The explorer's choices: a label -> (the images, the indices of those it picks out)."""
     options = {}
-    for label in shapes.LABELS:
-        if census.counts[label]:
+    for label in sorted(shapes.LABELS, key=lambda lab: lab != "duplicated"):  # the paper's repeated shapes first: the page's
+        if census.counts[label]:                                              # static view (the first choice)
             options[f"shapes: {label}"] = (census.images, [i for i, lab in enumerate(census.labels) if lab == label])
-    if census.k_rep > 0:  # after the labels: the page's static view (the first choice) shows what no figure above does
+    if census.k_rep > 0:  # shown above already (the blob reading's mosaic)
         options["shapes: crowded column"] = (census.images, torch.nonzero(census.repeated).flatten().tolist())
     fingers = hc.fingers.tolist()
     for c in sorted(hc.histogram):
