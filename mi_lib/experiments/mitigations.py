@@ -513,6 +513,12 @@ def print_board(board: Sequence[dict[str, Any]], s: Setup) -> None:
             name = r["method"].removeprefix("DDPM, ") if r["family"] == "training" else r["method"]
             print(f"{name:<39}{r['nfe']:5d} | {r['rate']:6.2%} {interval:<11} | "
                   f"{r['mode_tv']:7.3f} {r['mode_spread']:6.2f} {r['hal_auroc']:5.2f}")
+        by_name = by_method(board, dataset)
+        full = by_name.get(full_ddim_name())
+        if full is not None and "DDPM, 1000 steps" in by_name:
+            ddpm = by_name["DDPM, 1000 steps"]["hal_auroc"]
+            say(f"Hal's AUROC under DDIM run to every step: {full['hal_auroc']:.2f}, under DDPM {ddpm:.2f} "
+                f"({'higher' if full['hal_auroc'] > ddpm else 'not higher'} under DDIM)")
 
 
 def plot_method(ax: Axes, row: Mapping[str, Any], s: Setup, title: str | None = None) -> None:

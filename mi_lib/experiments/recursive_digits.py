@@ -564,8 +564,9 @@ def print_seed_sweep(sweep: Mapping[str, Any] | None) -> list[float] | None:
         f"no filter worse than its generation 0 on {sum(r > 0 for r in rises)} of {len(rises)} seeds")
     if "hal" in arms:
         lasts = [entry["fid_last"] for entry in sweep["seeds"].values()]
-        say("the Hal filter's last score below no filter's on " + f"{sum(x['hal'] < x['none'] for x in lasts)} of {len(lasts)} seeds"
-            + (f", below the random filter's on {sum(x['hal'] < x['random'] for x in lasts)}" if "random" in arms else ""))
+        below_random = f", below the random filter's on {sum(x['hal'] < x['random'] for x in lasts)}" if "random" in arms else ""
+        say(f"the Hal filter's last score below no filter's on {sum(x['hal'] < x['none'] for x in lasts)} of {len(lasts)} seeds"
+            + below_random)
     return gaps
 
 

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
@@ -119,8 +120,10 @@ def outline(ax: Axes, image: Tensor, report: Any, title: str) -> None:
     ax.grid(False)
 
 
-def kind_legend() -> list[Rectangle]:
-    return [Rectangle((0, 0), 1, 1, fill=False, edgecolor=c, label=k) for k, c in KIND_COLORS.items()]
+def add_outline_key(fig: Figure) -> None:
+    """The key of :func:`outline`'s colours, in one row under the figure (which keeps the figure's width)."""
+    fig.legend(handles=[Rectangle((0, 0), 1, 1, fill=False, edgecolor=c, label=k) for k, c in KIND_COLORS.items()],
+               title="outline: the component read as", loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=8)
 
 
 def _paste(image: Tensor, kind: str, x: int, y: int) -> Tensor:
@@ -151,18 +154,14 @@ def made_up_examples(real: shapes.ShapesDataset) -> tuple[Tensor, dict[str, Tens
 
 def plot_made_up(base: Tensor, made: Mapping[str, Tensor]) -> None:
     """:func:`made_up_examples` in rows of three, each image outlined by the counter and titled with its label; the
-    legend of the outlines' colours in the last row."""
+    key of the outlines' colours under them."""
     fig, axes = plotting.panels(1 + len(made), 3, 3.6)
     outline(axes[0], base, shapes.count_shapes(base[None])[0], "training image:\n" + shapes.classify_images(base[None])[0])
     for ax, (name, image) in zip(axes[1:], made.items()):
         report = shapes.count_shapes(image[None])[0]
         outline(ax, image, report, f"{name}:\n{shapes.classify_image(report)}")
     plt.tight_layout()
-    spare = [ax for ax in fig.axes if ax not in axes]  # the last row's empty slot, if any: the legend goes there
-    box = spare[0].get_position() if spare else None
-    fig.legend(handles=kind_legend(), title="outline: the component read as", fontsize=9,
-               **(dict(loc="center", bbox_to_anchor=((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)) if box else
-                  dict(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4)))
+    add_outline_key(fig)
 
 
 @dataclass
@@ -375,12 +374,11 @@ def plot_hallucinated(census: ShapesCensus) -> None:
     if not picks:
         print("no hallucinated shapes image in this batch")
         return
-    _, axes = plotting.panels(len(picks), 5, 2.6, width=1.9 * min(len(picks), 5))
+    fig, axes = plotting.panels(len(picks), 5, 2.6, width=1.9 * min(len(picks), 5))
     for ax, i in zip(axes, picks):
         outline(ax, census.images[i], census.reports[i], f"image {i}: {census.labels[i]}")
     plt.tight_layout()
-    axes[0].figure.legend(handles=kind_legend(), title="outline: the component read as", loc="upper center",
-                          bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=8)  # below: the row keeps the book's width
+    add_outline_key(fig)
 
 
 def print_components(census: ShapesCensus) -> None:
