@@ -437,7 +437,8 @@ def plot_hal_histograms(axes: Sequence[Axes], runs: Sequence[Measured], window: 
         else:
             ax.hist(hal[y], bins=edges, density=True, alpha=0.6, color="C3", label=label)
         ax.set(title=r.name, xlabel=r"$\log_{10}$ Hal (variance of $\hat x_0$, t = %d..%d)" % window, ylabel="density")
-        ax.legend(fontsize=8)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # headroom: the legend sits above the bars, not on them
+        ax.legend(fontsize=8, loc="upper right")
 
 
 def plot_rocs(axes: Sequence[Axes], runs: Sequence[Measured]) -> None:
