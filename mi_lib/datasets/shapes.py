@@ -141,9 +141,7 @@ def make_shapes(n: int, seed: int, *, p: float = 0.5, size: int = 64) -> ShapesD
     number_parameter(seed, "seed", int, at_least=0)
     if not isinstance(p, (int, float)) or not 0.0 < p <= 1.0:
         raise ValueError(f"p must be in (0, 1], got {p!r}")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < _CONTENT:
-        raise ValueError(f"size must be an int >= {_CONTENT} (three {COLUMN_WIDTH}-px columns), got {size!r}")
-    size = int(size)
+    size = number_parameter(size, "size", int, at_least=_CONTENT)  # three COLUMN_WIDTH-px columns
     stencils = _stencils()
     # per shape, the inclusive range of its top-left corner inside its column, with a 1-px margin
     x_lo = [k * COLUMN_WIDTH + _MARGIN for k in range(3)]
@@ -302,8 +300,7 @@ def count_shapes(
     more than 4 px from 64-70 (a blob, two merged shapes, a fragment) is always unrecognised."""
     min_area = positive_int(min_area, "min_area")
     number_parameter(max_mismatch, "max_mismatch", int, at_least=0)
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    threshold = number_parameter(threshold, "threshold", above=0, below=1)
     x = _check_images(images)
     reports: list[ShapeReport] = []
     for start in range(0, x.shape[0], _COUNT_CHUNK):  # bounded memory for any number of images

@@ -37,7 +37,8 @@ from .fast import Denoiser, FastDenoiser
 from .nets import shared_timestep
 from .schedule import NoiseSchedule
 
-__all__ = ["ReverseStep", "SampleResult", "WindowVariance", "initial_noise", "reverse_process", "sample", "timesteps", "SAMPLERS"]
+__all__ = ["ReverseStep", "SampleResult", "WindowVariance", "initial_noise", "model_device", "reverse_process", "sample", "timesteps",
+           "SAMPLERS"]
 
 SAMPLERS = ("ddpm", "ddim")
 _ROW_BLOCK = 16  # sample() runs the network on a multiple of this many rows
@@ -131,7 +132,7 @@ def check_clip(clip_x0: float | None) -> None:
         raise ValueError(f"clip_x0 must be a positive number or None, got {clip_x0!r}")
 
 
-def _model_device(model: nn.Module | Denoiser) -> torch.device:
+def model_device(model: nn.Module | Denoiser) -> torch.device:
     """A module's parameters' device; else the denoiser's ``device`` attribute, if any; else the CPU."""
     if isinstance(model, nn.Module):
         for p in model.parameters():
@@ -284,7 +285,7 @@ def sample(
     if bad:
         raise ValueError(f"record_steps {bad} are not visited by this sampler")
 
-    device = _model_device(model)
+    device = model_device(model)
     if isinstance(model, nn.Module):
         model.eval()
     if not isinstance(fused, (bool, str)):

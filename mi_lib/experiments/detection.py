@@ -7,7 +7,7 @@ per sample (:func:`detection_scores`: Hal, the variance of x_t over the same win
 of the predicted noise at the last step, a random score). The rest are measurements on those: AUROCs, a
 threshold fitted on the calibration batch and applied to the test batch (:func:`threshold_rates`), the grid's
 hallucinations split by where they lie (:func:`grid_split`), and AUROC over a grid of windows
-(:func:`window_sweep`). :func:`claimed_numbers` gathers what ``results/06_detection.json`` records.
+(:class:`WindowSweeps`). :func:`claimed_numbers` gathers what ``results/06_detection.json`` records.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ __all__ = [
     "youden_threshold", "window_auroc_grid",
     "SCALES", "IMAGE_NAMES", "Setup", "Measured", "setup", "mixture_specs", "sample_mixtures", "measure_mixtures",
     "measure_images", "score_images",
-    "auroc_vs_radius", "threshold_rates", "grid_split", "window_sweep", "claimed_numbers", "plot_hal_histograms",
-    "plot_rocs", "plot_window_grids", "plot_threshold", "print_auroc_table", "print_rates", "print_summary",
+    "auroc_vs_radius", "threshold_rates", "grid_split", "claimed_numbers", "plot_hal_histograms",
+    "plot_rocs", "plot_threshold", "print_auroc_table", "print_rates", "print_summary",
     "radius_reading", "plot_auroc_vs_radius", "print_auroc_vs_radius", "WindowSweeps", "mixture_window_sweeps",
     "print_schedule_reading", "print_image_aurocs", "print_image_sweeps", "matched_windows",
 ]
@@ -146,8 +146,7 @@ def threshold_keeping(scores: Tensor, labels: Tensor, kept: float = 0.96) -> flo
     the ceil(kept * n)-th smallest in-support score. Fit it on a calibration batch, apply it with
     :func:`filter_rates` to another."""
     scores, labels, _, _ = det.check_scores(scores, labels, both=False)
-    if not 0.0 < kept <= 1.0:
-        raise ValueError(f"kept must be in (0, 1], got {kept}")
+    kept = number_parameter(kept, "kept", above=0, at_most=1)
     in_support = scores[~labels]
     if len(in_support) == 0:
         raise ValueError("no in-support samples to calibrate on")
@@ -210,18 +209,14 @@ def setup(scale: str, seed: int, k: float, window: Sequence[int], kept_target: f
     def size_of(value: int | None, name: str, at_least: int) -> int:
         return size[name] if value is None else number_parameter(value, name, int, at_least=at_least)
 
+    if n_images == 1:
+        raise ValueError("n_images must be 0 (the image models left out) or at least 2 (calibration and test halves), got 1")
     return Setup(
         scale, number_parameter(seed, "seed", int, at_least=0, at_most=2**32 - 1), number_parameter(k, "k", above=0),
         tuple(window), number_parameter(kept_target, "kept_target", above=0, below=1),
         size_of(n_samples, "n_samples", 1), size_of(n_calibration, "n_calibration", 1),
-        _image_count(size_of(n_images, "n_images", 0)),
+        size_of(n_images, "n_images", 0),
     )
-
-
-def _image_count(n_images: int) -> int:
-    if n_images == 1:
-        raise ValueError("n_images must be 0 (the image models left out) or at least 2 (calibration and test halves), got 1")
-    return n_images
 
 
 def mixture_specs(s: Setup) -> dict[str, MixtureModelSpec]:
@@ -414,14 +409,6 @@ def grid_split(s: Setup, spec: MixtureModelSpec, r: Measured, keep_threshold: fl
     return split, removed_between
 
 
-def window_sweep(r: Measured, t_los: Sequence[int], t_his: Sequence[int]) -> tuple[Tensor, tuple[int, int, float]]:
-    """Hal's AUROC for every window [T1, T2] of the grid (NaN where T1 >= T2), and the best cell: picked on the
-    test labels, an upper bound, not a result."""
-    grid = window_auroc_grid(r.test.records, r.labels, t_los, t_his)
-    i, j = np.unravel_index(np.nanargmax(grid.numpy()), grid.shape)
-    return grid, (t_los[i], t_his[j], float(grid[i, j]))
-
-
 def plot_hal_histograms(axes: Sequence[Axes], runs: Sequence[Measured], window: tuple[int, int], bins: int = 60) -> None:
     """log10 Hal of the two kinds of samples, each normalised to its own area (a kind of fewer than 50 samples: one
     tick per sample), one panel per model."""
@@ -453,23 +440,6 @@ def plot_rocs(axes: Sequence[Axes], runs: Sequence[Measured]) -> None:
         ax.set(title=r.name, xlabel=f"{good}: share removed (false-positive rate)",
                ylabel=f"{bad}: share removed\n(true-positive rate)")
         ax.legend(fontsize=8, loc="lower right", title="score (AUROC)", title_fontsize=8)
-
-
-def plot_window_grids(axes: Sequence[Axes], sweeps: Mapping[str, Tensor], t_los: Mapping[str, Sequence[int]],
-                      t_his: Mapping[str, Sequence[int]], schedules: Mapping[str, NoiseSchedule]) -> Any:
-    """One heat map of Hal's AUROC over the windows [T1, T2] per model, alpha_bar under each T2; returns the image
-    for a colour bar."""
-    for ax, (name, sweep) in zip(axes, sweeps.items()):
-        grid = sweep.numpy()
-        im = ax.imshow(grid, vmin=0.5, vmax=1.0, cmap="viridis", origin="lower", aspect="auto")
-        for (i, j), v in np.ndenumerate(grid):
-            if np.isfinite(v):
-                ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7, color="white" if v < 0.8 else "black")
-        ab = schedules[name].alpha_bar_64
-        ax.set_xticks(range(len(t_his[name])), [f"{t}\n({float(ab[t]):.4g})" for t in t_his[name]], fontsize=7, rotation=45, ha="right")
-        ax.set_yticks(range(len(t_los[name])), t_los[name], fontsize=7)
-        ax.set(title=name, xlabel=r"$T_2$ (and $\bar\alpha_{T_2}$)", ylabel=r"$T_1$")
-    return im
 
 
 def claimed_numbers(s: Setup, mixtures: Mapping[str, Measured], images: Mapping[str, Measured],
@@ -576,8 +546,8 @@ def print_auroc_vs_radius(auroc_vs_k: Mapping[str, Mapping[float, float]]) -> No
 
 @dataclass
 class WindowSweeps:
-    """Hal's AUROC over grids of windows [T1, T2], per model, and the best cell of each (chosen on the test
-    labels: an upper bound, not a result)."""
+    """Hal's AUROC over grids of windows [T1, T2], per model (NaN where T1 >= T2), and the best cell of each
+    (chosen on the test labels: an upper bound, not a result)."""
 
     t_los: dict[str, list[int]] = field(default_factory=dict)
     t_his: dict[str, list[int]] = field(default_factory=dict)
@@ -587,19 +557,29 @@ class WindowSweeps:
 
     def add(self, r: Measured, t_los: list[int], t_his: list[int]) -> None:
         self.t_los[r.name], self.t_his[r.name], self.schedules[r.name] = t_los, t_his, r.schedule
-        self.grids[r.name], self.best[r.name] = window_sweep(r, t_los, t_his)
+        grid = self.grids[r.name] = window_auroc_grid(r.test.records, r.labels, t_los, t_his)
+        i, j = np.unravel_index(np.nanargmax(grid.numpy()), grid.shape)
+        self.best[r.name] = (t_los[i], t_his[j], float(grid[i, j]))
 
     def plot(self, fig: Any, axes: Any, names: Sequence[str]) -> None:
-        """One heat map per model in ``names``, with one colour bar; none (a note instead) if ``names`` is empty
-        (no image model held enough of both kinds to measure)."""
+        """One heat map per model in ``names``, alpha_bar under each T2, with one colour bar; none (a note instead)
+        if ``names`` is empty (no image model held enough of both kinds to measure)."""
         if not names:
             for ax in np.ravel(axes):
                 ax.set_axis_off()
                 ax.text(0.5, 0.5, "no model with enough of both kinds to measure", ha="center", va="center",
                         transform=ax.transAxes)
             return
-        im = plot_window_grids(axes, {n: self.grids[n] for n in names}, {n: self.t_los[n] for n in names},
-                               {n: self.t_his[n] for n in names}, {n: self.schedules[n] for n in names})
+        for ax, name in zip(axes, names):
+            grid, t_los, t_his = self.grids[name].numpy(), self.t_los[name], self.t_his[name]
+            im = ax.imshow(grid, vmin=0.5, vmax=1.0, cmap="viridis", origin="lower", aspect="auto")
+            for (i, j), v in np.ndenumerate(grid):
+                if np.isfinite(v):
+                    ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7, color="white" if v < 0.8 else "black")
+            ab = self.schedules[name].alpha_bar_64
+            ax.set_xticks(range(len(t_his)), [f"{t}\n({float(ab[t]):.4g})" for t in t_his], fontsize=7, rotation=45, ha="right")
+            ax.set_yticks(range(len(t_los)), t_los, fontsize=7)
+            ax.set(title=name, xlabel=r"$T_2$ (and $\bar\alpha_{T_2}$)", ylabel=r"$T_1$")
         fig.colorbar(im, ax=axes, label="AUROC of Hal", shrink=0.8)
 
 

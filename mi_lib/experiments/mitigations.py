@@ -39,13 +39,13 @@ from typing import Any
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.axes import Axes
-from torch import Tensor, nn
+from torch import Tensor
 
 from .. import plotting
 from ..datasets.mixtures import GaussianMixture
 from ..diffusion.models import MixtureModelSpec, mixture_model
 from ..diffusion.nets import MLPConfig, shared_timestep
-from ..diffusion.sampling import sample, timesteps
+from ..diffusion.sampling import model_device, sample, timesteps
 from ..diffusion.schedule import OFFICIAL, NoiseSchedule
 from ..diffusion.train import TrainConfig, loss_terms
 from ..measure import detection
@@ -57,34 +57,10 @@ from ..storage.cache import cached
 from ..storage.results import say
 
 __all__ = [
-    "Method",
-    "Scale",
-    "SCALES",
-    "SharpenedDenoiser",
-    "fd_laplacian",
-    "exact_eps_laplacian",
-    "laplacian_check",
-    "mode_spacing",
-    "methods",
-    "vsm_spec",
-    "vsm_terms",
-    "measure",
-    "run_method",
-    "scoreboard",
-    "Setup",
-    "setup",
-    "print_laplacian_check",
-    "by_method",
-    "print_board",
-    "plot_method",
-    "plot_grid_samples",
-    "plot_board",
-    "print_vsm_terms",
-    "vsm_rows",
-    "plot_vsm",
-    "full_ddim_name",
-    "vsm_weights",
-    "claimed_numbers",
+    "Method", "Scale", "SCALES", "SharpenedDenoiser", "fd_laplacian", "exact_eps_laplacian", "laplacian_check",
+    "mode_spacing", "methods", "vsm_spec", "vsm_terms", "measure", "run_method", "scoreboard", "Setup", "setup",
+    "print_laplacian_check", "by_method", "print_board", "plot_method", "plot_grid_samples", "plot_board",
+    "VSM_DRAWS", "print_vsm_terms", "vsm_rows", "plot_vsm", "full_ddim_name", "vsm_weights", "claimed_numbers",
 ]
 
 #: The modules behind a run's cache key (:func:`run_method`): the model's fit-or-load path, which imports the trainer,
@@ -128,16 +104,10 @@ class SharpenedDenoiser:
 
     def __init__(self, model: Denoiser, alpha: float, *, delta: float, probes: int = 1, seed: int = 0,
                  t_max: int | None = None):
-        for name, value in (("alpha", alpha), ("delta", delta)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if alpha < 0 or delta <= 0:
-            raise ValueError(f"need alpha >= 0 and delta > 0, got alpha={alpha!r}, delta={delta!r}")
-        self.model, self.alpha, self.delta, self.probes, self.seed = model, float(alpha), float(delta), positive_int(probes, "probes"), seed
-        self.t_max = t_max
+        self.model, self.probes, self.seed, self.t_max = model, positive_int(probes, "probes"), seed, t_max
+        self.alpha, self.delta = number_parameter(alpha, "alpha", at_least=0), number_parameter(delta, "delta", above=0)
         self.sample_shape = getattr(model, "sample_shape", None)
-        params = list(model.parameters()) if isinstance(model, nn.Module) else []
-        self.device = params[0].device if params else torch.device(getattr(model, "device", "cpu"))
+        self.device = model_device(model)
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         eps = self.model(x, t)
@@ -169,9 +139,7 @@ def laplacian_check(mixture: GaussianMixture, schedule: NoiseSchedule, ts: Seque
     modes (where hallucinations live: on the modes the score is nearly linear and its Laplacian nearly 0), for
     each t in ``ts``: one row per (t, probes) with the relative error ||estimate - exact|| / ||exact|| over the
     points, in float64, and the Laplacian's root mean square."""
-    from ..diffusion.exact import (
-        ExactDenoiser,  # noqa: PLC0415  (only the check needs it)
-    )
+    from ..diffusion.exact import ExactDenoiser  # noqa: PLC0415  (only the check needs it)
 
     exact_model = ExactDenoiser(mixture, schedule)
     delta = delta_rel * mode_spacing(mixture)
@@ -352,18 +320,21 @@ def vsm_spec(base: MixtureModelSpec, rho: float) -> MixtureModelSpec:
     return replace(base, model=replace(base.model, learn_sigma=True), train=replace(base.train, rho=float(rho)))
 
 
+VSM_DRAWS = 20_000  # the training draws (x_0, t, eps) :func:`vsm_terms` averages over
+
+
 @torch.no_grad()
-def vsm_terms(scale: Scale, *, n: int = 20_000, seed: int = 0, settings: Settings = Settings()) -> list[dict[str, Any]]:
+def vsm_terms(scale: Scale, *, seed: int = 0, settings: Settings = Settings()) -> list[dict[str, Any]]:
     """What VSM's penalty weighs in each model of the rho sweep: the loss terms of :func:`mi_lib.diffusion.train.loss_terms`
-    averaged over ``n`` training draws (x_0 from the training set, t uniform, eps normal; ``seed``): ``mse``, ``vb``
+    averaged over ``VSM_DRAWS`` training draws (x_0 from the training set, t uniform, eps normal; ``seed``): ``mse``, ``vb``
     and ``penalty`` = mean(rho / sqrt(1 - alpha_bar_t) * smooth), its share of the loss, and where the learned
     variance sits between beta tilde (0) and beta (1) at t < 50 and over all t (``frac_low_t``, ``frac``)."""
     base, device = scale.specs["1d"], settings.device
     schedule = NoiseSchedule(base.schedule).to(device)
     g = torch.Generator().manual_seed(seed)
     data = base.training_data()
-    x0 = data[torch.randint(0, len(data), (n,), generator=g)].to(device)
-    t = torch.randint(0, schedule.T, (n,), generator=g).to(device)
+    x0 = data[torch.randint(0, len(data), (VSM_DRAWS,), generator=g)].to(device)
+    t = torch.randint(0, schedule.T, (VSM_DRAWS,), generator=g).to(device)
     eps = torch.randn(x0.shape, generator=g).to(device)
     rows = []
     for rho in scale.vsm_rhos:
@@ -575,7 +546,7 @@ def plot_board(axes: Sequence[Axes], board: Sequence[dict[str, Any]]) -> None:
 
 def print_vsm_terms(terms: Sequence[dict[str, Any]]) -> None:
     """:func:`vsm_terms` as a table."""
-    print("loss terms over 20,000 training draws (x_0, t, eps) of the 1D model")
+    print(f"loss terms over {VSM_DRAWS:,} training draws (x_0, t, eps) of the 1D model")
     print(f"{'rho':>5} | {'MSE':>7} {'VB':>8} {'penalty':>8} {'share':>6} | "
           f"{'variance at t < 50':>18} {'all t':>6}")
     for r in terms:

@@ -30,9 +30,9 @@ from ..measure.metrics import DEFAULT_K, DensityRatio, ModeSegments, density_rat
 from ..params import choice_parameter, number_parameter
 from ..storage.results import format_number as fmt
 
-__all__ = ["SCALES", "LAYOUTS", "Setup", "setup", "segment_order", "tube_lengths", "rotated_about_nearest_mode",
-           "nearest_neighbour_alignment", "segment_shares", "print_shares", "print_nearest_shares", "plot_generated",
-           "plot_segments", "claimed_numbers"]
+__all__ = ["SCALES", "LAYOUTS", "SHELL", "HALF_ANGLE", "Setup", "setup", "segment_order", "tube_lengths",
+           "rotated_about_nearest_mode", "nearest_neighbour_alignment", "segment_shares", "print_shares",
+           "print_nearest_shares", "plot_generated", "plot_segments", "claimed_numbers"]
 
 SCALES: dict[str, dict[str, Any]] = {
     # CI: the specs of the checkpoints shipped in data/checkpoints (scripts/make_checkpoints.py)
@@ -75,12 +75,8 @@ def setup(scale: str, seed: int, k: float, between: float, max_order: int, n_nul
     n_train = size["n_train"] if n_train is None else number_parameter(n_train, "n_train", int, at_least=1)
     n_samples = size["n_samples"] if n_samples is None else number_parameter(n_samples, "n_samples", int, at_least=1)
     k = number_parameter(k, "k", above=0)
-    if isinstance(max_order, bool) or not isinstance(max_order, int) or max_order < 2:
-        raise ValueError(f"max_order must be an int of at least 2 (the claims compare nearest neighbours with "
-                         f"second-nearest ones), got {max_order!r}")
-    if isinstance(n_null, bool) or not isinstance(n_null, int) or n_null < 10:
-        raise ValueError(f"n_null must be an int of at least 10 (the null's mean counts are compared with the "
-                         f"observed ones), got {n_null!r}")
+    max_order = number_parameter(max_order, "max_order", int, at_least=2)  # nearest against second-nearest
+    n_null = number_parameter(n_null, "n_null", int, at_least=10)
     if number_parameter(between, "between") < 0 or between >= 0.5:
         raise ValueError(f"between must lie in [0, 0.5): a margin of half the spacing at both ends leaves nothing of "
                          f"a nearest-neighbour segment, got {between!r}")
@@ -133,8 +129,11 @@ def rotated_about_nearest_mode(x: Tensor, mixture: GaussianMixture, generator: t
     return centre + torch.stack([c * r[:, 0] - s_ * r[:, 1], s_ * r[:, 0] + c * r[:, 1]], dim=1)
 
 
-def nearest_neighbour_alignment(x: Tensor, mixture: GaussianMixture, shell: tuple[float, float] = (10.0, 20.0),
-                                half_angle: float = 22.5) -> tuple[int, int, float]:
+SHELL, HALF_ANGLE = (10.0, 20.0), 22.5  # the samples SHELL sigma from their mode; the cone about each direction
+
+
+def nearest_neighbour_alignment(x: Tensor, mixture: GaussianMixture, shell: tuple[float, float] = SHELL,
+                                half_angle: float = HALF_ANGLE) -> tuple[int, int, float]:
     """How many 2D points at ``shell`` sigma from their nearest mode lie within ``half_angle`` degrees of a
     direction from that mode to one of *its* nearest neighbours, of how many in the shell, and the share an
     isotropic spread would give (each point's mode's arcs, a union of 2 x half_angle per neighbour direction,
@@ -235,7 +234,7 @@ def print_shares(shares: Mapping[str, Mapping[str, float]]) -> None:
                      f"{fmt(s['null_density_ratio_nearest_vs_second'])})")
     for name, s in shares.items():
         lines.append(f"{name}: nearest-neighbour spacing {s['nearest_spacing']:.3f}; of the {s['n_in_shell']} "
-                     f"samples 10-20 sigma from their mode, {s['aligned_share']:.1%} lie within 22.5 degrees of a "
+                     f"samples {SHELL[0]:g}-{SHELL[1]:g} sigma from their mode, {s['aligned_share']:.1%} lie within {HALF_ANGLE:g} degrees of a "
                      f"nearest-neighbour direction (95% interval from {s['aligned_share_low']:.1%}; an isotropic "
                      f"spread: {s['aligned_share_isotropic']:.1%})")
     d = shares.get("diamond", {})

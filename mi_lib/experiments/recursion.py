@@ -57,24 +57,13 @@ from ..runtime import progress_bar
 from ..settings import Settings
 from ..storage.cache import cached, config_key
 
-__all__ = [
-    "FILTERS",
-    "GenerationResult",
-    "GenerationSeeds",
-    "RecursionConfig",
-    "RecursionResult",
-    "generation_seeds",
-    "recursive_training",
-    "select",
-]
+__all__ = ["FILTERS", "GenerationResult", "GenerationSeeds", "RecursionConfig", "RecursionResult", "generation_seeds",
+           "recursive_training", "select"]
 
 #: The modules whose source is in the generations' cache keys: this one and all it imports.
 CODE = "experiments/recursion.py"
 
-#: The filters applied to each generation's candidates before the next generation trains on them, and one
-#: control: ``"real"`` trains the next generation on ``n_keep`` real training points drawn afresh (no samples at
-#: all), so that with warm-started generations it separates what the recursion does from what the extra
-#: training steps alone do.
+#: The filters applied to each generation's candidates, and the ``"real"`` control (see the module's docstring).
 FILTERS = ("none", "random", "hal", "real")
 
 
@@ -164,8 +153,7 @@ def _derive(seed: int, generation: int, purpose: str) -> int:
 def generation_seeds(seed: int, generation: int) -> GenerationSeeds:
     """Generation ``generation``'s seeds, a fixed function of (``seed``, ``generation``): the same for
     every filter, network and size, so runs that differ only in the filter share them."""
-    if generation < 0:
-        raise ValueError(f"generation must be >= 0, got {generation}")
+    generation = number_parameter(generation, "generation", int, at_least=0)
     return GenerationSeeds(*(_derive(seed, generation, p) for p in ("train", "sample", "filter")))
 
 

@@ -334,8 +334,7 @@ def digits_report(
       ~10% each digit has in real data), so a lost digit lowers it;
     - ``confidence``: the classifier's mean top probability (real held-out digits: ~0.97).
     """
-    if not 0.0 <= min_share <= 1.0:
-        raise ValueError(f"min_share must be in [0, 1], got {min_share}")
+    min_share = number_parameter(min_share, "min_share", at_least=0, at_most=1)
     _check_classifier(classifier)
     x = _flat(images, side=classifier.config.side)
     if model_range:

@@ -35,7 +35,7 @@ from ..storage.cache import cached
 from ..storage.results import format_number as fmt
 from ..storage.results import say
 
-__all__ = ["gap_midpoint_share", "within_mode_spread", "SCALES", "SLOPE_TIMES", "Setup", "setup", "Scores", "plot_scores", "error_map", "max_slopes",
+__all__ = ["gap_midpoint_share", "within_mode_spread", "SCALES", "SLOPE_TIMES", "MIDPOINT_RADIUS", "Setup", "setup", "Scores", "plot_scores", "error_map", "max_slopes",
            "print_slopes", "exact_score_samples", "GapMasses", "gap_masses", "plot_gap_masses", "print_gap_masses",
            "matching_width", "MatchedReading",
            "matched_reading", "plot_score_at", "FIT_TIMES", "FIT_WIDTHS", "ScoreFit", "score_fit", "print_score_fit",
@@ -48,6 +48,7 @@ SCALES: dict[str, dict[str, Any]] = {
     "paper": dict(n_train=500_000, n_samples=1_000_000, train=TrainConfig()),
 }
 SLOPE_TIMES = (0, 1, 2, 5, 10, 20, 50, 100, 200)  # timesteps of the slope table
+MIDPOINT_RADIUS = 0.15  # a gap sample this close to its gap's midpoint counts as "near the midpoint"
 
 
 @dataclass(frozen=True)
@@ -251,7 +252,7 @@ class MatchedReading:
     effective_h: float  # the width whose gap mass matches the learned model's (log-log interpolation)
     h_star: float  # effective_h rounded to 3 decimals: the width of the matched run
     matched_name: str  # the matched run's name in ``where`` and ``spread``
-    where: dict[str, tuple[int, int]]  # per run: (gap samples within 0.15 of a midpoint, gap samples)
+    where: dict[str, tuple[int, int]]  # per run: (gap samples within MIDPOINT_RADIUS of a midpoint, gap samples)
     spread: dict[str, float]  # per run: the spread of its modes
     even: float  # the midpoint share an even spread over a gap gives
     difference: tuple[float, float]  # 95% interval of learned - matched midpoint share (NaN: a run without gap samples)
@@ -269,18 +270,18 @@ def matched_reading(s: Setup, mixture: GaussianMixture, g: GapMasses, learned_x:
     runs = {"learned score": learned_x, matched_name: matched_x, "exact score (h = 0)": smoothed_x.get(0.0)}
     runs = {name: x for name, x in runs.items() if x is not None}
     gap_length = float(gap_lengths(mixture, s.k).mean())
-    even = min(1.0, 2 * 0.15 / gap_length)  # the share an even spread over a gap puts within 0.15 of its midpoint
+    even = min(1.0, 2 * MIDPOINT_RADIUS / gap_length)  # the share an even spread over a gap puts near its midpoint
     where = {name: gap_midpoint_share(x, mixture, s.k) for name, x in runs.items()}
     spread = {name: within_mode_spread(x, mixture, s.k) for name, x in runs.items()}
-    print(f"{'run':<34} | in gaps | within 0.15 of a midpoint | mode spread")
+    print(f"{'run':<34} | in gaps | within {MIDPOINT_RADIUS:g} of a midpoint | mode spread")
     for name in runs:
         near, total = where[name]
         low, high = wilson_interval(near, total) if total else (float("nan"), float("nan"))
         share = f"{near / total:6.1%} ({low:.1%} to {high:.1%})" if total else "     no gap samples"
         print(f"{name:<34} | {total:>7,} | {share:<25} | {spread[name]:>11.4f}")
-    say(f"in gaps: samples in the gaps between modes; within 0.15 of a midpoint: their share, with its 95% "
+    say(f"in gaps: samples in the gaps between modes; within {MIDPOINT_RADIUS:g} of a midpoint: their share, with its 95% "
         f"interval; mode spread: the standard deviation of the samples around their mode (true sigma {s.sigma:g})")
-    print(f"an even spread over a gap puts {even:.0%} of its samples within 0.15 of the midpoint")
+    print(f"an even spread over a gap puts {even:.0%} of its samples within {MIDPOINT_RADIUS:g} of the midpoint")
     difference = (float("nan"), float("nan"))
     if matched_name in where and min(where["learned score"][1], where[matched_name][1]) > 0:
         difference = difference_interval(*where["learned score"], *where[matched_name])
@@ -367,7 +368,7 @@ def claimed_numbers(g: GapMasses, m: MatchedReading, slopes: Mapping[str, Sequen
     }
 
 
-def gap_midpoint_share(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K, radius: float = 0.15) -> tuple[int, int]:
+def gap_midpoint_share(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K, radius: float = MIDPOINT_RADIUS) -> tuple[int, int]:
     """Where a 1D sample's gap mass lies: (how many of the samples in the gaps of :func:`mi_lib.measure.metrics.gap_mass` lie within
     ``radius`` of their gap's midpoint, how many lie in the gaps). Samples spread evenly over a gap of length L
     give 2 radius / L of them there; a stretched tail of each mode gives fewer. x: (N, 1)."""

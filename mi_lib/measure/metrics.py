@@ -150,9 +150,7 @@ class ModeSegments:
 
     def up_to(self, max_order: int) -> ModeSegments:
         """Only the segments of order <= ``max_order`` (1: nearest neighbours only)."""
-        if max_order < 1:
-            raise ValueError(f"max_order must be >= 1, got {max_order}")
-        keep = self.order <= max_order
+        keep = self.order <= number_parameter(max_order, "max_order", int, at_least=1)
         return ModeSegments(self.pairs[keep], self.length[keep], self.order[keep], self.angle[keep])
 
 
@@ -328,8 +326,7 @@ def mixture_report(x: Tensor, mixture: GaussianMixture, k: float = DEFAULT_K, mi
 
     ``true_cells`` may pass a precomputed :func:`true_cell_mass` (it costs K^2 chi-square CDFs)."""
     k = check_k(k)
-    if not 0.0 <= min_share <= 1.0:
-        raise ValueError(f"min_share must be in [0, 1], got {min_share}")
+    min_share = number_parameter(min_share, "min_share", at_least=0, at_most=1)
     if x.dim() != 2 or x.shape[1] != mixture.dim or x.shape[0] < 1:
         raise ValueError(f"x must have shape (N, {mixture.dim}) with N >= 1, got {tuple(x.shape)}")
     truth = true_cell_mass(mixture, k) if true_cells is None else true_cells.to(torch.float64)
