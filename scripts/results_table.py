@@ -102,9 +102,10 @@ CLAIMS: dict[str, list[tuple[str, str, str] | tuple[str, str, str, dict[str, obj
         ("kept_hands", "synthetic hands: five-finger hands kept at that threshold", "96%"),
     ],
     "07_recursive_training": [
-        ("hallucination_none_last", "2D grid, last of 5 generations, no filter: share of samples out of support (k = 4)", "— (Fig. 8, qualitative)"),
-        ("hallucination_random_last", "same, random filter (keep 100k of 102.5k at random)", "— (Fig. 8)"),
-        ("hallucination_hal_last", "same, Hal filter (keep the 100k of 102.5k with the lowest Hal)", "— (Fig. 8: filtering slows the drift)"),
+        ("hallucination_none_last", "2D grid, last generation, no filter: share of samples out of support (k = 4)",
+         "— (Fig. 8, qualitative; 5 generations, 100k kept of 102.5k)"),
+        ("hallucination_random_last", "same, random filter (the kept samples drawn at random from the candidates)", "— (Fig. 8)"),
+        ("hallucination_hal_last", "same, Hal filter (the candidates with the lowest Hal kept)", "— (Fig. 8: filtering slows the drift)"),
         ("compounding_none", "no filter: last generation's share minus generation 0's (hallucinations compound if > 0)", "— (Fig. 8: the samples drift)"),
         ("tv_none_last", "last generation, no filter: total variation of the 26-cell masses to the truth", "— (not measured)"),
         ("tv_hal_last", "last generation, Hal filter: the same total variation", "— (not measured)"),
@@ -146,6 +147,12 @@ CLAIMS: dict[str, list[tuple[str, str, str] | tuple[str, str, str, dict[str, obj
     ],
 }
 
+#: chapter -> the sizes its run's parameters give its rows' labels, shown after each column's run (a row says "the last
+#: generation"; this line says how many generations that was, and how many samples each kept).
+RUN_SIZES = {
+    "07_recursive_training": lambda p: f"{p['generations']} generations, {p['n_keep']:,} of {p['n_candidates']:,} candidates kept",
+}
+
 #: Rows measured at paper scale only: the CI-scale run of the chapter does not compute them (tests/test_repo.py fails
 #: on a row that is missing from a chapter's CI entry without being listed here).
 PAPER_SCALE_ONLY: dict[str, set[str]] = {
@@ -185,9 +192,10 @@ def durations_text() -> str:
     return "\n".join(lines) + "\n\nMeasured by `bash scripts/clean_clone_timings.sh` (then `make results-table`)."
 
 
-def _provenance(entry: dict) -> str:
+def _provenance(entry: dict, chapter: str) -> str:
     fast = "; ".join(f"{kind}: " + ", ".join(f"{k}={v}" for k, v in sorted(opts.items())) for kind, opts in sorted(entry.get("fast", {}).items()))
-    return f"{entry['device']}{f' ({fast})' if fast else ''}, {entry['wall_time_s']:.0f} s, `{entry['commit']}`"
+    sizes = f"; {RUN_SIZES[chapter](entry['params'])}" if chapter in RUN_SIZES else ""
+    return f"{entry['device']}{f' ({fast})' if fast else ''}, {entry['wall_time_s']:.0f} s, `{entry['commit']}`{sizes}"
 
 
 def chapter_title(chapter: str) -> str:
@@ -210,11 +218,11 @@ def chapter_table(chapter: str) -> str:
     if entry is None:
         paper_run = "not yet run"
     else:
-        paper_run = _provenance(entry)
+        paper_run = _provenance(entry, chapter)
         if entry.get("claim_failed"):  # the run stopped on an assertion after writing these numbers (paper_unpack.py)
             paper_run += "; **claim failed**: " + " ".join(str(entry["claim_failed"]).split())
     lines = [f"### [{chapter_title(chapter)}](chapters/{chapter}.ipynb)", "",
-             f"Paper scale: {paper_run}. CI scale: {_provenance(ci) if ci else 'not yet run (`make outputs`)'}.", "",
+             f"Paper scale: {paper_run}. CI scale: {_provenance(ci, chapter) if ci else 'not yet run (`make outputs`)'}.", "",
              "| claim | paper | ours, paper scale | ours, CI scale |", "|---|---|---|---|"]
     for key, what, paper, *requires in CLAIMS[chapter]:
         wanted = requires[0] if requires else {}

@@ -259,6 +259,19 @@ def test_results_tables_name_the_fast_paths_of_their_run(tmp_path, results_table
     assert runs.startswith("Paper scale: GPU (sample: precision=bf16; train: compile=reduce-overhead, fused=True), 1 s, `abc`.")
 
 
+def test_results_tables_say_how_many_generations_a_recursion_run_had(tmp_path, results_table):
+    """Chapter 7's rows say "the last generation": the line above them gives each run's sizes from its parameters,
+    so the CI column is not read as the paper's 5 generations of 100k kept of 102.5k."""
+    keys = [row[0] for row in results_table.CLAIMS["07_recursive_training"]]
+    params = {"generations": 3, "n_keep": 5_000, "n_candidates": 6_250}
+    ci = {"numbers": {k: 0.5 for k in keys}, "device": "CPU", "wall_time_s": 1.0, "commit": "abc", "params": params}
+    paper = {**ci, "device": "GPU", "params": {"generations": 5, "n_keep": 100_000, "n_candidates": 102_500}}
+    (tmp_path / "results" / "07_recursive_training.json").write_text(json.dumps({"paper": paper, "ci": ci}))
+    runs = results_table.chapter_table("07_recursive_training").splitlines()[2]
+    assert runs == ("Paper scale: GPU, 1 s, `abc`; 5 generations, 100,000 of 102,500 candidates kept. "
+                    "CI scale: CPU, 1 s, `abc`; 3 generations, 5,000 of 6,250 candidates kept."), runs
+
+
 def test_the_books_copies_hide_papermills_injected_parameters_and_show_the_setup_collapsed(tmp_path):
     """A paper-scale run's notebook carries papermill's injected-parameters cell: --book tags it remove-cell (the
     reader sees the chapter's own parameters cell once). The committed chapters collapse their Colab install and
