@@ -151,6 +151,10 @@ CLAIMS: dict[str, list[tuple[str, str, str] | tuple[str, str, str, dict[str, obj
 #: generation"; this line says how many generations that was, and how many samples each kept).
 RUN_SIZES = {
     "07_recursive_training": lambda p: f"{p['generations']} generations, {p['n_keep']:,} of {p['n_candidates']:,} candidates kept",
+    "07b_recursive_digits": lambda p: (f"{p['digits_generations']} generations, {p['n_keep']:,} of {p['n_candidates']:,} candidates "
+                                       f"kept, seed{'s' * (len(p['digits_seeds']) > 1)} {', '.join(map(str, p['digits_seeds']))}"),
+    "07c_recursive_shapes": lambda p: (f"{p['shapes_generations']} generations, {p['shapes_n_keep']:,} of {p['n_candidates']:,} "
+                                       f"images kept, later generations fine-tuned {p['train_steps']:,} steps"),
 }
 
 #: Rows measured at paper scale only: the CI-scale run of the chapter does not compute them (tests/test_repo.py fails
@@ -194,7 +198,10 @@ def durations_text() -> str:
 
 def _provenance(entry: dict, chapter: str) -> str:
     fast = "; ".join(f"{kind}: " + ", ".join(f"{k}={v}" for k, v in sorted(opts.items())) for kind, opts in sorted(entry.get("fast", {}).items()))
-    sizes = f"; {RUN_SIZES[chapter](entry['params'])}" if chapter in RUN_SIZES else ""
+    try:
+        sizes = f"; {RUN_SIZES[chapter](entry['params'])}" if chapter in RUN_SIZES else ""
+    except KeyError:  # a run from before the chapter recorded these parameters
+        sizes = "; sizes not recorded"
     return f"{entry['device']}{f' ({fast})' if fast else ''}, {entry['wall_time_s']:.0f} s, `{entry['commit']}`{sizes}"
 
 
