@@ -74,11 +74,27 @@ CI_SPECS: dict[str, MixtureModelSpec] = {
 #: EMA, about 55 minutes on one core.
 for _dataset in ("shapes", "hands"):
     CI_SPECS[f"{_dataset}-ci"] = mi.diffusion.models.image_model_spec(_dataset, "ci")
-#: Paper-scale models the GPU windows train and --adopt ships (chapter 2's; chapter 4's model is its N = 500k one).
-PAPER_SPECS: dict[str, MixtureModelSpec] = {
-    **{f"1d-123-n{n // 1000}k-paper": MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=n, train=mi.TrainConfig())
-       for n in (25_000, 50_000, 100_000, 500_000)},
-    "1d-124-n500k-paper": MixtureModelSpec("1d", (1.0, 2.0, 4.0), n_train=500_000, train=mi.TrainConfig()),
+#: Every paper-scale model a chapter uses (tests/test_models.py builds each chapter's paper-scale setup and checks it
+#: finds its models here): the GPU windows train them and --adopt ships them. Chapter 2's five (chapter 4's model is
+#: its N = 500k one); chapter 3's grid and diamond (the grid is chapters 6 and 8's too); chapter 6's 1D model under
+#: both schedules; chapter 5's two UNets; chapter 8's training-time variants of the N = 500k model.
+PAPER_1D = MixtureModelSpec("1d", (1.0, 2.0, 3.0), n_train=500_000, train=mi.TrainConfig())
+PAPER_2D = mi.TrainConfig(steps=100_000)
+PAPER_SPECS: dict[str, MixtureModelSpec | ImageModelSpec] = {
+    **{f"1d-123-n{n // 1000}k-paper": PAPER_1D.replace(n_train=n) for n in (25_000, 50_000, 100_000, 500_000)},
+    "1d-124-n500k-paper": PAPER_1D.replace(means=(1.0, 2.0, 4.0)),
+    **{f"{layout}-n100k-paper": MixtureModelSpec(layout, n_train=100_000, model=mi.MLPConfig(data_dim=2), train=PAPER_2D)
+       for layout in ("grid", "diamond")},
+    "1d-123-n20k-paper": PAPER_1D.replace(n_train=20_000),
+    "1d-123-n20k-standard-paper": PAPER_1D.replace(n_train=20_000, schedule=mi.STANDARD),
+    **{f"{dataset}-paper": mi.diffusion.models.image_model_spec(dataset, "paper") for dataset in ("shapes", "hands")},
+    "1d-123-n500k-untied-paper": PAPER_1D.replace(model=mi.MLPConfig(tied_blocks=False)),
+    "1d-123-n500k-40ksteps-paper": PAPER_1D.replace(train=mi.TrainConfig(steps=40_000)),
+    **{f"1d-123-n500k-vsm-rho{rho:g}-paper": PAPER_1D.replace(model=mi.MLPConfig(learn_sigma=True),
+                                                              train=mi.TrainConfig(rho=rho))
+       for rho in (0.0, 0.1, 1.0)},
+    "1d-123-n500k-vsm-rho0-seed1235-paper": PAPER_1D.replace(model=mi.MLPConfig(learn_sigma=True),
+                                                             train=mi.TrainConfig(seed=1235)),
 }
 ALL_SPECS = {**CI_SPECS, **PAPER_SPECS}
 #: The fixed batch whose statistics each manifest entry records (and the tests reproduce).
@@ -137,7 +153,7 @@ def make(name: str, spec: MixtureModelSpec) -> dict:
 
 
 def adopt(sources: list[Path], commit: str | None = None) -> dict[str, dict]:
-    """Manifest entries (and files in data/checkpoints) for the PAPER_SPECS models among the cache entries that
+    """Manifest entries (and files in data/checkpoints) for the PAPER_SPECS models (mixtures and UNets) among the cache entries that
     paper-scale runs brought back (tarballs or unpacked paper-scale/ folders). ``commit``: the code's commit, where
     the run's run.txt names a wrong one (its note says why)."""
     import tarfile
@@ -154,13 +170,14 @@ def adopt(sources: list[Path], commit: str | None = None) -> dict[str, dict]:
                 run = Path(tmp) / source.name / "paper-scale"
             lines = (run / "run.txt").read_text().splitlines()
             info = dict(line.split(": ", 1) for line in lines if ": " in line and not line.startswith(("[", "torch ")))
-            for entry_file in sorted((run / "cache").glob("mixture-model-*.pt")):
+            for entry_file in sorted([*(run / "cache").glob("mixture-model-*.pt"), *(run / "cache").glob("image-model-*.pt")]):
                 payload = torch.load(entry_file, map_location="cpu", weights_only=True)["value"]
                 name = by_json.get(payload["spec"])
                 if name is None:
                     print(f"{entry_file.name}: not a model of PAPER_SPECS, left out")
                     continue
                 spec = PAPER_SPECS[name]
+                CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
                 path = CHECKPOINT_DIR / f"{name}.pt"
                 torch.save({k: payload[k] for k in ("spec", "state_dict", "losses", "wall_time_s")}, path)
                 model = mi.diffusion.models.initial_model(spec.model, 0)

@@ -145,7 +145,7 @@ def test_manifest_lists_every_ci_checkpoint_and_only_small_files():
         assert e["spec_key"] == spec_key(spec), f"{name}: CI_SPECS changed since it was trained"
         assert e["spec"] == json.loads(json.dumps(canonical(spec)))
         path = CHECKPOINT_DIR / e["file"]
-        assert path.stat().st_size < 5_000_000
+        assert path.stat().st_size < 8_000_000  # a paper-scale UNet is 6.3 MB
         assert hashlib.sha256(path.read_bytes()).hexdigest() == e["sha256"]
 
 
@@ -186,6 +186,63 @@ def test_shipped_checkpoint_reproduces_its_sample_statistics(entry):
         assert sum(abs(stats["labels"].get(k, 0) - expected["labels"].get(k, 0)) for k in labels) <= 4, (stats, expected)
     else:
         assert abs(stats["out_of_support"] - expected["out_of_support"]) <= 2
+
+
+def test_every_chapter_finds_its_paper_scale_models_in_PAPER_SPECS():
+    """The paper-scale models each chapter builds from its own parameters cell (and setup cell, where that
+    trains nothing) are named in PAPER_SPECS, so --adopt can ship every model a GPU window trains."""
+    nbformat = pytest.importorskip("nbformat", reason="the book toolchain (requirements.txt) is not installed")
+    from test_chapter_parameters import CHAPTERS, setup_namespace
+    from mi_lib.experiments import mitigations, score_smoothness
+
+    mk = _make_checkpoints_module()
+    used = {"02": [*(ns := setup_namespace("02_mode_interpolation_1d", scale="paper"))["setup"].specs.values(),
+                   ns["setup"].moved_spec],
+            "03": list(setup_namespace("03_mode_interpolation_2d", scale="paper")["specs"].values()),
+            "05": list(setup_namespace("05_shapes_hands", scale="paper")["specs"].values()),
+            "06": list(setup_namespace("06_detection", scale="paper")["specs"].values())}
+    config = setup_namespace("08_mitigations", scale="paper")["config"]
+    used["08"] = [m.spec for dataset in config.specs for m in mitigations.methods(config, dataset)]
+    params: dict = {}  # chapter 4's setup cell loads its model: only its parameters cell runs here
+    exec(next(c for c in nbformat.read(CHAPTERS / "04_score_smoothness.ipynb", 4).cells if c.cell_type == "code").source, params)
+    used["04"] = [score_smoothness.setup("paper", *(params[k] for k in ("seed", "means", "sigma", "k", "smoothing_widths",
+                                                                      "score_times", "n_samples"))).spec]
+    named = {spec_key(spec) for spec in mk.PAPER_SPECS.values()}
+    missing = {chapter: [spec for spec in specs if spec_key(spec) not in named] for chapter, specs in used.items()}
+    assert not any(missing.values()), f"paper-scale models that PAPER_SPECS does not name: {missing}"
+    assert len(named) == len(mk.PAPER_SPECS), "two PAPER_SPECS names for one model"
+
+
+def test_adopt_ships_the_paper_models_a_window_brought_back(tmp_path, monkeypatch, capsys):
+    """--adopt takes the PAPER_SPECS models (mixtures and UNets) out of a window's cache, writes each as a checkpoint
+    with its provenance and sample statistics, and leaves out the models no chapter ships."""
+    mk = _make_checkpoints_module()
+    monkeypatch.setattr(mk, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    real_stats = mk.sample_stats  # a paper UNet's 32 images take minutes on a CPU: the mixture's statistics are real
+    monkeypatch.setattr(mk, "sample_stats", lambda model, spec: real_stats(model, spec) if isinstance(spec, MixtureModelSpec)
+                        else {"n": 0, "unet": type(model).__name__})
+    run = tmp_path / "paper-scale"
+    (run / "cache").mkdir(parents=True)
+    (run / "run.txt").write_text("commit: abc123 (window 1)\ndate: 20261204-1200\n"
+                                 "torch 2.11.0+cu130 | cuda: NVIDIA H200 | 1 device\n")
+    grid, shapes = mk.PAPER_SPECS["grid-n100k-paper"], mk.PAPER_SPECS["shapes-paper"]
+    tiny = mi.ImageModelSpec("shapes", n_train=8, model=mi.UNetConfig(base_channels=8, channel_mults=(1,), blocks_per_level=1))
+    for name, spec in (("mixture-model-a", grid), ("image-model-b", shapes), ("image-model-c", tiny)):
+        state = mi.diffusion.models.initial_model(spec.model, 0).state_dict()
+        payload = {"state_dict": state, "losses": torch.linspace(1.0, 0.5, 600), "wall_time_s": 12.5,
+                   "spec": mi.storage.checkpoints.spec_json(spec)}
+        torch.save({"config": {}, "code": "x", "value": payload}, run / "cache" / f"{name}.pt")
+    entries = mk.adopt([run])
+    assert sorted(entries) == ["grid-n100k-paper", "shapes-paper"]
+    assert "image-model-c.pt: not a model of PAPER_SPECS, left out" in capsys.readouterr().out
+    e = entries["grid-n100k-paper"]
+    assert (e["commit"], e["device"], e["torch"], e["train_device"]) == ("abc123", "NVIDIA H200", "2.11.0+cu130", "cuda")
+    assert e["spec_key"] == spec_key(grid) and e["train_wall_time_s"] == 12.5 and len(e["loss_head"]) == mk.LOSS_HEAD
+    assert e["sample_stats"]["n"] == mk.STATS_N and entries["shapes-paper"]["sample_stats"]["unet"] == "UNetDenoiser"
+    for e in entries.values():
+        path = tmp_path / "checkpoints" / e["file"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == e["sha256"] and path.stat().st_size < 8_000_000
+        assert set(torch.load(path, weights_only=True)) == {"spec", "state_dict", "losses", "wall_time_s"}
 
 
 def test_training_cache_key_holds_the_cpu_thread_count():
