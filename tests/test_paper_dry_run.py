@@ -98,7 +98,7 @@ def test_the_chapter_runs_through_at_paper_scale_on_a_cpu(chapter, params, tmp_p
     if chapter == "08_mitigations":  # one sharpening strength (its strongest, paper-only one), fewer VSM draws
         scale = module.SCALES["paper"]
         monkeypatch.setitem(module.SCALES, "paper", dataclasses.replace(scale, strengths=scale.strengths[-1:]))
-        monkeypatch.setattr(module, "vsm_terms", lambda *a, vsm=module.vsm_terms, **kw: vsm(*a, **{**kw, "n": 500}))
+        monkeypatch.setattr(module, "VSM_DRAWS", 500)
     # image models (chapter 6's last part): chapter 5's small UNet, trained briefly, on the paper's schedule
     monkeypatch.setitem(models.IMAGE_SCALES, "paper", dict(model=UNetConfig(**TINY_UNET),
                                                            train=TrainConfig(steps=20, batch_size=16, lr=5e-4, ema_decay=0.999)))
