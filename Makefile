@@ -161,7 +161,7 @@ test-unit: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest tests/ -p no:cacheprovider -m "not paper_dry_run"
 
 # Every chapter with a paper scale executed at scale "paper" with tiny trainings, UNets and sample counts
-# (tests/test_paper_dry_run.py; about 8 minutes on 2 cores for all, README durations): the paper-scale code paths, which nbval never
+# (tests/test_paper_dry_run.py; 8 to 13 minutes on 2 cores for all, README durations): the paper-scale code paths, which nbval never
 # reaches, run through on a CPU at every make test, so no GPU window meets a broken one. One window's chapters:
 # make dry-run-paper K="02 or 03 or 04". CPU_NUMERICS: the same kernels on every CPU, as for nbval.
 dry-run-paper: $(STAMP)

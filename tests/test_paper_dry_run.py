@@ -4,7 +4,7 @@ steps and every sample count to a few thousand, so a window's chapters are known
 minutes are spent on them. Such models may fail the chapter's claims: only an AssertionError of the claims
 cell (the one that records the chapter's numbers) is allowed; any other error fails.
 
-Part of ``make test`` (``make dry-run-paper``, about 8 minutes on 2 cores, as pinned), so a landing that breaks a paper-scale
+Part of ``make test`` (``make dry-run-paper``, 8 to 13 minutes on 2 cores, as pinned), so a landing that breaks a paper-scale
 code path fails CI; ``make dry-run-paper K=<the window's chapters>`` runs one window's.
 """
 
