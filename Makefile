@@ -158,14 +158,14 @@ test: test-unit test-nbval dry-run-paper
 	CHROMIUM=$$(bash scripts/ensure_chromium.sh) $(PY) scripts/check_book.py _build/html --screenshots _build/screenshots  # every page in headless Chromium
 
 test-unit: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m pytest tests/ -p no:cacheprovider -m "not paper_dry_run"
+	MPLBACKEND=Agg $(PY) -m pytest tests/ -p no:cacheprovider -m "not paper_dry_run" --durations=10
 
 # Every chapter with a paper scale executed at scale "paper" with tiny trainings, UNets and sample counts
 # (tests/test_paper_dry_run.py; 8 to 13 minutes on 2 cores for all, README durations): the paper-scale code paths, which nbval never
 # reaches, run through on a CPU at every make test, so no GPU window meets a broken one. One window's chapters:
 # make dry-run-paper K="02 or 03 or 04". CPU_NUMERICS: the same kernels on every CPU, as for nbval.
 dry-run-paper: $(STAMP)
-	MPLBACKEND=Agg $(CPU_NUMERICS) $(PY) -m pytest tests/test_paper_dry_run.py -p no:cacheprovider -m paper_dry_run $(if $(K),-k "$(K)")
+	MPLBACKEND=Agg $(CPU_NUMERICS) $(PY) -m pytest tests/test_paper_dry_run.py -p no:cacheprovider -m paper_dry_run --durations=0 $(if $(K),-k "$(K)")
 
 # Re-runs chapters/*.ipynb and compares against their committed outputs (text only; images skipped).
 test-nbval: $(STAMP)
@@ -173,7 +173,7 @@ test-nbval: $(STAMP)
 	MI_RESULTS_DIR=$(NBVAL_RESULTS) $(HEADLESS) \
 	  $(PY) -m pytest --nbval $(CHAPTERS) --nbval-current-env \
 	    --nbval-sanitize-with nbval_sanitize.cfg --nbval-cell-timeout 1800 \
-	    -p no:cacheprovider --ignore=_build --ignore=.venv
+	    -p no:cacheprovider --ignore=_build --ignore=.venv --durations=15
 
 # The committed CI-scale outputs, which nbval compares against, refreshed after a chapter is edited: each chapter is
 # executed in nbval's environment into _build/outputs/ and copied over the committed one only if it ran through
