@@ -20,6 +20,7 @@ import nbformat
 import pytest
 
 from mi_lib.diffusion import models
+from mi_lib.diffusion.schedule import ScheduleConfig
 from mi_lib.experiments.recursion import RecursionConfig
 from mi_lib.diffusion.train import TrainConfig
 from mi_lib.diffusion.unet import UNetConfig
@@ -42,6 +43,14 @@ CHAPTERS = {
 }
 IMAGE_CHAPTERS = {"05_shapes_hands", "07b_recursive_digits", "07c_recursive_shapes"}
 TINY_UNET = dict(base_channels=8, channel_mults=(1, 2), blocks_per_level=1, patch=2)
+#: The image models' schedule here: chapter 5's CI-scale one (200 steps, the paper's 1000 coarsened five-fold). A UNet
+#: reverse step costs a CPU about a hundred times an MLP's, so the paper's 1000 steps made three quarters of the dry run;
+#: the code path is the same at any T (the CI scale runs this one). The MLPs keep their paper schedules.
+SHORT_SCHEDULE: ScheduleConfig = models.IMAGE_SCALES["ci"]["schedule"]
+#: UNet trainings here: 50 steps at batch 32 (an MLP's: 300 at 256). The images are clipped at every reverse step, so
+#: a barely trained UNet draws grey noise, not overflow.
+UNET_TRAIN = dict(steps=50, batch_size=32)
+MLP_TRAIN = dict(steps=300, batch_size=256)
 #: Sizes a CPU runs in seconds; n_samples stays above chapter 4's floor of 2,500.
 SMALL = {"n_train": 2_000, "n_train_1d": 2_000, "n_train_2d": 2_000, "n_samples": 3_000, "n_calibration": 2_000,
          "n_images": 40, "n_train_list": [2_000, 4_000], "generations": 2}
@@ -49,25 +58,27 @@ SMALL = {"n_train": 2_000, "n_train_1d": 2_000, "n_train_2d": 2_000, "n_samples"
 SMALL_IMAGES = {**SMALL, "n_samples": 40, "n_keep": 32}
 
 
-def shrink(value: Any, key: str = "", small: dict[str, Any] = SMALL) -> Any:
-    """``value`` (a chapter's paper scale, or part of it) with every training cut to 300 steps at batch 256 (fewer
-    leave an untrained network whose ancestral samples overflow), every UNet made tiny and every size in
-    ``small`` replaced."""
+def shrink(value: Any, key: str = "", small: dict[str, Any] = SMALL, cut: dict[str, int] = MLP_TRAIN) -> Any:
+    """``value`` (a chapter's paper scale, or part of it) with every training cut to ``cut``'s steps and batch (an
+    MLP's: fewer steps leave an untrained network whose ancestral samples overflow; a UNet's :data:`UNET_TRAIN`),
+    every UNet made tiny and sampled on :data:`SHORT_SCHEDULE`, and every size in ``small`` replaced."""
     if key in small:
         return {k: 500 for k in value} if isinstance(value, dict) else small[key]  # chapter 8: per data set
     if isinstance(value, TrainConfig):
-        return dataclasses.replace(value, steps=min(value.steps, 300), batch_size=min(value.batch_size, 256))
+        return dataclasses.replace(value, **{k: min(getattr(value, k), v) for k, v in cut.items()})
     if isinstance(value, UNetConfig):
         return dataclasses.replace(value, **TINY_UNET)
     if isinstance(value, RecursionConfig):
         unet = isinstance(value.model, UNetConfig)
+        cut = UNET_TRAIN if unet else MLP_TRAIN
         return dataclasses.replace(value, generations=min(value.generations, 2), n_keep=32 if unet else 1_000,
-                                   model=shrink(value.model), train=shrink(value.train),
-                                   train_0=None if value.train_0 is None else shrink(value.train_0))
+                                   model=shrink(value.model), train=shrink(value.train, cut=cut),
+                                   train_0=None if value.train_0 is None else shrink(value.train_0, cut=cut),
+                                   schedule=SHORT_SCHEDULE if unet else value.schedule)
     if isinstance(value, models.MixtureModelSpec):
         return dataclasses.replace(value, n_train=2_000, train=shrink(value.train))
     if isinstance(value, dict):
-        return {k: shrink(v, k, small) for k, v in value.items()}
+        return {k: shrink(v, k, small, cut) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):  # chapter 8's Scale
         return dataclasses.replace(value, **{f.name: shrink(getattr(value, f.name), f.name) for f in dataclasses.fields(value)
                                              if f.name in ("specs", "training", "n_samples")})
@@ -81,26 +92,35 @@ WINDOW_PARAMS = {
 }
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the whole dry run, as a GPU window carries one from chapter to chapter: a model that two chapters
+    share (chapter 3's grid is chapters 6 and 8's too; a window variant's models are its chapter's) trains once."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.mark.parametrize("chapter, params", [(c, {}) for c in sorted(CHAPTERS)] + sorted(WINDOW_PARAMS.items()),
                          ids=[*sorted(CHAPTERS), *(f"{c}-window" for c in sorted(WINDOW_PARAMS))])
-def test_the_chapter_runs_through_at_paper_scale_on_a_cpu(chapter, params, tmp_path, monkeypatch):
+def test_the_chapter_runs_through_at_paper_scale_on_a_cpu(chapter, params, shared_cache, tmp_path, monkeypatch):
     matplotlib.use("Agg")
-    for name, value in {"MI_CACHE_DIR": tmp_path / "cache", "MI_RESULTS_DIR": tmp_path / "results", "MI_PROGRESS": "0",
+    for name, value in {"MI_CACHE_DIR": shared_cache, "MI_RESULTS_DIR": tmp_path / "results", "MI_PROGRESS": "0",
                         "MI_STATIC_WIDGETS": "1"}.items():
         monkeypatch.setenv(name, str(value))
     module = importlib.import_module(f"mi_lib.experiments.{CHAPTERS[chapter]}")
     small = SMALL_IMAGES if chapter in IMAGE_CHAPTERS else SMALL
-    if chapter == "07b_recursive_digits":  # its scales live per data set
+    if chapter == "07b_recursive_digits":  # its scales live per data set; its MNIST judge trained 100 steps
         for kind, run in module.DIGIT_RUNS.items():
             monkeypatch.setitem(module.DIGIT_RUNS, kind, shrink(run, small=small))
+        monkeypatch.setitem(module.CLASSIFIER_PRESETS, "mnist", dataclasses.replace(module.CLASSIFIER_PRESETS["mnist"], steps=100))
     else:
-        monkeypatch.setitem(module.SCALES, "paper", shrink(module.SCALES["paper"], small=small))
+        cut = UNET_TRAIN if chapter == "07c_recursive_shapes" else MLP_TRAIN  # 7c's one training is a UNet's
+        monkeypatch.setitem(module.SCALES, "paper", shrink(module.SCALES["paper"], small=small, cut=cut))
     if chapter == "08_mitigations":  # one sharpening strength (its strongest, paper-only one), fewer VSM draws
         scale = module.SCALES["paper"]
         monkeypatch.setitem(module.SCALES, "paper", dataclasses.replace(scale, strengths=scale.strengths[-1:]))
         monkeypatch.setattr(module, "VSM_DRAWS", 500)
-    # image models (chapter 6's last part): chapter 5's small UNet, trained briefly, on the paper's schedule
-    monkeypatch.setitem(models.IMAGE_SCALES, "paper", dict(model=UNetConfig(**TINY_UNET),
+    # the image models of chapters 5, 6 and 7c: a tiny UNet, trained briefly, on the short schedule
+    monkeypatch.setitem(models.IMAGE_SCALES, "paper", dict(model=UNetConfig(**TINY_UNET), schedule=SHORT_SCHEDULE,
                                                            train=TrainConfig(steps=20, batch_size=16, lr=5e-4, ema_decay=0.999)))
     monkeypatch.chdir(ROOT / "chapters")
     cells = [c for c in nbformat.read(ROOT / "chapters" / f"{chapter}.ipynb", 4).cells if c.cell_type == "code"]
