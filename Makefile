@@ -157,15 +157,22 @@ test: test-unit test-nbval dry-run-paper
 	$(MAKE) book SCALE=ci
 	CHROMIUM=$$(bash scripts/ensure_chromium.sh) $(PY) scripts/check_book.py _build/html --screenshots _build/screenshots  # every page in headless Chromium
 
+# The unit tests and the dry run: pytest-xdist, one worker per core, one thread each (their tensors are small: two
+# workers of one thread get through them in about 0.6x the time one process of two threads takes, README durations);
+# WORKERS=0: one process. nbval runs alone: a chapter's printed digits depend on the thread count.
+WORKERS ?= auto
+ONE_THREAD := $(if $(filter 0,$(WORKERS)),,OMP_NUM_THREADS=1)
+XDIST      := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS))
+
 test-unit: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m pytest tests/ -p no:cacheprovider -m "not paper_dry_run" --durations=10
+	MPLBACKEND=Agg $(ONE_THREAD) $(PY) -m pytest tests/ -p no:cacheprovider -m "not paper_dry_run" $(XDIST) --durations=10
 
 # Every chapter with a paper scale executed at scale "paper" with tiny trainings, UNets and sample counts
-# (tests/test_paper_dry_run.py; 8 to 13 minutes on 2 cores for all, README durations): the paper-scale code paths, which nbval never
+# (tests/test_paper_dry_run.py; about 5 minutes on 2 cores for all): the paper-scale code paths, which nbval never
 # reaches, run through on a CPU at every make test, so no GPU window meets a broken one. One window's chapters:
 # make dry-run-paper K="02 or 03 or 04". CPU_NUMERICS: the same kernels on every CPU, as for nbval.
 dry-run-paper: $(STAMP)
-	MPLBACKEND=Agg $(CPU_NUMERICS) $(PY) -m pytest tests/test_paper_dry_run.py -p no:cacheprovider -m paper_dry_run --durations=0 $(if $(K),-k "$(K)")
+	MPLBACKEND=Agg $(CPU_NUMERICS) $(ONE_THREAD) $(PY) -m pytest tests/test_paper_dry_run.py -p no:cacheprovider -m paper_dry_run $(XDIST) --durations=0 $(if $(K),-k "$(K)")
 
 # Re-runs chapters/*.ipynb and compares against their committed outputs (text only; images skipped).
 test-nbval: $(STAMP)

@@ -3,7 +3,7 @@
 # (virtualenv included), on this machine. Writes benchmarks/durations.json, which scripts/results_table.py
 # turns into the durations the README states (make results-table).
 #
-#   bash scripts/clean_clone_timings.sh            # make book, then make test (20 to 35 minutes on 2 cores)
+#   bash scripts/clean_clone_timings.sh            # make book, then make test (about half an hour on 2 cores)
 #   bash scripts/clean_clone_timings.sh book       # only these targets
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
